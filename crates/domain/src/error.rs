@@ -1,0 +1,117 @@
+//! The one table of error codes every crate maps its errors into.
+//!
+//! A code is a stable snake_case string a client may match on, and the HTTP status the native API
+//! answers it with. Facades render the same codes in their own dialect's envelope.
+
+use std::fmt;
+
+macro_rules! error_codes {
+    ($( $(#[$doc:meta])* $variant:ident => ($code:literal, $status:literal), )*) => {
+        /// A stable error code, with the HTTP status the native API uses for it.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorCode {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl ErrorCode {
+            /// Every code, in table order.
+            pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant, )* ];
+
+            /// The snake_case code a client sees.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( ErrorCode::$variant => $code, )* }
+            }
+
+            /// The HTTP status of this code on the native API.
+            pub const fn http_status(self) -> u16 {
+                match self { $( ErrorCode::$variant => $status, )* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// The request body is not valid JSON, or not of the expected shape.
+    InvalidJson => ("invalid_json", 400),
+    /// A query parameter is missing, malformed or out of range.
+    InvalidQuery => ("invalid_query", 400),
+    /// The request is well-formed but breaks a validation rule.
+    InvalidRequest => ("invalid_request", 400),
+    /// An item id breaks the dialect's id rule, and the request asked for all-or-nothing.
+    InvalidItemId => ("invalid_item_id", 400),
+    /// A catalog name breaks the catalog name rule.
+    InvalidCatalogName => ("invalid_catalog_name", 400),
+    /// More items in one request than the dialect allows.
+    TooManyItems => ("too_many_items", 400),
+    /// No item of the request was valid, so no job was created.
+    NoValidItems => ("no_valid_items", 400),
+    /// No credentials, or credentials that match no active key.
+    Unauthenticated => ("unauthenticated", 401),
+    /// The key is valid but lacks the scope this route needs.
+    Forbidden => ("forbidden", 403),
+    /// The route does not exist.
+    NotFound => ("not_found", 404),
+    /// No catalog of that name in the caller's project.
+    CatalogNotFound => ("catalog_not_found", 404),
+    /// No item of that id in the catalog.
+    ItemNotFound => ("item_not_found", 404),
+    /// No job of that id in the caller's project.
+    JobNotFound => ("job_not_found", 404),
+    /// No project of that key.
+    ProjectNotFound => ("project_not_found", 404),
+    /// The HTTP method is not allowed on this route.
+    MethodNotAllowed => ("method_not_allowed", 405),
+    /// A catalog of that name already exists in the project.
+    CatalogAlreadyExists => ("catalog_already_exists", 409),
+    /// A project of that key already exists.
+    ProjectAlreadyExists => ("project_already_exists", 409),
+    /// The Idempotency-Key was used before with a different request body.
+    IdempotencyKeyReused => ("idempotency_key_reused", 409),
+    /// The job is finished (completed, failed or cancelled) and cannot be cancelled.
+    JobNotCancellable => ("job_not_cancellable", 409),
+    /// The request body is larger than the limit.
+    PayloadTooLarge => ("payload_too_large", 413),
+    /// The request body's content type is not JSON.
+    UnsupportedMediaType => ("unsupported_media_type", 415),
+    /// A rate limit was reached; retry after the `Retry-After` seconds.
+    RateLimited => ("rate_limited", 429),
+    /// The project has too many jobs in progress.
+    TooManyJobsInProgress => ("too_many_jobs_in_progress", 429),
+    /// An unexpected server-side failure. Never caused by client input.
+    Internal => ("internal", 500),
+    /// The service cannot serve right now (database unreachable, shutting down).
+    Unavailable => ("unavailable", 503),
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_snake_case() {
+        let mut seen = HashSet::new();
+        for code in ErrorCode::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            assert!(s.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{s} is not snake_case");
+        }
+    }
+
+    #[test]
+    fn statuses_are_client_or_server_errors() {
+        for code in ErrorCode::ALL {
+            let status = code.http_status();
+            assert!((400..600).contains(&status), "{code} has status {status}");
+        }
+        assert_eq!(ErrorCode::Internal.http_status(), 500);
+        assert_eq!(ErrorCode::RateLimited.http_status(), 429);
+    }
+}
