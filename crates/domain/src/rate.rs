@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn bloomreach_5_per_10_seconds_refills_one_every_2_seconds() {
         let quota = Quota::new(5, 10_000);
-        assert_eq!(run(quota, &[0, 0, 0, 0, 0, 0, 1_999, 2_000]), vec![true, true, true, true, true, false, false, true]);
+        assert_eq!(
+            run(quota, &[0, 0, 0, 0, 0, 0, 1_999, 2_000]),
+            vec![true, true, true, true, true, false, false, true]
+        );
     }
 
     #[test]

@@ -1,0 +1,111 @@
+//! The catalog name rule, `[A-Za-z0-9_-]{1,250}` (DESIGN §3), the same in every dialect.
+
+use crate::ids::is_safe_char;
+use crate::ErrorCode;
+
+/// Longest catalog name, in characters.
+pub const MAX_CATALOG_NAME_LEN: usize = 250;
+
+/// Why a catalog name was refused. `Display` is the native API's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogNameError {
+    /// The name is empty.
+    #[error("the catalog name is empty")]
+    Empty,
+    /// The name is longer than the limit.
+    #[error("the catalog name is {len} characters long, more than {max}")]
+    TooLong {
+        /// The limit, in characters.
+        max: usize,
+        /// The name's length, in characters.
+        len: usize,
+    },
+    /// The name has a character other than a letter, digit, `-` or `_`.
+    #[error("the catalog name contains {ch:?}; only letters, digits, `-` and `_` are allowed")]
+    InvalidCharacter {
+        /// The first such character.
+        ch: char,
+    },
+}
+
+/// Check a catalog name against `[A-Za-z0-9_-]{1,250}`.
+pub fn validate_catalog_name(name: &str) -> Result<(), CatalogNameError> {
+    if name.is_empty() {
+        return Err(CatalogNameError::Empty);
+    }
+    let len = name.chars().count();
+    if len > MAX_CATALOG_NAME_LEN {
+        return Err(CatalogNameError::TooLong { max: MAX_CATALOG_NAME_LEN, len });
+    }
+    match name.chars().find(|&ch| !is_safe_char(ch)) {
+        Some(ch) => Err(CatalogNameError::InvalidCharacter { ch }),
+        None => Ok(()),
+    }
+}
+
+impl CatalogNameError {
+    /// The error code of a refused name.
+    pub const fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidCatalogName
+    }
+
+    /// Braze's error id (contracts/braze.md; `invalid_catalog_name` really is spelt with
+    /// underscores there).
+    pub const fn braze_error_id(&self) -> &'static str {
+        match self {
+            CatalogNameError::TooLong { .. } => "catalog-name-too-large",
+            CatalogNameError::Empty | CatalogNameError::InvalidCharacter { .. } => "invalid_catalog_name",
+        }
+    }
+
+    /// Braze's message for this error (a choice: Braze documents none).
+    pub fn braze_message(&self) -> String {
+        match self {
+            CatalogNameError::TooLong { max, .. } => {
+                format!("Catalog name can't be more than {max} characters")
+            }
+            CatalogNameError::Empty | CatalogNameError::InvalidCharacter { .. } => {
+                "Catalog name can only include letters, numbers, hyphens, and underscores".to_owned()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn native_catalog_name_accepts_safe_charset_up_to_250() {
+        for name in ["restaurants", "A-b_9", &"n".repeat(250)] {
+            assert_eq!(validate_catalog_name(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn native_catalog_name_rejects_empty() {
+        assert_eq!(validate_catalog_name(""), Err(CatalogNameError::Empty));
+    }
+
+    #[test]
+    fn native_catalog_name_rejects_longer_than_250() {
+        assert_eq!(validate_catalog_name(&"n".repeat(251)), Err(CatalogNameError::TooLong { max: 250, len: 251 }));
+    }
+
+    #[test]
+    fn native_catalog_name_rejects_other_characters() {
+        for (name, ch) in [("a b", ' '), ("a/b", '/'), ("a.b", '.'), ("ä", 'ä')] {
+            let error = validate_catalog_name(name).expect_err("invalid");
+            assert_eq!(error, CatalogNameError::InvalidCharacter { ch });
+            assert_eq!(error.code(), ErrorCode::InvalidCatalogName);
+        }
+    }
+
+    #[test]
+    fn braze_catalog_name_error_ids() {
+        assert_eq!(CatalogNameError::TooLong { max: 250, len: 251 }.braze_error_id(), "catalog-name-too-large");
+        assert_eq!(CatalogNameError::Empty.braze_error_id(), "invalid_catalog_name");
+        assert_eq!(CatalogNameError::InvalidCharacter { ch: '.' }.braze_error_id(), "invalid_catalog_name");
+        assert!(CatalogNameError::TooLong { max: 250, len: 251 }.braze_message().contains("250"));
+    }
+}

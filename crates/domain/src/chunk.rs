@@ -1,0 +1,71 @@
+//! Splitting a job's items into chunks, the same way in the client and the runner.
+//!
+//! A chunk size of 0 is treated as 1: a size comes from configuration, and a zero there should
+//! make the work slow, not make it loop forever or panic.
+
+use std::ops::Range;
+
+/// The size actually used for a requested chunk size: at least 1.
+pub const fn effective_size(size: usize) -> usize {
+    if size == 0 {
+        1
+    } else {
+        size
+    }
+}
+
+/// The items in consecutive chunks of `size` (0 is treated as 1), in order; the last chunk may be
+/// shorter. No chunk is empty, and an empty slice has no chunks.
+pub fn chunks<T>(items: &[T], size: usize) -> std::slice::Chunks<'_, T> {
+    items.chunks(effective_size(size))
+}
+
+/// How many chunks of `size` (0 is treated as 1) `len` items make.
+pub const fn chunk_count(len: usize, size: usize) -> usize {
+    len.div_ceil(effective_size(size))
+}
+
+/// The index ranges of the chunks of `len` items, in order: for the runner, which keeps a job's
+/// payload in the store and resumes it by position.
+pub fn chunk_ranges(len: usize, size: usize) -> impl Iterator<Item = Range<usize>> {
+    let size = effective_size(size);
+    (0..chunk_count(len, size)).map(move |i| {
+        let start = i * size;
+        start..len.min(start.saturating_add(size))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_split_in_order() {
+        let items = [1, 2, 3, 4, 5];
+        let got: Vec<&[i32]> = chunks(&items, 2).collect();
+        assert_eq!(got, vec![&[1, 2][..], &[3, 4], &[5]]);
+        assert_eq!(chunk_count(5, 2), 3);
+    }
+
+    #[test]
+    fn size_zero_is_one() {
+        let items = [1, 2, 3];
+        assert_eq!(chunks(&items, 0).count(), 3);
+        assert_eq!(chunk_count(3, 0), 3);
+        assert_eq!(chunk_ranges(3, 0).collect::<Vec<_>>(), vec![0..1, 1..2, 2..3]);
+    }
+
+    #[test]
+    fn empty_input_has_no_chunks() {
+        let items: [u8; 0] = [];
+        assert_eq!(chunks(&items, 10).count(), 0);
+        assert_eq!(chunk_count(0, 10), 0);
+        assert_eq!(chunk_ranges(0, 10).count(), 0);
+    }
+
+    #[test]
+    fn ranges_match_chunks() {
+        assert_eq!(chunk_ranges(2500, 1000).collect::<Vec<_>>(), vec![0..1000, 1000..2000, 2000..2500]);
+        assert_eq!(chunk_count(usize::MAX, usize::MAX), 1);
+    }
+}

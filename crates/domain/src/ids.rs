@@ -1,0 +1,826 @@
+//! Item id rules of every dialect, with their limits as data.
+//!
+//! A facade turns each item of a request into a [`RawId`] (how it saw the id in its JSON) and calls
+//! [`validate_ids`] once per request. The answer is either a [`BatchProblem`] (the whole request is
+//! refused, no job is created) or one [`IdVerdict`] per item, in request order. Each facade then
+//! decides what a bad id means in its dialect (DESIGN §3): native reports it per item (or rejects
+//! the request when asked to), Braze answers 400 with every error id found ([`braze_errors`]),
+//! Bloomreach reports it per item ([`IdProblem::bloomreach_message`]) and Klaviyo answers a JSON:API
+//! 400 ([`IdProblem::klaviyo_detail`]). The facade only renders; the rules are here.
+//!
+//! Decisions no contract documents:
+//! - An empty batch is refused with [`BatchProblem::Empty`] in every dialect: it would create a job
+//!   that does nothing.
+//! - The item count is checked before the ids, so a request that is too large gets one answer
+//!   however bad its ids are.
+//! - Braze's body limit is 10 MB like native's: braze.md sets none, and 50 items of fields of at most
+//!   5,000 characters each fit in it.
+//! - Bloomreach allows duplicate ids: deleting an id twice is idempotent and each occurrence gets its
+//!   own per-item result, so refusing one would only hide the other's result.
+//! - Klaviyo's rule applies to the *external id* of a compound id (see [`crate::klaviyo`]): it is
+//!   free text, so any non-empty string passes, with no length cap beyond the 5 MB body. Duplicates
+//!   are refused: a category update job naming one category twice would be ambiguous, and a job's
+//!   `total_count` should count distinct items.
+//! - Lengths are counted in characters (Unicode scalar values), not bytes.
+//! - Each id gets one problem, the first found in this order: missing, not a string, empty, too
+//!   long, bad character (or `/`), duplicate. A duplicate is only reported for an id that is
+//!   otherwise valid, pointing at the first valid occurrence.
+
+use crate::ErrorCode;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+
+/// Longest item id in the dialects that cap it (native, Braze).
+pub const MAX_ID_LEN: usize = 250;
+
+const MB: usize = 1024 * 1024;
+
+/// A dialect of the API: the native one or a vendor's facade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// catalogd's own API.
+    Native,
+    /// Braze catalogs, asynchronous item endpoints.
+    Braze,
+    /// Bloomreach Engagement catalogs, bulk endpoints.
+    Bloomreach,
+    /// Klaviyo catalog bulk jobs (JSON:API).
+    Klaviyo,
+}
+
+/// The size limits of one request in a dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialectLimits {
+    /// Most items (or categories) one request may carry.
+    pub max_items_per_request: usize,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest id, in characters; `None` when the dialect sets no cap.
+    pub max_id_len: Option<usize>,
+}
+
+/// Which characters an id may contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdCharset {
+    /// ASCII letters, digits, `-` and `_` (see [`is_safe_char`]).
+    Safe,
+    /// Anything but `/`.
+    NoSlash,
+    /// Anything.
+    Any,
+}
+
+impl Dialect {
+    /// Every dialect.
+    pub const ALL: &'static [Dialect] = &[Dialect::Native, Dialect::Braze, Dialect::Bloomreach, Dialect::Klaviyo];
+
+    /// The per-request limits of this dialect (DESIGN §3).
+    pub const fn limits(self) -> DialectLimits {
+        match self {
+            Dialect::Native => {
+                DialectLimits { max_items_per_request: 10_000, max_body_bytes: 10 * MB, max_id_len: Some(MAX_ID_LEN) }
+            }
+            Dialect::Braze => {
+                DialectLimits { max_items_per_request: 50, max_body_bytes: 10 * MB, max_id_len: Some(MAX_ID_LEN) }
+            }
+            Dialect::Bloomreach => {
+                DialectLimits { max_items_per_request: 10_000, max_body_bytes: 10 * MB, max_id_len: None }
+            }
+            Dialect::Klaviyo => DialectLimits { max_items_per_request: 100, max_body_bytes: 5 * MB, max_id_len: None },
+        }
+    }
+
+    /// The characters an id may contain in this dialect.
+    pub const fn charset(self) -> IdCharset {
+        match self {
+            Dialect::Native | Dialect::Braze => IdCharset::Safe,
+            Dialect::Bloomreach => IdCharset::NoSlash,
+            Dialect::Klaviyo => IdCharset::Any,
+        }
+    }
+
+    /// Whether the same id twice in one request is refused.
+    pub const fn requires_unique_ids(self) -> bool {
+        !matches!(self, Dialect::Bloomreach)
+    }
+
+    /// A lowercase name, for logs and configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Native => "native",
+            Dialect::Braze => "braze",
+            Dialect::Bloomreach => "bloomreach",
+            Dialect::Klaviyo => "klaviyo",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a facade saw one id in its JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawId {
+    /// The id is a JSON string.
+    String(String),
+    /// The id key is there but holds another JSON value (a number, null, an object...).
+    NotAString,
+    /// The item has no id key at all.
+    Missing,
+}
+
+impl From<String> for RawId {
+    fn from(id: String) -> Self {
+        RawId::String(id)
+    }
+}
+
+impl From<&str> for RawId {
+    fn from(id: &str) -> Self {
+        RawId::String(id.to_owned())
+    }
+}
+
+/// Why one id was refused. `Display` is the native API's wording.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdProblem {
+    /// The item has no id.
+    #[error("the item has no id")]
+    Missing,
+    /// The id is not a JSON string.
+    #[error("the item id is not a string")]
+    NotAString,
+    /// The id is the empty string.
+    #[error("the item id is empty")]
+    Empty,
+    /// The id is longer than the dialect allows.
+    #[error("the item id is {len} characters long, more than {max}")]
+    TooLong {
+        /// The dialect's cap, in characters.
+        max: usize,
+        /// The id's length, in characters.
+        len: usize,
+    },
+    /// The id has a character outside the dialect's charset.
+    #[error("the item id contains {ch:?}; only letters, digits, `-` and `_` are allowed")]
+    InvalidCharacter {
+        /// The first such character.
+        ch: char,
+    },
+    /// The id contains `/`, which Bloomreach refuses.
+    #[error("the item id contains `/`")]
+    ContainsSlash,
+    /// The id appeared earlier in the same request.
+    #[error("the item id appears earlier in the request, at index {first_index}")]
+    Duplicate {
+        /// Index of its first occurrence in the request.
+        first_index: usize,
+    },
+}
+
+/// Why the whole batch was refused before looking at ids.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchProblem {
+    /// More items than the dialect allows in one request.
+    #[error("the request has {got} items, more than the limit of {max}")]
+    TooManyItems {
+        /// The dialect's limit.
+        max: usize,
+        /// Items in the request.
+        got: usize,
+    },
+    /// No items at all.
+    #[error("the request has no items")]
+    Empty,
+}
+
+/// The verdict on one id: the id to use, or why it was refused.
+pub type IdVerdict = Result<String, IdProblem>;
+
+/// True for the characters of the native (and Braze) id rule and the catalog name rule:
+/// ASCII letters, digits, `-` and `_`.
+pub const fn is_safe_char(ch: char) -> bool {
+    ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'
+}
+
+/// Check one id against a dialect's charset/length rule (no uniqueness).
+pub fn check_id(dialect: Dialect, id: &str) -> Result<(), IdProblem> {
+    if id.is_empty() {
+        return Err(IdProblem::Empty);
+    }
+    if let Some(max) = dialect.limits().max_id_len {
+        // Counting stops just past the cap so a huge id costs no more than a long one.
+        let len_past_cap = id.chars().take(max.saturating_add(1)).count();
+        if len_past_cap > max {
+            return Err(IdProblem::TooLong { max, len: id.chars().count() });
+        }
+    }
+    match dialect.charset() {
+        IdCharset::Safe => match id.chars().find(|&ch| !is_safe_char(ch)) {
+            Some(ch) => Err(IdProblem::InvalidCharacter { ch }),
+            None => Ok(()),
+        },
+        IdCharset::NoSlash if id.contains('/') => Err(IdProblem::ContainsSlash),
+        IdCharset::NoSlash | IdCharset::Any => Ok(()),
+    }
+}
+
+/// Check a request's item count against a dialect's limit.
+pub fn check_batch_len(dialect: Dialect, len: usize) -> Result<(), BatchProblem> {
+    let max = dialect.limits().max_items_per_request;
+    if len > max {
+        Err(BatchProblem::TooManyItems { max, got: len })
+    } else if len == 0 {
+        Err(BatchProblem::Empty)
+    } else {
+        Ok(())
+    }
+}
+
+/// One verdict per input, in request order.
+///
+/// Refuses the whole batch when it is empty or larger than the dialect allows; otherwise every id
+/// gets a verdict of its own, including duplicates where the dialect refuses them.
+pub fn validate_ids(dialect: Dialect, ids: Vec<RawId>) -> Result<Vec<IdVerdict>, BatchProblem> {
+    check_batch_len(dialect, ids.len())?;
+    let mut verdicts: Vec<IdVerdict> = ids
+        .into_iter()
+        .map(|raw| match raw {
+            RawId::Missing => Err(IdProblem::Missing),
+            RawId::NotAString => Err(IdProblem::NotAString),
+            RawId::String(id) => check_id(dialect, &id).map(|()| id),
+        })
+        .collect();
+    if dialect.requires_unique_ids() {
+        for (index, first_index) in duplicates(&verdicts) {
+            if let Some(verdict) = verdicts.get_mut(index) {
+                *verdict = Err(IdProblem::Duplicate { first_index });
+            }
+        }
+    }
+    Ok(verdicts)
+}
+
+/// `(index, index of first occurrence)` of every valid id seen before.
+fn duplicates(verdicts: &[IdVerdict]) -> Vec<(usize, usize)> {
+    let mut first: HashMap<&str, usize> = HashMap::with_capacity(verdicts.len());
+    let mut found = Vec::new();
+    for (index, verdict) in verdicts.iter().enumerate() {
+        if let Ok(id) = verdict {
+            match first.entry(id.as_str()) {
+                Entry::Occupied(seen) => found.push((index, *seen.get())),
+                Entry::Vacant(slot) => {
+                    slot.insert(index);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// True when a request body of `len` bytes is over the dialect's limit.
+pub fn body_too_large(dialect: Dialect, len: usize) -> bool {
+    len > dialect.limits().max_body_bytes
+}
+
+impl IdProblem {
+    /// The error code of a refused id.
+    pub const fn code(&self) -> ErrorCode {
+        ErrorCode::InvalidItemId
+    }
+
+    /// A stable snake_case reason for the native API's per-item result.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            IdProblem::Missing => "missing_id",
+            IdProblem::NotAString => "id_not_a_string",
+            IdProblem::Empty => "empty_id",
+            IdProblem::TooLong { .. } => "id_too_long",
+            IdProblem::InvalidCharacter { .. } => "invalid_character",
+            IdProblem::ContainsSlash => "contains_slash",
+            IdProblem::Duplicate { .. } => "duplicate_id",
+        }
+    }
+
+    /// Braze's error id for this problem (contracts/braze.md).
+    pub const fn braze_error_id(&self) -> &'static str {
+        match self {
+            IdProblem::Missing => "items-missing-ids",
+            IdProblem::NotAString => "ids-not-strings",
+            // Braze has no id for these; an empty id or one with `/` breaks its charset rule.
+            IdProblem::Empty | IdProblem::InvalidCharacter { .. } | IdProblem::ContainsSlash => "invalid-ids",
+            IdProblem::TooLong { .. } => "ids-too-large",
+            IdProblem::Duplicate { .. } => "ids-not-unique",
+        }
+    }
+
+    /// Braze's documented message for this problem's error id (contracts/braze.md). For a missing
+    /// id this counts the one item; [`braze_errors`] counts them all.
+    pub fn braze_message(&self) -> String {
+        match self {
+            IdProblem::Missing => braze_missing_ids_message(1),
+            IdProblem::NotAString => "Item IDs must be of type string".to_owned(),
+            IdProblem::Empty | IdProblem::InvalidCharacter { .. } | IdProblem::ContainsSlash => {
+                "Item IDs can only include letters, numbers, hyphens, and underscores".to_owned()
+            }
+            IdProblem::TooLong { max, .. } => format!("Item IDs can't be more than {max} characters"),
+            IdProblem::Duplicate { .. } => "Item IDs must be unique in the request".to_owned(),
+        }
+    }
+
+    /// The text under `_global` in a Bloomreach per-item failure.
+    pub fn bloomreach_message(&self) -> String {
+        match self {
+            IdProblem::Missing => "Missing item id. Item should have an item_id".to_owned(),
+            IdProblem::NotAString => "Malformed item id. Item id should be a string".to_owned(),
+            IdProblem::Empty => "Invalid item id. Item id should not be empty".to_owned(),
+            IdProblem::ContainsSlash => "Invalid item id. Item id should not contain '/'".to_owned(),
+            // Bloomreach's rule never yields these; they are worded for completeness.
+            IdProblem::TooLong { max, len } => {
+                format!("Invalid item id. Item id should be at most {max} characters, got {len}")
+            }
+            IdProblem::InvalidCharacter { ch } => {
+                format!("Invalid item id. Item id should not contain {ch:?}")
+            }
+            IdProblem::Duplicate { first_index } => {
+                format!("Duplicate item id. The same item id is at index {first_index}")
+            }
+        }
+    }
+
+    /// The `detail` of Klaviyo's JSON:API error for this problem. The id is the external id of a
+    /// compound id, so the wording names that.
+    pub fn klaviyo_detail(&self) -> String {
+        match self {
+            IdProblem::Missing => "The resource object has no `id`.".to_owned(),
+            IdProblem::NotAString => "The resource object's `id` must be a string.".to_owned(),
+            IdProblem::Empty => {
+                "The external id of `{integration}:::{catalog}:::{external_id}` must not be empty.".to_owned()
+            }
+            IdProblem::TooLong { max, len } => {
+                format!("The external id is {len} characters long; at most {max} are allowed.")
+            }
+            IdProblem::InvalidCharacter { ch } => {
+                format!("The external id contains {ch:?}, which is not allowed.")
+            }
+            IdProblem::ContainsSlash => "The external id must not contain '/'.".to_owned(),
+            IdProblem::Duplicate { first_index } => {
+                format!("Duplicate id: the same id is already at index {first_index} of this request.")
+            }
+        }
+    }
+}
+
+/// The top-level `message` of every Braze error response.
+pub const BRAZE_INVALID_REQUEST: &str = "Invalid Request";
+
+/// One entry of a Braze error response's `errors` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrazeError {
+    /// The error id, e.g. `invalid-ids`.
+    pub id: &'static str,
+    /// The human message.
+    pub message: String,
+    /// Names of the parameters the error is about.
+    pub parameters: Vec<String>,
+    /// Their values, in order.
+    pub parameter_values: Vec<String>,
+}
+
+/// Braze's errors for a request's verdicts: one entry per distinct error id, in first-seen order.
+///
+/// `items-missing-ids` counts every item without an id. `parameters` and `parameter_values` are
+/// empty (a choice: Braze documents parameters only for `catalog-not-found`, and a verdict keeps no
+/// copy of a refused id to show). An empty result means every id passed.
+pub fn braze_errors(verdicts: &[IdVerdict]) -> Vec<BrazeError> {
+    let mut errors: Vec<BrazeError> = Vec::new();
+    let problems = verdicts.iter().filter_map(|verdict| verdict.as_ref().err());
+    for problem in problems.clone() {
+        let error_id = problem.braze_error_id();
+        if errors.iter().all(|e| e.id != error_id) {
+            errors.push(BrazeError {
+                id: error_id,
+                message: problem.braze_message(),
+                parameters: Vec::new(),
+                parameter_values: Vec::new(),
+            });
+        }
+    }
+    let missing = problems.filter(|p| **p == IdProblem::Missing).count();
+    if let Some(error) = errors.iter_mut().find(|e| e.id == "items-missing-ids") {
+        error.message = braze_missing_ids_message(missing);
+    }
+    errors
+}
+
+/// Braze's `items-missing-ids` message for `count` items without an id.
+pub fn braze_missing_ids_message(count: usize) -> String {
+    format!("There are {count} item(s) that do not have ids")
+}
+
+impl BatchProblem {
+    /// The error code of a refused batch.
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            BatchProblem::TooManyItems { .. } => ErrorCode::TooManyItems,
+            BatchProblem::Empty => ErrorCode::InvalidRequest,
+        }
+    }
+
+    /// Braze's error for a refused batch. An empty batch has no documented id; it is rendered as
+    /// `item-array-invalid`, the error of a malformed `items`.
+    pub fn braze_error(&self) -> BrazeError {
+        let (id, message) = match self {
+            BatchProblem::TooManyItems { max, .. } => {
+                ("request-includes-too-many-items", format!("The item limit per request is {max}"))
+            }
+            BatchProblem::Empty => ("item-array-invalid", "`items` must be a non-empty array of objects".to_owned()),
+        };
+        BrazeError { id, message, parameters: Vec::new(), parameter_values: Vec::new() }
+    }
+
+    /// The text under `_global` of Bloomreach's whole-request 400.
+    pub fn bloomreach_message(&self) -> String {
+        match self {
+            BatchProblem::TooManyItems { max, got } => {
+                format!("Too many items. At most {max} item ids are allowed per request, got {got}")
+            }
+            BatchProblem::Empty => "No items. The payload should list at least one item".to_owned(),
+        }
+    }
+
+    /// The `detail` of Klaviyo's JSON:API error for a refused batch.
+    pub fn klaviyo_detail(&self) -> String {
+        match self {
+            BatchProblem::TooManyItems { max, got } => {
+                format!("A job may include at most {max} resources; this request has {got}.")
+            }
+            BatchProblem::Empty => "A job must include at least one resource.".to_owned(),
+        }
+    }
+}
+
+/// Bloomreach's `_global` message for a body that is not valid JSON.
+pub const BLOOMREACH_INVALID_JSON: &str = "Invalid JSON. The payload should be a valid JSON document";
+/// Bloomreach's `_global` message for a body that is JSON but not a list.
+pub const BLOOMREACH_NOT_A_LIST: &str = "Malformed payload. The payload should be a list of items";
+/// Bloomreach's `_global` message for a body over 10 MB.
+pub const BLOOMREACH_PAYLOAD_TOO_LARGE: &str = "Payload size exceeded. The limit is 10 MB";
+/// Bloomreach's `_global` message of its 404 (an unknown catalog, project or route).
+pub const BLOOMREACH_NOT_FOUND: &str = "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(ids: &[&str]) -> Vec<RawId> {
+        ids.iter().map(|&id| RawId::from(id)).collect()
+    }
+
+    fn verdicts(dialect: Dialect, ids: Vec<RawId>) -> Vec<IdVerdict> {
+        validate_ids(dialect, ids).expect("batch is accepted")
+    }
+
+    fn n_ids(n: usize) -> Vec<RawId> {
+        (0..n).map(|i| RawId::String(format!("id-{i}"))).collect()
+    }
+
+    // ---- native ----
+
+    #[test]
+    fn native_accepts_up_to_10000_items() {
+        assert!(validate_ids(Dialect::Native, n_ids(10_000)).is_ok());
+    }
+
+    #[test]
+    fn native_rejects_more_than_10000_items() {
+        assert_eq!(
+            validate_ids(Dialect::Native, n_ids(10_001)),
+            Err(BatchProblem::TooManyItems { max: 10_000, got: 10_001 })
+        );
+    }
+
+    #[test]
+    fn native_body_limit_is_10_mb() {
+        assert!(!body_too_large(Dialect::Native, 10 * 1024 * 1024));
+        assert!(body_too_large(Dialect::Native, 10 * 1024 * 1024 + 1));
+    }
+
+    #[test]
+    fn native_accepts_safe_charset_up_to_250_chars() {
+        let long = "a".repeat(250);
+        for id in ["abc", "A-b_9", "-", "_", long.as_str()] {
+            assert_eq!(check_id(Dialect::Native, id), Ok(()), "{id}");
+        }
+    }
+
+    #[test]
+    fn native_rejects_id_longer_than_250_chars() {
+        assert_eq!(check_id(Dialect::Native, &"a".repeat(251)), Err(IdProblem::TooLong { max: 250, len: 251 }));
+    }
+
+    #[test]
+    fn native_rejects_empty_id() {
+        assert_eq!(check_id(Dialect::Native, ""), Err(IdProblem::Empty));
+    }
+
+    #[test]
+    fn native_rejects_characters_outside_charset() {
+        for (id, ch) in [("a b", ' '), ("a/b", '/'), ("a.b", '.'), ("é", 'é'), ("a:b", ':')] {
+            assert_eq!(check_id(Dialect::Native, id), Err(IdProblem::InvalidCharacter { ch }));
+        }
+    }
+
+    #[test]
+    fn native_rejects_duplicate_ids_pointing_at_first() {
+        let v = verdicts(Dialect::Native, strings(&["a", "b", "a", "a"]));
+        assert_eq!(v[0], Ok("a".to_owned()));
+        assert_eq!(v[1], Ok("b".to_owned()));
+        assert_eq!(v[2], Err(IdProblem::Duplicate { first_index: 0 }));
+        assert_eq!(v[3], Err(IdProblem::Duplicate { first_index: 0 }));
+    }
+
+    #[test]
+    fn native_rejects_non_string_and_missing_ids_per_item() {
+        let v = verdicts(Dialect::Native, vec![RawId::NotAString, "ok".into(), RawId::Missing]);
+        assert_eq!(v, vec![Err(IdProblem::NotAString), Ok("ok".to_owned()), Err(IdProblem::Missing)]);
+    }
+
+    #[test]
+    fn native_rejects_empty_batch() {
+        assert_eq!(validate_ids(Dialect::Native, Vec::new()), Err(BatchProblem::Empty));
+    }
+
+    #[test]
+    fn native_reasons_are_stable_snake_case() {
+        let all = [
+            (IdProblem::Missing, "missing_id"),
+            (IdProblem::NotAString, "id_not_a_string"),
+            (IdProblem::Empty, "empty_id"),
+            (IdProblem::TooLong { max: 250, len: 251 }, "id_too_long"),
+            (IdProblem::InvalidCharacter { ch: '.' }, "invalid_character"),
+            (IdProblem::ContainsSlash, "contains_slash"),
+            (IdProblem::Duplicate { first_index: 0 }, "duplicate_id"),
+        ];
+        for (problem, reason) in all {
+            assert_eq!(problem.reason(), reason);
+            assert_eq!(problem.code(), ErrorCode::InvalidItemId);
+            assert!(!problem.to_string().is_empty());
+        }
+    }
+
+    // ---- Braze ----
+
+    #[test]
+    fn braze_accepts_50_items() {
+        assert!(validate_ids(Dialect::Braze, n_ids(50)).is_ok());
+    }
+
+    #[test]
+    fn braze_rejects_more_than_50_items() {
+        let problem = validate_ids(Dialect::Braze, n_ids(51)).expect_err("too many");
+        assert_eq!(problem, BatchProblem::TooManyItems { max: 50, got: 51 });
+        let error = problem.braze_error();
+        assert_eq!(error.id, "request-includes-too-many-items");
+        assert_eq!(error.message, "The item limit per request is 50");
+        assert_eq!(problem.code(), ErrorCode::TooManyItems);
+    }
+
+    #[test]
+    fn braze_rejects_empty_batch() {
+        let problem = validate_ids(Dialect::Braze, Vec::new()).expect_err("empty");
+        assert_eq!(problem, BatchProblem::Empty);
+        assert_eq!(problem.braze_error().id, "item-array-invalid");
+    }
+
+    #[test]
+    fn braze_body_limit_is_10_mb() {
+        assert_eq!(Dialect::Braze.limits().max_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn braze_rejects_invalid_characters_as_invalid_ids() {
+        let v = verdicts(Dialect::Braze, strings(&["ok", "bad id", "bad/id"]));
+        let errors = braze_errors(&v);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].id, "invalid-ids");
+        assert_eq!(errors[0].message, "Item IDs can only include letters, numbers, hyphens, and underscores");
+        assert!(errors[0].parameters.is_empty() && errors[0].parameter_values.is_empty());
+    }
+
+    #[test]
+    fn braze_empty_id_is_invalid_ids() {
+        assert_eq!(IdProblem::Empty.braze_error_id(), "invalid-ids");
+        let errors = braze_errors(&verdicts(Dialect::Braze, strings(&[""])));
+        assert_eq!(errors[0].id, "invalid-ids");
+    }
+
+    #[test]
+    fn braze_rejects_ids_longer_than_250_as_ids_too_large() {
+        let long = "x".repeat(251);
+        let errors = braze_errors(&verdicts(Dialect::Braze, strings(&[long.as_str()])));
+        assert_eq!(errors[0].id, "ids-too-large");
+        assert_eq!(errors[0].message, "Item IDs can't be more than 250 characters");
+    }
+
+    #[test]
+    fn braze_rejects_duplicates_as_ids_not_unique() {
+        let errors = braze_errors(&verdicts(Dialect::Braze, strings(&["a", "b", "a", "b", "a"])));
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].id, "ids-not-unique");
+        assert_eq!(errors[0].message, "Item IDs must be unique in the request");
+    }
+
+    #[test]
+    fn braze_rejects_non_strings_as_ids_not_strings() {
+        let errors = braze_errors(&verdicts(Dialect::Braze, vec![RawId::NotAString]));
+        assert_eq!(errors[0].id, "ids-not-strings");
+        assert_eq!(errors[0].message, "Item IDs must be of type string");
+        assert!(errors[0].parameters.is_empty() && errors[0].parameter_values.is_empty());
+    }
+
+    #[test]
+    fn braze_counts_items_missing_ids() {
+        let v = verdicts(Dialect::Braze, vec![RawId::Missing, "a".into(), RawId::Missing]);
+        let errors = braze_errors(&v);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].id, "items-missing-ids");
+        assert_eq!(errors[0].message, "There are 2 item(s) that do not have ids");
+        assert!(errors[0].parameters.is_empty() && errors[0].parameter_values.is_empty());
+    }
+
+    #[test]
+    fn braze_lists_every_distinct_error_in_first_seen_order() {
+        let long = "y".repeat(300);
+        let v = verdicts(
+            Dialect::Braze,
+            vec![
+                "ok".into(),
+                RawId::Missing,
+                "b@d".into(),
+                RawId::NotAString,
+                "ok".into(),
+                long.as_str().into(),
+                "b.d".into(),
+                RawId::Missing,
+            ],
+        );
+        let ids: Vec<_> = braze_errors(&v).iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["items-missing-ids", "invalid-ids", "ids-not-strings", "ids-not-unique", "ids-too-large"]);
+    }
+
+    #[test]
+    fn braze_valid_request_has_no_errors() {
+        assert!(braze_errors(&verdicts(Dialect::Braze, strings(&["a", "b"]))).is_empty());
+    }
+
+    // ---- Bloomreach ----
+
+    #[test]
+    fn bloomreach_accepts_up_to_10000_items() {
+        assert!(validate_ids(Dialect::Bloomreach, n_ids(10_000)).is_ok());
+    }
+
+    #[test]
+    fn bloomreach_rejects_more_than_10000_items() {
+        let problem = validate_ids(Dialect::Bloomreach, n_ids(10_001)).expect_err("too many");
+        assert_eq!(problem, BatchProblem::TooManyItems { max: 10_000, got: 10_001 });
+        assert!(problem.bloomreach_message().contains("10000"));
+    }
+
+    #[test]
+    fn bloomreach_body_limit_is_10_mb() {
+        assert!(!body_too_large(Dialect::Bloomreach, 10 * 1024 * 1024));
+        assert!(body_too_large(Dialect::Bloomreach, 10 * 1024 * 1024 + 1));
+        assert!(BLOOMREACH_PAYLOAD_TOO_LARGE.contains("10 MB"));
+    }
+
+    #[test]
+    fn bloomreach_accepts_non_string_id_as_per_item_failure() {
+        let v = verdicts(Dialect::Bloomreach, vec!["a".into(), RawId::NotAString, "b".into()]);
+        assert_eq!(v[0], Ok("a".to_owned()));
+        assert_eq!(v[1], Err(IdProblem::NotAString));
+        assert_eq!(v[2], Ok("b".to_owned()));
+        assert_eq!(IdProblem::NotAString.bloomreach_message(), "Malformed item id. Item id should be a string");
+    }
+
+    #[test]
+    fn bloomreach_rejects_empty_id_per_item() {
+        let v = verdicts(Dialect::Bloomreach, strings(&["", "a"]));
+        assert_eq!(v, vec![Err(IdProblem::Empty), Ok("a".to_owned())]);
+    }
+
+    #[test]
+    fn bloomreach_rejects_slash_per_item() {
+        let v = verdicts(Dialect::Bloomreach, strings(&["a/b", "a"]));
+        assert_eq!(v, vec![Err(IdProblem::ContainsSlash), Ok("a".to_owned())]);
+    }
+
+    #[test]
+    fn bloomreach_rejects_missing_item_id_per_item() {
+        let v = verdicts(Dialect::Bloomreach, vec![RawId::Missing]);
+        assert_eq!(v, vec![Err(IdProblem::Missing)]);
+        assert!(IdProblem::Missing.bloomreach_message().contains("item_id"));
+    }
+
+    #[test]
+    fn bloomreach_accepts_any_other_string() {
+        let long = "é".repeat(1000);
+        for id in ["a b", "a.b:c", "ünïcode", " ", long.as_str()] {
+            assert_eq!(check_id(Dialect::Bloomreach, id), Ok(()), "{id}");
+        }
+    }
+
+    #[test]
+    fn bloomreach_allows_duplicate_ids() {
+        let v = verdicts(Dialect::Bloomreach, strings(&["a", "a"]));
+        assert_eq!(v, vec![Ok("a".to_owned()), Ok("a".to_owned())]);
+    }
+
+    #[test]
+    fn bloomreach_rejects_empty_batch() {
+        let problem = validate_ids(Dialect::Bloomreach, Vec::new()).expect_err("empty");
+        assert_eq!(problem, BatchProblem::Empty);
+        assert!(!problem.bloomreach_message().is_empty());
+    }
+
+    #[test]
+    fn bloomreach_messages_are_distinct() {
+        let problems = [IdProblem::Missing, IdProblem::NotAString, IdProblem::Empty, IdProblem::ContainsSlash];
+        let messages: std::collections::HashSet<_> = problems.iter().map(IdProblem::bloomreach_message).collect();
+        assert_eq!(messages.len(), problems.len());
+    }
+
+    // ---- Klaviyo ----
+
+    #[test]
+    fn klaviyo_accepts_up_to_100_items() {
+        assert!(validate_ids(Dialect::Klaviyo, n_ids(100)).is_ok());
+    }
+
+    #[test]
+    fn klaviyo_rejects_more_than_100_items() {
+        let problem = validate_ids(Dialect::Klaviyo, n_ids(101)).expect_err("too many");
+        assert_eq!(problem, BatchProblem::TooManyItems { max: 100, got: 101 });
+        assert!(problem.klaviyo_detail().contains("100"));
+    }
+
+    #[test]
+    fn klaviyo_body_limit_is_5_mb() {
+        assert!(!body_too_large(Dialect::Klaviyo, 5 * 1024 * 1024));
+        assert!(body_too_large(Dialect::Klaviyo, 5 * 1024 * 1024 + 1));
+    }
+
+    #[test]
+    fn klaviyo_external_id_is_free_text() {
+        let long = "z".repeat(1000);
+        for id in ["SAMPLE-DATA-ITEM-1", "a b", "a/b", "a:::b", "ünï", long.as_str()] {
+            assert_eq!(check_id(Dialect::Klaviyo, id), Ok(()), "{id}");
+        }
+    }
+
+    #[test]
+    fn klaviyo_rejects_empty_external_id() {
+        assert_eq!(check_id(Dialect::Klaviyo, ""), Err(IdProblem::Empty));
+    }
+
+    #[test]
+    fn klaviyo_rejects_duplicate_ids() {
+        let v = verdicts(Dialect::Klaviyo, strings(&["a", "a"]));
+        assert_eq!(v[1], Err(IdProblem::Duplicate { first_index: 0 }));
+        assert!(IdProblem::Duplicate { first_index: 0 }.klaviyo_detail().contains("index 0"));
+    }
+
+    #[test]
+    fn klaviyo_rejects_empty_batch() {
+        assert_eq!(validate_ids(Dialect::Klaviyo, Vec::new()), Err(BatchProblem::Empty));
+    }
+
+    #[test]
+    fn klaviyo_details_are_non_empty() {
+        for problem in [IdProblem::Missing, IdProblem::NotAString, IdProblem::Empty] {
+            assert!(!problem.klaviyo_detail().is_empty());
+        }
+    }
+
+    // ---- all dialects ----
+
+    #[test]
+    fn every_dialect_checks_the_count_before_the_ids() {
+        for &dialect in Dialect::ALL {
+            let max = dialect.limits().max_items_per_request;
+            let bad = vec![RawId::Missing; max + 1];
+            assert!(matches!(validate_ids(dialect, bad), Err(BatchProblem::TooManyItems { .. })));
+        }
+    }
+
+    #[test]
+    fn dialect_names_are_lowercase_and_distinct() {
+        let names: std::collections::HashSet<_> = Dialect::ALL.iter().map(|d| d.to_string()).collect();
+        assert_eq!(names.len(), Dialect::ALL.len());
+    }
+}

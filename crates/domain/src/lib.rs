@@ -1,0 +1,28 @@
+//! catalog-domain: catalogd's rules, with no I/O.
+//!
+//! Everything the service decides about its input lives here once, as data and pure functions:
+//! item id rules of every dialect and their limits, Klaviyo's compound ids, the catalog name rule,
+//! the job lifecycle and each dialect's status words, and the table of error codes. The store, the
+//! HTTP layer and the client all call into this crate, so a rule changes in one place.
+//!
+//! This crate depends on no I/O crate (no tokio, sqlx, axum, hyper, reqwest); `cargo xtask ci`
+//! checks that.
+
+pub mod catalog;
+pub mod chunk;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod klaviyo;
+pub mod rate;
+pub mod time;
+
+pub use catalog::{validate_catalog_name, CatalogNameError, MAX_CATALOG_NAME_LEN};
+pub use chunk::{chunk_count, chunk_ranges, chunks};
+pub use error::ErrorCode;
+pub use ids::{
+    body_too_large, braze_errors, check_id, validate_ids, BatchProblem, BrazeError, Dialect, DialectLimits, IdProblem,
+    IdVerdict, RawId,
+};
+pub use job::{JobEvent, JobKind, JobState, JobStatus, TransitionError};
+pub use klaviyo::{CompoundId, CompoundIdError};
