@@ -1,0 +1,480 @@
+//! `cargo xtask bench store [--items N]`: the job path against a raw delete loop.
+//!
+//! For each backend: seed N items, delete them all through the job path (10,000-id bulk-delete
+//! requests through the service layer, applied by the runner), then seed the same items again and
+//! delete the same ids with a raw loop — one transaction per 10,000 ids, one set-based statement,
+//! same schema, no job machinery. Prints items/s of both and their ratio; the last line is
+//! `ratio sqlite=<x> postgres=<y>`. Both measurements run in the same process on the same machine,
+//! so the ratio holds on a noisy machine where the absolute figures do not.
+//!
+//! Options: `--items N` (default 1,000,000), `--backend sqlite|postgres|both` (default both),
+//! `--chunk N` (the runner's chunk size, default 1,000), `--pg URL` (default `CATALOGD_BENCH_PG`, then `CATALOGD_TEST_PG`, then
+//! `postgres://postgres@127.0.0.1:5432/test`), `--docs PATH` (default `docs/PERFORMANCE.md`; the
+//! table is written between `<!-- bench:store:start -->` and `<!-- bench:store:end -->` when the
+//! file has those markers), `--no-docs`.
+
+use catalog_domain::{Dialect, JobStatus, RawId};
+use catalog_store::{JobId, JobOptions, ProjectId, Runner, RunnerConfig, Store, StoreConfig};
+use sqlx::Connection;
+use std::time::{Duration, Instant};
+
+/// Ids per bulk request and per raw transaction.
+const BATCH: usize = 10_000;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Args {
+    items: usize,
+    sqlite: bool,
+    postgres: bool,
+    pg_url: String,
+    docs: Option<String>,
+    chunk: usize,
+}
+
+fn parse_args() -> Result<Args, BoxError> {
+    let mut args = Args {
+        items: 1_000_000,
+        sqlite: true,
+        postgres: true,
+        pg_url: std::env::var("CATALOGD_BENCH_PG")
+            .or_else(|_| std::env::var("CATALOGD_TEST_PG"))
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned()),
+        docs: Some("docs/PERFORMANCE.md".to_owned()),
+        chunk: catalog_domain::job::DEFAULT_CHUNK_SIZE,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--items" => args.items = value()?.replace('_', "").parse()?,
+            "--backend" => match value()?.as_str() {
+                "sqlite" => args.postgres = false,
+                "postgres" => args.sqlite = false,
+                "both" => {}
+                other => return Err(format!("unknown backend {other}").into()),
+            },
+            "--pg" => args.pg_url = value()?,
+            "--docs" => args.docs = Some(value()?),
+            "--no-docs" => args.docs = None,
+            "--chunk" => args.chunk = value()?.replace('_', "").parse()?,
+            "--help" | "-h" => {
+                println!("bench_store [--items N] [--backend sqlite|postgres|both] [--pg URL] [--docs PATH|--no-docs]");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    if args.items == 0 {
+        return Err("--items must be at least 1".into());
+    }
+    Ok(args)
+}
+
+/// A fresh database for one backend, removed afterwards.
+enum Target {
+    Sqlite { path: std::path::PathBuf },
+    Postgres { admin_url: String, name: String },
+}
+
+impl Target {
+    fn url(&self) -> String {
+        match self {
+            Target::Sqlite { path } => format!("sqlite://{}", path.display()),
+            Target::Postgres { admin_url, name } => with_database(admin_url, name),
+        }
+    }
+
+    async fn drop_database(&self) {
+        match self {
+            Target::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = path.clone().into_os_string();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            Target::Postgres { admin_url, name } => {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(admin_url).await {
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                }
+            }
+        }
+    }
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| i + scheme_end);
+    format!("{}/{name}{query}", &base[..path_start])
+}
+
+/// A raw pool on the bench database with the store's connection settings.
+enum Raw {
+    Sqlite(sqlx::SqlitePool),
+    Pg(sqlx::PgPool),
+}
+
+async fn raw_pool(url: &str) -> Result<Raw, BoxError> {
+    if url.starts_with("sqlite:") {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+        use std::str::FromStr;
+        // The same pragmas as Store::connect, so the baseline pays the same durability.
+        let options = SqliteConnectOptions::from_str(url)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        Ok(Raw::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await?))
+    } else {
+        Ok(Raw::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(url).await?))
+    }
+}
+
+fn item_id(i: usize) -> String {
+    format!("item-{i:08}")
+}
+
+/// Inserts items `0..n` into the catalog, 10,000 per transaction (not measured).
+async fn seed(raw: &Raw, catalog_id: i64, n: usize) -> Result<(), BoxError> {
+    for start in (0..n).step_by(BATCH) {
+        let ids: Vec<String> = (start..n.min(start + BATCH)).map(item_id).collect();
+        match raw {
+            Raw::Sqlite(pool) => {
+                let json = serde_json::to_string(&ids)?;
+                sqlx::query(
+                    "INSERT INTO items (catalog_id, item_id, fields, created_at, updated_at)
+                     SELECT $1, value, '{\"price\":1}', 0, 0 FROM json_each($2)",
+                )
+                .bind(catalog_id)
+                .bind(json)
+                .execute(pool)
+                .await?;
+            }
+            Raw::Pg(pool) => {
+                sqlx::query(
+                    "INSERT INTO items (catalog_id, item_id, fields, created_at, updated_at)
+                     SELECT $1, id, '{\"price\":1}', 0, 0 FROM unnest($2::text[]) AS id",
+                )
+                .bind(catalog_id)
+                .bind(&ids)
+                .execute(pool)
+                .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refreshes the planner's statistics after a seed, as autovacuum would on a live table. Without
+/// it the first phase to run meets a never-analyzed table on PostgreSQL, whose default estimates
+/// turn `= ANY($ids)` into sequential scans, and the comparison would measure that instead.
+async fn analyze(raw: &Raw) -> Result<(), BoxError> {
+    match raw {
+        Raw::Sqlite(_) => {}
+        Raw::Pg(pool) => {
+            sqlx::query("ANALYZE items").execute(pool).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn count_items(raw: &Raw) -> Result<i64, BoxError> {
+    use sqlx::Row;
+    Ok(match raw {
+        Raw::Sqlite(pool) => sqlx::query("SELECT COUNT(*) FROM items").fetch_one(pool).await?.try_get::<i64, _>(0)?,
+        Raw::Pg(pool) => sqlx::query("SELECT COUNT(*) FROM items").fetch_one(pool).await?.try_get::<i64, _>(0)?,
+    })
+}
+
+/// The ids in a fixed pseudo-random order (xorshift Fisher–Yates), cut into 10,000-id batches:
+/// requests arrive in no particular order.
+fn shuffled_batches(n: usize) -> Vec<Vec<String>> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for i in (1..order.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = (state % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order.chunks(BATCH).map(|c| c.iter().map(|&i| item_id(i)).collect()).collect()
+}
+
+/// The job path: every batch through `bulk_delete_items` (validation, payload, enqueue), applied
+/// by a running runner (claim, chunks, checkpoints); timed until the last job completes.
+async fn job_path(
+    store: &Store,
+    project: ProjectId,
+    batches: &[Vec<String>],
+    chunk: usize,
+) -> Result<Duration, BoxError> {
+    let runner = Runner::new(
+        store.clone(),
+        RunnerConfig { owner: "bench".into(), chunk_size: chunk, ..RunnerConfig::default() },
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        runner
+            .run(async {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+    let started = Instant::now();
+    if std::env::var_os("BENCH_ENQUEUE_FIRST").is_some() {
+        // Diagnostic: enqueue everything before the runner starts (the runner's own cost).
+        let mut jobs = Vec::new();
+        for batch in batches {
+            let ids: Vec<RawId> = batch.iter().map(|id| RawId::String(id.clone())).collect();
+            jobs.push(
+                store
+                    .bulk_delete_items(project, "bench", Dialect::Native, ids, &JobOptions::default())
+                    .await?
+                    .job
+                    .ok_or("no job")?
+                    .id,
+            );
+        }
+        println!("  enqueue alone: {:.2} s", started.elapsed().as_secs_f64());
+        let r = Runner::new(
+            store.clone(),
+            RunnerConfig { owner: "diag".into(), chunk_size: chunk, ..RunnerConfig::default() },
+        );
+        let t = Instant::now();
+        r.run_until_idle().await?;
+        println!("  runner alone: {:.2} s", t.elapsed().as_secs_f64());
+    }
+    let mut jobs: Vec<JobId> = Vec::with_capacity(batches.len());
+    for batch in batches {
+        let ids: Vec<RawId> = batch.iter().map(|id| RawId::String(id.clone())).collect();
+        let outcome = store.bulk_delete_items(project, "bench", Dialect::Native, ids, &JobOptions::default()).await?;
+        jobs.push(outcome.job.ok_or("no job created")?.id);
+    }
+    let enqueued = started.elapsed();
+    for id in &jobs {
+        let job = store.wait_for_job(project, *id, Duration::from_secs(3600)).await?;
+        if job.status != JobStatus::Completed || job.completed_count != job.total_count {
+            return Err(
+                format!("job {} ended {} with {}/{}", id, job.status, job.completed_count, job.total_count).into()
+            );
+        }
+    }
+    let elapsed = started.elapsed();
+    if std::env::var_os("BENCH_DIAG").is_some() {
+        let mut line = String::new();
+        for id in &jobs {
+            let j = store.get_job(project, *id).await?;
+            let run = j.finished_at.unwrap_or(0) - j.started_at.unwrap_or(0);
+            line.push_str(&format!("{run} "));
+        }
+        println!("  job run times (ms): {line}");
+    }
+    println!(
+        "  enqueued {} jobs in {:.2} s, all done after {:.2} s",
+        jobs.len(),
+        enqueued.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    let _ = stop_tx.send(());
+    handle.await??;
+    Ok(elapsed)
+}
+
+/// The baseline: the same ids, one transaction per batch, one set-based statement on sorted ids.
+async fn raw_path(raw: &Raw, catalog_id: i64, batches: &[Vec<String>]) -> Result<Duration, BoxError> {
+    let started = Instant::now();
+    for batch in batches {
+        let mut ids = batch.clone();
+        ids.sort_unstable();
+        match raw {
+            Raw::Sqlite(pool) => {
+                let json = serde_json::to_string(&ids)?;
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM items WHERE catalog_id = $1 AND item_id IN (SELECT value FROM json_each($2))")
+                    .bind(catalog_id)
+                    .bind(json)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Raw::Pg(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("DELETE FROM items WHERE catalog_id = $1 AND item_id = ANY($2)")
+                    .bind(catalog_id)
+                    .bind(&ids)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(started.elapsed())
+}
+
+struct Figures {
+    job_rate: f64,
+    raw_rate: f64,
+}
+
+impl Figures {
+    fn ratio(&self) -> f64 {
+        self.job_rate / self.raw_rate
+    }
+}
+
+async fn bench(name: &str, target: &Target, n: usize, chunk: usize) -> Result<Figures, BoxError> {
+    let url = target.url();
+    let store = Store::connect(&url, StoreConfig::default()).await?;
+    let project = store.create_project("bench", "bench").await?.id;
+    let catalog = store.create_catalog(project, "bench", None).await?;
+    let raw = raw_pool(&url).await?;
+    let batches = shuffled_batches(n);
+
+    seed(&raw, catalog.id.0, n).await?;
+    analyze(&raw).await?;
+    let job_time = job_path(&store, project, &batches, chunk).await?;
+    let left = count_items(&raw).await?;
+    if left != 0 {
+        return Err(format!("{name}: job path left {left} items").into());
+    }
+
+    seed(&raw, catalog.id.0, n).await?;
+    analyze(&raw).await?;
+    let raw_time = raw_path(&raw, catalog.id.0, &batches).await?;
+    let left = count_items(&raw).await?;
+    if left != 0 {
+        return Err(format!("{name}: raw path left {left} items").into());
+    }
+
+    let figures = Figures { job_rate: n as f64 / job_time.as_secs_f64(), raw_rate: n as f64 / raw_time.as_secs_f64() };
+    println!(
+        "{name:<8} job path {:>9.0} items/s ({:.2} s)   raw loop {:>9.0} items/s ({:.2} s)   ratio {:.3}",
+        figures.job_rate,
+        job_time.as_secs_f64(),
+        figures.raw_rate,
+        raw_time.as_secs_f64(),
+        figures.ratio()
+    );
+    match &raw {
+        Raw::Sqlite(p) => p.close().await,
+        Raw::Pg(p) => p.close().await,
+    }
+    store.close().await;
+    Ok(figures)
+}
+
+fn machine() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    format!("{model}, {cores} cores")
+}
+
+fn today() -> String {
+    let days =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() / 86_400).unwrap_or(0);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn table(n: usize, chunk: usize, rows: &[(&str, Option<&Figures>)]) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "Bulk delete of {n} items in {BATCH}-id jobs (service layer + runner, chunks of {chunk}) against a raw loop \
+         (one transaction and one set-based DELETE per {BATCH} ids). Measured {} on {}.\n\n",
+        today(),
+        machine()
+    ));
+    out.push_str("| backend | job path (items/s) | raw loop (items/s) | ratio | target |\n|---|---:|---:|---:|---:|\n");
+    for (name, figures) in rows {
+        match figures {
+            Some(f) => out.push_str(&format!(
+                "| {name} | {:.0} | {:.0} | {:.3} | ≥ 0.9 |\n",
+                f.job_rate,
+                f.raw_rate,
+                f.ratio()
+            )),
+            None => out.push_str(&format!("| {name} | not run | not run | – | ≥ 0.9 |\n")),
+        }
+    }
+    out
+}
+
+fn write_docs(path: &str, block: &str) -> Result<bool, BoxError> {
+    const START: &str = "<!-- bench:store:start -->";
+    const END: &str = "<!-- bench:store:end -->";
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(false);
+    };
+    let (Some(start), Some(end)) = (text.find(START), text.find(END)) else {
+        return Ok(false);
+    };
+    if end < start {
+        return Ok(false);
+    }
+    let updated = format!("{}{START}\n{block}{}", &text[..start], &text[end..]);
+    std::fs::write(path, updated)?;
+    Ok(true)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    let args = parse_args()?;
+    let suffix = std::process::id();
+    println!("bench store: {} items, {BATCH}-id batches, {}", args.items, machine());
+
+    let mut sqlite = None;
+    if args.sqlite {
+        let target = Target::Sqlite { path: std::env::temp_dir().join(format!("catalogd_bench_{suffix}.db")) };
+        let result = bench("sqlite", &target, args.items, args.chunk).await;
+        target.drop_database().await;
+        sqlite = Some(result?);
+    }
+    let mut postgres = None;
+    if args.postgres {
+        let name = format!("catalogd_bench_{suffix}");
+        let mut admin = sqlx::PgConnection::connect(&args.pg_url).await.map_err(|e| {
+            format!("PostgreSQL at {} is unreachable: {e} (use --backend sqlite or --pg URL)", args.pg_url)
+        })?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+        admin.close().await?;
+        let target = Target::Postgres { admin_url: args.pg_url.clone(), name };
+        let result = bench("postgres", &target, args.items, args.chunk).await;
+        target.drop_database().await;
+        postgres = Some(result?);
+    }
+
+    let block = table(args.items, args.chunk, &[("SQLite", sqlite.as_ref()), ("PostgreSQL", postgres.as_ref())]);
+    println!("\n{block}");
+    if let Some(path) = &args.docs {
+        if write_docs(path, &block)? {
+            println!("(table written to {path})");
+        }
+    }
+    let fmt = |f: &Option<Figures>| f.as_ref().map_or_else(|| "n/a".to_owned(), |f| format!("{:.3}", f.ratio()));
+    println!("ratio sqlite={} postgres={}", fmt(&sqlite), fmt(&postgres));
+    Ok(())
+}

@@ -1,0 +1,252 @@
+//! The two backends behind one enum, the migration runner, and small helpers shared by the
+//! service layer.
+//!
+//! Each backend keeps its native sqlx pool (not `Any`) so SQLite gets `BEGIN IMMEDIATE` and
+//! PostgreSQL gets typed arrays and LISTEN/NOTIFY. Code that is the same on both is written once
+//! and expanded for each pool by [`with_db!`]; only the statements that differ are spelled twice
+//! (see the runner's `Statements`).
+
+use crate::error::StoreError;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, Transaction};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One numbered migration: its version and its SQL.
+type Migration = (i64, &'static str);
+
+const SQLITE_MIGRATIONS: &[Migration] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const POSTGRES_MIGRATIONS: &[Migration] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+
+/// Advisory lock id that serialises migrations when several nodes start at once.
+const MIGRATION_LOCK_ID: i64 = 0x0063_6174_616c_6f67; // "catalog" in ASCII
+
+/// The connection pool of the configured backend.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    /// Embedded SQLite file.
+    Sqlite(SqlitePool),
+    /// Shared PostgreSQL database.
+    Pg(PgPool),
+}
+
+/// Expands `$body` once per backend with `$pool` bound to the native pool, so statements that are
+/// the same on both backends are written once.
+macro_rules! with_db {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Pg($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_db;
+
+/// What differs between the backends, as seen from code expanded by [`with_db!`].
+pub(crate) trait Flavor {
+    /// The sqlx database type.
+    type Database: sqlx::Database;
+
+    /// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
+    /// lock at once (waiting under busy_timeout) instead of failing with SQLITE_BUSY when a read
+    /// transaction later tries to upgrade.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>>;
+
+    /// Like [`Flavor::begin_write`], for a transaction whose loss in a database crash is harmless
+    /// (it can be redone): on PostgreSQL its commit does not wait for the WAL flush
+    /// (`synchronous_commit = off`, for this transaction only; commit order and atomicity are
+    /// kept). On SQLite it is the same as `begin_write`.
+    fn begin_relaxed(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>>;
+}
+
+impl Flavor for SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    async fn begin_relaxed(&self) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_write().await
+    }
+}
+
+impl Flavor for PgPool {
+    type Database = sqlx::Postgres;
+
+    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+
+    async fn begin_relaxed(&self) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        // One simple-protocol round trip carries both statements.
+        self.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
+    }
+}
+
+/// Typed column access that maps decode failures into [`StoreError`], for both row types.
+pub(crate) trait RowExt {
+    /// A non-null integer column.
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+    /// A non-null text column.
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    /// A nullable text column.
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    /// A nullable floating-point column.
+    fn opt_float(&self, col: &str) -> Result<Option<f64>, StoreError>;
+}
+
+macro_rules! impl_row_ext {
+    ($row:ty) => {
+        impl RowExt for $row {
+            fn int(&self, col: &str) -> Result<i64, StoreError> {
+                Ok(self.try_get::<i64, _>(col)?)
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+                Ok(self.try_get::<Option<i64>, _>(col)?)
+            }
+            fn text(&self, col: &str) -> Result<String, StoreError> {
+                Ok(self.try_get::<String, _>(col)?)
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+                Ok(self.try_get::<Option<String>, _>(col)?)
+            }
+            fn opt_float(&self, col: &str) -> Result<Option<f64>, StoreError> {
+                Ok(self.try_get::<Option<f64>, _>(col)?)
+            }
+        }
+    };
+}
+impl_row_ext!(SqliteRow);
+impl_row_ext!(PgRow);
+
+/// Options for opening the database.
+pub(crate) struct ConnectOptions {
+    pub max_connections: u32,
+    pub busy_timeout: Duration,
+    pub sqlite_synchronous_full: bool,
+}
+
+/// Runs, inside the transaction `$tx`, each migration whose version is not yet recorded, and
+/// records it. A macro rather than a generic function: the body is the same on both backends.
+macro_rules! apply_missing {
+    ($tx:ident, $migrations:expr) => {{
+        let rows = sqlx::query("SELECT version FROM schema_migrations").fetch_all(&mut *$tx).await?;
+        let mut applied = Vec::with_capacity(rows.len());
+        for row in &rows {
+            applied.push(row.int("version")?);
+        }
+        for &(version, sql) in $migrations {
+            if applied.contains(&version) {
+                continue;
+            }
+            sqlx::raw_sql(sql).execute(&mut *$tx).await.map_err(|source| StoreError::Migration { version, source })?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now_ms())
+                .execute(&mut *$tx)
+                .await?;
+            tracing::info!(version, "applied migration");
+        }
+    }};
+}
+
+impl Db {
+    /// Opens the pool for `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`).
+    pub(crate) async fn connect(url: &str, options: &ConnectOptions) -> Result<Db, StoreError> {
+        if url.starts_with("sqlite:") {
+            let memory = url.contains(":memory:") || url.contains("mode=memory");
+            let connect = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL makes every commit durable across power loss: an accepted job survives.
+                .synchronous(if options.sqlite_synchronous_full {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
+                .busy_timeout(options.busy_timeout)
+                .foreign_keys(true);
+            // An in-memory database exists per connection: keep exactly one, forever.
+            let pool = if memory {
+                SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+            } else {
+                SqlitePoolOptions::new().max_connections(options.max_connections)
+            };
+            Ok(Db::Sqlite(pool.connect_with(connect).await?))
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = PgPoolOptions::new().max_connections(options.max_connections).connect(url).await?;
+            Ok(Db::Pg(pool))
+        } else {
+            Err(StoreError::InvalidUrl(url.to_owned()))
+        }
+    }
+
+    /// Applies every migration this binary knows and the database has not seen yet.
+    pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_write().await?;
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                apply_missing!(tx, SQLITE_MIGRATIONS);
+                tx.commit().await?;
+            }
+            Db::Pg(pool) => {
+                let mut tx = pool.begin().await?;
+                // Nodes starting together queue here; the lock ends with the transaction.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(MIGRATION_LOCK_ID).execute(&mut *tx).await?;
+                sqlx::raw_sql(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                apply_missing!(tx, POSTGRES_MIGRATIONS);
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The highest applied migration version (0 for none).
+    pub(crate) async fn schema_version(&self) -> Result<i64, StoreError> {
+        with_db!(self, pool => {
+            let row = sqlx::query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
+                .fetch_one(pool)
+                .await?;
+            row.int("v")
+        })
+    }
+
+    /// True on PostgreSQL.
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(self, Db::Pg(_))
+    }
+}
+
+/// Milliseconds since the Unix epoch, the unit of every time in the store.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Converts a stored count (never negative) to `u64`.
+pub(crate) fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// Converts a count to the stored `i64`.
+pub(crate) fn to_i64(v: impl TryInto<i64>) -> i64 {
+    v.try_into().unwrap_or(i64::MAX)
+}

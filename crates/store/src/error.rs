@@ -1,0 +1,130 @@
+//! The store's error type and its mapping into the domain's error table.
+
+use catalog_domain::{BatchProblem, ErrorCode, IdVerdict, JobStatus};
+
+/// Everything a store call can fail with. [`StoreError::code`] says how a caller reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL names no supported backend.
+    #[error("unsupported database url `{0}` (expected sqlite:... or postgres://...)")]
+    InvalidUrl(String),
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration could not be applied.
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        /// The migration's number.
+        version: i64,
+        /// What the database said.
+        source: sqlx::Error,
+    },
+    /// Stored data could not be read back (a bug or a hand-edited database).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// No project of that key (or id).
+    #[error("project not found")]
+    ProjectNotFound,
+    /// A project of that key already exists.
+    #[error("a project with key `{0}` already exists")]
+    ProjectAlreadyExists(String),
+    /// A project key that is not url-safe.
+    #[error("invalid project key `{0}`: use 1 to 64 letters, digits, `-` or `_`")]
+    InvalidProjectKey(String),
+    /// No API key of that id in the project.
+    #[error("api key not found")]
+    ApiKeyNotFound,
+    /// No catalog of that name in the project.
+    #[error("catalog `{0}` not found")]
+    CatalogNotFound(String),
+    /// A catalog of that name already exists in the project.
+    #[error("catalog `{0}` already exists")]
+    CatalogAlreadyExists(String),
+    /// The catalog name breaks the name rule.
+    #[error(transparent)]
+    InvalidCatalogName(#[from] catalog_domain::CatalogNameError),
+    /// No item of that id in the catalog.
+    #[error("item `{0}` not found")]
+    ItemNotFound(String),
+    /// No job of that id in the project.
+    #[error("job {0} not found")]
+    JobNotFound(i64),
+    /// The job has finished and cannot be cancelled.
+    #[error("job {id} is already {status} and cannot be cancelled")]
+    JobNotCancellable {
+        /// The job.
+        id: i64,
+        /// Its terminal status.
+        status: JobStatus,
+    },
+    /// The idempotency key was used before for a different request.
+    #[error("the idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// The batch was refused as a whole (empty, or over the dialect's item limit).
+    #[error(transparent)]
+    Batch(#[from] BatchProblem),
+    /// The request asked for all-or-nothing and some ids are invalid; `results` has one verdict
+    /// per input.
+    #[error("{} of {} ids are invalid", invalid_count(.results), .results.len())]
+    InvalidItems {
+        /// One verdict per input, in request order.
+        results: Vec<IdVerdict>,
+    },
+    /// No input was valid, so no job was created; `results` says why for each.
+    #[error("none of the {} items is valid", .results.len())]
+    NoValidItems {
+        /// One verdict per input, in request order.
+        results: Vec<IdVerdict>,
+    },
+    /// A pagination cursor that this store did not hand out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// Another rule of the request was broken (the message says which).
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+fn invalid_count(results: &[IdVerdict]) -> usize {
+    results.iter().filter(|r| r.is_err()).count()
+}
+
+impl StoreError {
+    /// The domain error code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::InvalidUrl(_) | StoreError::Migration { .. } | StoreError::Corrupt(_) => ErrorCode::Internal,
+            StoreError::Database(e) => match e {
+                // Connection trouble is retryable; other database errors are our bug.
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                    ErrorCode::Unavailable
+                }
+                _ => ErrorCode::Internal,
+            },
+            StoreError::ProjectNotFound => ErrorCode::ProjectNotFound,
+            StoreError::ProjectAlreadyExists(_) => ErrorCode::ProjectAlreadyExists,
+            StoreError::InvalidProjectKey(_) | StoreError::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            StoreError::ApiKeyNotFound => ErrorCode::NotFound,
+            StoreError::CatalogNotFound(_) => ErrorCode::CatalogNotFound,
+            StoreError::CatalogAlreadyExists(_) => ErrorCode::CatalogAlreadyExists,
+            StoreError::InvalidCatalogName(e) => e.code(),
+            StoreError::ItemNotFound(_) => ErrorCode::ItemNotFound,
+            StoreError::JobNotFound(_) => ErrorCode::JobNotFound,
+            StoreError::JobNotCancellable { .. } => ErrorCode::JobNotCancellable,
+            StoreError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
+            StoreError::Batch(BatchProblem::TooManyItems { .. }) => ErrorCode::TooManyItems,
+            StoreError::Batch(BatchProblem::Empty) => ErrorCode::NoValidItems,
+            StoreError::InvalidItems { .. } => ErrorCode::InvalidItemId,
+            StoreError::NoValidItems { .. } => ErrorCode::NoValidItems,
+            StoreError::InvalidCursor => ErrorCode::InvalidQuery,
+        }
+    }
+
+    /// True when the unique constraint `name` (or any unique constraint, for SQLite which does not
+    /// name them) was violated.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}

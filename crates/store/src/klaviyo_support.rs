@@ -1,0 +1,270 @@
+//! Service calls the Klaviyo facade needs beyond the shared ones: job listings that page both
+//! ways (JSON:API collections carry `prev` as well as `next`), the inputs a job was created with
+//! (a job resource's `relationships`), and categories by id (`include=categories`).
+//!
+//! Everything here is scoped by the caller's project like the rest of the service layer, and knows
+//! nothing of HTTP or of Klaviyo's wording: the facade renders.
+
+use crate::bulk::CategoryRow;
+use crate::db::{with_db, RowExt};
+use crate::error::StoreError;
+use crate::idlist::{in_list, IdList};
+use crate::jobs::{job_from_row, JOB_COLUMNS};
+use crate::model::{Category, Job, JobId, ProjectId};
+use crate::store::Store;
+use crate::util::{clamp_limit, decode_int_cursor, encode_int_cursor};
+use catalog_domain::{JobKind, JobStatus};
+use std::collections::HashMap;
+
+/// Cursor tag of a window of jobs older than a job id.
+const OLDER_CURSOR: char = 'o';
+/// Cursor tag of a window of jobs newer than a job id.
+const NEWER_CURSOR: char = 'w';
+
+/// Which jobs a two-way listing selects. Empty lists select everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobSelection {
+    /// Any of these kinds.
+    pub kinds: Vec<JobKind>,
+    /// Any of these statuses.
+    pub statuses: Vec<JobStatus>,
+    /// Only jobs of the catalog of this name.
+    pub catalog: Option<String>,
+}
+
+/// One page of a two-way job listing, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobWindow {
+    /// The jobs, newest first.
+    pub rows: Vec<Job>,
+    /// Cursor of the page of older jobs; `None` when there is none.
+    pub next_cursor: Option<String>,
+    /// Cursor of the page of newer jobs; `None` when there is none.
+    pub prev_cursor: Option<String>,
+    /// Cursor of the page of the oldest jobs (the last page); `None` when nothing matches.
+    pub last_cursor: Option<String>,
+}
+
+/// A direction decoded from a cursor.
+enum Position {
+    /// The newest jobs.
+    Newest,
+    /// Jobs with an id below this one.
+    OlderThan(i64),
+    /// Jobs with an id above this one.
+    NewerThan(i64),
+}
+
+/// A value bound into a statement built at run time.
+enum Arg {
+    Text(String),
+    List(IdList),
+}
+
+/// Binds an [`Arg`] on either backend's query type.
+trait BindArg<'q, Q> {
+    fn bind_to(&'q self, query: Q) -> Q;
+}
+
+impl<'q> BindArg<'q, sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>> for Arg {
+    fn bind_to(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    ) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+        match self {
+            Arg::Text(text) => query.bind(text.as_str()),
+            Arg::List(list) => query.bind(list.clone()),
+        }
+    }
+}
+
+impl<'q> BindArg<'q, sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>> for Arg {
+    fn bind_to(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        match self {
+            Arg::Text(text) => query.bind(text.as_str()),
+            Arg::List(list) => query.bind(list.clone()),
+        }
+    }
+}
+
+impl Store {
+    /// The project's jobs matching `selection`, newest first, `limit` (1..=1000) at a time.
+    ///
+    /// `cursor` is `None` for the newest page, or a `next_cursor`/`prev_cursor` of an earlier
+    /// answer. Unlike [`Store::list_jobs`] the pages link both ways; both cursors are keyset
+    /// positions, so the cost stays flat at any depth.
+    pub async fn list_jobs_window(
+        &self,
+        project: ProjectId,
+        selection: &JobSelection,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<JobWindow, StoreError> {
+        let position = match cursor {
+            None => Position::Newest,
+            Some(c) if c.starts_with(OLDER_CURSOR) => Position::OlderThan(decode_int_cursor(OLDER_CURSOR, c)?),
+            Some(c) => Position::NewerThan(decode_int_cursor(NEWER_CURSOR, c)?),
+        };
+        let limit = clamp_limit(limit);
+        let pg = self.is_postgres();
+        // The selection's clauses, numbered from $2 ($1 is the project); the page's position and
+        // the neighbour checks add one more placeholder after them.
+        let mut args: Vec<Arg> = Vec::new();
+        let mut clauses = vec!["project_id = $1".to_owned()];
+        if !selection.kinds.is_empty() {
+            args.push(Arg::List(IdList(selection.kinds.iter().map(|k| k.as_str().to_owned()).collect())));
+            clauses.push(in_list(pg, "kind", &format!("${}", args.len() + 1)));
+        }
+        if !selection.statuses.is_empty() {
+            args.push(Arg::List(IdList(selection.statuses.iter().map(|s| s.as_str().to_owned()).collect())));
+            clauses.push(in_list(pg, "status", &format!("${}", args.len() + 1)));
+        }
+        if let Some(catalog) = &selection.catalog {
+            args.push(Arg::Text(catalog.clone()));
+            clauses.push(format!("catalog_name = ${}", args.len() + 1));
+        }
+        let base = clauses.join(" AND ");
+        let edge = format!("${}", args.len() + 2);
+        let (page_sql, anchor) = match position {
+            Position::Newest => {
+                (format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {base} ORDER BY id DESC LIMIT {limit}"), None)
+            }
+            Position::OlderThan(id) => (
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {base} AND id < {edge} ORDER BY id DESC LIMIT {limit}"),
+                Some(id),
+            ),
+            Position::NewerThan(id) => (
+                format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {base} AND id > {edge} ORDER BY id ASC LIMIT {limit}"),
+                Some(id),
+            ),
+        };
+        let older_sql =
+            format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE {base} AND id < {edge} LIMIT 1) t");
+        let newer_sql =
+            format!("SELECT COUNT(*) AS n FROM (SELECT 1 FROM jobs WHERE {base} AND id > {edge} LIMIT 1) t");
+        let (mut rows, has_older, has_newer) = with_db!(self.db(), pool => {
+            let mut query = sqlx::query(&page_sql).bind(project.0);
+            for arg in &args {
+                query = arg.bind_to(query);
+            }
+            if let Some(anchor) = anchor {
+                query = query.bind(anchor);
+            }
+            let rows = query.fetch_all(pool).await?.iter().map(job_from_row).collect::<Result<Vec<_>, _>>()?;
+            let (oldest, newest) = match position {
+                Position::NewerThan(_) => (rows.first().map(|j| j.id.0), rows.last().map(|j| j.id.0)),
+                _ => (rows.last().map(|j| j.id.0), rows.first().map(|j| j.id.0)),
+            };
+            let mut exists = [false, false];
+            for (slot, (sql, edge)) in [(&older_sql, oldest), (&newer_sql, newest)].into_iter().enumerate() {
+                if let Some(edge) = edge {
+                    let mut query = sqlx::query(sql).bind(project.0);
+                    for arg in &args {
+                        query = arg.bind_to(query);
+                    }
+                    exists[slot] = query.bind(edge).fetch_one(pool).await?.int("n")? > 0;
+                }
+            }
+            (rows, exists[0], exists[1])
+        });
+        if matches!(position, Position::NewerThan(_)) {
+            rows.reverse();
+        }
+        let next_cursor = match (has_older, rows.last()) {
+            (true, Some(oldest)) => Some(encode_int_cursor(OLDER_CURSOR, oldest.id.0)),
+            _ => None,
+        };
+        let prev_cursor = match (has_newer, rows.first()) {
+            (true, Some(newest)) => Some(encode_int_cursor(NEWER_CURSOR, newest.id.0)),
+            _ => None,
+        };
+        // Ids start at 1, so "newer than 0" read oldest first is the page of the oldest jobs.
+        let last_cursor = (!rows.is_empty() || has_older || has_newer).then(|| encode_int_cursor(NEWER_CURSOR, 0));
+        Ok(JobWindow { rows, next_cursor, prev_cursor, last_cursor })
+    }
+
+    /// The ids a job was created with: item ids for item deletes (in the order the payload keeps
+    /// them), category ids for category jobs (in request order). `None` once the job has finished
+    /// and its payload was dropped, and for kinds whose payload is not a list of ids (item upserts,
+    /// catalog deletes).
+    pub async fn job_input_ids(&self, project: ProjectId, id: JobId) -> Result<Option<Vec<String>>, StoreError> {
+        let (kind, payload) = with_db!(self.db(), pool => {
+            let row = sqlx::query("SELECT kind, payload FROM jobs WHERE id = $1 AND project_id = $2")
+                .bind(id.0)
+                .bind(project.0)
+                .fetch_optional(pool)
+                .await?
+                .ok_or(StoreError::JobNotFound(id.0))?;
+            (row.text("kind")?, row.opt_text("payload")?)
+        });
+        let kind = kind.parse::<JobKind>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let Some(payload) = payload else { return Ok(None) };
+        let bad = |e: serde_json::Error| StoreError::Corrupt(format!("job {} payload: {e}", id.0));
+        match kind {
+            JobKind::ItemBulkDelete | JobKind::CategoryBulkDelete => {
+                serde_json::from_str::<Vec<String>>(&payload).map(Some).map_err(bad)
+            }
+            JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert => {
+                let mut rows: Vec<CategoryRow> = serde_json::from_str(&payload).map_err(bad)?;
+                // The payload may be stored sorted for page locality; the request order is kept
+                // in each row's index.
+                rows.sort_by_key(|row| row.index);
+                Ok(Some(rows.into_iter().map(|row| row.id).collect()))
+            }
+            JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch | JobKind::CatalogDelete => Ok(None),
+        }
+    }
+
+    /// The categories of `ids` in the catalog `catalog`, in the order of `ids`, with their item
+    /// ids; ids that name no category are left out.
+    pub async fn get_categories(
+        &self,
+        project: ProjectId,
+        catalog: &str,
+        ids: &[String],
+    ) -> Result<Vec<Category>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let catalog = self.find_catalog(project, catalog).await?;
+        let pg = self.is_postgres();
+        let categories_sql = format!(
+            "SELECT category_id, external_id, name, created_at, updated_at FROM categories
+             WHERE catalog_id = $1 AND {}",
+            in_list(pg, "category_id", "$2")
+        );
+        let members_sql = format!(
+            "SELECT category_id, item_id FROM category_items WHERE catalog_id = $1 AND {} ORDER BY category_id, item_id",
+            in_list(pg, "category_id", "$2")
+        );
+        let list = IdList(ids.to_vec());
+        let (mut found, members) = with_db!(self.db(), pool => {
+            let rows = sqlx::query(&categories_sql).bind(catalog.id.0).bind(list.clone()).fetch_all(pool).await?;
+            let mut found: HashMap<String, Category> = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let category = Category {
+                    id: row.text("category_id")?,
+                    external_id: row.opt_text("external_id")?,
+                    name: row.opt_text("name")?,
+                    item_ids: Vec::new(),
+                    created_at: row.int("created_at")?,
+                    updated_at: row.int("updated_at")?,
+                };
+                found.insert(category.id.clone(), category);
+            }
+            let rows = sqlx::query(&members_sql).bind(catalog.id.0).bind(list.clone()).fetch_all(pool).await?;
+            let members =
+                rows.iter().map(|r| Ok((r.text("category_id")?, r.text("item_id")?))).collect::<Result<Vec<_>, StoreError>>()?;
+            (found, members)
+        });
+        for (category_id, item_id) in members {
+            if let Some(category) = found.get_mut(&category_id) {
+                category.item_ids.push(item_id);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+}

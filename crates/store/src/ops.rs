@@ -1,0 +1,74 @@
+//! Operator-facing reads and writes that are not scoped by a caller's project: the job gauges
+//! `/metrics` exports, and key revocation by id for `catalogd admin key revoke`.
+
+use crate::db::{count, now_ms, with_db, RowExt};
+use crate::error::StoreError;
+use crate::model::ApiKeyId;
+use crate::store::Store;
+use catalog_domain::JobStatus;
+
+/// Job gauges across every project, read at scrape time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobMetrics {
+    /// Jobs stored, by canonical status (every status present, zero when none).
+    pub by_status: Vec<(JobStatus, u64)>,
+    /// Inputs counted by all stored jobs (completed + failed).
+    pub items_processed: u64,
+    /// How long the oldest due job has waited for a runner, in ms (0 when none waits).
+    pub oldest_due_ms: i64,
+}
+
+impl Store {
+    /// Job counts by status, items processed, and runner lag, over every project.
+    pub async fn job_metrics(&self) -> Result<JobMetrics, StoreError> {
+        let now = now_ms();
+        with_db!(self.db(), pool => {
+            let rows = sqlx::query(
+                "SELECT status, COUNT(*) AS n, COALESCE(SUM(completed_count + failed_count), 0) AS processed
+                 FROM jobs GROUP BY status",
+            )
+            .fetch_all(pool)
+            .await?;
+            let mut metrics = JobMetrics {
+                by_status: JobStatus::ALL.iter().map(|s| (*s, 0)).collect(),
+                ..JobMetrics::default()
+            };
+            for row in &rows {
+                let status: JobStatus = row.text("status")?.parse().map_err(|e: catalog_domain::job::UnknownWord| StoreError::Corrupt(e.to_string()))?;
+                if let Some(slot) = metrics.by_status.iter_mut().find(|(s, _)| *s == status) {
+                    slot.1 = count(row.int("n")?);
+                }
+                metrics.items_processed += count(row.int("processed")?);
+            }
+            // A due job is queued (or scheduled with start_at passed); its wait starts at the later
+            // of its creation and its start_at.
+            let row = sqlx::query(
+                "SELECT MIN(CASE WHEN start_at IS NOT NULL AND start_at > created_at THEN start_at ELSE created_at END) AS since
+                 FROM jobs WHERE status = 'queued' OR (status = 'scheduled' AND start_at <= $1)",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            metrics.oldest_due_ms = row.opt_int("since")?.map_or(0, |since| (now - since).max(0));
+            Ok(metrics)
+        })
+    }
+
+    /// Revokes a key by id alone (the operator's command; callers use
+    /// [`Store::revoke_api_key`], which is scoped by project).
+    pub async fn revoke_api_key_by_id(&self, key: ApiKeyId) -> Result<(), StoreError> {
+        let now = now_ms();
+        let done = with_db!(self.db(), pool => {
+            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+                .bind(key.0)
+                .bind(now)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        if done == 0 {
+            return Err(StoreError::ApiKeyNotFound);
+        }
+        Ok(())
+    }
+}

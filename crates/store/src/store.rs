@@ -1,0 +1,120 @@
+//! The [`Store`] handle and its configuration.
+
+use crate::db::{ConnectOptions, Db};
+use crate::error::StoreError;
+use catalog_domain::job::DEFAULT_RETENTION_MS;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How the store behaves; [`StoreConfig::default`] suits production.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// How long a finished job is kept before [`Store::purge_expired`] removes it (ms).
+    pub retention_ms: i64,
+    /// Largest connection pool.
+    pub max_connections: u32,
+    /// How long an SQLite connection waits for the write lock before failing.
+    pub busy_timeout: Duration,
+    /// SQLite `synchronous=FULL` (every commit survives power loss) rather than `NORMAL`.
+    pub sqlite_synchronous_full: bool,
+    /// How often [`Store::wait_for_job`] re-reads a job when no notification arrives (another
+    /// node may finish it).
+    pub wait_poll_interval: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            retention_ms: DEFAULT_RETENTION_MS,
+            max_connections: 8,
+            busy_timeout: Duration::from_secs(10),
+            sqlite_synchronous_full: true,
+            wait_poll_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A handle on the database: the service layer and the runner's storage. Cheap to clone; all
+/// clones share one pool and one set of in-process notifications.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// State shared by every clone of a [`Store`].
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) config: StoreConfig,
+    /// Signalled when a job is enqueued or released in this process: wakes idle runners at once.
+    pub(crate) job_enqueued: Notify,
+    /// Signalled when a job reaches a terminal status in this process: wakes long polls.
+    pub(crate) job_finished: Notify,
+    /// GCRA state on SQLite (see `rate.rs`): quota key → theoretical arrival time.
+    pub(crate) local_quotas: Mutex<HashMap<String, f64>>,
+}
+
+impl Store {
+    /// Opens `url` (`sqlite://path/to/file.db`, created if missing, or `postgres://...`) and
+    /// applies pending migrations.
+    pub async fn connect(url: &str, config: StoreConfig) -> Result<Store, StoreError> {
+        let options = ConnectOptions {
+            max_connections: config.max_connections.max(1),
+            busy_timeout: config.busy_timeout,
+            sqlite_synchronous_full: config.sqlite_synchronous_full,
+        };
+        let db = Db::connect(url, &options).await?;
+        db.migrate().await?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                job_enqueued: Notify::new(),
+                job_finished: Notify::new(),
+                local_quotas: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// True when the backend is PostgreSQL (several nodes may share it).
+    pub fn is_postgres(&self) -> bool {
+        self.inner.db.is_postgres()
+    }
+
+    /// The highest migration applied to the database.
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        self.inner.db.schema_version().await
+    }
+
+    /// Checks the database answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        crate::db::with_db!(self.db(), pool => { sqlx::query("SELECT 1").execute(pool).await?; });
+        Ok(())
+    }
+
+    /// Closes the pool; later calls fail.
+    pub async fn close(&self) {
+        crate::db::with_db!(self.db(), pool => pool.close().await)
+    }
+
+    /// Wakes this process's idle runners: a job is due.
+    pub(crate) fn wake_runners(&self) {
+        self.inner.job_enqueued.notify_waiters();
+    }
+
+    /// Wakes this process's long polls: a job finished.
+    pub(crate) fn job_finished(&self) {
+        self.inner.job_finished.notify_waiters();
+    }
+}
