@@ -8,6 +8,7 @@
 //! This crate depends on no I/O crate (no tokio, sqlx, axum, hyper, reqwest); `cargo xtask ci`
 //! checks that.
 
+pub mod braze_fields;
 pub mod catalog;
 pub mod chunk;
 pub mod error;
