@@ -3,7 +3,9 @@
 //! - `cargo xtask ci` — everything CI checks: formatting, clippy, the architecture checks,
 //!   generated files up to date, and every test.
 //! - `cargo xtask check-deps` — the architecture invariant on catalog-domain's dependencies.
+//! - `cargo xtask codegen [--check]` — rewrites (or checks) the generated `docs/openapi.json`.
 //! - `cargo xtask bench store [--items N]` — the store benchmark (see docs/PERFORMANCE.md).
+//! - `cargo xtask bench http [...]` — the HTTP benchmark against the release binary.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
     let outcome = match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("check-deps") => check_domain_dependencies(),
+        Some("codegen") => codegen(args.get(1).map(String::as_str) == Some("--check")),
         Some("bench") => bench(&args[1..]),
         _ => Err(USAGE.to_owned()),
     };
@@ -31,11 +34,41 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | check-deps | bench store [--items N]>";
+const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | bench store [--items N] | bench http [--jobs N --seconds S --connections C]>";
+
+/// Where the generated OpenAPI document is committed.
+const OPENAPI_PATH: &str = "docs/openapi.json";
+
+/// Generates the OpenAPI document from the code (`catalogd openapi`) and writes it, or, with
+/// `check`, fails when the committed copy differs.
+fn codegen(check: bool) -> Result {
+    let output = Command::new("cargo")
+        .args(["run", "--quiet", "--package", "catalog-api", "--bin", "catalogd", "--", "openapi"])
+        .current_dir(workspace_root())
+        .output()
+        .map_err(|e| format!("cannot run catalogd openapi: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("catalogd openapi failed: {}", String::from_utf8_lossy(&output.stderr)));
+    }
+    let path = workspace_root().join(OPENAPI_PATH);
+    if check {
+        let committed = std::fs::read(&path).unwrap_or_default();
+        if committed != output.stdout {
+            return Err(format!("{OPENAPI_PATH} is stale: run `cargo xtask codegen` and commit the result"));
+        }
+        eprintln!("codegen: {OPENAPI_PATH} is up to date");
+        Ok(())
+    } else {
+        std::fs::write(&path, &output.stdout).map_err(|e| format!("cannot write {OPENAPI_PATH}: {e}"))?;
+        eprintln!("codegen: wrote {OPENAPI_PATH}");
+        Ok(())
+    }
+}
 
 fn ci() -> Result {
     run("cargo", &["fmt", "--all", "--check"])?;
     check_domain_dependencies()?;
+    codegen(true)?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     run("cargo", &["test", "--workspace"])?;
     Ok(())
@@ -44,7 +77,18 @@ fn ci() -> Result {
 fn bench(args: &[String]) -> Result {
     match args.first().map(String::as_str) {
         Some("store") => {
-            let mut cargo_args = vec!["run", "--release", "--package", "catalog-store", "--example", "bench_store", "--"];
+            let mut cargo_args =
+                vec!["run", "--release", "--package", "catalog-store", "--example", "bench_store", "--"];
+            cargo_args.extend(args[1..].iter().map(String::as_str));
+            run("cargo", &cargo_args)
+        }
+        Some("http") => {
+            run("cargo", &["build", "--release", "--package", "catalog-api", "--bin", "catalogd"])?;
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            let binary = target.join("release").join("catalogd").display().to_string();
+            let mut cargo_args = vec!["run", "--release", "--package", "catalog-api", "--example", "bench_http", "--"];
+            cargo_args.extend(["--bin", binary.as_str(), "--write", "docs/PERFORMANCE.md"]);
             cargo_args.extend(args[1..].iter().map(String::as_str));
             run("cargo", &cargo_args)
         }

@@ -1,6 +1,24 @@
 //! catalog-api: the only crate that knows HTTP.
 //!
-//! It will own the axum router of the native API (`/v1/...`) and of the vendor facades (Braze,
-//! Bloomreach, Klaviyo, OpenReplay), authentication by API key and scope, rate limits, body limits,
-//! the error envelope, the OpenAPI document, and the `catalogd` binary (`serve` and `admin`).
-//! Routes stay thin: extract, authorize, call catalog-store's service layer, render.
+//! It owns the axum router of the native API (`/v1/...`) and of the vendor facades, API key
+//! authentication and scopes, rate limits, body limits, the error envelope, metrics, the OpenAPI
+//! document, and the `catalogd` binary (`serve` and `admin`). Routes stay thin: extract,
+//! authorize, call catalog-store's service layer, render.
+
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod facades;
+pub mod limits;
+pub mod metrics;
+pub mod native;
+pub mod serve;
+pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
+pub mod views;
+
+pub use app::router;
+pub use state::AppState;

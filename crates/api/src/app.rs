@@ -1,0 +1,92 @@
+//! The whole router: public endpoints, the native API behind its guard, and the fallbacks that
+//! keep unknown routes and methods in the error envelope.
+
+use crate::auth::native_guard;
+use crate::error::ApiError;
+use crate::native;
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use catalog_domain::ErrorCode;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+/// The router with every route, limit and fallback, ready to serve.
+pub fn router(state: AppState) -> Router {
+    let native = native::routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), native_guard))
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .merge(native)
+        .merge(crate::facades::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this route")
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], native::openapi_json()).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(json!({"status": "ready"})).into_response(),
+        Err(error) => {
+            tracing::warn!(%error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+        }
+    }
+}
+
+/// Prometheus text: the HTTP series, then job gauges read from the store at scrape time.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    state.metrics.render_http(&mut out);
+    match state.store.job_metrics().await {
+        Ok(jobs) => {
+            out.push_str("# HELP catalogd_jobs Jobs stored, by status.\n# TYPE catalogd_jobs gauge\n");
+            for (status, count) in &jobs.by_status {
+                let _ = writeln!(out, "catalogd_jobs{{status=\"{status}\"}} {count}");
+            }
+            out.push_str("# HELP catalogd_items_processed_total Inputs processed by finished and running jobs.\n");
+            out.push_str("# TYPE catalogd_items_processed_total counter\n");
+            let _ = writeln!(out, "catalogd_items_processed_total {}", jobs.items_processed);
+            out.push_str("# HELP catalogd_runner_lag_seconds Age of the oldest due job not yet claimed.\n");
+            out.push_str("# TYPE catalogd_runner_lag_seconds gauge\n");
+            let _ = writeln!(out, "catalogd_runner_lag_seconds {}", jobs.oldest_due_ms as f64 / 1_000.0);
+        }
+        Err(error) => tracing::warn!(%error, "cannot read job metrics"),
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// Records every answered request by route template and status.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state.metrics.observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,144 @@
+//! Command line and environment: `catalogd serve` and `catalogd admin ...`.
+
+use crate::limits::RateLimitSetting;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+
+/// catalogd: a self-hosted catalog service whose bulk changes run as durable jobs.
+#[derive(Debug, Parser)]
+#[command(name = "catalogd", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API and run jobs.
+    Serve(ServeArgs),
+    /// Print the native API's OpenAPI document (as committed in docs/openapi.json).
+    Openapi,
+    /// Manage projects and API keys in the database.
+    Admin {
+        /// Database to manage.
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// The admin command.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite://PATH` (the embedded default) or `postgres://...` (several processes may share it).
+    #[arg(long, env = "CATALOGD_DATABASE_URL", default_value = "sqlite://catalogd.db", global = true)]
+    pub database_url: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `catalogd serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CATALOGD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Database to serve.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Log format.
+    #[arg(long, env = "CATALOGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Largest request body accepted, in bytes (larger ones get 413 while they are read).
+    #[arg(long, env = "CATALOGD_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Days a finished job is kept before it is purged.
+    #[arg(long, env = "CATALOGD_JOB_RETENTION_DAYS", default_value_t = 30)]
+    pub job_retention_days: u32,
+    /// Jobs this process runs at once.
+    #[arg(long, env = "CATALOGD_RUNNER_WORKERS", default_value_t = 2)]
+    pub runner_workers: usize,
+    /// Seconds a runner's lease on a job lasts without renewal; a job whose runner died is taken
+    /// over by another runner after this long.
+    #[arg(long, env = "CATALOGD_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
+    /// Items a job applies per transaction.
+    #[arg(long, env = "CATALOGD_CHUNK_SIZE", default_value_t = catalog_domain::job::DEFAULT_CHUNK_SIZE)]
+    pub chunk_size: usize,
+    /// Override a rate-limit policy: `POLICY=LIMIT/PERIOD` (periods like `1s`, `10s`, `1m`) or
+    /// `POLICY=off`. Repeatable; the environment variable takes a comma-separated list.
+    /// Policies: see `docs/RATE-LIMITS.md`.
+    #[arg(long = "rate-limit", env = "CATALOGD_RATE_LIMITS", value_delimiter = ',')]
+    pub rate_limits: Vec<RateLimitSetting>,
+    /// The catalog (of the caller's project) that Klaviyo compound ids' `$default` names.
+    #[arg(long, env = "CATALOGD_KLAVIYO_CATALOG", default_value = "default")]
+    pub klaviyo_catalog: String,
+}
+
+/// `catalogd admin ...`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Projects (tenants).
+    Project {
+        /// What to do with projects.
+        #[command(subcommand)]
+        command: ProjectCommand,
+    },
+    /// API keys.
+    Key {
+        /// What to do with keys.
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+/// `catalogd admin project ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project.
+    Create {
+        /// Url-safe key (used in facade paths).
+        key: String,
+        /// Display name (defaults to the key).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List projects.
+    List,
+}
+
+/// `catalogd admin key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; its token is printed alone on the last line, this once.
+    Create {
+        /// The project's key.
+        #[arg(long)]
+        project: String,
+        /// Comma-separated scopes: catalogs:read, catalogs:write, jobs:read, jobs:write.
+        #[arg(long, value_delimiter = ',', default_value = "catalogs:read,catalogs:write,jobs:read,jobs:write")]
+        scopes: Vec<String>,
+    },
+    /// List a project's keys (never their tokens).
+    List {
+        /// The project's key.
+        #[arg(long)]
+        project: String,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id.
+        id: i64,
+    },
+}

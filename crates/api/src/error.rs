@@ -1,0 +1,74 @@
+//! The native API's one error type and envelope.
+//!
+//! Every error a client can cause on `/v1` — a rejected JSON body or query string, a wrong content
+//! type, an oversized body, a store error — becomes an [`ApiError`] and is rendered as
+//! `{"error":{"code","message","details"}}`, the code and status coming from catalog-domain's table.
+
+use crate::views::{ErrorBody, ErrorEnvelope};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use catalog_domain::ErrorCode;
+use catalog_store::StoreError;
+use serde_json::Value;
+
+/// An error answered to a native API client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The stable code; also decides the HTTP status.
+    pub code: ErrorCode,
+    /// A sentence for the human reading the response.
+    pub message: String,
+    /// Structured detail (per-item problems, the offending parameter), when there is any.
+    pub details: Option<Value>,
+    /// Seconds for `Retry-After`, on 429 and 503.
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), details: None, retry_after_secs: None }
+    }
+
+    /// The same error with structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// The HTTP status of this error's code.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let code = error.code();
+        if code == ErrorCode::Internal || code == ErrorCode::Unavailable {
+            // The cause may name tables or hosts: log it, and tell the client only what happened.
+            tracing::error!(%error, "store error");
+            let message = if code == ErrorCode::Internal { "internal error" } else { "service unavailable" };
+            let mut api_error = ApiError::new(code, message);
+            if code == ErrorCode::Unavailable {
+                api_error.retry_after_secs = Some(1);
+            }
+            return api_error;
+        }
+        ApiError::new(code, error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorEnvelope {
+            error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details },
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,236 @@
+//! The real `catalogd` binary over TCP: admin CLI, bulk upsert and delete of 20,000 items, and
+//! recovery after SIGKILL in the middle of a job.
+
+use serde_json::{json, Value};
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_catalogd");
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("catalogd_bin_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn admin(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(BIN)
+        .arg("admin")
+        .args(args)
+        .args(["--database-url", "sqlite://catalogd.db"])
+        .current_dir(dir)
+        .output()
+        .expect("run catalogd admin");
+    assert!(output.status.success(), "catalogd admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Starts `catalogd serve`; a small `chunk_size` makes a job slow enough to be caught mid-way.
+async fn start(dir: &Path, port: u16, chunk_size: usize) -> Server {
+    let child = Command::new(BIN)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
+        .args(["--chunk-size", &chunk_size.to_string(), "--lease-seconds", "1", "--rate-limit", "native-write=off"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start catalogd serve");
+    let server = Server { child, port };
+    for _ in 0..200 {
+        if let Ok((200, _)) = request(port, "GET", "/healthz", None, None).await {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("catalogd did not answer /healthz");
+}
+
+/// A minimal HTTP/1.1 exchange (the server always sends Content-Length for JSON).
+async fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).await?;
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if !body.is_empty() {
+        head.push_str("content-type: application/json\r\n");
+    }
+    if let Some(token) = token {
+        head.push_str(&format!("authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::Null)))
+}
+
+async fn call(server: &Server, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    request(server.port, method, path, Some(token), body.as_ref()).await.expect("request")
+}
+
+fn setup(name: &str) -> (PathBuf, String) {
+    let dir = temp_dir(name);
+    let created = admin(&dir, &["project", "create", "acme", "--name", "Acme"]);
+    assert!(created.contains("acme"), "{created}");
+    let key_output = admin(
+        &dir,
+        &["key", "create", "--project", "acme", "--scopes", "catalogs:read,catalogs:write,jobs:read,jobs:write"],
+    );
+    let token = key_output.lines().last().unwrap_or_default().trim().to_owned();
+    assert!(token.starts_with("cat_"), "the token is alone on the last line: {key_output}");
+    let listed = admin(&dir, &["key", "list", "--project", "acme"]);
+    assert!(listed.contains("jobs:write") && !listed.contains(&token), "key list never shows the token: {listed}");
+    (dir, token)
+}
+
+async fn submit(server: &Server, token: &str, endpoint: &str, ids: &[String]) -> Vec<i64> {
+    let mut jobs = Vec::new();
+    for chunk in ids.chunks(10_000) {
+        let body = if endpoint == "bulk-upsert" {
+            json!({"items": chunk.iter().map(|id| json!({"id": id, "fields": {"n": id}})).collect::<Vec<_>>()})
+        } else {
+            json!({"ids": chunk})
+        };
+        let (status, answer) =
+            call(server, token, "POST", &format!("/v1/catalogs/shoes/items/{endpoint}"), Some(body)).await;
+        assert_eq!(status, 202, "{answer}");
+        jobs.push(answer["job"]["id"].as_i64().expect("job id"));
+    }
+    jobs
+}
+
+async fn wait_all(server: &Server, token: &str, jobs: &[i64]) -> Vec<Value> {
+    let mut done = Vec::new();
+    for id in jobs {
+        let mut job = Value::Null;
+        for _ in 0..20 {
+            job = call(server, token, "GET", &format!("/v1/jobs/{id}?wait=30"), None).await.1;
+            if job["finished_at"].is_string() {
+                break;
+            }
+        }
+        done.push(job);
+    }
+    done
+}
+
+async fn item_count(server: &Server, token: &str) -> u64 {
+    call(server, token, "GET", "/v1/catalogs/shoes", None).await.1["item_count"].as_u64().expect("item_count")
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("item-{i:06}")).collect()
+}
+
+#[tokio::test]
+async fn upsert_and_delete_20000_items_over_tcp() {
+    let (dir, token) = setup("plain");
+    let server = start(&dir, free_port(), 1_000).await;
+    let (status, _) = call(&server, &token, "POST", "/v1/catalogs", Some(json!({"name": "shoes"}))).await;
+    assert_eq!(status, 201);
+    let ids = ids(20_000);
+
+    let upserts = submit(&server, &token, "bulk-upsert", &ids).await;
+    for job in wait_all(&server, &token, &upserts).await {
+        assert_eq!(
+            (job["status"].as_str(), job["completed_count"].as_u64()),
+            (Some("completed"), Some(10_000)),
+            "{job}"
+        );
+    }
+    assert_eq!(item_count(&server, &token).await, 20_000);
+
+    let deletes = submit(&server, &token, "bulk-delete", &ids).await;
+    for job in wait_all(&server, &token, &deletes).await {
+        assert_eq!(
+            (job["status"].as_str(), job["completed_count"].as_u64(), job["failed_count"].as_u64()),
+            (Some("completed"), Some(10_000), Some(0)),
+            "{job}"
+        );
+    }
+    assert_eq!(item_count(&server, &token).await, 0);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_job_survives_sigkill_of_its_server() {
+    let (dir, token) = setup("sigkill");
+    let port = free_port();
+    let mut server = start(&dir, port, 20).await;
+    let (status, _) = call(&server, &token, "POST", "/v1/catalogs", Some(json!({"name": "shoes"}))).await;
+    assert_eq!(status, 201);
+    let ids = ids(20_000);
+    let upserts = submit(&server, &token, "bulk-upsert", &ids).await;
+    wait_all(&server, &token, &upserts).await;
+
+    let deletes = submit(&server, &token, "bulk-delete", &ids).await;
+    // Kill as soon as the first job has checkpointed at least one chunk but not finished.
+    let mut killed_mid_job = false;
+    for _ in 0..2_000 {
+        let job = call(&server, &token, "GET", &format!("/v1/jobs/{}", deletes[0]), None).await.1;
+        let completed = job["completed_count"].as_u64().unwrap_or(0);
+        if job["status"] == "running" && completed > 0 && completed < 10_000 {
+            server.child.kill().expect("SIGKILL");
+            server.child.wait().expect("reap");
+            killed_mid_job = true;
+            break;
+        }
+        if job["finished_at"].is_string() {
+            break;
+        }
+    }
+    assert!(killed_mid_job, "the server was not caught mid-job; lower --chunk-size");
+    drop(server);
+
+    let server = start(&dir, port, 1_000).await;
+    let jobs = wait_all(&server, &token, &deletes).await;
+    for job in &jobs {
+        assert_eq!(
+            (
+                job["status"].as_str(),
+                job["completed_count"].as_u64(),
+                job["failed_count"].as_u64(),
+                job["total_count"].as_u64()
+            ),
+            (Some("completed"), Some(10_000), Some(0), Some(10_000)),
+            "{job}"
+        );
+    }
+    assert_eq!(item_count(&server, &token).await, 0, "every item is gone");
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
