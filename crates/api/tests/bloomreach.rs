@@ -1,0 +1,502 @@
+//! The Bloomreach facade over the real router: the seed's examples (seeds/002), every error of
+//! contracts/bloomreach.md, the other bulk endpoints, catalog management, auth and the per-catalog
+//! rate limit.
+
+use axum::http::{Method, StatusCode};
+use base64::Engine as _;
+use catalog_api::testing::{TestApp, TestRequest, TestResponse};
+use catalog_domain::ids::BLOOMREACH_NOT_FOUND;
+use catalog_store::Scope;
+use serde_json::{json, Value};
+
+const BASE: &str = "/data/v2/projects/acme/catalogs";
+
+/// `Authorization: Basic base64(<key id>:<token>)` for `token`.
+async fn basic(app: &TestApp, token: &str) -> String {
+    let principal = app.store.authenticate(token).await.ok().flatten().unwrap_or_else(|| panic!("unknown token"));
+    let pair = format!("{}:{token}", principal.key_id.0);
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+}
+
+async fn call(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> TestResponse {
+    let auth = basic(app, &app.token).await;
+    call_with(app, &auth, method, path, body).await
+}
+
+async fn call_with(
+    app: &TestApp,
+    authorization: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> TestResponse {
+    let mut request = TestRequest::new(method, path).header("authorization", authorization);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    app.send(request).await
+}
+
+/// An app with catalog `products` holding `ids`.
+async fn app_with(ids: &[&str]) -> TestApp {
+    let app = TestApp::new().await;
+    let created = call(
+        &app,
+        Method::POST,
+        BASE,
+        Some(&json!({"name": "products", "fields": [{"name": "title", "type": "string", "searchable": false}]})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    if !ids.is_empty() {
+        // Seeded through the native API so the bulk endpoints' per-catalog quota stays full.
+        let items: Vec<Value> =
+            ids.iter().map(|id| json!({"id": id, "fields": {"title": format!("Title {id}")}})).collect();
+        let upsert = app.post("/v1/catalogs/products/items/bulk-upsert", &json!({ "items": items })).await;
+        assert_eq!(upsert.status, StatusCode::ACCEPTED, "{}", upsert.text);
+        app.run_jobs().await;
+    }
+    app
+}
+
+fn global_error(message: &str) -> Value {
+    json!({"errors": {"_global": [message]}, "success": false})
+}
+
+fn ok() -> Value {
+    json!({"success": true, "queued": true})
+}
+
+fn failed(message: &str) -> Value {
+    json!({"success": false, "queued": false, "errors": {"_global": [message]}})
+}
+
+async fn item_ids(app: &TestApp) -> Vec<String> {
+    let page = call(app, Method::GET, &format!("{BASE}/products/items?count=1000"), None).await.json();
+    page["data"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn properties(app: &TestApp, id: &str) -> Value {
+    let page = call(app, Method::GET, &format!("{BASE}/products/items?count=1000"), None).await.json();
+    page["data"]
+        .as_array()
+        .and_then(|d| d.iter().find(|i| i["item_id"] == id).map(|i| i["properties"].clone()))
+        .unwrap_or(Value::Null)
+}
+
+async fn jobs_count(app: &TestApp) -> usize {
+    app.get("/v1/jobs").await.json()["data"].as_array().map_or(0, Vec::len)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 002: the example response, and the documented behaviour around it
+
+#[tokio::test]
+async fn seed_example_response_three_items_one_malformed() {
+    let app = app_with(&["id1", "id2", "id3"]).await;
+    let body = json!([{"item_id": "id1"}, {"item_id": "id2"}, {"item_id": 3}]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&body)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!((response.header("ratelimit-limit"), response.header("ratelimit-remaining")), (Some("5"), Some("4")));
+    assert_eq!(response.json(), json!([ok(), ok(), failed("Malformed item id. Item id should be a string")]));
+    app.run_jobs().await;
+    assert_eq!(item_ids(&app).await, ["id3"]);
+}
+
+#[tokio::test]
+async fn delete_method_and_bare_strings_are_accepted() {
+    let app = app_with(&["a", "b", "c"]).await;
+    let response = call(
+        &app,
+        Method::DELETE,
+        &format!("{BASE}/products/items/bulk-delete"),
+        Some(&json!(["a", {"item_id": "b"}])),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.json(), json!([ok(), ok()]));
+    app.run_jobs().await;
+    assert_eq!(item_ids(&app).await, ["c"]);
+}
+
+#[tokio::test]
+async fn a_missing_item_is_still_success() {
+    let app = app_with(&["a"]).await;
+    let response =
+        call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&json!([{"item_id": "nope"}])))
+            .await;
+    assert_eq!((response.status, response.json()), (StatusCode::OK, json!([ok()])));
+    app.run_jobs().await;
+    let job = &app.get("/v1/jobs").await.json()["data"][0];
+    assert_eq!((job["status"].as_str(), job["completed_count"].as_u64()), (Some("completed"), Some(1)));
+}
+
+#[tokio::test]
+async fn per_item_failures_keep_request_order() {
+    let app = app_with(&["a", "b"]).await;
+    let body = json!([{"item_id": ""}, "a", {"item_id": "x/y"}, {"id": "b"}, 17, {"item_id": "b"}, {"item_id": null}]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&body)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(
+        response.json(),
+        json!([
+            failed("Invalid item id. Item id should not be empty"),
+            ok(),
+            failed("Invalid item id. Item id should not contain '/'"),
+            failed("Missing item id. Item should have an item_id"),
+            failed("Malformed item id. Item id should be a string"),
+            ok(),
+            failed("Malformed item id. Item id should be a string"),
+        ])
+    );
+    app.run_jobs().await;
+    assert!(item_ids(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_request_of_only_bad_items_answers_per_item_and_creates_nothing() {
+    let app = app_with(&[]).await;
+    let response =
+        call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&json!([{"item_id": 1}, ""])))
+            .await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(
+        response.json(),
+        json!([
+            failed("Malformed item id. Item id should be a string"),
+            failed("Invalid item id. Item id should not be empty")
+        ])
+    );
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole-request errors
+
+#[tokio::test]
+async fn invalid_json_is_400() {
+    let app = app_with(&[]).await;
+    let auth = basic(&app, &app.token).await;
+    let response = app
+        .send(
+            TestRequest::new(Method::POST, &format!("{BASE}/products/items/bulk-delete"))
+                .header("authorization", &auth)
+                .raw_body("application/json", b"[{\"item_id\": ".to_vec()),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json(), global_error("Invalid JSON. The payload should be a valid JSON document"));
+    assert_eq!(response.header("ratelimit-remaining"), Some("4"), "the quota was spent and is shown");
+}
+
+#[tokio::test]
+async fn a_payload_that_is_not_a_list_is_400() {
+    let app = app_with(&[]).await;
+    for body in [json!({"item_id": "a"}), json!("a"), json!(null)] {
+        let response = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&body)).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(response.json(), global_error("Malformed payload. The payload should be a list of items"));
+    }
+}
+
+#[tokio::test]
+async fn a_payload_over_10_mb_is_400() {
+    let app = app_with(&[]).await;
+    let auth = basic(&app, &app.token).await;
+    let id = "x".repeat(1_000);
+    let mut body = String::from("[");
+    while body.len() <= 10 * 1024 * 1024 {
+        body.push_str(&format!("\"{id}\","));
+    }
+    body.push_str("\"last\"]");
+    let response = app
+        .send(
+            TestRequest::new(Method::POST, &format!("{BASE}/products/items/bulk-delete"))
+                .header("authorization", &auth)
+                .raw_body("application/json", body.into_bytes()),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json(), global_error("Payload size exceeded. The limit is 10 MB"));
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn more_than_10000_items_is_400() {
+    let app = app_with(&[]).await;
+    let ten_thousand: Vec<String> = (0..10_000).map(|i| format!("i{i}")).collect();
+    let ok = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&json!(ten_thousand))).await;
+    assert_eq!(ok.status, StatusCode::OK, "10,000 ids are allowed");
+    let too_many: Vec<String> = (0..10_001).map(|i| format!("i{i}")).collect();
+    let response =
+        call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&json!(too_many))).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        global_error("Too many items. At most 10000 item ids are allowed per request, got 10001")
+    );
+    assert_eq!(jobs_count(&app).await, 1);
+}
+
+#[tokio::test]
+async fn an_unknown_catalog_is_the_documented_404() {
+    let app = app_with(&[]).await;
+    for (method, path) in [
+        (Method::POST, "nope/items/bulk-delete"),
+        (Method::DELETE, "nope/items/bulk-delete"),
+        (Method::PUT, "nope/items"),
+        (Method::POST, "nope/items/partial-update"),
+        (Method::GET, "nope/items"),
+    ] {
+        let response = call(&app, method.clone(), &format!("{BASE}/{path}"), Some(&json!([{"item_id": "a"}]))).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}");
+        assert_eq!(response.json(), global_error(BLOOMREACH_NOT_FOUND));
+    }
+    assert!(BLOOMREACH_NOT_FOUND.starts_with("The requested URL was not found on the server."));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+#[tokio::test]
+async fn bad_credentials_are_401() {
+    let app = app_with(&["a"]).await;
+    let path = format!("{BASE}/products/items/bulk-delete");
+    let body = json!(["a"]);
+    let encode = |text: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(text));
+    let key_id = app.store.authenticate(&app.token).await.ok().flatten().map(|p| p.key_id.0).unwrap_or_default();
+    let cases = [
+        ("no header", None),
+        ("bearer scheme", Some(format!("Bearer {}", app.token))),
+        ("not base64", Some("Basic %%%".to_owned())),
+        ("no colon", Some(encode(&app.token))),
+        ("wrong secret", Some(encode(&format!("{key_id}:wrong")))),
+        ("wrong key id", Some(encode(&format!("{}:{}", key_id + 1, app.token)))),
+    ];
+    for (case, header) in cases {
+        let mut request = TestRequest::new(Method::POST, &path).json(&body);
+        if let Some(header) = &header {
+            request = request.header("authorization", header);
+        }
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{case}");
+        assert_eq!(response.json()["success"], false, "{case}");
+        assert!(response.json()["errors"]["_global"][0].is_string(), "{case}");
+    }
+    assert_eq!(jobs_count(&app).await, 1, "only the setup's job");
+}
+
+#[tokio::test]
+async fn a_key_of_another_project_is_401() {
+    let app = app_with(&["a"]).await;
+    let other = app.token_for("other", Scope::ALL).await;
+    let auth = basic(&app, &other).await;
+    let response =
+        call_with(&app, &auth, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&json!(["a"]))).await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(response.json(), global_error("The API key does not belong to this project"));
+    // Its own project has no such catalog.
+    let own = call_with(
+        &app,
+        &auth,
+        Method::POST,
+        "/data/v2/projects/other/catalogs/products/items/bulk-delete",
+        Some(&json!(["a"])),
+    )
+    .await;
+    assert_eq!(own.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_key_without_the_permission_is_403() {
+    let app = app_with(&["a"]).await;
+    let reader = basic(&app, &app.token_for("acme", &[Scope::CatalogsRead]).await).await;
+    let writer = basic(&app, &app.token_for("acme", &[Scope::CatalogsWrite]).await).await;
+    for (method, path) in [
+        (Method::POST, "products/items/bulk-delete"),
+        (Method::DELETE, "products/items/bulk-delete"),
+        (Method::PUT, "products/items"),
+        (Method::POST, "products/items/partial-update"),
+    ] {
+        let response =
+            call_with(&app, &reader, method, &format!("{BASE}/{path}"), Some(&json!([{"item_id": "a"}]))).await;
+        assert_eq!(response.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(response.json()["success"], false);
+    }
+    assert_eq!(
+        call_with(&app, &reader, Method::POST, BASE, Some(&json!({"name": "x"}))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call_with(&app, &writer, Method::GET, BASE, None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call_with(&app, &writer, Method::GET, &format!("{BASE}/products/items"), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call_with(&app, &reader, Method::GET, &format!("{BASE}/products/items"), None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(jobs_count(&app).await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bulk update and partial update
+
+#[tokio::test]
+async fn bulk_update_replaces_properties_and_creates_missing_items() {
+    let app = app_with(&["a"]).await;
+    let body = json!([
+        {"item_id": "a", "properties": {"price": 3}},
+        {"item_id": "new"},
+        {"item_id": "x/y", "properties": {}},
+        {"item_id": "b", "properties": "nope"},
+    ]);
+    let response = call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&body)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(
+        response.json(),
+        json!([
+            ok(),
+            ok(),
+            failed("Invalid item id. Item id should not contain '/'"),
+            failed("Malformed properties. Properties should be an object")
+        ])
+    );
+    app.run_jobs().await;
+    // Omitted properties become blank.
+    assert_eq!(properties(&app, "a").await, json!({"price": 3}));
+    assert_eq!(properties(&app, "new").await, json!({}));
+    assert_eq!(item_ids(&app).await, ["a", "new"]);
+}
+
+#[tokio::test]
+async fn partial_update_merges_and_upserts_per_item() {
+    let app = app_with(&["a"]).await;
+    let body = json!([
+        {"item_id": "a", "properties": {"price": 3}, "upsert": false},
+        {"item_id": "missing", "properties": {"price": 1}},
+        {"item_id": "created", "properties": {"price": 2}, "upsert": true},
+        {"item_id": "c", "upsert": "yes"},
+    ]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/partial-update"), Some(&body)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.json(), json!([ok(), ok(), ok(), failed("Malformed upsert. Upsert should be a boolean")]));
+    app.run_jobs().await;
+    assert_eq!(properties(&app, "a").await, json!({"title": "Title a", "price": 3}));
+    assert_eq!(properties(&app, "created").await, json!({"price": 2}));
+    assert_eq!(item_ids(&app).await, ["a", "created"], "a missing item without upsert is not created");
+    // The failure of `missing` is recorded on its job.
+    let jobs = app.get("/v1/jobs?kind=item_bulk_patch").await.json();
+    let failed_counts: Vec<u64> = jobs["data"]
+        .as_array()
+        .map(|j| j.iter().filter_map(|j| j["failed_count"].as_u64()).collect())
+        .unwrap_or_default();
+    assert!(failed_counts.contains(&1), "{jobs}");
+}
+
+#[tokio::test]
+async fn update_endpoints_share_the_whole_request_errors() {
+    let app = app_with(&[]).await;
+    for (method, path) in [(Method::PUT, "products/items"), (Method::POST, "products/items/partial-update")] {
+        let not_list = call(&app, method.clone(), &format!("{BASE}/{path}"), Some(&json!({"item_id": "a"}))).await;
+        assert_eq!(
+            (not_list.status, not_list.json()),
+            (StatusCode::BAD_REQUEST, global_error("Malformed payload. The payload should be a list of items"))
+        );
+        let too_many: Vec<Value> = (0..10_001).map(|i| json!({"item_id": format!("i{i}")})).collect();
+        let response = call(&app, method, &format!("{BASE}/{path}"), Some(&json!(too_many))).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    }
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limit: 5 per 10 s per catalog, shared by the bulk endpoints
+
+#[tokio::test]
+async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
+    let app = app_with(&[]).await;
+    let other = call(&app, Method::POST, BASE, Some(&json!({"name": "other"}))).await;
+    assert_eq!(other.status, StatusCode::OK);
+    let body = json!([{"item_id": "a", "properties": {}}]);
+    for _ in 0..2 {
+        assert_eq!(
+            call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&body)).await.status,
+            StatusCode::OK
+        );
+    }
+    for _ in 0..3 {
+        let response = call(&app, Method::POST, &format!("{BASE}/products/items/partial-update"), Some(&body)).await;
+        assert_eq!(response.status, StatusCode::OK);
+    }
+    let limited = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&json!(["a"]))).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.json()["success"], false);
+    assert!(limited.json()["errors"]["_global"][0].as_str().is_some_and(|m| m.starts_with("Rate limit exceeded")));
+    let retry_after: u64 = limited.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or_default();
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert_eq!(jobs_count(&app).await, 5, "the limited request created nothing");
+    // Another catalog has its own quota.
+    let elsewhere = call(&app, Method::POST, &format!("{BASE}/other/items/bulk-delete"), Some(&json!(["a"]))).await;
+    assert_eq!(elsewhere.status, StatusCode::OK);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Catalog management
+
+#[tokio::test]
+async fn create_and_list_catalogs() {
+    let app = TestApp::new().await;
+    let created = call(
+        &app,
+        Method::POST,
+        BASE,
+        Some(&json!({"name": "products", "fields": [{"name": "title", "type": "string", "searchable": false}]})),
+    )
+    .await;
+    assert_eq!((created.status, created.json()), (StatusCode::OK, json!({"id": "products", "success": true})));
+    let again = call(&app, Method::POST, BASE, Some(&json!({"name": "products"}))).await;
+    assert_eq!((again.status, again.json()["success"].clone()), (StatusCode::BAD_REQUEST, json!(false)));
+    let bad = call(&app, Method::POST, BASE, Some(&json!({"name": "has space"}))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let unnamed = call(&app, Method::POST, BASE, Some(&json!({"fields": []}))).await;
+    assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
+    let list = call(&app, Method::GET, BASE, None).await;
+    assert_eq!(
+        (list.status, list.json()),
+        (StatusCode::OK, json!({"data": [{"id": "products", "name": "products"}], "success": true}))
+    );
+}
+
+#[tokio::test]
+async fn list_items_with_count_and_skip() {
+    let app = app_with(&["a", "b", "c", "d"]).await;
+    let page = call(&app, Method::GET, &format!("{BASE}/products/items?count=2&skip=1"), None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(
+        page.json(),
+        json!({"data": [
+            {"catalog_id": "products", "item_id": "b", "properties": {"title": "Title b"}},
+            {"catalog_id": "products", "item_id": "c", "properties": {"title": "Title c"}},
+        ], "success": true})
+    );
+    let past = call(&app, Method::GET, &format!("{BASE}/products/items?skip=10"), None).await;
+    assert_eq!(past.json(), json!({"data": [], "success": true}));
+    for bad in ["count=0", "count=x", "skip=-1", "count=1001"] {
+        let response = call(&app, Method::GET, &format!("{BASE}/products/items?{bad}"), None).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(response.json()["success"], false);
+    }
+}
+
+#[tokio::test]
+async fn an_unsupported_method_is_405_in_the_envelope() {
+    let app = app_with(&[]).await;
+    let response = call(&app, Method::GET, &format!("{BASE}/products/items/bulk-delete"), None).await;
+    assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.json(), global_error("The method is not allowed for the requested URL."));
+}

@@ -1,0 +1,607 @@
+//! The Braze facade over the real router: the seed's examples (seeds/003), every error row of
+//! contracts/braze.md, the other item endpoints, the synchronous endpoints, auth, rate limits.
+
+use axum::http::{Method, StatusCode};
+use catalog_api::limits::RateLimitSetting;
+use catalog_api::testing::{TestApp, TestRequest, TestResponse};
+use catalog_store::Scope;
+use serde_json::{json, Value};
+
+async fn call(app: &TestApp, method: Method, path: &str, body: Option<&Value>) -> TestResponse {
+    call_as(app, &app.token, method, path, body).await
+}
+
+async fn call_as(app: &TestApp, token: &str, method: Method, path: &str, body: Option<&Value>) -> TestResponse {
+    let mut request = TestRequest::new(method, path).bearer(token);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    app.send(request).await
+}
+
+/// An app with a Braze catalog `restaurants` holding `ids` (each with a `Name` field).
+async fn app_with(ids: &[&str]) -> TestApp {
+    app_with_limits(ids, &[]).await
+}
+
+async fn app_with_limits(ids: &[&str], limits: &[&str]) -> TestApp {
+    let settings: Vec<RateLimitSetting> = limits.iter().map(|s| s.parse().unwrap_or_else(|e| panic!("{e}"))).collect();
+    let app = TestApp::with_rate_limits(&settings).await;
+    let created = call(
+        &app,
+        Method::POST,
+        "/catalogs",
+        Some(&json!({"catalogs": [{"name": "restaurants", "description": "My Restaurants", "fields": [{"name": "id", "type": "string"}, {"name": "Name", "type": "string"}]}]})),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    if !ids.is_empty() {
+        let items: Vec<Value> = ids.iter().map(|id| json!({"id": id, "Name": format!("Restaurant {id}")})).collect();
+        let put = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&json!({ "items": items }))).await;
+        assert_eq!(put.status, StatusCode::ACCEPTED, "{}", put.text);
+        app.run_jobs().await;
+    }
+    app
+}
+
+/// The Braze error envelope with exactly these entries.
+fn envelope(errors: Value) -> Value {
+    json!({"errors": errors, "message": "Invalid Request"})
+}
+
+fn error(id: &str, message: &str) -> Value {
+    json!({"id": id, "message": message, "parameters": [], "parameter_values": []})
+}
+
+fn error_ids(response: &TestResponse) -> Vec<String> {
+    response.json()["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+fn assert_rate_headers(response: &TestResponse) {
+    for name in ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"] {
+        let value =
+            response.header(name).unwrap_or_else(|| panic!("{name} missing on {}: {}", response.status, response.text));
+        assert!(value.parse::<u64>().is_ok(), "{name}: {value}");
+    }
+    let reset: u64 = response.header("x-ratelimit-reset").and_then(|v| v.parse().ok()).unwrap_or_default();
+    // Epoch seconds, not a delta: later than 2020.
+    assert!(reset > 1_577_836_800, "X-RateLimit-Reset is not epoch seconds: {reset}");
+}
+
+async fn jobs_count(app: &TestApp) -> usize {
+    app.get("/v1/jobs").await.json()["data"].as_array().map_or(0, Vec::len)
+}
+
+async fn item(app: &TestApp, id: &str) -> TestResponse {
+    call(app, Method::GET, &format!("/catalogs/restaurants/items/{id}"), None).await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seed 003: the example request and both example responses
+
+#[tokio::test]
+async fn seed_example_request_deletes_and_answers_202_success() {
+    let app = app_with(&["restaurant1", "restaurant2", "restaurant3", "restaurant4"]).await;
+    let body = json!({"items": [{"id": "restaurant1"}, {"id": "restaurant2"}, {"id": "restaurant3"}]});
+    let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    assert_eq!(response.json(), json!({"message": "success"}));
+    assert_rate_headers(&response);
+    app.run_jobs().await;
+    for id in ["restaurant1", "restaurant2", "restaurant3"] {
+        assert_eq!(item(&app, id).await.status, StatusCode::NOT_FOUND, "{id} should be deleted");
+    }
+    assert_eq!(item(&app, "restaurant4").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn seed_example_error_response_items_missing_ids() {
+    let app = app_with(&[]).await;
+    let body = json!({"items": [{"id": "restaurant1"}, {"Name": "no id here"}]});
+    let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([error("items-missing-ids", "There are 1 item(s) that do not have ids")]))
+    );
+    assert_rate_headers(&response);
+    assert_eq!(jobs_count(&app).await, 0, "a refused request creates nothing");
+}
+
+#[tokio::test]
+async fn deleting_an_id_that_does_not_exist_is_not_an_error() {
+    let app = app_with(&["a"]).await;
+    let response = call(
+        &app,
+        Method::DELETE,
+        "/catalogs/restaurants/items",
+        Some(&json!({"items": [{"id": "ghost"}, {"id": "a"}]})),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    app.run_jobs().await;
+    let jobs = app.get("/v1/jobs").await.json();
+    assert_eq!(jobs["data"][0]["status"], "completed");
+    assert_eq!(jobs["data"][0]["completed_count"], 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error rows of the DELETE table
+
+#[tokio::test]
+async fn catalog_not_found_is_404_with_parameters() {
+    let app = app_with(&[]).await;
+    let response = call(&app, Method::DELETE, "/catalogs/nope/items", Some(&json!({"items": [{"id": "a"}]}))).await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        response.json(),
+        envelope(
+            json!([{"id": "catalog-not-found", "message": "Could not find catalog", "parameters": ["catalog_name"], "parameter_values": ["nope"]}])
+        )
+    );
+    assert_rate_headers(&response);
+}
+
+#[tokio::test]
+async fn more_than_50_items_is_request_includes_too_many_items() {
+    let app = app_with(&[]).await;
+    let fifty: Vec<Value> = (0..50).map(|i| json!({"id": format!("r{i}")})).collect();
+    let ok = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({ "items": fifty }))).await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "50 items are allowed: {}", ok.text);
+    let items: Vec<Value> = (0..51).map(|i| json!({"id": format!("r{i}")})).collect();
+    let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({ "items": items }))).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([error("request-includes-too-many-items", "The item limit per request is 50")]))
+    );
+}
+
+#[tokio::test]
+async fn bad_characters_are_invalid_ids() {
+    let app = app_with(&[]).await;
+    let response = call(
+        &app,
+        Method::DELETE,
+        "/catalogs/restaurants/items",
+        Some(&json!({"items": [{"id": "ok"}, {"id": "not ok!"}]})),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([error("invalid-ids", "Item IDs can only include letters, numbers, hyphens, and underscores")]))
+    );
+}
+
+#[tokio::test]
+async fn ids_over_250_characters_are_ids_too_large() {
+    let app = app_with(&[]).await;
+    let long = "x".repeat(251);
+    let response =
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": long}]}))).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([error("ids-too-large", "Item IDs can't be more than 250 characters")]))
+    );
+    let ok =
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "x".repeat(250)}]})))
+            .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "250 characters are allowed: {}", ok.text);
+}
+
+#[tokio::test]
+async fn repeated_ids_are_ids_not_unique() {
+    let app = app_with(&[]).await;
+    let response =
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a"}, {"id": "a"}]})))
+            .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json(), envelope(json!([error("ids-not-unique", "Item IDs must be unique in the request")])));
+}
+
+#[tokio::test]
+async fn non_string_ids_are_ids_not_strings() {
+    let app = app_with(&[]).await;
+    let response =
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": 1}, {"id": null}]})))
+            .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(response.json(), envelope(json!([error("ids-not-strings", "Item IDs must be of type string")])));
+}
+
+#[tokio::test]
+async fn items_without_ids_are_counted() {
+    let app = app_with(&[]).await;
+    let response =
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{}, {"x": 1}, {"id": "a"}]})))
+            .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([error("items-missing-ids", "There are 2 item(s) that do not have ids")]))
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_or_not_an_array_of_objects_is_item_array_invalid() {
+    let app = app_with(&[]).await;
+    let expected = envelope(json!([error("item-array-invalid", "`items` must be an array of objects")]));
+    let not_json = app
+        .send(
+            TestRequest::new(Method::DELETE, "/catalogs/restaurants/items")
+                .bearer(&app.token)
+                .raw_body("application/json", b"{not json".to_vec()),
+        )
+        .await;
+    assert_eq!((not_json.status, not_json.json()), (StatusCode::BAD_REQUEST, expected.clone()));
+    for body in [json!({"items": "a"}), json!({"items": ["a", "b"]}), json!({"nothing": []}), json!([{"id": "a"}])] {
+        let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&body)).await;
+        assert_eq!((response.status, response.json()), (StatusCode::BAD_REQUEST, expected.clone()), "{body}");
+        assert_rate_headers(&response);
+    }
+}
+
+#[tokio::test]
+async fn every_distinct_error_is_listed_once() {
+    let app = app_with(&[]).await;
+    let body = json!({"items": [{"id": "a"}, {"id": "a"}, {"id": 7}, {"id": "b c"}, {}, {"id": "x".repeat(300)}]});
+    let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    let mut ids = error_ids(&response);
+    ids.sort();
+    assert_eq!(ids, ["ids-not-strings", "ids-not-unique", "ids-too-large", "invalid-ids", "items-missing-ids"]);
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_non_json_content_type_is_refused_in_the_envelope() {
+    let app = app_with(&[]).await;
+    let response = app
+        .send(
+            TestRequest::new(Method::DELETE, "/catalogs/restaurants/items")
+                .bearer(&app.token)
+                .raw_body("text/plain", br#"{"items":[{"id":"a"}]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(response.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(error_ids(&response), ["invalid-content-type"]);
+    assert_rate_headers(&response);
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST / PATCH / PUT and their extra error ids
+
+#[tokio::test]
+async fn post_creates_and_replaces_an_existing_id() {
+    let app = app_with(&["restaurant1"]).await;
+    let body = json!({"items": [{"id": "restaurant1", "Cuisine": "Thai"}, {"id": "restaurant9", "Name": "Nine"}]});
+    let response = call(&app, Method::POST, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!((response.status, response.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    assert_rate_headers(&response);
+    app.run_jobs().await;
+    let nine = item(&app, "restaurant9").await;
+    assert_eq!(nine.json(), json!({"items": [{"id": "restaurant9", "Name": "Nine"}], "message": "success"}));
+    // The existing item is replaced: its `Name` is gone.
+    assert_eq!(item(&app, "restaurant1").await.json()["items"][0], json!({"id": "restaurant1", "Cuisine": "Thai"}));
+}
+
+#[tokio::test]
+async fn patch_changes_given_fields_and_keeps_the_others() {
+    let app = app_with(&["restaurant1"]).await;
+    let body = json!({"items": [{"id": "restaurant1", "Rating": 5}, {"id": "missing", "Rating": 1}]});
+    let response = call(&app, Method::PATCH, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!((response.status, response.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    app.run_jobs().await;
+    assert_eq!(
+        item(&app, "restaurant1").await.json()["items"][0],
+        json!({"id": "restaurant1", "Name": "Restaurant restaurant1", "Rating": 5})
+    );
+    // PATCH does not create.
+    assert_eq!(item(&app, "missing").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn put_replaces_items_and_creates_missing_ones() {
+    let app = app_with(&["restaurant1"]).await;
+    let body = json!({"items": [{"id": "restaurant1", "Rating": 2}, {"id": "restaurant2", "Name": "Two"}]});
+    let response = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!((response.status, response.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    app.run_jobs().await;
+    assert_eq!(item(&app, "restaurant1").await.json()["items"][0], json!({"id": "restaurant1", "Rating": 2}));
+    assert_eq!(item(&app, "restaurant2").await.json()["items"][0], json!({"id": "restaurant2", "Name": "Two"}));
+}
+
+#[tokio::test]
+async fn write_endpoints_share_the_id_rules_and_limit() {
+    let app = app_with(&[]).await;
+    let items: Vec<Value> = (0..51).map(|i| json!({"id": format!("r{i}")})).collect();
+    for method in [Method::POST, Method::PATCH, Method::PUT] {
+        let too_many =
+            call(&app, method.clone(), "/catalogs/restaurants/items", Some(&json!({ "items": items }))).await;
+        assert_eq!(
+            (too_many.status, error_ids(&too_many)),
+            (StatusCode::BAD_REQUEST, vec!["request-includes-too-many-items".to_owned()])
+        );
+        let bad =
+            call(&app, method.clone(), "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a/b"}, {}]})))
+                .await;
+        assert_eq!(error_ids(&bad), ["invalid-ids", "items-missing-ids"], "{method}");
+        let missing = call(&app, method.clone(), "/catalogs/nope/items", Some(&json!({"items": [{"id": "a"}]}))).await;
+        assert_eq!(
+            (missing.status, error_ids(&missing)),
+            (StatusCode::NOT_FOUND, vec!["catalog-not-found".to_owned()])
+        );
+        let invalid = call(&app, method.clone(), "/catalogs/restaurants/items", Some(&json!({"items": 3}))).await;
+        assert_eq!(error_ids(&invalid), ["item-array-invalid"]);
+    }
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+#[tokio::test]
+async fn field_names_outside_the_rule_are_invalid_fields() {
+    let app = app_with(&[]).await;
+    let response =
+        call(&app, Method::POST, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a", "bad name": 1}]})))
+            .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_ids(&response), ["invalid-fields"]);
+    assert_eq!(response.json()["message"], "Invalid Request");
+}
+
+#[tokio::test]
+async fn values_over_5000_characters_are_items_too_large() {
+    let app = app_with(&[]).await;
+    let ok = call(
+        &app,
+        Method::PUT,
+        "/catalogs/restaurants/items",
+        Some(&json!({"items": [{"id": "a", "Name": "v".repeat(5_000)}]})),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
+    let body = json!({"items": [{"id": "a", "Nested": {"Deep": ["v".repeat(5_001)]}}]});
+    let response = call(&app, Method::PATCH, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_ids(&response), ["items-too-large"]);
+}
+
+#[tokio::test]
+async fn keys_with_dot_or_dollar_are_invalid_keys_in_value_object() {
+    let app = app_with(&[]).await;
+    let body = json!({"items": [{"id": "a", "Info": {"a.b": 1}}, {"id": "b", "Info": {"$set": 1}}]});
+    let response = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_ids(&response), ["invalid-keys-in-value-object"]);
+}
+
+#[tokio::test]
+async fn values_nested_over_50_levels_are_too_deep() {
+    let app = app_with(&[]).await;
+    let nest = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "k": inner }));
+    let ok =
+        call(&app, Method::POST, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a", "V": nest(50)}]})))
+            .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text);
+    let response =
+        call(&app, Method::POST, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a", "V": nest(51)}]})))
+            .await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_ids(&response), ["too-deep-nesting-in-value-object"]);
+}
+
+#[tokio::test]
+async fn id_and_field_errors_are_reported_together() {
+    let app = app_with(&[]).await;
+    let body = json!({"items": [{"id": "a!", "bad key": "x"}, {"id": "b", "V": {"x.y": "v".repeat(5_001)}}]});
+    let response = call(&app, Method::POST, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        error_ids(&response),
+        ["invalid-ids", "invalid-fields", "invalid-keys-in-value-object", "items-too-large"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Synchronous endpoints
+
+#[tokio::test]
+async fn create_catalog_answers_201_with_the_catalog() {
+    let app = TestApp::new().await;
+    let body = json!({"catalogs": [{"name": "restaurants", "description": "My Restaurants", "fields": [{"name": "id", "type": "string"}, {"name": "Rating", "type": "number"}]}]});
+    let response = call(&app, Method::POST, "/catalogs", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::CREATED, "{}", response.text);
+    assert_rate_headers(&response);
+    let json = response.json();
+    assert_eq!(json["message"], "success");
+    let catalog = &json["catalogs"][0];
+    assert_eq!(catalog["name"], "restaurants");
+    assert_eq!(catalog["description"], "My Restaurants");
+    assert_eq!(catalog["fields"], json!([{"name": "id", "type": "string"}, {"name": "Rating", "type": "number"}]));
+    assert_eq!(catalog["num_items"], 0);
+    assert!(catalog["updated_at"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{catalog}");
+}
+
+#[tokio::test]
+async fn create_catalog_errors() {
+    let app = app_with(&[]).await;
+    let again = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "restaurants"}]}))).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        again.json(),
+        envelope(json!([error("catalog-name-already-exists", "A catalog with that name already exists")]))
+    );
+    let bad = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "has space"}]}))).await;
+    assert_eq!((bad.status, error_ids(&bad)), (StatusCode::BAD_REQUEST, vec!["invalid_catalog_name".to_owned()]));
+    let long = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "n".repeat(251)}]}))).await;
+    assert_eq!((long.status, error_ids(&long)), (StatusCode::BAD_REQUEST, vec!["catalog-name-too-large".to_owned()]));
+    let two = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "a"}, {"name": "b"}]}))).await;
+    assert_eq!((two.status, error_ids(&two)), (StatusCode::BAD_REQUEST, vec!["catalog-array-invalid".to_owned()]));
+}
+
+#[tokio::test]
+async fn list_catalogs_shows_item_counts() {
+    let app = app_with(&["a", "b"]).await;
+    let response = call(&app, Method::GET, "/catalogs", None).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_rate_headers(&response);
+    let json = response.json();
+    assert_eq!(json["message"], "success");
+    assert_eq!(json["catalogs"][0]["name"], "restaurants");
+    assert_eq!(json["catalogs"][0]["num_items"], 2);
+    assert_eq!(json["catalogs"][0]["description"], "My Restaurants");
+}
+
+#[tokio::test]
+async fn get_item_and_item_not_found() {
+    let app = app_with(&["restaurant1"]).await;
+    let found = item(&app, "restaurant1").await;
+    assert_eq!(found.status, StatusCode::OK);
+    assert_eq!(
+        found.json(),
+        json!({"items": [{"id": "restaurant1", "Name": "Restaurant restaurant1"}], "message": "success"})
+    );
+    assert_rate_headers(&found);
+    let missing = item(&app, "ghost").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.json(),
+        envelope(
+            json!([{"id": "item-not-found", "message": "Could not find item", "parameters": ["item_id"], "parameter_values": ["ghost"]}])
+        )
+    );
+    let no_catalog = call(&app, Method::GET, "/catalogs/nope/items/a", None).await;
+    assert_eq!(
+        (no_catalog.status, error_ids(&no_catalog)),
+        (StatusCode::NOT_FOUND, vec!["catalog-not-found".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn list_items_pages_with_a_link_header() {
+    let ids: Vec<String> = (0..55).map(|i| format!("r{i:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let app = app_with(&[]).await;
+    for chunk in refs.chunks(50) {
+        let items: Vec<Value> = chunk.iter().map(|id| json!({"id": id})).collect();
+        let put = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&json!({ "items": items }))).await;
+        assert_eq!(put.status, StatusCode::ACCEPTED);
+    }
+    app.run_jobs().await;
+    let first = call(&app, Method::GET, "/catalogs/restaurants/items", None).await;
+    assert_eq!(first.json()["items"].as_array().map(Vec::len), Some(50));
+    let link = first.header("link").unwrap_or_default().to_owned();
+    let next = link.trim_start_matches('<').split('>').next().unwrap_or_default().to_owned();
+    assert!(link.ends_with("rel=\"next\""), "{link}");
+    let second = call(&app, Method::GET, &next, None).await;
+    assert_eq!(second.json()["items"].as_array().map(Vec::len), Some(5));
+    assert!(second.header("link").is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth, tenancy and rate limits
+
+#[tokio::test]
+async fn missing_or_unknown_key_is_401_with_rate_headers() {
+    let app = app_with(&[]).await;
+    let body = json!({"items": [{"id": "a"}]});
+    let none = app.send(TestRequest::new(Method::DELETE, "/catalogs/restaurants/items").json(&body)).await;
+    assert_eq!((none.status, error_ids(&none)), (StatusCode::UNAUTHORIZED, vec!["invalid-api-key".to_owned()]));
+    assert_rate_headers(&none);
+    let unknown = call_as(&app, "not-a-key", Method::GET, "/catalogs", None).await;
+    assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown.json()["message"], "Invalid Request");
+    assert_rate_headers(&unknown);
+}
+
+#[tokio::test]
+async fn a_key_without_the_permission_is_403() {
+    let app = app_with(&["a"]).await;
+    let reader = app.token_for("acme", &[Scope::CatalogsRead]).await;
+    let writer = app.token_for("acme", &[Scope::CatalogsWrite]).await;
+    let body = json!({"items": [{"id": "a"}]});
+    for method in [Method::DELETE, Method::POST, Method::PATCH, Method::PUT] {
+        let response = call_as(&app, &reader, method, "/catalogs/restaurants/items", Some(&body)).await;
+        assert_eq!(
+            (response.status, error_ids(&response)),
+            (StatusCode::FORBIDDEN, vec!["insufficient-permissions".to_owned()])
+        );
+        assert_rate_headers(&response);
+    }
+    let create = call_as(&app, &reader, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "x"}]}))).await;
+    assert_eq!(create.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call_as(&app, &writer, Method::GET, "/catalogs/restaurants/items/a", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(call_as(&app, &writer, Method::GET, "/catalogs", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(call_as(&app, &reader, Method::GET, "/catalogs/restaurants/items/a", None).await.status, StatusCode::OK);
+    assert_eq!(jobs_count(&app).await, 1, "only the setup's job");
+}
+
+#[tokio::test]
+async fn another_projects_catalog_is_not_found() {
+    let app = app_with(&["a"]).await;
+    let other = app.token_for("other", Scope::ALL).await;
+    let response =
+        call_as(&app, &other, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a"}]})))
+            .await;
+    assert_eq!((response.status, error_ids(&response)), (StatusCode::NOT_FOUND, vec!["catalog-not-found".to_owned()]));
+    assert_eq!(
+        call_as(&app, &other, Method::GET, "/catalogs/restaurants/items/a", None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(call_as(&app, &other, Method::GET, "/catalogs", None).await.json()["catalogs"], json!([]));
+}
+
+#[tokio::test]
+async fn the_four_async_endpoints_share_one_quota_and_429_has_retry_after() {
+    // The setup's catalog creation uses the synchronous quota, so the async one starts full.
+    let app = app_with_limits(&[], &["braze-async=3/1m"]).await;
+    let body = json!({"items": [{"id": "a"}]});
+    let mut remaining = Vec::new();
+    for method in [Method::PUT, Method::PATCH, Method::DELETE] {
+        let response = call(&app, method, "/catalogs/restaurants/items", Some(&body)).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+        assert_eq!(response.header("x-ratelimit-limit"), Some("3"));
+        remaining.push(response.header("x-ratelimit-remaining").unwrap_or_default().to_owned());
+    }
+    assert_eq!(remaining, ["2", "1", "0"]);
+    let limited = call(&app, Method::POST, "/catalogs/restaurants/items", Some(&body)).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(error_ids(&limited), ["rate-limit-exceeded"]);
+    assert_rate_headers(&limited);
+    assert_eq!(limited.header("x-ratelimit-remaining"), Some("0"));
+    assert!(limited.header("retry-after").and_then(|v| v.parse::<u64>().ok()).is_some_and(|s| s >= 1));
+    assert_eq!(jobs_count(&app).await, 3, "the limited request created nothing");
+    // The synchronous endpoints have their own quota.
+    assert_eq!(call(&app, Method::GET, "/catalogs", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn synchronous_endpoints_have_their_own_quota() {
+    let app = app_with_limits(&[], &["braze-sync=2/1m"]).await;
+    // The setup's POST /catalogs took one.
+    assert_eq!(call(&app, Method::GET, "/catalogs", None).await.status, StatusCode::OK);
+    let limited = call(&app, Method::GET, "/catalogs/restaurants/items/a", None).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
+    let body = json!({"items": [{"id": "a"}]});
+    assert_eq!(
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&body)).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+#[tokio::test]
+async fn an_unsupported_method_is_405_in_the_envelope_with_rate_headers() {
+    let app = app_with(&[]).await;
+    let response = call(&app, Method::DELETE, "/catalogs", None).await;
+    assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(error_ids(&response), ["method-not-allowed"]);
+    assert_rate_headers(&response);
+}

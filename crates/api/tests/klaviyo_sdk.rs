@@ -1,0 +1,163 @@
+//! Klaviyo's official Python SDK (`klaviyo-api` from PyPI) against the real `catalogd` binary:
+//! the acceptance test of the Klaviyo dialect (contracts/klaviyo.md).
+//!
+//! The test starts `catalogd serve` on a free port over a temporary SQLite file, makes a project
+//! and a key with `catalogd admin`, installs the SDK into a virtualenv cached under Cargo's target
+//! directory, and runs `tests/klaviyo_sdk/sdk_check.py`, which must exit 0. Under `CI=true` every
+//! step must work; elsewhere the test is skipped, with a message, when Python, venv or PyPI is
+//! unavailable.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_catalogd");
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_sdk/sdk_check.py");
+/// The SDK release the check is written against; `KLAVIYO_SDK_SPEC` overrides it (e.g. to try a
+/// newer one: `KLAVIYO_SDK_SPEC=klaviyo-api`).
+const DEFAULT_SDK_SPEC: &str = "klaviyo-api==25.0.0";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips the test outside CI; fails it in CI.
+fn unavailable(why: &str) {
+    assert!(!in_ci(), "CI=true: the Klaviyo SDK test must run, but {why}");
+    println!("skipping the Klaviyo SDK test: {why}");
+}
+
+fn run(command: &mut Command) -> std::io::Result<Output> {
+    command.stdin(Stdio::null()).output()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The virtualenv's python with the SDK installed, creating or repairing the cached venv.
+fn sdk_python() -> Result<PathBuf, String> {
+    let spec = std::env::var("KLAVIYO_SDK_SPEC").unwrap_or_else(|_| DEFAULT_SDK_SPEC.to_owned());
+    let slug: String = spec.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("klaviyo-sdk-venv-{slug}"));
+    let python = venv.join("bin").join("python");
+    let has_sdk = |python: &Path| {
+        run(Command::new(python).args(["-c", "import klaviyo_api, openapi_client"])).is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && has_sdk(&python) {
+        return Ok(python);
+    }
+    let created = run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !created.status.success() {
+        return Err(format!("python3 -m venv failed: {}", describe(&created)));
+    }
+    let installed = run(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--timeout",
+        "60",
+        &spec,
+    ]))
+    .map_err(|e| format!("cannot run pip: {e}"))?;
+    if !installed.status.success() || !has_sdk(&python) {
+        return Err(format!("pip install {spec} failed: {}", describe(&installed)));
+    }
+    Ok(python)
+}
+
+/// A `catalogd serve` child, killed when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn admin(dir: &Path, args: &[&str]) -> String {
+    let output = run(Command::new(BIN)
+        .current_dir(dir)
+        .arg("admin")
+        .args(["--database-url", "sqlite://catalogd.db"])
+        .args(args))
+    .expect("run catalogd admin");
+    assert!(output.status.success(), "catalogd admin {args:?}: {}", describe(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+fn start(dir: &Path) -> Server {
+    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+    let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+    let child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start catalogd serve");
+    let server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if healthy(port) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("catalogd did not answer /healthz on port {port}");
+}
+
+#[test]
+fn klaviyo_python_sdk_works_against_catalogd() {
+    let python = match sdk_python() {
+        Ok(python) => python,
+        Err(why) => return unavailable(&why),
+    };
+    let dir = std::env::temp_dir().join(format!("catalogd_klaviyo_sdk_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    admin(&dir, &["project", "create", "klaviyo-sdk"]);
+    // The SDK needs catalogs:read/write; jobs:read lets the script wait for its set-up jobs.
+    let created = admin(
+        &dir,
+        &["key", "create", "--project", "klaviyo-sdk", "--scopes", "catalogs:read,catalogs:write,jobs:read"],
+    );
+    let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
+    let server = start(&dir);
+    let output = run(Command::new(&python)
+        .arg(SCRIPT)
+        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
+        .env("CATALOGD_TOKEN", &token))
+    .expect("run the SDK script");
+    drop(server);
+    let server_log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    println!("{}", describe(&output));
+    assert!(output.status.success(), "the SDK script failed: {}\n--- server log\n{server_log}", describe(&output));
+    let _ = std::fs::remove_dir_all(&dir);
+}
