@@ -1,0 +1,174 @@
+//! A real catalogd for the integration tests: the built `catalogd` binary, started as a
+//! subprocess on a free loopback port with a SQLite file in a temporary directory, and a project
+//! and key made with its admin CLI. Going through the binary keeps catalog-client free of any
+//! dependency on the server crates, even for tests.
+//!
+//! The binary is `$CATALOGD_BIN`, else `catalogd` in `$CARGO_TARGET_DIR/debug` or the workspace's
+//! `target/debug`. When it is missing it is built with `cargo build -p catalog-api --bin catalogd`
+//! into a target directory of its own (this test run's cargo may still hold the main one's lock).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The catalogd binary, built if needed.
+pub fn catalogd_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("CATALOGD_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace().join("target"), PathBuf::from);
+    let built = target.join("debug").join("catalogd");
+    if built.exists() {
+        return built;
+    }
+    let own_target = workspace().join("target").join("client-tests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "-p", "catalog-api", "--bin", "catalogd", "--target-dir"])
+        .arg(&own_target)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building catalogd failed");
+    own_target.join("debug").join("catalogd")
+}
+
+/// The catalogctl binary of this package.
+pub fn catalogctl_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_catalogctl"))
+}
+
+/// A temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "catalog-client-{label}-{}-{}",
+            std::process::id(),
+            catalog_client::new_idempotency_key()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        std::fs::remove_dir_all(&self.0).ok();
+    }
+}
+
+/// A running catalogd, killed on drop.
+pub struct Server {
+    pub url: String,
+    pub token: String,
+    child: Child,
+    pub dir: TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
+    }
+}
+
+fn free_port() -> u16 {
+    // The port is free when the listener is dropped; a race with another process taking it in
+    // between is possible but shows up as a clear start-up failure, not a wrong result.
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn admin(bin: &Path, database_url: &str, args: &[&str]) -> Output {
+    let output = Command::new(bin)
+        .arg("admin")
+        .args(args)
+        .args(["--database-url", database_url])
+        .output()
+        .expect("catalogd admin runs");
+    assert!(output.status.success(), "catalogd admin {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+impl Server {
+    /// Starts catalogd with extra `serve` arguments (e.g. rate limits) and waits for /healthz.
+    pub fn start(label: &str, serve_args: &[&str]) -> Server {
+        let bin = catalogd_bin();
+        let dir = TempDir::new(label);
+        let database_url = format!("sqlite://{}", dir.0.join("catalogd.db").display());
+        admin(&bin, &database_url, &["project", "create", "test"]);
+        let output = admin(
+            &bin,
+            &database_url,
+            &["key", "create", "--project", "test", "--scopes", "catalogs:read,catalogs:write,jobs:read,jobs:write"],
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let token = stdout.lines().last().expect("the token is on the last line").trim().to_owned();
+        let port = free_port();
+        let log = std::fs::File::create(dir.0.join("server.log")).expect("log file");
+        let child = Command::new(&bin)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &database_url])
+            .args(serve_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("catalogd starts");
+        let server = Server { url: format!("http://127.0.0.1:{port}"), token, child, dir };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = self.url.trim_start_matches("http://").to_owned();
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = std::net::TcpStream::connect(&address) {
+                use std::io::{Read, Write};
+                let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+                if stream.write_all(request.as_bytes()).is_ok() {
+                    let mut answer = String::new();
+                    stream.read_to_string(&mut answer).ok();
+                    if answer.starts_with("HTTP/1.1 200") {
+                        return;
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("catalogd did not become healthy; log: {}", self.log());
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.0.join("server.log")).unwrap_or_default()
+    }
+
+    /// A library client for this server.
+    pub fn client(&self) -> catalog_client::Client {
+        catalog_client::Client::new(&self.url, &self.token).expect("client")
+    }
+
+    /// `catalogctl ARGS` against this server, configured through the environment.
+    pub fn catalogctl(&self, args: &[&str]) -> Output {
+        Command::new(catalogctl_bin())
+            .args(args)
+            .env("CATALOGD_URL", &self.url)
+            .env("CATALOGD_TOKEN", &self.token)
+            // Keeps a developer's own config file out of the test.
+            .env("HOME", &self.dir.0)
+            .env_remove("CATALOGCTL_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .output()
+            .expect("catalogctl runs")
+    }
+}
