@@ -8,15 +8,18 @@ use crate::state::AppState;
 use crate::views::{
     BulkView, CatalogView, CategoryView, ErrorEnvelope, ItemView, JobCreatedView, JobErrorView, JobView, PageView,
 };
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use catalog_domain::time::parse_rfc3339;
 use catalog_domain::{Dialect, ErrorCode, JobKind, JobStatus, RawId};
-use catalog_store::{BulkOutcome, CategoryInput, ItemInput, JobFilter, JobId, JobOptions, JobPaging};
+use catalog_store::{BulkOutcome, CategoryInput, ItemInput, JobFilter, JobId, JobOptions, JobPaging, ProjectId};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::marker::PhantomData;
 use std::time::Duration;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
@@ -136,7 +139,7 @@ macro_rules! job_body {
             atomic: bool,
         }
 
-        impl $name {
+        impl JobBody for $name {
             fn split(self) -> (Vec<Value>, JobFields) {
                 let job = JobFields {
                     start_at: self.start_at,
@@ -162,6 +165,42 @@ job_body!(
     /// Categories: `{"id", "external_id"?, "name"?, "item_ids"?}`.
     CategoriesBody { categories: Vec<CategoryInputSchema> }
 );
+
+/// A job-creating body: its inputs, and the fields every such body may carry.
+trait JobBody: DeserializeOwned {
+    fn split(self) -> (Vec<Value>, JobFields);
+}
+
+/// Everything a bulk route needs from its request: the caller's project, the catalog in the path,
+/// the raw inputs, and the job options (body fields plus the `Idempotency-Key` header).
+struct Bulk {
+    project: ProjectId,
+    catalog: String,
+    inputs: Vec<Value>,
+    options: JobOptions,
+}
+
+/// Extracts a [`Bulk`] from a request with a `B` body.
+struct BulkRequest<B>(Bulk, PhantomData<B>);
+
+impl<B: JobBody, S: Send + Sync> FromRequest<S> for BulkRequest<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let (mut parts, body) = request.into_parts();
+        let Caller(caller) = Caller::from_request_parts(&mut parts, state).await?;
+        let ApiPath(catalog) = ApiPath::<String>::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let ApiJson(body) = ApiJson::<B>::from_request(axum::extract::Request::from_parts(parts, body), state).await?;
+        let (inputs, fields) = body.split();
+        let options = fields.options(&headers)?;
+        Ok(BulkRequest(Bulk { project: caller.project_id, catalog, inputs, options }, PhantomData))
+    }
+}
+
+fn raw_ids(inputs: &[Value]) -> Vec<RawId> {
+    inputs.iter().map(|id| raw_id(Some(id))).collect()
+}
 
 /// One item of an upsert or patch request (documentation only: inputs are parsed one by one so a
 /// bad entry is reported in its result rather than failing the request).
@@ -369,105 +408,73 @@ async fn list_categories(
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn bulk_delete_items(
     state: axum::extract::State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(catalog): ApiPath<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<IdsBody>,
+    BulkRequest(bulk, _): BulkRequest<IdsBody>,
 ) -> Result<Response, ApiError> {
-    let (ids, job) = body.split();
-    let options = job.options(&headers)?;
-    let ids = ids.iter().map(|id| raw_id(Some(id))).collect();
-    let outcome = state.store.bulk_delete_items(caller.project_id, &catalog, Dialect::Native, ids, &options).await?;
+    let Bulk { project, catalog, inputs, options } = bulk;
+    let outcome = state.store.bulk_delete_items(project, &catalog, Dialect::Native, raw_ids(&inputs), &options).await?;
     Ok(bulk_response(&outcome))
 }
 
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn bulk_upsert_items(
     state: axum::extract::State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(catalog): ApiPath<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<ItemsBody>,
+    BulkRequest(bulk, _): BulkRequest<ItemsBody>,
 ) -> Result<Response, ApiError> {
-    let (items, job) = body.split();
-    let options = job.options(&headers)?;
-    let items = item_inputs(items, "items")?;
-    let outcome = state.store.bulk_upsert_items(caller.project_id, &catalog, Dialect::Native, items, &options).await?;
+    let Bulk { project, catalog, inputs, options } = bulk;
+    let outcome = state
+        .store
+        .bulk_upsert_items(project, &catalog, Dialect::Native, item_inputs(inputs, "items")?, &options)
+        .await?;
     Ok(bulk_response(&outcome))
 }
 
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn bulk_patch_items(
     state: axum::extract::State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(catalog): ApiPath<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<ItemsBody>,
+    BulkRequest(bulk, _): BulkRequest<ItemsBody>,
 ) -> Result<Response, ApiError> {
-    let (items, job) = body.split();
-    let options = job.options(&headers)?;
-    let items = item_inputs(items, "items")?;
-    let outcome =
-        state.store.bulk_patch_items(caller.project_id, &catalog, Dialect::Native, items, false, &options).await?;
-    Ok(bulk_response(&outcome))
-}
-
-async fn bulk_categories(
-    state: axum::extract::State<AppState>,
-    caller: Caller,
-    catalog: String,
-    headers: axum::http::HeaderMap,
-    body: CategoriesBody,
-    kind: JobKind,
-) -> Result<Response, ApiError> {
-    let (categories, job) = body.split();
-    let options = job.options(&headers)?;
-    let categories = category_inputs(categories)?;
-    let (project, store) = (caller.0.project_id, &state.store);
-    let outcome = match kind {
-        JobKind::CategoryBulkUpsert => {
-            store.bulk_upsert_categories(project, &catalog, Dialect::Native, categories, &options).await?
-        }
-        _ => store.bulk_update_categories(project, &catalog, Dialect::Native, categories, &options).await?,
-    };
+    let Bulk { project, catalog, inputs, options } = bulk;
+    let outcome = state
+        .store
+        .bulk_patch_items(project, &catalog, Dialect::Native, item_inputs(inputs, "items")?, false, &options)
+        .await?;
     Ok(bulk_response(&outcome))
 }
 
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn bulk_update_categories(
     state: axum::extract::State<AppState>,
-    caller: Caller,
-    ApiPath(catalog): ApiPath<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<CategoriesBody>,
+    BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
 ) -> Result<Response, ApiError> {
-    bulk_categories(state, caller, catalog, headers, body, JobKind::CategoryBulkUpdate).await
+    let Bulk { project, catalog, inputs, options } = bulk;
+    let outcome = state
+        .store
+        .bulk_update_categories(project, &catalog, Dialect::Native, category_inputs(inputs)?, &options)
+        .await?;
+    Ok(bulk_response(&outcome))
 }
 
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn bulk_upsert_categories(
     state: axum::extract::State<AppState>,
-    caller: Caller,
-    ApiPath(catalog): ApiPath<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<CategoriesBody>,
+    BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
 ) -> Result<Response, ApiError> {
-    bulk_categories(state, caller, catalog, headers, body, JobKind::CategoryBulkUpsert).await
+    let Bulk { project, catalog, inputs, options } = bulk;
+    let outcome = state
+        .store
+        .bulk_upsert_categories(project, &catalog, Dialect::Native, category_inputs(inputs)?, &options)
+        .await?;
+    Ok(bulk_response(&outcome))
 }
 
 #[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn bulk_delete_categories(
     state: axum::extract::State<AppState>,
-    Caller(caller): Caller,
-    ApiPath(catalog): ApiPath<String>,
-    headers: axum::http::HeaderMap,
-    ApiJson(body): ApiJson<IdsBody>,
+    BulkRequest(bulk, _): BulkRequest<IdsBody>,
 ) -> Result<Response, ApiError> {
-    let (ids, job) = body.split();
-    let options = job.options(&headers)?;
-    let ids = ids.iter().map(|id| raw_id(Some(id))).collect();
+    let Bulk { project, catalog, inputs, options } = bulk;
     let outcome =
-        state.store.bulk_delete_categories(caller.project_id, &catalog, Dialect::Native, ids, &options).await?;
+        state.store.bulk_delete_categories(project, &catalog, Dialect::Native, raw_ids(&inputs), &options).await?;
     Ok(bulk_response(&outcome))
 }
 
