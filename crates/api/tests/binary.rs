@@ -1,69 +1,18 @@
 //! The real `catalogd` binary over TCP: admin CLI, bulk upsert and delete of 20,000 items, and
 //! recovery after SIGKILL in the middle of a job.
 
+mod support;
+
 use serde_json::{json, Value};
-use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::path::PathBuf;
+use support::{admin, create_project_and_key, free_port, start, temp_dir, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_catalogd");
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("catalogd_bin_{name}_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn admin(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(BIN)
-        .arg("admin")
-        .args(args)
-        .args(["--database-url", "sqlite://catalogd.db"])
-        .current_dir(dir)
-        .output()
-        .expect("run catalogd admin");
-    assert!(output.status.success(), "catalogd admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
-}
-
-/// Starts `catalogd serve`; a small `chunk_size` makes a job slow enough to be caught mid-way.
-async fn start(dir: &Path, port: u16, chunk_size: usize) -> Server {
-    let child = Command::new(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
-        .args(["--chunk-size", &chunk_size.to_string(), "--lease-seconds", "1", "--rate-limit", "native-write=off"])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start catalogd serve");
-    let server = Server { child, port };
-    for _ in 0..200 {
-        if let Ok((200, _)) = request(port, "GET", "/healthz", None, None).await {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("catalogd did not answer /healthz");
+/// Server flags of these tests: a short lease so a killed server's job is taken over quickly, and
+/// `chunk_size` small enough for a job to be caught mid-way.
+fn flags(chunk_size: &str) -> [&str; 6] {
+    ["--chunk-size", chunk_size, "--lease-seconds", "1", "--rate-limit", "native-write=off"]
 }
 
 /// A minimal HTTP/1.1 exchange (the server always sends Content-Length for JSON).
@@ -103,14 +52,7 @@ async fn call(server: &Server, token: &str, method: &str, path: &str, body: Opti
 
 fn setup(name: &str) -> (PathBuf, String) {
     let dir = temp_dir(name);
-    let created = admin(&dir, &["project", "create", "acme", "--name", "Acme"]);
-    assert!(created.contains("acme"), "{created}");
-    let key_output = admin(
-        &dir,
-        &["key", "create", "--project", "acme", "--scopes", "catalogs:read,catalogs:write,jobs:read,jobs:write"],
-    );
-    let token = key_output.lines().last().unwrap_or_default().trim().to_owned();
-    assert!(token.starts_with("cat_"), "the token is alone on the last line: {key_output}");
+    let token = create_project_and_key(&dir);
     let listed = admin(&dir, &["key", "list", "--project", "acme"]);
     assert!(listed.contains("jobs:write") && !listed.contains(&token), "key list never shows the token: {listed}");
     (dir, token)
@@ -158,7 +100,7 @@ fn ids(n: usize) -> Vec<String> {
 #[tokio::test]
 async fn upsert_and_delete_20000_items_over_tcp() {
     let (dir, token) = setup("plain");
-    let server = start(&dir, free_port(), 1_000).await;
+    let server = start(&dir, free_port(), &flags("1000"));
     let (status, _) = call(&server, &token, "POST", "/v1/catalogs", Some(json!({"name": "shoes"}))).await;
     assert_eq!(status, 201);
     let ids = ids(20_000);
@@ -190,7 +132,7 @@ async fn upsert_and_delete_20000_items_over_tcp() {
 async fn a_job_survives_sigkill_of_its_server() {
     let (dir, token) = setup("sigkill");
     let port = free_port();
-    let mut server = start(&dir, port, 20).await;
+    let mut server = start(&dir, port, &flags("20"));
     let (status, _) = call(&server, &token, "POST", "/v1/catalogs", Some(json!({"name": "shoes"}))).await;
     assert_eq!(status, 201);
     let ids = ids(20_000);
@@ -216,7 +158,7 @@ async fn a_job_survives_sigkill_of_its_server() {
     assert!(killed_mid_job, "the server was not caught mid-job; lower --chunk-size");
     drop(server);
 
-    let server = start(&dir, port, 1_000).await;
+    let server = start(&dir, port, &flags("1000"));
     let jobs = wait_all(&server, &token, &deletes).await;
     for job in &jobs {
         assert_eq!(

@@ -7,13 +7,11 @@
 //! step must work; elsewhere the test is skipped, with a message, when Python, venv or PyPI is
 //! unavailable.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-const BIN: &str = env!("CARGO_BIN_EXE_catalogd");
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::{admin, free_port, start, temp_dir};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_sdk/sdk_check.py");
 /// The SDK release the check is written against; `KLAVIYO_SDK_SPEC` overrides it (e.g. to try a
 /// newer one: `KLAVIYO_SDK_SPEC=klaviyo-api`).
@@ -76,72 +74,13 @@ fn sdk_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-/// A `catalogd serve` child, killed when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn admin(dir: &Path, args: &[&str]) -> String {
-    let output = run(Command::new(BIN)
-        .current_dir(dir)
-        .arg("admin")
-        .args(["--database-url", "sqlite://catalogd.db"])
-        .args(args))
-    .expect("run catalogd admin");
-    assert!(output.status.success(), "catalogd admin {args:?}: {}", describe(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
-}
-
-fn start(dir: &Path) -> Server {
-    let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
-    let log = std::fs::File::create(dir.join("server.log")).expect("server log");
-    let child = Command::new(BIN)
-        .current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start catalogd serve");
-    let server = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if healthy(port) {
-            return server;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("catalogd did not answer /healthz on port {port}");
-}
-
 #[test]
 fn klaviyo_python_sdk_works_against_catalogd() {
     let python = match sdk_python() {
         Ok(python) => python,
         Err(why) => return unavailable(&why),
     };
-    let dir = std::env::temp_dir().join(format!("catalogd_klaviyo_sdk_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = temp_dir("klaviyo_sdk");
     admin(&dir, &["project", "create", "klaviyo-sdk"]);
     // The SDK needs catalogs:read/write; jobs:read lets the script wait for its set-up jobs.
     let created = admin(
@@ -149,7 +88,7 @@ fn klaviyo_python_sdk_works_against_catalogd() {
         &["key", "create", "--project", "klaviyo-sdk", "--scopes", "catalogs:read,catalogs:write,jobs:read"],
     );
     let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
-    let server = start(&dir);
+    let server = start(&dir, free_port(), &[]);
     let output = run(Command::new(&python)
         .arg(SCRIPT)
         .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))

@@ -1,0 +1,102 @@
+//! Shared by the suites that drive the real `catalogd` binary: a temporary working directory,
+//! `catalogd admin`, and a `catalogd serve` child that is killed when dropped.
+
+#![allow(dead_code)] // each suite uses its own subset
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test, built by cargo for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_catalogd");
+
+/// A `catalogd serve` child, killed when dropped.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// The port it listens on (127.0.0.1).
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fresh, empty working directory for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("catalogd_bin_{name}_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Runs `catalogd admin ARGS` on `dir/catalogd.db` and returns its stdout.
+pub fn admin(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(BIN)
+        .current_dir(dir)
+        .arg("admin")
+        .args(["--database-url", "sqlite://catalogd.db"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run catalogd admin");
+    assert!(output.status.success(), "catalogd admin {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Creates project `acme` and an all-scopes key; returns the token (the last line of stdout).
+pub fn create_project_and_key(dir: &Path) -> String {
+    admin(dir, &["project", "create", "acme", "--name", "Acme"]);
+    let output = admin(
+        dir,
+        &["key", "create", "--project", "acme", "--scopes", "catalogs:read,catalogs:write,jobs:read,jobs:write"],
+    );
+    let token = output.lines().last().unwrap_or_default().trim().to_owned();
+    assert!(token.starts_with("cat_"), "the token is alone on the last line: {output}");
+    token
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
+}
+
+/// Starts `catalogd serve` in `dir` on `port` with `extra` flags and waits for `/healthz`. Its
+/// stderr goes to `dir/server.log`.
+pub fn start(dir: &Path, port: u16, extra: &[&str]) -> Server {
+    let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+    let child = Command::new(BIN)
+        .current_dir(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start catalogd serve");
+    let server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if healthy(port) {
+            return server;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("catalogd did not answer /healthz on port {port}");
+}
