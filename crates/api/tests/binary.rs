@@ -176,3 +176,57 @@ async fn a_job_survives_sigkill_of_its_server() {
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Several `catalogd serve` processes on one PostgreSQL database share the work: jobs submitted to
+/// either are all completed exactly once, whichever runner takes them.
+#[tokio::test]
+async fn two_servers_share_one_postgres_database() {
+    use sqlx::Connection;
+    let admin_url =
+        std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
+        Ok(conn) => conn,
+        Err(error) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "PostgreSQL at {admin_url} is unreachable and CI is set: {error}"
+            );
+            eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({error}); set CATALOGD_TEST_PG");
+            return;
+        }
+    };
+    let name = format!("catalogd_bin_{}", std::process::id());
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await;
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+    let url = format!("{base}/{name}");
+
+    let dir = temp_dir("two_pg");
+    let token = support::create_project_and_key_on(&dir, &url);
+    let extra = ["--rate-limit", "native-write=off", "--chunk-size", "200"];
+    let (first, second) =
+        (support::start_on(&dir, &url, free_port(), &extra), support::start_on(&dir, &url, free_port(), &extra));
+    let (status, _) = call(&first, &token, "POST", "/v1/catalogs", Some(json!({"name": "shoes"}))).await;
+    assert_eq!(status, 201);
+    let ids = ids(20_000);
+    let upserts = submit(&first, &token, "bulk-upsert", &ids).await;
+    wait_all(&second, &token, &upserts).await;
+    assert_eq!(item_count(&second, &token).await, 20_000);
+
+    let mut deletes = Vec::new();
+    for (n, chunk) in ids.chunks(1_000).enumerate() {
+        let server = if n % 2 == 0 { &first } else { &second };
+        deletes.extend(submit(server, &token, "bulk-delete", chunk).await);
+    }
+    for job in wait_all(&first, &token, &deletes).await {
+        assert_eq!(
+            (job["status"].as_str(), job["completed_count"].as_u64()),
+            (Some("completed"), Some(1_000)),
+            "{job}"
+        );
+    }
+    assert_eq!(item_count(&first, &token).await, 0);
+    drop((first, second));
+    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -94,8 +94,9 @@ fn klaviyo_python_sdk_works_against_catalogd() {
         .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
         .env("CATALOGD_TOKEN", &token))
     .expect("run the SDK script");
+    let port = server.port;
     drop(server);
-    let server_log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
     println!("{}", describe(&output));
     assert!(output.status.success(), "the SDK script failed: {}\n--- server log\n{server_log}", describe(&output));
     let _ = std::fs::remove_dir_all(&dir);

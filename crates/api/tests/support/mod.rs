@@ -35,12 +35,20 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The embedded default database of these tests, relative to the test's directory.
+pub const SQLITE: &str = "sqlite://catalogd.db";
+
 /// Runs `catalogd admin ARGS` on `dir/catalogd.db` and returns its stdout.
 pub fn admin(dir: &Path, args: &[&str]) -> String {
+    admin_on(dir, SQLITE, args)
+}
+
+/// Runs `catalogd admin ARGS` on `database_url` and returns its stdout.
+pub fn admin_on(dir: &Path, database_url: &str, args: &[&str]) -> String {
     let output = Command::new(BIN)
         .current_dir(dir)
         .arg("admin")
-        .args(["--database-url", "sqlite://catalogd.db"])
+        .args(["--database-url", database_url])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -51,11 +59,14 @@ pub fn admin(dir: &Path, args: &[&str]) -> String {
 
 /// Creates project `acme` and an all-scopes key; returns the token (the last line of stdout).
 pub fn create_project_and_key(dir: &Path) -> String {
-    admin(dir, &["project", "create", "acme", "--name", "Acme"]);
-    let output = admin(
-        dir,
-        &["key", "create", "--project", "acme", "--scopes", "catalogs:read,catalogs:write,jobs:read,jobs:write"],
-    );
+    create_project_and_key_on(dir, SQLITE)
+}
+
+/// [`create_project_and_key`] on `database_url`.
+pub fn create_project_and_key_on(dir: &Path, database_url: &str) -> String {
+    admin_on(dir, database_url, &["project", "create", "acme", "--name", "Acme"]);
+    let scopes = "catalogs:read,catalogs:write,jobs:read,jobs:write";
+    let output = admin_on(dir, database_url, &["key", "create", "--project", "acme", "--scopes", scopes]);
     let token = output.lines().last().unwrap_or_default().trim().to_owned();
     assert!(token.starts_with("cat_"), "the token is alone on the last line: {output}");
     token
@@ -78,12 +89,17 @@ fn healthy(port: u16) -> bool {
 }
 
 /// Starts `catalogd serve` in `dir` on `port` with `extra` flags and waits for `/healthz`. Its
-/// stderr goes to `dir/server.log`.
+/// stderr goes to `dir/server-PORT.log`.
 pub fn start(dir: &Path, port: u16, extra: &[&str]) -> Server {
-    let log = std::fs::File::create(dir.join("server.log")).expect("server log");
+    start_on(dir, SQLITE, port, extra)
+}
+
+/// [`start`] on `database_url`; the log is `dir/server-PORT.log`.
+pub fn start_on(dir: &Path, database_url: &str, port: u16, extra: &[&str]) -> Server {
+    let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("server log");
     let child = Command::new(BIN)
         .current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
