@@ -230,3 +230,52 @@ async fn two_servers_share_one_postgres_database() {
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// SIGTERM: the server stops accepting, checkpoints the chunk in flight, releases its lease and
+/// exits 0; the job waits, unleased, for the next runner.
+#[tokio::test]
+async fn sigterm_releases_the_lease_and_exits_zero() {
+    use sqlx::{Connection, Row};
+    let (dir, token) = setup("sigterm");
+    let port = free_port();
+    let mut server =
+        start(&dir, port, &["--chunk-size", "20", "--lease-seconds", "600", "--rate-limit", "native-write=off"]);
+    let (status, _) = call(&server, &token, "POST", "/v1/catalogs", Some(json!({"name": "shoes"}))).await;
+    assert_eq!(status, 201);
+    let ids = ids(20_000);
+    let jobs = submit(&server, &token, "bulk-upsert", &ids[..10_000]).await;
+    let mut running = false;
+    for _ in 0..2_000 {
+        let job = call(&server, &token, "GET", &format!("/v1/jobs/{}", jobs[0]), None).await.1;
+        if job["status"] == "running" && job["completed_count"].as_u64().unwrap_or(0) > 0 {
+            running = true;
+            break;
+        }
+    }
+    assert!(running, "the job was not caught running");
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+    assert!(killed.success());
+    let exit = server.child.wait().expect("wait for catalogd");
+    assert_eq!(exit.code(), Some(0), "graceful shutdown exits 0");
+
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", dir.join("catalogd.db").display()))
+        .await
+        .expect("open db");
+    let row = sqlx::query("SELECT status, lease_owner, completed_count, total_count FROM jobs WHERE id = $1")
+        .bind(jobs[0])
+        .fetch_one(&mut db)
+        .await
+        .expect("job row");
+    let (status, owner): (String, Option<String>) = (row.get("status"), row.get("lease_owner"));
+    let (completed, total): (i64, i64) = (row.get("completed_count"), row.get("total_count"));
+    assert_eq!(owner, None, "the lease was released");
+    assert!(
+        status == "queued" || (status == "completed" && completed == total),
+        "status {status}, {completed}/{total}"
+    );
+    assert_eq!(completed % 20, 0, "only whole chunks were checkpointed");
+    drop(db);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
