@@ -82,11 +82,19 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// Records every answered request by route template and status.
+/// Records every answered request by route template and status, and logs it (at debug level:
+/// at thousands of requests per second an info line each would drown the log).
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| m.as_str()).to_owned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    state.metrics.observe_request(&route, response.status().as_u16(), started.elapsed());
+    let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+    state.metrics.observe_request(&route, status, elapsed);
+    if status >= 500 {
+        tracing::warn!(%method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request failed");
+    } else {
+        tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_secs_f64() * 1e3, "request");
+    }
     response
 }
