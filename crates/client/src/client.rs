@@ -2,7 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::retry::{random_u64, RetryPolicy};
-use crate::types::{BulkResponse, Catalog, Category, Item, ItemInput, Job, JobError, JobFilter, JobOptions, Page};
+use crate::types::{
+    BulkResponse, Catalog, Category, CategoryInput, Item, ItemInput, Job, JobError, JobFilter, JobOptions, Page,
+};
 use catalog_domain::validate_catalog_name;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, Url};
@@ -154,11 +156,6 @@ struct EnvelopeError {
 }
 
 #[derive(Deserialize)]
-struct DataList<T> {
-    data: Vec<T>,
-}
-
-#[derive(Deserialize)]
 struct JobEnvelope {
     job: Job,
 }
@@ -169,22 +166,30 @@ pub(crate) enum BulkRoute {
     Delete,
     Upsert,
     Patch,
+    CategoryUpdate,
+    CategoryUpsert,
+    CategoryDelete,
 }
 
 impl BulkRoute {
-    fn segment(self) -> &'static str {
+    /// The last two path segments: the collection and the action.
+    fn segments(self) -> [&'static str; 2] {
         match self {
-            BulkRoute::Delete => "bulk-delete",
-            BulkRoute::Upsert => "bulk-upsert",
-            BulkRoute::Patch => "bulk-patch",
+            BulkRoute::Delete => ["items", "bulk-delete"],
+            BulkRoute::Upsert => ["items", "bulk-upsert"],
+            BulkRoute::Patch => ["items", "bulk-patch"],
+            BulkRoute::CategoryUpdate => ["categories", "bulk-update"],
+            BulkRoute::CategoryUpsert => ["categories", "bulk-upsert"],
+            BulkRoute::CategoryDelete => ["categories", "bulk-delete"],
         }
     }
 
     /// The body's key for the inputs.
     pub(crate) fn field(self) -> &'static str {
         match self {
-            BulkRoute::Delete => "ids",
+            BulkRoute::Delete | BulkRoute::CategoryDelete => "ids",
             BulkRoute::Upsert | BulkRoute::Patch => "items",
+            BulkRoute::CategoryUpdate | BulkRoute::CategoryUpsert => "categories",
         }
     }
 }
@@ -341,10 +346,20 @@ impl Client {
         self.call_json(self.post(self.url(&["v1", "catalogs"])?, &body)?).await
     }
 
-    /// `GET /v1/catalogs`: every catalog of the project.
+    /// `GET /v1/catalogs`: every catalog of the project, following the pages.
     pub async fn list_catalogs(&self) -> Result<Vec<Catalog>> {
-        let list: DataList<Catalog> = self.call_json(self.get(self.url(&["v1", "catalogs"])?)).await?;
-        Ok(list.data)
+        let mut catalogs = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut url = self.url(&["v1", "catalogs"])?;
+            page_query(&mut url, Some(1_000), cursor.as_deref());
+            let page: Page<Catalog> = self.call_json(self.get(url)).await?;
+            catalogs.extend(page.data);
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => return Ok(catalogs),
+            }
+        }
     }
 
     /// `GET /v1/catalogs/{catalog}`, with its item count.
@@ -422,6 +437,37 @@ impl Client {
         self.submit_bulk(catalog, BulkRoute::Patch, serde_json::to_value(items), options).await
     }
 
+    /// `POST /v1/catalogs/{catalog}/categories/bulk-update`: changes existing categories (at most
+    /// 10,000); a missing category is a per-item failure of the job.
+    pub async fn submit_category_update(
+        &self,
+        catalog: &str,
+        categories: &[CategoryInput],
+        options: &JobOptions,
+    ) -> Result<BulkResponse> {
+        self.submit_bulk(catalog, BulkRoute::CategoryUpdate, serde_json::to_value(categories), options).await
+    }
+
+    /// `POST /v1/catalogs/{catalog}/categories/bulk-upsert`: creates or replaces categories.
+    pub async fn submit_category_upsert(
+        &self,
+        catalog: &str,
+        categories: &[CategoryInput],
+        options: &JobOptions,
+    ) -> Result<BulkResponse> {
+        self.submit_bulk(catalog, BulkRoute::CategoryUpsert, serde_json::to_value(categories), options).await
+    }
+
+    /// `POST /v1/catalogs/{catalog}/categories/bulk-delete`: deletes categories by id.
+    pub async fn submit_category_delete(
+        &self,
+        catalog: &str,
+        ids: &[String],
+        options: &JobOptions,
+    ) -> Result<BulkResponse> {
+        self.submit_bulk(catalog, BulkRoute::CategoryDelete, serde_json::to_value(ids), options).await
+    }
+
     async fn submit_bulk(
         &self,
         catalog: &str,
@@ -452,7 +498,8 @@ impl Client {
         idempotency_key: Option<&str>,
         on_retry: &mut (dyn FnMut(&RetryNotice<'_>) + Send),
     ) -> Result<(BulkResponse, u32)> {
-        let url = self.url(&["v1", "catalogs", catalog, "items", route.segment()])?;
+        let [collection, action] = route.segments();
+        let url = self.url(&["v1", "catalogs", catalog, collection, action])?;
         let call = Call {
             method: Method::POST,
             url,

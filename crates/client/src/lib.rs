@@ -42,6 +42,6 @@ pub use client::{Client, ClientBuilder, RetryNotice, WaitOptions, MAX_WAIT};
 pub use error::{Error, Result};
 pub use retry::{new_idempotency_key, RetryPolicy};
 pub use types::{
-    BulkResponse, Catalog, Category, Item, ItemInput, ItemResult, ItemResultError, Job, JobError, JobFilter,
-    JobOptions, Page,
+    BulkResponse, Catalog, Category, CategoryInput, Item, ItemInput, ItemResult, ItemResultError, Job, JobError,
+    JobFilter, JobOptions, Page,
 };

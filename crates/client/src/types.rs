@@ -164,6 +164,22 @@ impl ItemInput {
     }
 }
 
+/// A category to create, replace or change.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CategoryInput {
+    /// The category's id.
+    pub id: String,
+    /// An id in the caller's own system (update: `None` keeps the current one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Display name (update: `None` keeps the current one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The category's items; replaces its item set when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_ids: Option<Vec<String>>,
+}
+
 /// The server's verdict on one input of a bulk request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use catalog_client::{Client, Error, JobOptions, JobStatus};
+use catalog_client::{CategoryInput, Client, Error, ItemInput, JobOptions, JobStatus};
 use common::Server;
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,40 @@ async fn idempotency_keys_replay_the_first_job() {
     let other = vec!["c".to_owned()];
     let error = client.submit_bulk_delete("c", &other, &options).await.expect_err("reused");
     assert_eq!(error.code(), Some("idempotency_key_reused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn category_routes_and_catalog_listing() {
+    let server = Server::start("categories", &[]);
+    let client = server.client();
+    for name in ["a", "b", "c"] {
+        client.create_catalog(name, None).await.expect("catalog");
+    }
+    let names: Vec<String> = client.list_catalogs().await.expect("list").into_iter().map(|c| c.name).collect();
+    assert_eq!(names, ["a", "b", "c"]);
+
+    let options = JobOptions::default();
+    let items = [ItemInput::new("i1", Default::default()), ItemInput::new("i2", Default::default())];
+    let job = client.submit_bulk_upsert("a", &items, &options).await.expect("upsert").job.expect("job");
+    client.wait(job.id).await.expect("items");
+    let boots = CategoryInput {
+        id: "boots".into(),
+        name: Some("Boots".into()),
+        item_ids: Some(vec!["i1".into()]),
+        ..Default::default()
+    };
+    let job = client.submit_category_upsert("a", &[boots], &options).await.expect("upsert").job.expect("job");
+    assert_eq!(client.wait(job.id).await.expect("done").status, JobStatus::Completed);
+    let more =
+        CategoryInput { id: "boots".into(), item_ids: Some(vec!["i1".into(), "i2".into()]), ..Default::default() };
+    let job = client.submit_category_update("a", &[more], &options).await.expect("update").job.expect("job");
+    client.wait(job.id).await.expect("done");
+    let page = client.list_categories("a", None, None).await.expect("categories");
+    assert_eq!((page.data[0].name.as_deref(), page.data[0].item_ids.len()), (Some("Boots"), 2));
+    let job =
+        client.submit_category_delete("a", &["boots".to_owned()], &options).await.expect("delete").job.expect("job");
+    client.wait(job.id).await.expect("done");
+    assert!(client.list_categories("a", None, None).await.expect("categories").data.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
