@@ -1,15 +1,15 @@
 //! Bulk changes: validate through catalog-domain, then create the job and its whole payload in
 //! one insert (DESIGN §3–4). Nothing here touches items; the runner applies the payload.
 
-use crate::db::{now_ms, to_i64, with_db, RowExt};
+use crate::db::{now_ms, to_i64, with_db, Flavor, RowExt};
 use crate::error::StoreError;
 use crate::jobs::{job_from_row, JOB_COLUMNS};
 use crate::model::{BulkOutcome, CategoryInput, ItemInput, Job, JobOptions, ProjectId};
 use crate::store::Store;
-use crate::util::sha256_hex;
 use catalog_domain::{check_id, validate_ids, Dialect, IdProblem, IdVerdict, JobKind, JobStatus, RawId};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 /// `flags` bit: a patch creates the items it does not find.
 pub(crate) const FLAG_CREATE_MISSING: i64 = 1;
@@ -41,18 +41,55 @@ pub(crate) struct CategoryRow {
 struct Prepared {
     kind: JobKind,
     verdicts: Vec<IdVerdict>,
-    /// The request in a canonical form, hashed for idempotency.
-    canonical: Value,
+    /// Digest of the request's inputs, for idempotency (only when the request has a key).
+    input_hash: Option<Sha256>,
     payload: String,
     total: usize,
     flags: i64,
 }
 
-fn raw_id_json(raw: &RawId) -> Value {
-    match raw {
-        RawId::String(s) => Value::String(s.clone()),
-        RawId::NotAString => json!({ "not_a_string": true }),
-        RawId::Missing => Value::Null,
+/// Feeds a request into SHA-256 in an unambiguous form (every field tagged or length-prefixed), so
+/// two requests hash alike exactly when they ask for the same thing. Streaming keeps a 10,000-id
+/// request from being copied into a canonical document first.
+struct RequestHasher(Sha256);
+
+impl RequestHasher {
+    fn new(tag: &str) -> Self {
+        let mut h = RequestHasher(Sha256::new());
+        h.str(tag);
+        h
+    }
+
+    fn str(&mut self, s: &str) {
+        self.0.update((s.len() as u64).to_le_bytes());
+        self.0.update(s.as_bytes());
+    }
+
+    fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.0.update([1]);
+                self.str(s);
+            }
+            None => self.0.update([0]),
+        }
+    }
+
+    fn raw_id(&mut self, raw: &RawId) {
+        match raw {
+            RawId::String(s) => {
+                self.0.update([0]);
+                self.str(s);
+            }
+            RawId::NotAString => self.0.update([1]),
+            RawId::Missing => self.0.update([2]),
+        }
+    }
+
+    /// A JSON object; serde_json's map is ordered by key, so equal objects write equal bytes.
+    fn fields(&mut self, fields: &Map<String, Value>) {
+        let text = serde_json::to_string(fields).unwrap_or_default();
+        self.str(&text);
     }
 }
 
@@ -163,7 +200,11 @@ impl Store {
         ids: Vec<RawId>,
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
-        let canonical = Value::Array(ids.iter().map(raw_id_json).collect());
+        let input_hash = options.idempotency_key.as_ref().map(|_| {
+            let mut h = RequestHasher::new("ids");
+            ids.iter().for_each(|id| h.raw_id(id));
+            h.0
+        });
         let verdicts = verdicts(dialect, ids, |_| Ok(()))?;
         let mut valid: Vec<&String> = verdicts.iter().filter_map(|v| v.as_ref().ok()).collect();
         // Stored in id order: the runner's consecutive chunks then walk the clustered key in one
@@ -171,7 +212,7 @@ impl Store {
         valid.sort_unstable();
         let payload = to_json(&valid)?;
         let total = valid.len();
-        self.create_job(project, catalog, options, Prepared { kind, verdicts, canonical, payload, total, flags: 0 })
+        self.create_job(project, catalog, options, Prepared { kind, verdicts, input_hash, payload, total, flags: 0 })
             .await
     }
 
@@ -186,9 +227,13 @@ impl Store {
         create_missing: bool,
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
-        let canonical = json!({
-            "items": items.iter().map(|i| json!([raw_id_json(&i.id), i.fields])).collect::<Vec<_>>(),
-            "create_missing": create_missing,
+        let input_hash = options.idempotency_key.as_ref().map(|_| {
+            let mut h = RequestHasher::new(if create_missing { "items+create" } else { "items" });
+            for item in &items {
+                h.raw_id(&item.id);
+                h.fields(&item.fields);
+            }
+            h.0
         });
         let (ids, fields): (Vec<RawId>, Vec<Map<String, Value>>) = items.into_iter().map(|i| (i.id, i.fields)).unzip();
         let verdicts = verdicts(dialect, ids, |_| Ok(()))?;
@@ -204,7 +249,7 @@ impl Store {
         let payload = to_json(&rows)?;
         let total = rows.len();
         let flags = if create_missing { FLAG_CREATE_MISSING } else { 0 };
-        self.create_job(project, catalog, options, Prepared { kind, verdicts, canonical, payload, total, flags }).await
+        self.create_job(project, catalog, options, Prepared { kind, verdicts, input_hash, payload, total, flags }).await
     }
 
     async fn bulk_categories(
@@ -216,9 +261,22 @@ impl Store {
         categories: Vec<CategoryInput>,
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
-        let canonical = Value::Array(
-            categories.iter().map(|c| json!([raw_id_json(&c.id), c.external_id, c.name, c.item_ids])).collect(),
-        );
+        let input_hash = options.idempotency_key.as_ref().map(|_| {
+            let mut h = RequestHasher::new("categories");
+            for c in &categories {
+                h.raw_id(&c.id);
+                h.opt_str(c.external_id.as_deref());
+                h.opt_str(c.name.as_deref());
+                match &c.item_ids {
+                    Some(ids) => {
+                        h.0.update((ids.len() as u64 + 1).to_le_bytes());
+                        ids.iter().for_each(|id| h.str(id));
+                    }
+                    None => h.0.update(0u64.to_le_bytes()),
+                }
+            }
+            h.0
+        });
         let ids: Vec<RawId> = categories.iter().map(|c| c.id.clone()).collect();
         // A category whose item set holds a bad item id is refused as a whole.
         let item_problem = |index: usize| -> Result<(), IdProblem> {
@@ -250,7 +308,7 @@ impl Store {
         rows.sort_by(|a, b| a.id.cmp(&b.id));
         let payload = to_json(&rows)?;
         let total = rows.len();
-        self.create_job(project, catalog, options, Prepared { kind, verdicts, canonical, payload, total, flags: 0 })
+        self.create_job(project, catalog, options, Prepared { kind, verdicts, input_hash, payload, total, flags: 0 })
             .await
     }
 
@@ -263,7 +321,7 @@ impl Store {
         options: &JobOptions,
         prepared: Prepared,
     ) -> Result<BulkOutcome, StoreError> {
-        let Prepared { kind, verdicts, canonical, payload, total, flags } = prepared;
+        let Prepared { kind, verdicts, input_hash, payload, total, flags } = prepared;
         // A rejected request creates nothing (and so never claims its idempotency key).
         if options.atomic && verdicts.iter().any(Result::is_err) {
             return Err(StoreError::InvalidItems { results: verdicts });
@@ -271,21 +329,21 @@ impl Store {
         if total == 0 {
             return Err(StoreError::NoValidItems { results: verdicts });
         }
-        let request_hash = sha256_hex(
-            json!({
-                "kind": kind.as_str(),
-                "catalog": catalog,
-                "input": canonical,
-                "start_at": options.start_at,
-                "description": options.description,
-                "reference_id": options.reference_id,
-                "atomic": options.atomic,
-            })
-            .to_string()
-            .as_bytes(),
-        );
-        if let Some(key) = &options.idempotency_key {
-            if let Some(job) = self.replay(project, key, &request_hash).await? {
+        // The hash covers what the job will do: kind, catalog, inputs and options (the key
+        // itself aside). Only requests with a key are hashed.
+        let request_hash = input_hash.map(|mut h| {
+            let mut request = RequestHasher(Sha256::new());
+            request.str(kind.as_str());
+            request.str(catalog);
+            request.opt_str(options.start_at.map(|t| t.to_string()).as_deref());
+            request.opt_str(options.description.as_deref());
+            request.opt_str(options.reference_id.as_deref());
+            request.0.update([u8::from(options.atomic)]);
+            h.update(request.0.finalize());
+            crate::util::hex(&h.finalize())
+        });
+        if let (Some(key), Some(hash)) = (&options.idempotency_key, &request_hash) {
+            if let Some(job) = self.replay(project, key, hash).await? {
                 return Ok(BulkOutcome { job: Some(job), replayed: true, results: verdicts });
             }
         }
@@ -293,33 +351,62 @@ impl Store {
         let now = now_ms();
         let scheduled = options.start_at.is_some_and(|at| at > now);
         let status = if scheduled { JobStatus::Scheduled } else { JobStatus::Queued };
-        let insert = format!(
-            "INSERT INTO jobs (project_id, catalog_id, catalog_name, kind, status, total_count, flags, payload,
-                 description, reference_id, idempotency_key, request_hash, created_at, updated_at, start_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)
-             ON CONFLICT (project_id, idempotency_key) DO NOTHING
-             RETURNING {JOB_COLUMNS}"
-        );
-        let inserted = with_db!(self.db(), pool => {
-            let row = sqlx::query(&insert)
-                .bind(project.0)
-                .bind(catalog_row.id.0)
-                .bind(&catalog_row.name)
-                .bind(kind.as_str())
-                .bind(status.as_str())
-                .bind(to_i64(total))
-                .bind(flags)
-                .bind(&payload)
-                .bind(options.description.as_deref())
-                .bind(options.reference_id.as_deref())
-                .bind(options.idempotency_key.as_deref())
-                .bind(&request_hash)
-                .bind(now)
-                .bind(options.start_at)
-                .fetch_optional(pool)
-                .await?;
-            row.as_ref().map(job_from_row).transpose()?
-        });
+        let columns = "project_id, catalog_id, catalog_name, kind, status, total_count, flags, description, \
+                       reference_id, idempotency_key, request_hash, created_at, updated_at, start_at";
+        let values = "$1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12, $13, $13, $14";
+        macro_rules! bind_job {
+            ($query:expr) => {
+                $query
+                    .bind(project.0)
+                    .bind(catalog_row.id.0)
+                    .bind(&catalog_row.name)
+                    .bind(kind.as_str())
+                    .bind(status.as_str())
+                    .bind(to_i64(total))
+                    .bind(flags)
+                    .bind(&payload)
+                    .bind(options.description.as_deref())
+                    .bind(options.reference_id.as_deref())
+                    .bind(options.idempotency_key.as_deref())
+                    .bind(&request_hash)
+                    .bind(now)
+                    .bind(options.start_at)
+            };
+        }
+        // The job and its payload are created together or not at all (DESIGN §3).
+        let inserted = match self.db() {
+            crate::db::Db::Pg(pool) => {
+                // One statement: the payload row is written by a CTE in the same implicit
+                // transaction, and nothing is written when the idempotency key already exists.
+                let sql = format!(
+                    "WITH job AS (INSERT INTO jobs ({columns}) VALUES ({values})
+                                  ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING *),
+                          body AS (INSERT INTO job_payloads (job_id, payload) SELECT id, $8 FROM job)
+                     SELECT {JOB_COLUMNS} FROM job"
+                );
+                let row = bind_job!(sqlx::query(&sql)).fetch_optional(pool).await?;
+                row.as_ref().map(job_from_row).transpose()?
+            }
+            crate::db::Db::Sqlite(pool) => {
+                // $8 (the payload) is bound but unused by this statement; SQLite allows that.
+                let sql = format!(
+                    "INSERT INTO jobs ({columns}) VALUES ({values})
+                     ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
+                );
+                let mut tx = pool.begin_write().await?;
+                let row = bind_job!(sqlx::query(&sql)).fetch_optional(&mut *tx).await?;
+                let job = row.as_ref().map(job_from_row).transpose()?;
+                if let Some(job) = &job {
+                    sqlx::query("INSERT INTO job_payloads (job_id, payload) VALUES ($1, $2)")
+                        .bind(job.id.0)
+                        .bind(&payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                job
+            }
+        };
         match inserted {
             Some(job) => {
                 if !scheduled {
@@ -328,12 +415,12 @@ impl Store {
                 Ok(BulkOutcome { job: Some(job), replayed: false, results: verdicts })
             }
             // The same key was inserted concurrently by a twin request: answer as a replay.
-            None => match &options.idempotency_key {
-                Some(key) => match self.replay(project, key, &request_hash).await? {
+            None => match (&options.idempotency_key, &request_hash) {
+                (Some(key), Some(hash)) => match self.replay(project, key, hash).await? {
                     Some(job) => Ok(BulkOutcome { job: Some(job), replayed: true, results: verdicts }),
                     None => Err(StoreError::Corrupt("idempotency conflict without a job".into())),
                 },
-                None => Err(StoreError::Corrupt("job insert returned nothing".into())),
+                _ => Err(StoreError::Corrupt("job insert returned nothing".into())),
             },
         }
     }

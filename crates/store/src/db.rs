@@ -18,8 +18,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// One numbered migration: its version and its SQL.
 type Migration = (i64, &'static str);
 
-const SQLITE_MIGRATIONS: &[Migration] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
-const POSTGRES_MIGRATIONS: &[Migration] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_job_payloads.sql")),
+];
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (2, include_str!("../migrations/postgres/0002_job_payloads.sql")),
+];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.
 const MIGRATION_LOCK_ID: i64 = 0x0063_6174_616c_6f67; // "catalog" in ASCII
@@ -57,12 +63,15 @@ pub(crate) trait Flavor {
         &self,
     ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>>;
 
-    /// Like [`Flavor::begin_write`], for a transaction whose loss in a database crash is harmless
-    /// (it can be redone): on PostgreSQL its commit does not wait for the WAL flush
-    /// (`synchronous_commit = off`, for this transaction only; commit order and atomicity are
-    /// kept). On SQLite it is the same as `begin_write`.
+    /// Like [`Flavor::begin_write`], for a transaction whose loss in a crash is harmless (it can
+    /// be redone): its commit does not wait for the WAL to reach the disk. Commit order and
+    /// atomicity are kept, so a crash loses at most the latest such transactions, whole. On
+    /// PostgreSQL this is `synchronous_commit = off` for the transaction; on SQLite the
+    /// transaction runs on `relaxed`, a pool whose connections use `synchronous = NORMAL` (in
+    /// WAL mode: no fsync per commit), when the store has one.
     fn begin_relaxed(
         &self,
+        relaxed: Option<&SqlitePool>,
     ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>>;
 }
 
@@ -73,8 +82,11 @@ impl Flavor for SqlitePool {
         self.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn begin_relaxed(&self) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.begin_write().await
+    async fn begin_relaxed(
+        &self,
+        relaxed: Option<&SqlitePool>,
+    ) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        relaxed.unwrap_or(self).begin_write().await
     }
 }
 
@@ -85,7 +97,7 @@ impl Flavor for PgPool {
         self.begin().await
     }
 
-    async fn begin_relaxed(&self) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    async fn begin_relaxed(&self, _: Option<&SqlitePool>) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         // One simple-protocol round trip carries both statements.
         self.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
     }
@@ -162,7 +174,9 @@ macro_rules! apply_missing {
 
 impl Db {
     /// Opens the pool for `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`).
-    pub(crate) async fn connect(url: &str, options: &ConnectOptions) -> Result<Db, StoreError> {
+    /// On an SQLite file, also opens a second, small pool for relaxed commits (see
+    /// [`Flavor::begin_relaxed`]).
+    pub(crate) async fn connect(url: &str, options: &ConnectOptions) -> Result<(Db, Option<SqlitePool>), StoreError> {
         if url.starts_with("sqlite:") {
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             let connect = SqliteConnectOptions::from_str(url)?
@@ -177,15 +191,25 @@ impl Db {
                 .busy_timeout(options.busy_timeout)
                 .foreign_keys(true);
             // An in-memory database exists per connection: keep exactly one, forever.
-            let pool = if memory {
-                SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
-            } else {
-                SqlitePoolOptions::new().max_connections(options.max_connections)
-            };
-            Ok(Db::Sqlite(pool.connect_with(connect).await?))
+            if memory {
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+                return Ok((Db::Sqlite(pool.connect_with(connect).await?), None));
+            }
+            let pool =
+                SqlitePoolOptions::new().max_connections(options.max_connections).connect_with(connect.clone()).await?;
+            // The runner's claims and intermediate checkpoints: redone after a crash if lost.
+            let relaxed = SqlitePoolOptions::new()
+                .max_connections(2)
+                .connect_with(connect.synchronous(SqliteSynchronous::Normal))
+                .await?;
+            Ok((Db::Sqlite(pool), Some(relaxed)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = PgPoolOptions::new().max_connections(options.max_connections).connect(url).await?;
-            Ok(Db::Pg(pool))
+            Ok((Db::Pg(pool), None))
         } else {
             Err(StoreError::InvalidUrl(url.to_owned()))
         }

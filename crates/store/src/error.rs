@@ -49,12 +49,13 @@ pub enum StoreError {
     /// No job of that id in the project.
     #[error("job {0} not found")]
     JobNotFound(i64),
-    /// The job has finished and cannot be cancelled.
-    #[error("job {id} is already {status} and cannot be cancelled")]
+    /// The job cannot be cancelled: it has finished, or it deletes a catalog (which is already
+    /// gone from view, so stopping half-way would leave it neither there nor deleted).
+    #[error("job {id} is {status} and cannot be cancelled")]
     JobNotCancellable {
         /// The job.
         id: i64,
-        /// Its terminal status.
+        /// Its status (terminal, except for a catalog delete).
         status: JobStatus,
     },
     /// The idempotency key was used before for a different request.

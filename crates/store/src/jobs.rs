@@ -217,7 +217,8 @@ impl Store {
 
     /// Cancels a job (DESIGN §3): a scheduled or queued job is cancelled at once; a running one is
     /// marked and ends at its next chunk boundary; a finished one is
-    /// [`StoreError::JobNotCancellable`]. Returns the job as it is now.
+    /// [`StoreError::JobNotCancellable`], and so is a catalog delete at any time. Returns the job
+    /// as it is now.
     pub async fn cancel_job(&self, project: ProjectId, id: JobId) -> Result<Job, StoreError> {
         let now = now_ms();
         let retention = self.config().retention_ms;
@@ -232,6 +233,11 @@ impl Store {
             let mut tx = pool.begin_write().await?;
             let row = sqlx::query(&lock).bind(id.0).bind(project.0).fetch_optional(&mut *tx).await?;
             let job = row.as_ref().map(job_from_row).transpose()?.ok_or(StoreError::JobNotFound(id.0))?;
+            if job.kind == JobKind::CatalogDelete {
+                // The catalog disappeared when the delete was asked for; a cancelled delete would
+                // leave it hidden with its items forever.
+                return Err(StoreError::JobNotCancellable { id: id.0, status: job.status });
+            }
             let next = match state_of(&job).apply(JobEvent::CancelRequested) {
                 Ok(next) => next,
                 Err(TransitionError::AlreadyFinished(status)) => {
@@ -243,8 +249,7 @@ impl Store {
             sqlx::query(
                 "UPDATE jobs SET status = $2, cancel_requested = $3, updated_at = $4,
                      finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END,
-                     expires_at = CASE WHEN $5 = 1 THEN $6 ELSE expires_at END,
-                     payload = CASE WHEN $5 = 1 THEN NULL ELSE payload END
+                     expires_at = CASE WHEN $5 = 1 THEN $6 ELSE expires_at END
                  WHERE id = $1",
             )
             .bind(id.0)
@@ -255,6 +260,10 @@ impl Store {
             .bind(now.saturating_add(retention))
             .execute(&mut *tx)
             .await?;
+            if finished {
+                // A finished job is never applied again: its payload has no further use.
+                sqlx::query("DELETE FROM job_payloads WHERE job_id = $1").bind(id.0).execute(&mut *tx).await?;
+            }
             let row = sqlx::query(&select).bind(id.0).fetch_one(&mut *tx).await?;
             let job = job_from_row(&row)?;
             tx.commit().await?;
@@ -305,6 +314,10 @@ impl Store {
         with_db!(self.db(), pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM job_errors WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)")
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM job_payloads WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)")
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;

@@ -192,7 +192,10 @@ impl Store {
     /// catalog deletes).
     pub async fn job_input_ids(&self, project: ProjectId, id: JobId) -> Result<Option<Vec<String>>, StoreError> {
         let (kind, payload) = with_db!(self.db(), pool => {
-            let row = sqlx::query("SELECT kind, payload FROM jobs WHERE id = $1 AND project_id = $2")
+            let row = sqlx::query(
+                "SELECT j.kind, p.payload FROM jobs j LEFT JOIN job_payloads p ON p.job_id = j.id
+                 WHERE j.id = $1 AND j.project_id = $2",
+            )
                 .bind(id.0)
                 .bind(project.0)
                 .fetch_optional(pool)

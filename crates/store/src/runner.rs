@@ -19,7 +19,7 @@ use crate::model::JobId;
 use crate::store::Store;
 use crate::util::{hex, random_bytes};
 use catalog_domain::job::DEFAULT_CHUNK_SIZE;
-use catalog_domain::{ErrorCode, JobEvent, JobKind, JobState, JobStatus};
+use catalog_domain::{ErrorCode, JobEvent, JobKind, JobState, JobStatus, TransitionError};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::future::Future;
@@ -101,6 +101,8 @@ impl Payload {
 #[derive(Debug)]
 struct Statements {
     claim: String,
+    /// PostgreSQL: the claim with a relaxed commit and the payload, as one statement.
+    claim_with_payload: String,
     delete_items: String,
     delete_category_items_by_item: String,
     fence: &'static str,
@@ -111,11 +113,19 @@ struct Statements {
     clear_category_items: String,
     insert_category_items: &'static str,
     delete_categories: String,
+    /// The guarded checkpoint of a job with a catalog.
+    checkpoint: String,
+    /// The guarded checkpoint of a catalog delete (its catalog is gone by design).
+    checkpoint_no_catalog: String,
+    /// PostgreSQL only: an item-delete chunk and its checkpoint in one statement.
+    delete_and_checkpoint: String,
 }
 
 impl Statements {
     fn new(pg: bool) -> Statements {
         let skip_locked = if pg { "FOR UPDATE SKIP LOCKED" } else { "" };
+        let claim_columns = "id, project_id, catalog_id, kind, attempt, flags, cursor, total_count, completed_count, \
+                             failed_count, cancel_requested";
         let pick = |sqlite: &'static str, postgres: &'static str| if pg { postgres } else { sqlite };
         Statements {
             // Due: queued; scheduled whose start_at has come (BecameDue then Claimed); running
@@ -129,14 +139,28 @@ impl Statements {
                                     OR (status = 'scheduled' AND start_at <= $3)
                                     OR (status = 'running' AND lease_expires_at < $3))
                              ORDER BY id LIMIT 1 {skip_locked})
-                 RETURNING id, project_id, catalog_id, kind, attempt, flags, cursor, payload"
+                 RETURNING {claim_columns}"
+            ),
+            claim_with_payload: format!(
+                "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v),
+                      claimed AS (
+                          UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1,
+                              lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
+                          WHERE id = (SELECT id FROM jobs
+                                      WHERE status IN ('queued', 'scheduled', 'running')
+                                        AND (status = 'queued'
+                                             OR (status = 'scheduled' AND start_at <= $3)
+                                             OR (status = 'running' AND lease_expires_at < $3))
+                                        AND (SELECT v FROM commit_mode) IS NOT NULL
+                                      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                          RETURNING {claim_columns})
+                 SELECT c.*, p.payload FROM claimed c LEFT JOIN job_payloads p ON p.job_id = c.id"
             ),
             delete_items: format!("DELETE FROM items WHERE catalog_id = $1 AND {}", in_list(pg, "item_id", "$2")),
             delete_category_items_by_item: format!(
                 "DELETE FROM category_items WHERE catalog_id = $1 AND {}",
                 in_list(pg, "item_id", "$2")
             ),
-            fence: pick(FENCE_SQLITE, FENCE_PG),
             select_items: format!(
                 "SELECT item_id, fields FROM items WHERE catalog_id = $1 AND {}",
                 in_list(pg, "item_id", "$2")
@@ -180,6 +204,32 @@ impl Statements {
                 "DELETE FROM categories WHERE catalog_id = $1 AND {}",
                 in_list(pg, "category_id", "$2")
             ),
+            fence: pick(FENCE_SQLITE, FENCE_PG),
+            checkpoint: checkpoint_sql(pg, true),
+            checkpoint_no_catalog: checkpoint_sql(pg, false),
+            // PostgreSQL: an item-delete chunk and its checkpoint as ONE autocommit statement, so a
+            // chunk costs one round trip like the raw baseline's statement. `job` locks the job row
+            // only if the checkpoint guard holds (attempt, running, no cancel, catalog alive and
+            // share-locked); the deletes and the update act only when it does, so a statement
+            // whose guard fails changes nothing. $14 is this transaction's synchronous_commit
+            // (see `Lease::step`); the CTE is materialized so it runs before the commit.
+            delete_and_checkpoint: format!(
+                "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', $14, true) AS v),
+                      job AS MATERIALIZED (
+                          SELECT id FROM jobs
+                          WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0
+                            AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE)
+                            AND (SELECT v FROM commit_mode) IS NOT NULL
+                          FOR UPDATE),
+                      members AS (DELETE FROM category_items
+                                  WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job)),
+                      gone AS (DELETE FROM items
+                               WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job)),
+                      body AS (DELETE FROM job_payloads
+                               WHERE job_id = $1 AND $8::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM job))
+                 {} AND id IN (SELECT id FROM job)",
+                checkpoint_sql(pg, false)
+            ),
         }
     }
 }
@@ -202,8 +252,11 @@ pub struct Lease {
     attempt: i64,
     flags: i64,
     payload: Payload,
-    /// The checkpoint as this lease last saw it (to know which chunk is the last).
+    /// The checkpoint as this lease last wrote it: where the next chunk starts.
     cursor: usize,
+    /// The job's lifecycle state as this lease last wrote it. While the lease holds, nobody else
+    /// changes the counts, so the next checkpoint is computed from this without reading the row.
+    state: JobState,
     /// Set when the payload could not be read: the first step fails the job.
     broken: Option<String>,
 }
@@ -241,31 +294,47 @@ impl Runner {
     pub async fn claim(&self) -> Result<Option<Lease>, StoreError> {
         let now = now_ms();
         let lease_until = now.saturating_add(to_i64(self.config.lease_duration.as_millis()));
-        let claimed = with_db!(self.store.db(), pool => {
-            // A claim lost in a database crash is harmless (the job is simply due again), so its
-            // commit need not wait for the WAL flush either.
-            let mut tx = pool.begin_relaxed().await?;
-            let row = sqlx::query(&self.sql.claim)
-                .bind(&self.config.owner)
-                .bind(lease_until)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            match row {
-                None => None,
-                Some(row) => Some((
-                    JobId(row.int("id")?),
-                    row.opt_int("catalog_id")?,
-                    row.text("kind")?,
-                    row.int("attempt")?,
-                    row.int("flags")?,
-                    usize::try_from(row.int("cursor")?).unwrap_or(usize::MAX),
-                    row.opt_text("payload")?,
-                )),
+        // A claim lost in a database crash is harmless (the job is simply due again), so its
+        // commit need not wait for the WAL flush either. The payload is read once per claim.
+        let claimed = match self.store.db() {
+            crate::db::Db::Pg(pool) => {
+                // One autocommit statement: claim, relaxed commit and payload in one round trip.
+                let row = sqlx::query(&self.sql.claim_with_payload)
+                    .bind(&self.config.owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(pool)
+                    .await?;
+                match row {
+                    Some(row) => Some(claimed_from_row(&row, row.opt_text("payload")?)?),
+                    None => None,
+                }
             }
-        });
-        let Some((job_id, catalog_id, kind, attempt, flags, cursor, payload)) = claimed else {
+            crate::db::Db::Sqlite(pool) => {
+                let mut tx = pool.begin_relaxed(self.store.relaxed_sqlite()).await?;
+                let row = sqlx::query(&self.sql.claim)
+                    .bind(&self.config.owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let claimed = match row {
+                    Some(row) => {
+                        let payload = sqlx::query("SELECT payload FROM job_payloads WHERE job_id = $1")
+                            .bind(row.int("id")?)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .map(|p| p.text("payload"))
+                            .transpose()?;
+                        Some(claimed_from_row(&row, payload)?)
+                    }
+                    None => None,
+                };
+                tx.commit().await?;
+                claimed
+            }
+        };
+        let Some((job_id, catalog_id, kind, attempt, flags, (state, cursor), payload)) = claimed else {
             return Ok(None);
         };
         let mut broken = None;
@@ -287,7 +356,18 @@ impl Runner {
             broken.get_or_insert_with(|| format!("gave up after {} attempts", attempt - 1));
         }
         tracing::debug!(job = job_id.0, attempt, owner = %self.config.owner, "claimed job");
-        Ok(Some(Lease { runner: self.clone(), job_id, catalog_id, kind, attempt, flags, payload, cursor, broken }))
+        Ok(Some(Lease {
+            runner: self.clone(),
+            job_id,
+            catalog_id,
+            kind,
+            attempt,
+            flags,
+            payload,
+            cursor,
+            state,
+            broken,
+        }))
     }
 
     /// Claims one due job and applies it to the end. Returns its id, or `None` when nothing was
@@ -460,7 +540,22 @@ fn parse_payload(kind: JobKind, payload: Option<&str>) -> Result<Payload, String
     })
 }
 
-/// The job row's lifecycle state as read under the fence.
+/// What a claim returns: id, catalog, kind, attempt, flags, state and cursor, payload text.
+type Claimed = (JobId, Option<i64>, String, i64, i64, (JobState, usize), Option<String>);
+
+fn claimed_from_row(row: &impl RowExt, payload: Option<String>) -> Result<Claimed, StoreError> {
+    Ok((
+        JobId(row.int("id")?),
+        row.opt_int("catalog_id")?,
+        row.text("kind")?,
+        row.int("attempt")?,
+        row.int("flags")?,
+        state_from_row(row)?,
+        payload,
+    ))
+}
+
+/// The job row's lifecycle state and cursor (selected by the claim and the fence).
 fn state_from_row(row: &impl RowExt) -> Result<(JobState, usize), StoreError> {
     let state = JobState {
         status: JobStatus::Running,
@@ -473,32 +568,54 @@ fn state_from_row(row: &impl RowExt) -> Result<(JobState, usize), StoreError> {
     Ok((state, cursor))
 }
 
-/// The fenced first statement of every chunk: renews the lease, and matches no row unless this
-/// lease's attempt still owns the running job. It also says whether the job's catalog is still
-/// alive and whether it has any category members (so an item delete can skip cleaning them): one
-/// round trip instead of three.
+/// The checkpoint written in the same transaction as a chunk's data change. It is a
+/// compare-and-set: it matches the job row only while this lease's attempt still owns the running
+/// job (fencing), the stored cursor is still where this chunk started ($11), no cancel is pending,
+/// and — with `guard_catalog` — the catalog ($12) is alive. The cursor check matters because
+/// intermediate commits are relaxed: if a crash lost one, the stored cursor is behind ours and the
+/// chunk must be redone, not skipped. When it matches nothing the caller rolls the chunk back and
+/// finds out why (see [`Lease::interrupted`]). On PostgreSQL the catalog row is share-locked until
+/// commit, so a concurrent catalog delete waits for the chunk instead of racing it.
+/// Parameters: $1 id, $2 attempt, $3 new cursor, $4 completed, $5 failed, $6 status, $7 now,
+/// $8 finished_at (NULL unless terminal), $9 expires_at, $10 lease until, $11 cursor at the start
+/// of the chunk, $12 catalog.
+fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
+    let catalog = match (guard_catalog, pg) {
+        (false, _) => "",
+        (true, false) => "AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL)",
+        (true, true) => "AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE)",
+    };
+    format!(
+        "UPDATE jobs SET cursor = $3, completed_count = $4, failed_count = $5, status = $6, updated_at = $7,
+             finished_at = $8, expires_at = $9,
+             lease_expires_at = CASE WHEN $8 IS NULL THEN $10 ELSE NULL END,
+             lease_owner = CASE WHEN $8 IS NULL THEN lease_owner ELSE NULL END
+         WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0 {catalog}"
+    )
+}
+
+/// The fence of the slow path: renews the lease and reads the job row, matching nothing unless
+/// this lease's attempt still owns the running job; also says whether the catalog is alive.
 const FENCE_SQLITE: &str = "UPDATE jobs SET lease_expires_at = $3, updated_at = $4
      WHERE id = $1 AND attempt = $2 AND status = 'running'
      RETURNING total_count, completed_count, failed_count, cursor, cancel_requested,
-         (SELECT COUNT(*) FROM catalogs WHERE id = $5 AND deleted_at IS NULL) AS alive,
-         (SELECT COUNT(*) FROM (SELECT 1 FROM category_items WHERE catalog_id = $5 LIMIT 1)) AS has_members";
+         (SELECT COUNT(*) FROM catalogs WHERE id = $5 AND deleted_at IS NULL) AS alive";
 
-/// PostgreSQL form of [`FENCE_SQLITE`]. The catalog row is share-locked until the chunk commits,
-/// so a concurrent delete of the catalog waits for the chunk instead of racing it.
+/// PostgreSQL form of [`FENCE_SQLITE`] (the catalog row is share-locked, as in the checkpoint).
 const FENCE_PG: &str = "WITH live AS (SELECT id FROM catalogs WHERE id = $5 AND deleted_at IS NULL FOR SHARE)
      UPDATE jobs SET lease_expires_at = $3, updated_at = $4
      WHERE id = $1 AND attempt = $2 AND status = 'running'
      RETURNING total_count, completed_count, failed_count, cursor, cancel_requested,
-         (SELECT COUNT(*) FROM live) AS alive,
-         (SELECT COUNT(*) FROM (SELECT 1 FROM category_items WHERE catalog_id = $5 LIMIT 1) m) AS has_members";
+         (SELECT COUNT(*) FROM live) AS alive";
 
-/// Writes the checkpoint (and the end, when `state` is terminal), still fenced by attempt.
-const CHECKPOINT: &str = "UPDATE jobs SET cursor = $3, completed_count = $4, failed_count = $5, status = $6,
-         updated_at = $7, finished_at = $8, expires_at = $9, failure_reason = COALESCE($10, failure_reason),
-         lease_owner = CASE WHEN $8 IS NULL THEN lease_owner ELSE NULL END,
-         lease_expires_at = CASE WHEN $8 IS NULL THEN lease_expires_at ELSE NULL END,
-         payload = CASE WHEN $8 IS NULL THEN payload ELSE NULL END
-     WHERE id = $1 AND attempt = $2";
+/// Ends a job that cannot go on (cancelled at a boundary, or failed), fenced by attempt.
+const END_JOB: &str = "UPDATE jobs SET status = $3, completed_count = $4, failed_count = $5, updated_at = $6,
+         finished_at = $6, expires_at = $7, failure_reason = $8, lease_owner = NULL, lease_expires_at = NULL
+     WHERE id = $1 AND attempt = $2 AND status = 'running'";
+
+fn corrupt(job: JobId, e: TransitionError) -> StoreError {
+    StoreError::Corrupt(format!("job {}: {e}", job.0))
+}
 
 impl Lease {
     /// The job held.
@@ -511,23 +628,299 @@ impl Lease {
         u32::try_from(self.attempt).unwrap_or(u32::MAX)
     }
 
-    /// Applies the next chunk in one transaction with its checkpoint, fenced by the attempt; ends
-    /// the job when it is the last chunk, or when a cancel was requested, or when the job cannot
-    /// run (its catalog is gone).
+    /// Applies the next chunk and its checkpoint in one transaction, fenced by the attempt; the
+    /// last chunk also ends the job. When the checkpoint cannot be written — the lease was taken
+    /// over, a cancel is pending, or the catalog is gone — the chunk is rolled back and the job
+    /// ends accordingly (or, for a lost lease, is left alone).
     pub async fn step(&mut self) -> Result<Step, StoreError> {
+        if self.broken.is_some() {
+            return self.interrupted().await;
+        }
         let store = self.runner.store.clone();
         let sql = self.runner.sql.clone();
         let now = now_ms();
         let lease_until = now.saturating_add(to_i64(self.runner.config.lease_duration.as_millis()));
-        let chunk_size = self.runner.config.chunk_size.max(1);
         let retention = store.config().retention_ms;
-        // Only the last chunk's commit must be durable at once: an earlier checkpoint lost in a
-        // database crash is lost together with its data change, and the job simply redoes that
-        // chunk when it is claimed again (every chunk is idempotent). So earlier chunks skip the
-        // wait for the WAL flush; this is where most of a chunk's time would otherwise go.
-        let last_chunk = self.cursor.saturating_add(chunk_size) >= self.payload.len();
-        let outcome = with_db!(store.db(), pool => {
-            let mut tx = if last_chunk { pool.begin_write().await? } else { pool.begin_relaxed().await? };
+        let start = self.cursor.min(self.payload.len());
+        let end = start.saturating_add(self.runner.config.chunk_size.max(1)).min(self.payload.len());
+        let last_chunk = end >= self.payload.len();
+        let catalog_id = self.catalog_id.unwrap_or_default();
+        if let (crate::db::Db::Pg(pool), Payload::Ids(ids), JobKind::ItemBulkDelete) =
+            (store.db(), &self.payload, self.kind)
+        {
+            // The hot path on PostgreSQL: one autocommit statement per chunk (see Statements).
+            let chunk = ids.get(start..end).unwrap_or_default().to_vec();
+            let next = self
+                .state
+                .apply(JobEvent::Checkpoint { completed: chunk.len() as u64, failed: 0 })
+                .and_then(|s| {
+                    if s.status == JobStatus::Running && last_chunk {
+                        s.apply(JobEvent::Finished)
+                    } else {
+                        Ok(s)
+                    }
+                })
+                .map_err(|e| corrupt(self.job_id, e))?;
+            let finished_at = next.status.is_terminal().then_some(now);
+            let written = sqlx::query(&sql.delete_and_checkpoint)
+                .bind(self.job_id.0)
+                .bind(self.attempt)
+                .bind(to_i64(end))
+                .bind(to_i64(next.completed_count))
+                .bind(to_i64(next.failed_count))
+                .bind(next.status.as_str())
+                .bind(now)
+                .bind(finished_at)
+                .bind(finished_at.map(|at| at.saturating_add(retention)))
+                .bind(lease_until)
+                .bind(to_i64(start))
+                .bind(catalog_id)
+                .bind(IdList(chunk))
+                .bind(if last_chunk { "on" } else { "off" })
+                .execute(pool)
+                .await?
+                .rows_affected();
+            return self.checkpointed((written > 0).then_some(next), end).await;
+        }
+        let committed = with_db!(store.db(), pool => {
+            // Only the last chunk's commit must be durable at once: an earlier checkpoint lost in
+            // a crash is lost together with its data change, and the job redoes that chunk when
+            // it is claimed again (every chunk is idempotent). So earlier chunks skip the wait for
+            // the WAL flush (an fsync per commit would otherwise be much of a chunk's time).
+            let mut tx = if last_chunk { pool.begin_write().await? } else { pool.begin_relaxed(store.relaxed_sqlite()).await? };
+            let mut result = ChunkResult::default();
+            match &self.payload {
+                Payload::None => {
+                    for statement in [
+                        "DELETE FROM category_items WHERE catalog_id = $1",
+                        "DELETE FROM categories WHERE catalog_id = $1",
+                        "DELETE FROM items WHERE catalog_id = $1",
+                        "DELETE FROM catalogs WHERE id = $1",
+                    ] {
+                        sqlx::query(statement).bind(catalog_id).execute(&mut *tx).await?;
+                    }
+                    result.completed = 1;
+                }
+                Payload::Ids(ids) => {
+                    // Stored in id order: consecutive chunks walk the clustered key in one pass.
+                    let chunk = ids.get(start..end).unwrap_or_default().to_vec();
+                    result.completed = chunk.len() as u64;
+                    let list = IdList(chunk);
+                    if self.kind == JobKind::ItemBulkDelete {
+                        // Deleting what is not there counts as done (deletes are idempotent).
+                        sqlx::query(&sql.delete_category_items_by_item).bind(catalog_id).bind(list.clone()).execute(&mut *tx).await?;
+                        sqlx::query(&sql.delete_items).bind(catalog_id).bind(list).execute(&mut *tx).await?;
+                    } else {
+                        sqlx::query(&sql.clear_category_items).bind(catalog_id).bind(list.clone()).execute(&mut *tx).await?;
+                        sqlx::query(&sql.delete_categories).bind(catalog_id).bind(list).execute(&mut *tx).await?;
+                    }
+                }
+                Payload::Items(items) => {
+                    // Stored in id order (stable: repeated ids keep request order, the last wins).
+                    let chunk: &[ItemRow] = items.get(start..end).unwrap_or_default();
+                    // Final fields per id, in id order; repeated ids collapse into one row because
+                    // PostgreSQL refuses to upsert one key twice in a statement.
+                    let mut rows: Vec<(&str, Map<String, Value>)> = Vec::with_capacity(chunk.len());
+                    if self.kind == JobKind::ItemBulkPatch {
+                        let ids = IdList(chunk.iter().map(|r| r.1.clone()).collect());
+                        let existing_rows = sqlx::query(&sql.select_items).bind(catalog_id).bind(ids).fetch_all(&mut *tx).await?;
+                        let mut existing: HashMap<String, Map<String, Value>> = HashMap::with_capacity(existing_rows.len());
+                        for row in &existing_rows {
+                            existing.insert(row.text("item_id")?, parse_fields(&row.text("fields")?)?);
+                        }
+                        let create = self.flags & FLAG_CREATE_MISSING != 0;
+                        for (index, id, patch) in chunk.iter().map(|r| (r.0, r.1.as_str(), &r.2)) {
+                            let base = match rows.last_mut() {
+                                Some((last, fields)) if *last == id => Some(std::mem::take(fields)),
+                                _ => existing.remove(id),
+                            };
+                            let merged = match base {
+                                Some(mut fields) => {
+                                    // Patch merges top-level fields; nested values are replaced whole.
+                                    for (k, v) in patch {
+                                        fields.insert(k.clone(), v.clone());
+                                    }
+                                    fields
+                                }
+                                None if create => patch.clone(),
+                                None => {
+                                    result.failed.push(ItemFailure {
+                                        index,
+                                        item_id: id.to_owned(),
+                                        code: ErrorCode::ItemNotFound,
+                                        title: "Item not found",
+                                        detail: format!("item `{id}` does not exist, so it cannot be patched"),
+                                        pointer: format!("/items/{index}"),
+                                    });
+                                    continue;
+                                }
+                            };
+                            result.completed += 1;
+                            match rows.last_mut() {
+                                Some((last, fields)) if *last == id => *fields = merged,
+                                _ => rows.push((id, merged)),
+                            }
+                        }
+                    } else {
+                        for (id, fields) in chunk.iter().map(|r| (r.1.as_str(), &r.2)) {
+                            result.completed += 1;
+                            match rows.last_mut() {
+                                Some((last, current)) if *last == id => *current = fields.clone(),
+                                _ => rows.push((id, fields.clone())),
+                            }
+                        }
+                    }
+                    if !rows.is_empty() {
+                        let json = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        sqlx::query(sql.upsert_items).bind(catalog_id).bind(json).bind(now).execute(&mut *tx).await?;
+                    }
+                }
+                Payload::Categories(categories) => {
+                    // Stored in id order; a repeated id keeps only its last occurrence (the earlier
+                    // ones count as done: they were superseded).
+                    let all: &[CategoryRow] = categories.get(start..end).unwrap_or_default();
+                    let mut chunk: Vec<&CategoryRow> = Vec::with_capacity(all.len());
+                    for c in all {
+                        match chunk.last_mut() {
+                            Some(last) if last.id == c.id => {
+                                *last = c;
+                                result.completed += 1;
+                            }
+                            _ => chunk.push(c),
+                        }
+                    }
+                    let mut rows: Vec<(String, Option<String>, Option<String>)> = Vec::with_capacity(chunk.len());
+                    let mut replaced_sets: Vec<String> = Vec::new();
+                    let mut members: Vec<(String, String)> = Vec::new();
+                    if self.kind == JobKind::CategoryBulkUpdate {
+                        let ids = IdList(chunk.iter().map(|c| c.id.clone()).collect());
+                        let existing_rows = sqlx::query(&sql.select_categories).bind(catalog_id).bind(ids).fetch_all(&mut *tx).await?;
+                        let mut existing: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+                        for row in &existing_rows {
+                            existing.insert(row.text("category_id")?, (row.opt_text("external_id")?, row.opt_text("name")?));
+                        }
+                        for c in &chunk {
+                            match existing.remove(&c.id) {
+                                Some((external_id, name)) => {
+                                    rows.push((c.id.clone(), c.external_id.clone().or(external_id), c.name.clone().or(name)));
+                                    if let Some(items) = &c.item_ids {
+                                        replaced_sets.push(c.id.clone());
+                                        members.extend(items.iter().map(|i| (c.id.clone(), i.clone())));
+                                    }
+                                }
+                                None => result.failed.push(ItemFailure {
+                                    index: c.index,
+                                    item_id: c.id.clone(),
+                                    code: ErrorCode::NotFound,
+                                    title: "Category not found",
+                                    detail: format!("category `{}` does not exist, so it cannot be updated", c.id),
+                                    pointer: format!("/categories/{}", c.index),
+                                }),
+                            }
+                        }
+                    } else {
+                        for c in &chunk {
+                            rows.push((c.id.clone(), c.external_id.clone(), c.name.clone()));
+                            replaced_sets.push(c.id.clone());
+                            members.extend(c.item_ids.iter().flatten().map(|i| (c.id.clone(), i.clone())));
+                        }
+                    }
+                    result.completed += rows.len() as u64;
+                    if !rows.is_empty() {
+                        let json = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        sqlx::query(sql.upsert_categories).bind(catalog_id).bind(json).bind(now).execute(&mut *tx).await?;
+                    }
+                    if !replaced_sets.is_empty() {
+                        sqlx::query(&sql.clear_category_items).bind(catalog_id).bind(IdList(replaced_sets)).execute(&mut *tx).await?;
+                    }
+                    if !members.is_empty() {
+                        let json = serde_json::to_string(&members).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                        sqlx::query(sql.insert_category_items).bind(catalog_id).bind(json).execute(&mut *tx).await?;
+                    }
+                }
+            }
+            for f in &result.failed {
+                sqlx::query(
+                    "INSERT INTO job_errors (job_id, item_index, item_id, code, title, detail, pointer)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(self.job_id.0)
+                .bind(to_i64(f.index))
+                .bind(&f.item_id)
+                .bind(f.code.as_str())
+                .bind(f.title)
+                .bind(&f.detail)
+                .bind(&f.pointer)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let failed = result.failed.len() as u64;
+            let next = self
+                .state
+                .apply(JobEvent::Checkpoint { completed: result.completed, failed })
+                .and_then(|s| if s.status == JobStatus::Running && last_chunk { s.apply(JobEvent::Finished) } else { Ok(s) })
+                .map_err(|e| corrupt(self.job_id, e))?;
+            let finished_at = next.status.is_terminal().then_some(now);
+            let statement = if self.kind == JobKind::CatalogDelete {
+                &sql.checkpoint_no_catalog
+            } else {
+                &sql.checkpoint
+            };
+            let mut query = sqlx::query(statement)
+                .bind(self.job_id.0)
+                .bind(self.attempt)
+                .bind(to_i64(end))
+                .bind(to_i64(next.completed_count))
+                .bind(to_i64(next.failed_count))
+                .bind(next.status.as_str())
+                .bind(now)
+                .bind(finished_at)
+                .bind(finished_at.map(|at| at.saturating_add(retention)))
+                .bind(lease_until)
+                .bind(to_i64(start));
+            if self.kind != JobKind::CatalogDelete {
+                query = query.bind(catalog_id);
+            }
+            if query.execute(&mut *tx).await?.rows_affected() == 0 {
+                tx.rollback().await?;
+                None
+            } else {
+                if finished_at.is_some() {
+                    sqlx::query("DELETE FROM job_payloads WHERE job_id = $1").bind(self.job_id.0).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Some(next)
+            }
+        });
+        self.checkpointed(committed, end).await
+    }
+
+    /// After a chunk: records the committed state, or takes the slow path when nothing was written.
+    async fn checkpointed(&mut self, committed: Option<JobState>, end: usize) -> Result<Step, StoreError> {
+        let Some(next) = committed else {
+            return self.interrupted().await;
+        };
+        self.state = next;
+        self.cursor = end;
+        if next.status.is_terminal() {
+            tracing::debug!(job = self.job_id.0, status = %next.status, "job finished");
+            self.runner.store.job_finished();
+            Ok(Step::Finished(next.status))
+        } else {
+            Ok(Step::Continue)
+        }
+    }
+
+    /// The slow path, when a checkpoint matched nothing (or the job cannot run at all): reads the
+    /// job under the fence and ends it if it was cancelled or cannot run; reports a lost lease.
+    async fn interrupted(&mut self) -> Result<Step, StoreError> {
+        let store = self.runner.store.clone();
+        let sql = self.runner.sql.clone();
+        let now = now_ms();
+        let lease_until = now.saturating_add(to_i64(self.runner.config.lease_duration.as_millis()));
+        let retention = store.config().retention_ms;
+        let step = with_db!(store.db(), pool => {
+            let mut tx = pool.begin_write().await?;
             let fenced = sqlx::query(sql.fence)
                 .bind(self.job_id.0)
                 .bind(self.attempt)
@@ -542,231 +935,48 @@ impl Lease {
                 return Ok(Step::LeaseLost);
             };
             let (state, cursor) = state_from_row(&fenced)?;
-            let mut failure: Option<String> = self.broken.clone();
-            if failure.is_none() && self.kind != JobKind::CatalogDelete && fenced.int("alive")? == 0 {
-                failure = Some("the catalog was deleted".into());
-            }
-            let has_members = fenced.int("has_members")? > 0;
-            let end = cursor.saturating_add(chunk_size).min(self.payload.len());
-            let (next, new_cursor) = if let Some(reason) = &failure {
-                tracing::warn!(job = self.job_id.0, reason = %reason, "job cannot run");
-                (state.apply(JobEvent::Failed), cursor)
+            let catalog_gone = self.kind != JobKind::CatalogDelete && fenced.int("alive")? == 0;
+            let (event, reason) = if let Some(reason) = self.broken.clone() {
+                (JobEvent::Failed, Some(reason))
             } else if state.cancel_requested {
                 // The boundary: a cancel seen here stops the job before another chunk is applied.
-                (state.apply(JobEvent::Checkpoint { completed: 0, failed: 0 }), cursor)
+                (JobEvent::Checkpoint { completed: 0, failed: 0 }, None)
+            } else if catalog_gone {
+                (JobEvent::Failed, Some("the catalog was deleted".to_owned()))
             } else {
-                let catalog_id = self.catalog_id.unwrap_or_default();
-                let result = match &self.payload {
-                    Payload::None => {
-                        let catalog_id = self.catalog_id.unwrap_or_default();
-                        for statement in [
-                            "DELETE FROM category_items WHERE catalog_id = $1",
-                            "DELETE FROM categories WHERE catalog_id = $1",
-                            "DELETE FROM items WHERE catalog_id = $1",
-                            "DELETE FROM catalogs WHERE id = $1",
-                        ] {
-                            sqlx::query(statement).bind(catalog_id).execute(&mut *tx).await?;
-                        }
-                        ChunkResult { completed: 1, failed: Vec::new() }
-                    }
-                    Payload::Ids(ids) => {
-                        let mut chunk: Vec<String> = ids.get(cursor..end).unwrap_or_default().to_vec();
-                        // Sorted ids walk the clustered key in order: fewer pages touched.
-                        chunk.sort_unstable();
-                        let n = chunk.len() as u64;
-                        let list = IdList(chunk);
-                        if self.kind == JobKind::ItemBulkDelete {
-                            sqlx::query(&sql.delete_items).bind(catalog_id).bind(list.clone()).execute(&mut *tx).await?;
-                            if has_members {
-                                sqlx::query(&sql.delete_category_items_by_item).bind(catalog_id).bind(list).execute(&mut *tx).await?;
-                            }
-                        } else {
-                            sqlx::query(&sql.clear_category_items).bind(catalog_id).bind(list.clone()).execute(&mut *tx).await?;
-                            sqlx::query(&sql.delete_categories).bind(catalog_id).bind(list).execute(&mut *tx).await?;
-                        }
-                        // Deleting what is not there counts as done (deletes are idempotent).
-                        ChunkResult { completed: n, failed: Vec::new() }
-                    }
-                    Payload::Items(items) => {
-                        // The payload is stored in id order (stable, so repeated ids keep request
-                        // order and the last one wins).
-                        let chunk: &[ItemRow] = items.get(cursor..end).unwrap_or_default();
-                        let mut result = ChunkResult::default();
-                        // Final fields per id, in id order; repeated ids collapse into one row
-                        // because PostgreSQL refuses to upsert one key twice in a statement.
-                        let mut rows: Vec<(&str, Map<String, Value>)> = Vec::with_capacity(chunk.len());
-                        if self.kind == JobKind::ItemBulkPatch {
-                            let ids = IdList(chunk.iter().map(|r| r.1.clone()).collect());
-                            let existing_rows = sqlx::query(&sql.select_items).bind(catalog_id).bind(ids).fetch_all(&mut *tx).await?;
-                            let mut existing: HashMap<String, Map<String, Value>> = HashMap::with_capacity(existing_rows.len());
-                            for row in &existing_rows {
-                                existing.insert(row.text("item_id")?, parse_fields(&row.text("fields")?)?);
-                            }
-                            let create = self.flags & FLAG_CREATE_MISSING != 0;
-                            for (index, id, patch) in chunk.iter().map(|r| (r.0, r.1.as_str(), &r.2)) {
-                                let base = match rows.last_mut() {
-                                    Some((last, fields)) if *last == id => Some(std::mem::take(fields)),
-                                    _ => existing.remove(id),
-                                };
-                                let merged = match base {
-                                    Some(mut fields) => {
-                                        // Patch merges top-level fields; nested values are replaced whole.
-                                        for (k, v) in patch {
-                                            fields.insert(k.clone(), v.clone());
-                                        }
-                                        fields
-                                    }
-                                    None if create => patch.clone(),
-                                    None => {
-                                        result.failed.push(ItemFailure {
-                                            index,
-                                            item_id: id.to_owned(),
-                                            code: ErrorCode::ItemNotFound,
-                                            title: "Item not found",
-                                            detail: format!("item `{id}` does not exist, so it cannot be patched"),
-                                            pointer: format!("/items/{index}"),
-                                        });
-                                        continue;
-                                    }
-                                };
-                                result.completed += 1;
-                                match rows.last_mut() {
-                                    Some((last, fields)) if *last == id => *fields = merged,
-                                    _ => rows.push((id, merged)),
-                                }
-                            }
-                        } else {
-                            for (id, fields) in chunk.iter().map(|r| (r.1.as_str(), &r.2)) {
-                                result.completed += 1;
-                                match rows.last_mut() {
-                                    Some((last, current)) if *last == id => *current = fields.clone(),
-                                    _ => rows.push((id, fields.clone())),
-                                }
-                            }
-                        }
-                        if !rows.is_empty() {
-                            let json = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                            sqlx::query(sql.upsert_items).bind(catalog_id).bind(json).bind(now).execute(&mut *tx).await?;
-                        }
-                        result
-                    }
-                    Payload::Categories(categories) => {
-                        // Stored in id order; a repeated id keeps only its last occurrence (the
-                        // earlier ones count as done: they were superseded).
-                        let all: &[CategoryRow] = categories.get(cursor..end).unwrap_or_default();
-                        let mut result = ChunkResult::default();
-                        let mut chunk: Vec<&CategoryRow> = Vec::with_capacity(all.len());
-                        for c in all {
-                            if let Some(last) = chunk.last_mut() {
-                                if last.id == c.id {
-                                    *last = c;
-                                    result.completed += 1;
-                                    continue;
-                                }
-                            }
-                            chunk.push(c);
-                        }
-                        let mut rows: Vec<(String, Option<String>, Option<String>)> = Vec::with_capacity(chunk.len());
-                        let mut replaced_sets: Vec<String> = Vec::new();
-                        let mut members: Vec<(String, String)> = Vec::new();
-                        if self.kind == JobKind::CategoryBulkUpdate {
-                            let ids = IdList(chunk.iter().map(|c| c.id.clone()).collect());
-                            let existing_rows = sqlx::query(&sql.select_categories).bind(catalog_id).bind(ids).fetch_all(&mut *tx).await?;
-                            let mut existing: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
-                            for row in &existing_rows {
-                                existing.insert(row.text("category_id")?, (row.opt_text("external_id")?, row.opt_text("name")?));
-                            }
-                            for c in &chunk {
-                                match existing.remove(&c.id) {
-                                    Some((external_id, name)) => {
-                                        rows.push((c.id.clone(), c.external_id.clone().or(external_id), c.name.clone().or(name)));
-                                        if let Some(items) = &c.item_ids {
-                                            replaced_sets.push(c.id.clone());
-                                            members.extend(items.iter().map(|i| (c.id.clone(), i.clone())));
-                                        }
-                                    }
-                                    None => result.failed.push(ItemFailure {
-                                        index: c.index,
-                                        item_id: c.id.clone(),
-                                        code: ErrorCode::NotFound,
-                                        title: "Category not found",
-                                        detail: format!("category `{}` does not exist, so it cannot be updated", c.id),
-                                        pointer: format!("/categories/{}", c.index),
-                                    }),
-                                }
-                            }
-                        } else {
-                            for c in &chunk {
-                                rows.push((c.id.clone(), c.external_id.clone(), c.name.clone()));
-                                replaced_sets.push(c.id.clone());
-                                members.extend(c.item_ids.iter().flatten().map(|i| (c.id.clone(), i.clone())));
-                            }
-                        }
-                        result.completed += rows.len() as u64;
-                        if !rows.is_empty() {
-                            let json = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                            sqlx::query(sql.upsert_categories).bind(catalog_id).bind(json).bind(now).execute(&mut *tx).await?;
-                        }
-                        if !replaced_sets.is_empty() {
-                            sqlx::query(&sql.clear_category_items).bind(catalog_id).bind(IdList(replaced_sets)).execute(&mut *tx).await?;
-                        }
-                        if !members.is_empty() {
-                            let json = serde_json::to_string(&members).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                            sqlx::query(sql.insert_category_items).bind(catalog_id).bind(json).execute(&mut *tx).await?;
-                        }
-                        result
-                    }
-                };
-                for f in &result.failed {
-                    sqlx::query(
-                        "INSERT INTO job_errors (job_id, item_index, item_id, code, title, detail, pointer)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                    )
+                // Nothing stops the job (the lease was renewed): the caller's next step retries.
+                tx.commit().await?;
+                self.state = state;
+                self.cursor = cursor;
+                return Ok(Step::Continue);
+            };
+            if let Some(reason) = &reason {
+                tracing::warn!(job = self.job_id.0, reason = %reason, "job cannot run");
+            }
+            let next = state.apply(event).map_err(|e| corrupt(self.job_id, e))?;
+            if next.status.is_terminal() {
+                sqlx::query(END_JOB)
                     .bind(self.job_id.0)
-                    .bind(to_i64(f.index))
-                    .bind(&f.item_id)
-                    .bind(f.code.as_str())
-                    .bind(f.title)
-                    .bind(&f.detail)
-                    .bind(&f.pointer)
+                    .bind(self.attempt)
+                    .bind(next.status.as_str())
+                    .bind(to_i64(next.completed_count))
+                    .bind(to_i64(next.failed_count))
+                    .bind(now)
+                    .bind(now.saturating_add(retention))
+                    .bind(reason.as_deref())
                     .execute(&mut *tx)
                     .await?;
-                }
-                let failed = result.failed.len() as u64;
-                let next = state.apply(JobEvent::Checkpoint { completed: result.completed, failed }).and_then(|s| {
-                    if s.status == JobStatus::Running && end >= self.payload.len() {
-                        s.apply(JobEvent::Finished)
-                    } else {
-                        Ok(s)
-                    }
-                });
-                (next, end)
-            };
-            let next = next.map_err(|e| StoreError::Corrupt(format!("job {}: {e}", self.job_id.0)))?;
-            let terminal = next.status.is_terminal();
-            let finished_at = terminal.then_some(now);
-            sqlx::query(CHECKPOINT)
-                .bind(self.job_id.0)
-                .bind(self.attempt)
-                .bind(to_i64(new_cursor))
-                .bind(to_i64(next.completed_count))
-                .bind(to_i64(next.failed_count))
-                .bind(next.status.as_str())
-                .bind(now)
-                .bind(finished_at)
-                .bind(finished_at.map(|at| at.saturating_add(retention)))
-                .bind(failure.as_deref())
-                .execute(&mut *tx)
-                .await?;
+                sqlx::query("DELETE FROM job_payloads WHERE job_id = $1").bind(self.job_id.0).execute(&mut *tx).await?;
+            }
             tx.commit().await?;
-            self.cursor = new_cursor;
-            if terminal { Step::Finished(next.status) } else { Step::Continue }
+            self.state = next;
+            self.cursor = cursor;
+            if next.status.is_terminal() { Step::Finished(next.status) } else { Step::Continue }
         });
-        if let Step::Finished(status) = outcome {
-            tracing::debug!(job = self.job_id.0, %status, "job finished");
+        if let Step::Finished(_) = step {
             store.job_finished();
         }
-        Ok(outcome)
+        Ok(step)
     }
 
     /// Gives the job back to the queue (shutdown): another runner resumes it from its checkpoint.

@@ -47,6 +47,9 @@ pub struct Store {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) db: Db,
+    /// SQLite only: connections with `synchronous = NORMAL` for commits that may be lost and
+    /// redone (the runner's claims and intermediate checkpoints).
+    pub(crate) relaxed_sqlite: Option<sqlx::SqlitePool>,
     pub(crate) config: StoreConfig,
     /// Signalled when a job is enqueued or released in this process: wakes idle runners at once.
     pub(crate) job_enqueued: Notify,
@@ -65,11 +68,12 @@ impl Store {
             busy_timeout: config.busy_timeout,
             sqlite_synchronous_full: config.sqlite_synchronous_full,
         };
-        let db = Db::connect(url, &options).await?;
+        let (db, relaxed_sqlite) = Db::connect(url, &options).await?;
         db.migrate().await?;
         Ok(Store {
             inner: Arc::new(Inner {
                 db,
+                relaxed_sqlite,
                 config,
                 job_enqueued: Notify::new(),
                 job_finished: Notify::new(),
@@ -105,7 +109,15 @@ impl Store {
 
     /// Closes the pool; later calls fail.
     pub async fn close(&self) {
+        if let Some(relaxed) = &self.inner.relaxed_sqlite {
+            relaxed.close().await;
+        }
         crate::db::with_db!(self.db(), pool => pool.close().await)
+    }
+
+    /// The relaxed-commit pool, on SQLite files.
+    pub(crate) fn relaxed_sqlite(&self) -> Option<&sqlx::SqlitePool> {
+        self.inner.relaxed_sqlite.as_ref()
     }
 
     /// Wakes this process's idle runners: a job is due.

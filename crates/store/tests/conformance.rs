@@ -145,6 +145,38 @@ async fn pg_db() -> Option<TestDb> {
     Some(TestDb { url, store, raw, _cleanup: cleanup })
 }
 
+/// A second, empty database on the same backend as `db` (no store, no migrations), with a raw
+/// pool on it; removed when the returned guard drops.
+async fn empty_database(db: &TestDb) -> (String, Raw, Cleanup) {
+    if db.is_pg() {
+        let admin_url = pg_base_url();
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        let name = format!("catalogd_t_{}", unique_suffix());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
+        let url = with_database(&admin_url, &name);
+        let raw = Raw::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap());
+        (url, raw, Cleanup::PgDatabase { admin_url, name })
+    } else {
+        let path = std::env::temp_dir().join(format!("catalogd_t_{}.db", unique_suffix()));
+        let url = format!("sqlite://{}", path.display());
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+        let raw =
+            Raw::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap());
+        (url, raw, Cleanup::File(path))
+    }
+}
+
+async fn raw_script(raw: &Raw, sql: &str) {
+    match raw {
+        Raw::Sqlite(p) => {
+            sqlx::raw_sql(sql).execute(p).await.unwrap();
+        }
+        Raw::Pg(p) => {
+            sqlx::raw_sql(sql).execute(p).await.unwrap();
+        }
+    }
+}
+
 /// Declares each test once per backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -199,6 +231,8 @@ conformance!(
     jobs_in_progress_are_counted,
     two_runners_share_200_jobs,
     repeated_ids_apply_in_request_order,
+    migration_2_moves_pending_payloads,
+    a_lost_checkpoint_is_redone_not_skipped,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -266,12 +300,12 @@ async fn backdate_leases(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 1);
+    assert_eq!(db.store.schema_version().await.unwrap(), 2);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 1);
+    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 2);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -282,6 +316,7 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         "category_items",
         "jobs",
         "job_errors",
+        "job_payloads",
         "rate_limits",
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
@@ -342,8 +377,9 @@ async fn catalogs_create_list_get_delete(db: &TestDb) {
 
     let job = s.delete_catalog(p, "shoes").await.unwrap();
     assert_eq!((job.kind, job.status, job.total_count), (JobKind::CatalogDelete, JobStatus::Queued, 1));
-    // Gone at once, and the name is free again.
+    // Gone at once, and the name is free again; the deletion cannot be called off.
     assert_eq!(s.get_catalog(p, "shoes").await.unwrap_err().code(), ErrorCode::CatalogNotFound);
+    assert_eq!(s.cancel_job(p, job.id).await.unwrap_err().code(), ErrorCode::JobNotCancellable);
     assert_eq!(s.delete_catalog(p, "shoes").await.unwrap_err().code(), ErrorCode::CatalogNotFound);
     runner(s, "r", 1000).run_until_idle().await.unwrap();
     let done = s.get_job(p, job.id).await.unwrap();
@@ -389,7 +425,7 @@ async fn bulk_delete_runs_to_completion(db: &TestDb) {
     assert_eq!(r.process_one().await.unwrap(), None);
     assert_eq!(s.list_job_errors(p, created.id, None, 100).await.unwrap().rows, vec![]);
     // The payload is dropped once the job is done.
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs WHERE payload IS NOT NULL").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 0);
 }
 
 async fn validation_partial_atomic_and_batch_limits(db: &TestDb) {
@@ -1174,4 +1210,79 @@ async fn repeated_ids_apply_in_request_order(db: &TestDb) {
     r.run_until_idle().await.unwrap();
     assert_eq!(job(s, p, id).await.completed_count, 3);
     assert_eq!(s.get_item(p, "c", "b").await.unwrap_err().code(), ErrorCode::ItemNotFound);
+}
+
+async fn migration_2_moves_pending_payloads(db: &TestDb) {
+    // A database left at schema 1 with a pending job (payload inside the jobs row) is upgraded
+    // at start-up, and the job then runs from its moved payload.
+    let (url, raw, _cleanup) = empty_database(db).await;
+    let v1 = if db.is_pg() {
+        include_str!("../migrations/postgres/0001_init.sql")
+    } else {
+        include_str!("../migrations/sqlite/0001_init.sql")
+    };
+    raw_script(&raw, v1).await;
+    raw_script(
+        &raw,
+        r#"CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL);
+           INSERT INTO schema_migrations VALUES (1, 0);
+           INSERT INTO projects (key, name, created_at) VALUES ('old', 'old', 0);
+           INSERT INTO catalogs (project_id, name, created_at, updated_at) VALUES (1, 'c', 0, 0);
+           INSERT INTO items (catalog_id, item_id, fields, created_at, updated_at)
+               VALUES (1, 'a', '{}', 0, 0), (1, 'b', '{}', 0, 0), (1, 'keep', '{}', 0, 0);
+           INSERT INTO jobs (project_id, catalog_id, catalog_name, kind, status, total_count, payload, created_at, updated_at)
+               VALUES (1, 1, 'c', 'item_bulk_delete', 'queued', 2, '["a","b"]', 0, 0);"#,
+    )
+    .await;
+    let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    let p = store.get_project_by_key("old").await.unwrap().id;
+    let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
+    let j = store.get_job(p, id).await.unwrap();
+    assert_eq!((j.status, j.completed_count), (JobStatus::Completed, 2));
+    let left = store.list_items(p, "c", None, 10).await.unwrap().rows;
+    assert_eq!(left.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["keep"]);
+    store.close().await;
+}
+
+async fn a_lost_checkpoint_is_redone_not_skipped(db: &TestDb) {
+    // Intermediate checkpoints commit without waiting for the disk, so a database crash may lose
+    // the latest one together with its data change while the runner goes on. Simulate that: undo
+    // the first chunk (items back, checkpoint back) behind the runner's back. The next checkpoint
+    // is a compare-and-set on the cursor, so the runner notices, resyncs and redoes the chunk.
+    let s = &db.store;
+    let p = project(s, "lost").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 30).await;
+    let id = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..30), &opts()).await.unwrap().job.unwrap().id;
+    let r = runner(s, "r", 10);
+    let mut lease = r.claim().await.unwrap().unwrap();
+    assert_eq!(lease.step().await.unwrap(), Step::Continue);
+    assert_eq!(item_count(db).await, 20);
+    db.exec("UPDATE jobs SET cursor = 0, completed_count = 0 WHERE status = 'running'").await;
+    db.exec(
+        "INSERT INTO items (catalog_id, item_id, fields, created_at, updated_at)
+         SELECT catalog_id, 'item-0000' || CAST(n AS TEXT), '{}', 0, 0
+         FROM (SELECT id AS catalog_id FROM catalogs WHERE name = 'c') c,
+              (SELECT 0 AS n UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
+               UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) d",
+    )
+    .await;
+    assert_eq!(item_count(db).await, 30);
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        match lease.step().await.unwrap() {
+            Step::Continue => {}
+            Step::Finished(status) => {
+                assert_eq!(status, JobStatus::Completed);
+                break;
+            }
+            Step::LeaseLost => panic!("the lease is still ours"),
+        }
+    }
+    assert!(steps >= 3);
+    let j = job(s, p, id).await;
+    assert_eq!((j.completed_count, j.cursor, j.attempt), (30, 30, 1));
+    assert_eq!(item_count(db).await, 0, "the undone chunk was applied again");
 }
