@@ -367,8 +367,6 @@ async fn seed_001_get_update_categories_jobs_has_the_seed_shape() {
     );
     assert_eq!(body["included"][0]["id"], compound("APPAREL"));
     // `prev` is null on the first page: compare the seed's links against page two, which has both.
-    // The finished jobs have no relationships any more (see `finished_jobs_keep_their_relationships`):
-    // the seed's job shape is compared with the running one.
     let mut shaped = body.clone();
     shaped["links"] = second.json()["links"].clone();
     shaped["data"] = json!([newest]);
@@ -888,7 +886,6 @@ async fn throttled_requests_get_429_with_an_integer_retry_after_and_create_nothi
 }
 
 #[tokio::test]
-#[ignore = "needs catalog-store to keep a job's input ids after it finishes (its payload is dropped at the end today)"]
 async fn finished_jobs_keep_their_relationships() {
     let app = app().await;
     let created = post(&app, CATEGORY_JOBS, &category_body(&[("APPAREL", Some("Clothes"), &[])])).await;

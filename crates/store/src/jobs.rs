@@ -260,10 +260,6 @@ impl Store {
             .bind(now.saturating_add(retention))
             .execute(&mut *tx)
             .await?;
-            if finished {
-                // A finished job is never applied again: its payload has no further use.
-                sqlx::query("DELETE FROM job_payloads WHERE job_id = $1").bind(id.0).execute(&mut *tx).await?;
-            }
             let row = sqlx::query(&select).bind(id.0).fetch_one(&mut *tx).await?;
             let job = job_from_row(&row)?;
             tx.commit().await?;

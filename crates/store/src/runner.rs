@@ -224,9 +224,7 @@ impl Statements {
                       members AS (DELETE FROM category_items
                                   WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job)),
                       gone AS (DELETE FROM items
-                               WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job)),
-                      body AS (DELETE FROM job_payloads
-                               WHERE job_id = $1 AND $8::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM job))
+                               WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job))
                  {} AND id IN (SELECT id FROM job)",
                 checkpoint_sql(pg, false)
             ),
@@ -885,9 +883,6 @@ impl Lease {
                 tx.rollback().await?;
                 None
             } else {
-                if finished_at.is_some() {
-                    sqlx::query("DELETE FROM job_payloads WHERE job_id = $1").bind(self.job_id.0).execute(&mut *tx).await?;
-                }
                 tx.commit().await?;
                 Some(next)
             }
@@ -966,7 +961,6 @@ impl Lease {
                     .bind(reason.as_deref())
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("DELETE FROM job_payloads WHERE job_id = $1").bind(self.job_id.0).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             self.state = next;

@@ -424,8 +424,9 @@ async fn bulk_delete_runs_to_completion(db: &TestDb) {
     // Nothing more is due.
     assert_eq!(r.process_one().await.unwrap(), None);
     assert_eq!(s.list_job_errors(p, created.id, None, 100).await.unwrap().rows, vec![]);
-    // The payload is dropped once the job is done.
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 0);
+    // The inputs are kept with the job until it expires (facades show them as relationships).
+    let kept = format!("SELECT COUNT(*) FROM job_payloads WHERE job_id = {}", created.id.0);
+    assert_eq!(db.scalar(&kept).await, 1);
 }
 
 async fn validation_partial_atomic_and_batch_limits(db: &TestDb) {
@@ -750,6 +751,8 @@ async fn expired_jobs_are_purged(db: &TestDb) {
     assert_eq!(s.purge_expired(expires).await.unwrap(), 1);
     assert_eq!(s.get_job(p, done.id).await.unwrap_err().code(), ErrorCode::JobNotFound);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM job_errors").await, 0);
+    let payload = format!("SELECT COUNT(*) FROM job_payloads WHERE job_id = {}", done.id.0);
+    assert_eq!(db.scalar(&payload).await, 0, "the purge takes the inputs with the job");
     // Unfinished jobs never expire.
     assert_eq!(s.purge_expired(i64::MAX).await.unwrap(), 0);
     assert_eq!(job(s, p, pending.id).await.status, JobStatus::Scheduled);
