@@ -1,7 +1,8 @@
 //! Bulk changes: validate through catalog-domain, then create the job and its whole payload in
 //! one insert (DESIGN §3–4). Nothing here touches items; the runner applies the payload.
 
-use crate::db::{now_ms, to_i64, with_db, Flavor, RowExt};
+use crate::db::{now_ms, to_i64, with_db, RowExt};
+use crate::enqueue::NewJob;
 use crate::error::StoreError;
 use crate::jobs::{job_from_row, JOB_COLUMNS};
 use crate::model::{BulkOutcome, CategoryInput, ItemInput, Job, JobOptions, ProjectId};
@@ -351,62 +352,28 @@ impl Store {
         let now = now_ms();
         let scheduled = options.start_at.is_some_and(|at| at > now);
         let status = if scheduled { JobStatus::Scheduled } else { JobStatus::Queued };
-        let columns = "project_id, catalog_id, catalog_name, kind, status, total_count, flags, description, \
-                       reference_id, idempotency_key, request_hash, created_at, updated_at, start_at";
-        let values = "$1, $2, $3, $4, $5, $6, $7, $9, $10, $11, $12, $13, $13, $14";
-        macro_rules! bind_job {
-            ($query:expr) => {
-                $query
-                    .bind(project.0)
-                    .bind(catalog_row.id.0)
-                    .bind(&catalog_row.name)
-                    .bind(kind.as_str())
-                    .bind(status.as_str())
-                    .bind(to_i64(total))
-                    .bind(flags)
-                    .bind(&payload)
-                    .bind(options.description.as_deref())
-                    .bind(options.reference_id.as_deref())
-                    .bind(options.idempotency_key.as_deref())
-                    .bind(&request_hash)
-                    .bind(now)
-                    .bind(options.start_at)
-            };
-        }
-        // The job and its payload are created together or not at all (DESIGN §3).
-        let inserted = match self.db() {
-            crate::db::Db::Pg(pool) => {
-                // One statement: the payload row is written by a CTE in the same implicit
-                // transaction, and nothing is written when the idempotency key already exists.
-                let sql = format!(
-                    "WITH job AS (INSERT INTO jobs ({columns}) VALUES ({values})
-                                  ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING *),
-                          body AS (INSERT INTO job_payloads (job_id, payload) SELECT id, $8 FROM job)
-                     SELECT {JOB_COLUMNS} FROM job"
-                );
-                let row = bind_job!(sqlx::query(&sql)).fetch_optional(pool).await?;
-                row.as_ref().map(job_from_row).transpose()?
-            }
-            crate::db::Db::Sqlite(pool) => {
-                // $8 (the payload) is bound but unused by this statement; SQLite allows that.
-                let sql = format!(
-                    "INSERT INTO jobs ({columns}) VALUES ({values})
-                     ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
-                );
-                let mut tx = pool.begin_write().await?;
-                let row = bind_job!(sqlx::query(&sql)).fetch_optional(&mut *tx).await?;
-                let job = row.as_ref().map(job_from_row).transpose()?;
-                if let Some(job) = &job {
-                    sqlx::query("INSERT INTO job_payloads (job_id, payload) VALUES ($1, $2)")
-                        .bind(job.id.0)
-                        .bind(&payload)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                job
-            }
-        };
+        // The job and its payload are created together or not at all (DESIGN §3), committed with
+        // whatever other requests are waiting (group commit, see `enqueue.rs`).
+        let inserted = self
+            .inner
+            .enqueuer
+            .insert(NewJob {
+                project_id: project.0,
+                catalog_id: catalog_row.id.0,
+                catalog_name: catalog_row.name,
+                kind: kind.as_str(),
+                status: status.as_str(),
+                total_count: to_i64(total),
+                flags,
+                payload,
+                description: options.description.clone(),
+                reference_id: options.reference_id.clone(),
+                idempotency_key: options.idempotency_key.clone(),
+                request_hash: request_hash.clone(),
+                created_at: now,
+                start_at: options.start_at,
+            })
+            .await?;
         match inserted {
             Some(job) => {
                 if !scheduled {

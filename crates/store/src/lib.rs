@@ -19,6 +19,7 @@
 mod bulk;
 mod catalogs;
 mod db;
+mod enqueue;
 mod error;
 mod facade_support;
 mod idlist;

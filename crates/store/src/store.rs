@@ -1,6 +1,7 @@
 //! The [`Store`] handle and its configuration.
 
 use crate::db::{ConnectOptions, Db};
+use crate::enqueue::Enqueuer;
 use crate::error::StoreError;
 use catalog_domain::job::DEFAULT_RETENTION_MS;
 use std::collections::HashMap;
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) job_finished: Notify,
     /// GCRA state on SQLite (see `rate.rs`): quota key → theoretical arrival time.
     pub(crate) local_quotas: Mutex<HashMap<String, f64>>,
+    /// The group-commit writer every job creation goes through (see `enqueue.rs`).
+    pub(crate) enqueuer: Enqueuer,
 }
 
 impl Store {
@@ -70,8 +73,10 @@ impl Store {
         };
         let (db, relaxed_sqlite) = Db::connect(url, &options).await?;
         db.migrate().await?;
+        let enqueuer = Enqueuer::start(db.clone());
         Ok(Store {
             inner: Arc::new(Inner {
+                enqueuer,
                 db,
                 relaxed_sqlite,
                 config,

@@ -233,6 +233,7 @@ conformance!(
     repeated_ids_apply_in_request_order,
     migration_2_moves_pending_payloads,
     a_lost_checkpoint_is_redone_not_skipped,
+    concurrent_enqueues_are_committed_together_and_each_once,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1288,4 +1289,36 @@ async fn a_lost_checkpoint_is_redone_not_skipped(db: &TestDb) {
     let j = job(s, p, id).await;
     assert_eq!((j.completed_count, j.cursor, j.attempt), (30, 30, 1));
     assert_eq!(item_count(db).await, 0, "the undone chunk was applied again");
+}
+
+/// Many requests at once go through the group-commit writer: each gets its own job with its own
+/// payload, twins sharing an idempotency key get one job between them, and every job runs.
+async fn concurrent_enqueues_are_committed_together_and_each_once(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "group").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let requests = (0..200).map(|n| {
+        let store = s.clone();
+        // Requests 100..200 come in twins: n and n + 50 share a key and a body.
+        let key = (n >= 100).then(|| format!("twin-{}", 100 + (n - 100) % 50));
+        let body = if n >= 100 { 100 + (n - 100) % 50 } else { n };
+        tokio::spawn(async move {
+            let options = JobOptions { idempotency_key: key, ..JobOptions::default() };
+            let ids = ids(body * 10..body * 10 + 10);
+            store.bulk_delete_items(p, "c", Dialect::Native, ids, &options).await
+        })
+    });
+    let mut jobs = Vec::new();
+    for request in requests.collect::<Vec<_>>() {
+        jobs.push(request.await.unwrap().unwrap().job.unwrap().id);
+    }
+    let distinct: std::collections::BTreeSet<_> = jobs.iter().collect();
+    assert_eq!(distinct.len(), 150, "100 plain requests and 50 pairs of twins");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, 150);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 150);
+    runner(s, "r", 1000).run_until_idle().await.unwrap();
+    for id in distinct {
+        let job = job(s, p, *id).await;
+        assert_eq!((job.status, job.completed_count), (JobStatus::Completed, 10));
+    }
 }
