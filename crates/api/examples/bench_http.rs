@@ -8,7 +8,7 @@
 //! - the server's peak RSS while it accepts a 10 MB body, next to its RSS before.
 //!
 //! Usage: `bench_http --bin target/release/catalogd [--jobs N] [--seconds S] [--connections C]
-//! [--write docs/PERFORMANCE.md]`.
+//! [--serve-arg FLAG ...] [--write docs/PERFORMANCE.md]`.
 
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -29,6 +29,8 @@ type RequestFn = Arc<dyn Fn(u64) -> (String, String, Option<Vec<u8>>) + Send + S
 
 struct Options {
     bin: PathBuf,
+    /// Extra flags for `catalogd serve` (repeatable `--serve-arg`).
+    serve_args: Vec<String>,
     jobs: u64,
     seconds: u64,
     connections: usize,
@@ -38,6 +40,7 @@ struct Options {
 fn options() -> Result<Options, BoxError> {
     let mut options = Options {
         bin: PathBuf::from("target/release/catalogd"),
+        serve_args: Vec::new(),
         jobs: 1_000_000,
         seconds: 10,
         connections: 64,
@@ -48,6 +51,7 @@ fn options() -> Result<Options, BoxError> {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--bin" => options.bin = PathBuf::from(value),
+            "--serve-arg" => options.serve_args.push(value),
             "--jobs" => options.jobs = value.parse()?,
             "--seconds" => options.seconds = value.parse()?,
             "--connections" => options.connections = value.parse()?,
@@ -235,6 +239,7 @@ async fn main() -> Result<(), BoxError> {
     let child = Command::new(&bin)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
         .args(["--rate-limit", "native-write=off", "--rate-limit", "native-read=off"])
+        .args(&options.serve_args)
         .current_dir(&dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -66,7 +66,8 @@ pub struct ServeArgs {
     /// Days a finished job is kept before it is purged.
     #[arg(long, env = "CATALOGD_JOB_RETENTION_DAYS", default_value_t = 30)]
     pub job_retention_days: u32,
-    /// Jobs this process runs at once.
+    /// Jobs this process runs at once; 0 serves HTTP only and leaves the jobs to other processes
+    /// sharing the database (PostgreSQL).
     #[arg(long, env = "CATALOGD_RUNNER_WORKERS", default_value_t = 2)]
     pub runner_workers: usize,
     /// Seconds a runner's lease on a job lasts without renewal; a job whose runner died is taken

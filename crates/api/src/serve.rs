@@ -82,13 +82,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 
     let (stop_runner, runner_stopped) = watch::channel(false);
     let runner_config = RunnerConfig {
-        workers: args.runner_workers.max(1),
+        workers: args.runner_workers,
         chunk_size: args.chunk_size.max(1),
         lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(1)),
         ..RunnerConfig::default()
     };
     let runner = Runner::new(store.clone(), runner_config);
     let runner_task = tokio::spawn(async move {
+        if args.runner_workers == 0 {
+            tracing::info!("--runner-workers 0: this process runs no jobs");
+            return Ok(());
+        }
         let mut stopped = runner_stopped;
         runner
             .run(async move {
