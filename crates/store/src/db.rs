@@ -172,6 +172,10 @@ macro_rules! apply_missing {
     }};
 }
 
+/// WAL pages after which a committing connection checkpoints by itself (SQLite's default is 1,000,
+/// about 4 MB: a 10,000-id request every few dozen would pay for a checkpoint).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_000;
+
 impl Db {
     /// Opens the pool for `url` (`sqlite://path`, `sqlite::memory:`, `postgres://...`).
     /// On an SQLite file, also opens a second, small pool for relaxed commits (see
@@ -189,7 +193,10 @@ impl Db {
                     SqliteSynchronous::Normal
                 })
                 .busy_timeout(options.busy_timeout)
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Checkpoints run in the background (see `Store::connect`); this is only the
+                // safety net should they fall behind, so a commit rarely pays for one.
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
             // An in-memory database exists per connection: keep exactly one, forever.
             if memory {
                 let pool = SqlitePoolOptions::new()

@@ -74,7 +74,7 @@ impl Store {
         let (db, relaxed_sqlite) = Db::connect(url, &options).await?;
         db.migrate().await?;
         let enqueuer = Enqueuer::start(db.clone());
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 enqueuer,
                 db,
@@ -84,7 +84,11 @@ impl Store {
                 job_finished: Notify::new(),
                 local_quotas: Mutex::new(HashMap::new()),
             }),
-        })
+        };
+        if let (Db::Sqlite(pool), Some(_)) = (store.db(), store.relaxed_sqlite()) {
+            tokio::spawn(checkpoint_wal(Arc::downgrade(&store.inner), pool.clone()));
+        }
+        Ok(store)
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -133,5 +137,25 @@ impl Store {
     /// Wakes this process's long polls: a job finished.
     pub(crate) fn job_finished(&self) {
         self.inner.job_finished.notify_waiters();
+    }
+}
+
+/// How often the background task copies the SQLite WAL back into the database file.
+const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Checkpoints the WAL of an SQLite file in the background, so the commits that accept requests
+/// do not pay for it (a checkpoint writes and fsyncs the database file). PASSIVE never waits for
+/// readers or writers. Ends when the store is dropped.
+async fn checkpoint_wal(store: std::sync::Weak<Inner>, pool: sqlx::SqlitePool) {
+    let mut tick = tokio::time::interval(WAL_CHECKPOINT_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if store.upgrade().is_none() || pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+            tracing::debug!(%error, "background WAL checkpoint failed");
+        }
     }
 }
