@@ -8,7 +8,7 @@
 //! - the server's peak RSS while it accepts a 10 MB body, next to its RSS before.
 //!
 //! Usage: `bench_http --bin target/release/catalogd [--jobs N] [--seconds S] [--connections C]
-//! [--serve-arg FLAG ...] [--write docs/PERFORMANCE.md]`.
+//! [--serve-arg FLAG ...] [--write docs/PERFORMANCE.md [--section NAME]]`.
 
 use serde_json::{json, Value};
 use sqlx::sqlite::SqliteConnectOptions;
@@ -35,6 +35,8 @@ struct Options {
     seconds: u64,
     connections: usize,
     write: Option<PathBuf>,
+    /// The marker name of the PERFORMANCE.md section to write (`http` unless told).
+    section: String,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -45,6 +47,7 @@ fn options() -> Result<Options, BoxError> {
         seconds: 10,
         connections: 64,
         write: None,
+        section: "http".to_owned(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -56,6 +59,7 @@ fn options() -> Result<Options, BoxError> {
             "--seconds" => options.seconds = value.parse()?,
             "--connections" => options.connections = value.parse()?,
             "--write" => options.write = Some(PathBuf::from(value)),
+            "--section" => options.section = value,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -351,9 +355,14 @@ async fn main() -> Result<(), BoxError> {
 
     let date =
         String::from_utf8_lossy(&Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?.stdout).trim().to_owned();
+    let flags = if options.serve_args.is_empty() {
+        String::new()
+    } else {
+        format!(", server flags `{}`", options.serve_args.join(" "))
+    };
     let table = format!(
         "Measured {date} on {machine}, SQLite backend, release build, by `cargo xtask bench http` \
-         ({jobs} stored jobs, {conns} connections, {secs} s per load).\n\n\
+         ({jobs} stored jobs, {conns} connections, {secs} s per load{flags}).\n\n\
          | figure | catalogd | reference (same run) | goal |\n|---|---|---|---|\n\
          | accept one 10,000-id bulk delete, p50 / p99 | {a50} / {a99} | `/healthz` p50 / p99: {h50} / {h99} | p99 ≤ 20 ms |\n\
          | accepted 50-id bulk deletes per second | {deletes:.0}/s | `/healthz`: {healthz:.0}/s | 20,000/s |\n\
@@ -376,7 +385,7 @@ async fn main() -> Result<(), BoxError> {
     );
     println!("{table}");
     if let Some(path) = options.write {
-        write_section(&path, "http", &table)?;
+        write_section(&path, &options.section, &table)?;
         eprintln!("wrote {}", path.display());
     }
     let _ = std::fs::remove_dir_all(&dir);

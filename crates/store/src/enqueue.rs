@@ -10,7 +10,7 @@
 //! A batch that fails as a whole (one bad statement aborts a PostgreSQL transaction) is retried
 //! one insert per transaction, so one request's failure never becomes its neighbours'.
 
-use crate::db::{with_db, Db, Flavor};
+use crate::db::{Db, Flavor};
 use crate::error::StoreError;
 use crate::jobs::{job_from_row, JOB_COLUMNS};
 use crate::model::Job;
@@ -108,45 +108,78 @@ async fn writer(db: Db, mut receiver: mpsc::Receiver<Request>) {
     }
 }
 
+/// The columns of a new job row, in bind order ($1..$13; `updated_at` repeats `created_at`).
+const COLUMNS: &str = "project_id, catalog_id, catalog_name, kind, status, total_count, flags, description, \
+                       reference_id, idempotency_key, request_hash, created_at, updated_at, start_at";
+const VALUES: &str = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13";
+
+/// Binds a [`NewJob`]'s row columns, $1..$13, to a query.
+macro_rules! bind_row {
+    ($query:expr, $job:expr) => {
+        $query
+            .bind($job.project_id)
+            .bind($job.catalog_id)
+            .bind(&$job.catalog_name)
+            .bind($job.kind)
+            .bind($job.status)
+            .bind($job.total_count)
+            .bind($job.flags)
+            .bind($job.description.as_deref())
+            .bind($job.reference_id.as_deref())
+            .bind($job.idempotency_key.as_deref())
+            .bind($job.request_hash.as_deref())
+            .bind($job.created_at)
+            .bind($job.start_at)
+    };
+}
+
 /// Inserts every job of `jobs` with its payload in one transaction.
 async fn insert_all(db: &Db, jobs: &[&NewJob]) -> Result<Vec<Option<Job>>, StoreError> {
-    let columns = "project_id, catalog_id, catalog_name, kind, status, total_count, flags, description, \
-                   reference_id, idempotency_key, request_hash, created_at, updated_at, start_at";
-    let insert = format!(
-        "INSERT INTO jobs ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13)
-         ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
-    );
-    with_db!(db, pool => {
-        let mut tx = pool.begin_write().await?;
-        let mut created = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let row = sqlx::query(&insert)
-                .bind(job.project_id)
-                .bind(job.catalog_id)
-                .bind(&job.catalog_name)
-                .bind(job.kind)
-                .bind(job.status)
-                .bind(job.total_count)
-                .bind(job.flags)
-                .bind(job.description.as_deref())
-                .bind(job.reference_id.as_deref())
-                .bind(job.idempotency_key.as_deref())
-                .bind(job.request_hash.as_deref())
-                .bind(job.created_at)
-                .bind(job.start_at)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let inserted = row.as_ref().map(job_from_row).transpose()?;
-            if let Some(inserted) = &inserted {
-                sqlx::query("INSERT INTO job_payloads (job_id, payload) VALUES ($1, $2)")
-                    .bind(inserted.id.0)
-                    .bind(&job.payload)
-                    .execute(&mut *tx)
-                    .await?;
+    match db {
+        Db::Pg(pool) => {
+            // One statement per job: the payload row is written by a CTE, and nothing at all
+            // when the idempotency key exists. A lone job needs no explicit transaction, which
+            // saves two round trips when there is no load to batch.
+            let sql = format!(
+                "WITH job AS (INSERT INTO jobs ({COLUMNS}) VALUES ({VALUES})
+                              ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING *),
+                      body AS (INSERT INTO job_payloads (job_id, payload) SELECT id, $14 FROM job)
+                 SELECT {JOB_COLUMNS} FROM job"
+            );
+            if let [job] = jobs {
+                let row = bind_row!(sqlx::query(&sql), job).bind(&job.payload).fetch_optional(pool).await?;
+                return Ok(vec![row.as_ref().map(job_from_row).transpose()?]);
             }
-            created.push(inserted);
+            let mut tx = pool.begin_write().await?;
+            let mut created = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let row = bind_row!(sqlx::query(&sql), job).bind(&job.payload).fetch_optional(&mut *tx).await?;
+                created.push(row.as_ref().map(job_from_row).transpose()?);
+            }
+            tx.commit().await?;
+            Ok(created)
         }
-        tx.commit().await?;
-        Ok(created)
-    })
+        Db::Sqlite(pool) => {
+            let sql = format!(
+                "INSERT INTO jobs ({COLUMNS}) VALUES ({VALUES})
+                 ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING {JOB_COLUMNS}"
+            );
+            let mut tx = pool.begin_write().await?;
+            let mut created = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let row = bind_row!(sqlx::query(&sql), job).fetch_optional(&mut *tx).await?;
+                let inserted = row.as_ref().map(job_from_row).transpose()?;
+                if let Some(inserted) = &inserted {
+                    sqlx::query("INSERT INTO job_payloads (job_id, payload) VALUES ($1, $2)")
+                        .bind(inserted.id.0)
+                        .bind(&job.payload)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                created.push(inserted);
+            }
+            tx.commit().await?;
+            Ok(created)
+        }
+    }
 }
