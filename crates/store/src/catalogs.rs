@@ -13,7 +13,19 @@ const ITEMS_CURSOR: char = 'i';
 const CATEGORIES_CURSOR: char = 'c';
 const CATALOGS_CURSOR: char = 'n';
 
-fn catalog_from_row(row: &impl RowExt, item_count: Option<u64>) -> Result<Catalog, StoreError> {
+/// A category row without its item set (the caller fills `item_ids`).
+pub(crate) fn category_from_row(row: &impl RowExt) -> Result<Category, StoreError> {
+    Ok(Category {
+        id: row.text("category_id")?,
+        external_id: row.opt_text("external_id")?,
+        name: row.opt_text("name")?,
+        item_ids: Vec::new(),
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+    })
+}
+
+pub(crate) fn catalog_from_row(row: &impl RowExt, item_count: Option<u64>) -> Result<Catalog, StoreError> {
     Ok(Catalog {
         id: CatalogId(row.int("id")?),
         name: row.text("name")?,
@@ -241,14 +253,7 @@ impl Store {
             .await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
-                out.push(Category {
-                    id: row.text("category_id")?,
-                    external_id: row.opt_text("external_id")?,
-                    name: row.opt_text("name")?,
-                    item_ids: Vec::new(),
-                    created_at: row.int("created_at")?,
-                    updated_at: row.int("updated_at")?,
-                });
+                out.push(category_from_row(row)?);
             }
             out
         });

@@ -6,7 +6,7 @@
 use crate::catalogs::parse_fields;
 use crate::db::{count, to_i64, with_db, RowExt};
 use crate::error::StoreError;
-use crate::model::{Catalog, CatalogId, Item, ProjectId};
+use crate::model::{Catalog, Item, ProjectId};
 use crate::store::Store;
 
 /// Most catalogs [`Store::list_catalogs_with_counts`] returns; a project has few catalogs, and
@@ -38,14 +38,7 @@ impl Store {
             .await?;
             rows.iter()
                 .map(|row| {
-                    Ok(Catalog {
-                        id: CatalogId(row.int("id")?),
-                        name: row.text("name")?,
-                        description: row.opt_text("description")?,
-                        created_at: row.int("created_at")?,
-                        updated_at: row.int("updated_at")?,
-                        item_count: Some(count(row.int("n")?)),
-                    })
+                    crate::catalogs::catalog_from_row(row, Some(count(row.int("n")?)))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()
         })

@@ -248,14 +248,7 @@ impl Store {
             let rows = sqlx::query(&categories_sql).bind(catalog.id.0).bind(list.clone()).fetch_all(pool).await?;
             let mut found: HashMap<String, Category> = HashMap::with_capacity(rows.len());
             for row in &rows {
-                let category = Category {
-                    id: row.text("category_id")?,
-                    external_id: row.opt_text("external_id")?,
-                    name: row.opt_text("name")?,
-                    item_ids: Vec::new(),
-                    created_at: row.int("created_at")?,
-                    updated_at: row.int("updated_at")?,
-                };
+                let category = crate::catalogs::category_from_row(row)?;
                 found.insert(category.id.clone(), category);
             }
             let rows = sqlx::query(&members_sql).bind(catalog.id.0).bind(list.clone()).fetch_all(pool).await?;

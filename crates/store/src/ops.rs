@@ -57,18 +57,6 @@ impl Store {
     /// Revokes a key by id alone (the operator's command; callers use
     /// [`Store::revoke_api_key`], which is scoped by project).
     pub async fn revoke_api_key_by_id(&self, key: ApiKeyId) -> Result<(), StoreError> {
-        let now = now_ms();
-        let done = with_db!(self.db(), pool => {
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
-                .bind(key.0)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        if done == 0 {
-            return Err(StoreError::ApiKeyNotFound);
-        }
-        Ok(())
+        self.revoke(key, None).await
     }
 }

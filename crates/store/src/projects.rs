@@ -148,15 +148,23 @@ impl Store {
 
     /// Revokes a key of the project; it stops authenticating at once. Revoking twice is fine.
     pub async fn revoke_api_key(&self, project: ProjectId, key: ApiKeyId) -> Result<(), StoreError> {
+        self.revoke(key, Some(project)).await
+    }
+
+    /// Revokes a key, of `project` only when one is given (the operator's command gives none).
+    pub(crate) async fn revoke(&self, key: ApiKeyId, project: Option<ProjectId>) -> Result<(), StoreError> {
         let now = now_ms();
         let done = with_db!(self.db(), pool => {
-            sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3) WHERE id = $1 AND project_id = $2")
-                .bind(key.0)
-                .bind(project.0)
-                .bind(now)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $3)
+                 WHERE id = $1 AND ($2 IS NULL OR project_id = $2)",
+            )
+            .bind(key.0)
+            .bind(project.map(|p| p.0))
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         if done == 0 {
             return Err(StoreError::ApiKeyNotFound);
