@@ -329,7 +329,7 @@ fn category_inputs(categories: Vec<Value>) -> Result<Vec<CategoryInput>, ApiErro
 // ---------------------------------------------------------------------------------------------
 // Catalogs
 
-#[utoipa::path(post, path = "/v1/catalogs", tag = "catalogs", request_body = CreateCatalogBody, responses((status = 201, body = CatalogView), (status = 400, body = ErrorEnvelope), (status = 409, description = "Name taken", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs", tag = "catalogs", request_body = CreateCatalogBody, responses((status = 201, body = CatalogView), (status = 400, body = ErrorEnvelope), (status = 409, description = "Name taken", body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn create_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -339,7 +339,7 @@ async fn create_catalog(
     Ok((StatusCode::CREATED, Json(CatalogView::from(&catalog))).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", params(PageQuery), responses((status = 200, body = PageView<CatalogView>), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", params(PageQuery), responses((status = 200, body = PageView<CatalogView>), GuardErrors), security(("bearer" = [])))]
 async fn list_catalogs(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -350,7 +350,7 @@ async fn list_catalogs(
     Ok(Json(PageView::<CatalogView>::of(&page)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = CatalogView), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = CatalogView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn get_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -359,7 +359,7 @@ async fn get_catalog(
     Ok(Json(CatalogView::from(&state.store.get_catalog(caller.project_id, &catalog).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 202, body = JobCreatedView), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 202, body = JobCreatedView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn delete_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -372,7 +372,7 @@ async fn delete_catalog(
 // ---------------------------------------------------------------------------------------------
 // Items and categories
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), PageQuery), responses((status = 200, body = PageView<ItemView>), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), PageQuery), responses((status = 200, body = PageView<ItemView>), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn list_items(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -384,7 +384,7 @@ async fn list_items(
     Ok(Json(PageView::<ItemView>::of(&page)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item id")), responses((status = 200, body = ItemView), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item id")), responses((status = 200, body = ItemView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn get_item(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -393,7 +393,7 @@ async fn get_item(
     Ok(Json(ItemView::from(&state.store.get_item(caller.project_id, &catalog, &id).await?)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/categories", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), PageQuery), responses((status = 200, body = PageView<CategoryView>), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/categories", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), PageQuery), responses((status = 200, body = PageView<CategoryView>), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn list_categories(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -405,7 +405,7 @@ async fn list_categories(
     Ok(Json(PageView::<CategoryView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_delete_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -415,7 +415,7 @@ async fn bulk_delete_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_upsert_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -428,7 +428,7 @@ async fn bulk_upsert_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_patch_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -441,7 +441,7 @@ async fn bulk_patch_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_update_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -454,7 +454,7 @@ async fn bulk_update_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_upsert_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -467,7 +467,7 @@ async fn bulk_upsert_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), (status = 400, description = "Invalid body, or no valid input", body = ErrorEnvelope), (status = 404, description = "No such catalog", body = ErrorEnvelope), (status = 409, description = "Idempotency-Key reused with another body", body = ErrorEnvelope), (status = 413, description = "Body too large", body = ErrorEnvelope), (status = 415, description = "Not JSON", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_delete_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -516,7 +516,7 @@ fn word_list<T: std::str::FromStr<Err = catalog_domain::job::UnknownWord>>(
     .unwrap_or_else(|| Ok(Vec::new()))
 }
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery), responses((status = 200, body = PageView<JobView>), (status = 400, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery), responses((status = 200, body = PageView<JobView>), (status = 400, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn list_jobs(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -548,7 +548,7 @@ struct WaitQuery {
     wait: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id"), WaitQuery), responses((status = 200, body = JobView), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id"), WaitQuery), responses((status = 200, body = JobView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn get_job(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -570,7 +570,7 @@ async fn get_job(
     Ok(Json(JobView::from(&job)))
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}/errors", tag = "jobs", params(("id" = i64, Path, description = "Job id"), PageQuery), responses((status = 200, body = PageView<JobErrorView>), (status = 404, body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/errors", tag = "jobs", params(("id" = i64, Path, description = "Job id"), PageQuery), responses((status = 200, body = PageView<JobErrorView>), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn list_job_errors(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -582,13 +582,49 @@ async fn list_job_errors(
     Ok(Json(PageView::<JobErrorView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = JobView), (status = 404, body = ErrorEnvelope), (status = 409, description = "The job has finished", body = ErrorEnvelope), (status = 401, description = "No valid API key", body = ErrorEnvelope), (status = 403, description = "The key lacks the scope", body = ErrorEnvelope), (status = 429, description = "Rate limited", body = ErrorEnvelope)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = JobView), (status = 404, body = ErrorEnvelope), (status = 409, description = "The job has finished", body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn cancel_job(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(JobView::from(&state.store.cancel_job(caller.project_id, JobId(id)).await?)))
+}
+
+/// The errors of the guard every `/v1` route sits behind (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum GuardErrors {
+    /// No valid API key.
+    #[response(status = 401)]
+    Unauthenticated(ErrorEnvelope),
+    /// The key lacks the route's scope.
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+    /// Rate limited; see `Retry-After`.
+    #[response(status = 429)]
+    RateLimited(ErrorEnvelope),
+}
+
+/// The errors of the bulk routes besides the guard's (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum BulkErrors {
+    /// Invalid body, or no valid input.
+    #[response(status = 400)]
+    Invalid(ErrorEnvelope),
+    /// No such catalog.
+    #[response(status = 404)]
+    CatalogNotFound(ErrorEnvelope),
+    /// Idempotency-Key reused with another body.
+    #[response(status = 409)]
+    IdempotencyKeyReused(ErrorEnvelope),
+    /// Body too large.
+    #[response(status = 413)]
+    PayloadTooLarge(ErrorEnvelope),
+    /// Not JSON.
+    #[response(status = 415)]
+    UnsupportedMediaType(ErrorEnvelope),
 }
 
 /// The native API's OpenAPI document.
