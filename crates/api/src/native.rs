@@ -405,7 +405,7 @@ async fn list_categories(
     Ok(Json(PageView::<CategoryView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_delete_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -415,7 +415,7 @@ async fn bulk_delete_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_upsert_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -428,7 +428,7 @@ async fn bulk_upsert_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = ItemsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_patch_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -441,7 +441,7 @@ async fn bulk_patch_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_update_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -454,7 +454,7 @@ async fn bulk_update_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = CategoriesBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_upsert_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -467,7 +467,7 @@ async fn bulk_upsert_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key and body returns the first job")), request_body = IdsBody, responses((status = 202, body = BulkView), (status = 200, description = "Idempotent replay", body = BulkView), BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
 async fn bulk_delete_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -589,6 +589,37 @@ async fn cancel_job(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(JobView::from(&state.store.cancel_job(caller.project_id, JobId(id)).await?)))
+}
+
+/// The catalog in a bulk route's path (documentation only: [`BulkRequest`] extracts it).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct CatalogPath {
+    /// Catalog name.
+    catalog: String,
+}
+
+/// The header every job-creating route reads (documentation only).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+struct IdempotencyHeader {
+    /// A retry with the same key and body returns the first job.
+    #[param(rename = "Idempotency-Key")]
+    idempotency_key: Option<String>,
+}
+
+/// The successful answers of every bulk route (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum BulkResponses {
+    /// Accepted: the job, and one result per input.
+    #[response(status = 202)]
+    Accepted(BulkView),
+    /// An idempotent replay: the first request's job.
+    #[response(status = 200)]
+    Replayed(BulkView),
 }
 
 /// The errors of the guard every `/v1` route sits behind (documentation only).
