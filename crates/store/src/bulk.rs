@@ -249,6 +249,9 @@ impl Store {
         rows.sort_by(|a, b| a.1.cmp(&b.1));
         let payload = to_json(&rows)?;
         let total = rows.len();
+        // The fields now live in `payload`: free them before the insert is awaited, so a 10 MB
+        // request holds one copy while it waits for its commit, not two.
+        drop(rows);
         let flags = if create_missing { FLAG_CREATE_MISSING } else { 0 };
         self.create_job(project, catalog, options, Prepared { kind, verdicts, input_hash, payload, total, flags }).await
     }
@@ -309,6 +312,7 @@ impl Store {
         rows.sort_by(|a, b| a.id.cmp(&b.id));
         let payload = to_json(&rows)?;
         let total = rows.len();
+        drop(rows);
         self.create_job(project, catalog, options, Prepared { kind, verdicts, input_hash, payload, total, flags: 0 })
             .await
     }
