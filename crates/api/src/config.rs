@@ -79,7 +79,7 @@ pub struct ServeArgs {
     pub chunk_size: usize,
     /// Override a rate-limit policy: `POLICY=LIMIT/PERIOD` (periods like `1s`, `10s`, `1m`) or
     /// `POLICY=off`. Repeatable; the environment variable takes a comma-separated list.
-    /// Policies: see `docs/RATE-LIMITS.md`.
+    /// Policies and defaults: see `docs/RULES.md`, "Rate limits".
     #[arg(long = "rate-limit", env = "CATALOGD_RATE_LIMITS", value_delimiter = ',')]
     pub rate_limits: Vec<RateLimitSetting>,
     /// The catalog (of the caller's project) that Klaviyo compound ids' `$default` names.
