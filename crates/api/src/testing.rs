@@ -126,6 +126,12 @@ impl TestApp {
         TestApp { store, project, token, state, router, path }
     }
 
+    /// Changes the router's state (a setting such as the Klaviyo catalog) and rebuilds the router.
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut AppState)) {
+        change(&mut self.state);
+        self.router = crate::router(self.state.clone());
+    }
+
     /// A token for a new project `key` with `scopes`.
     pub async fn token_for(&self, key: &str, scopes: &[Scope]) -> String {
         let project = match self.store.get_project_by_key(key).await {

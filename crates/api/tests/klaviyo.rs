@@ -903,19 +903,14 @@ async fn finished_jobs_keep_their_relationships() {
 #[tokio::test]
 async fn the_default_catalog_is_configurable() {
     let mut app = TestApp::new().await;
-    app.state.klaviyo_catalog = "shop".to_owned();
-    let router = catalog_api::router(app.state.clone());
+    app.reconfigure(|state| state.klaviyo_catalog = "shop".to_owned());
     app.post("/v1/catalogs", &json!({"name": "shop"})).await;
-    let request = axum::http::Request::builder()
-        .method(Method::POST)
-        .uri(ITEM_JOBS)
-        .header("authorization", format!("Klaviyo-API-Key {}", app.token))
+    let request = TestRequest::new(Method::POST, ITEM_JOBS)
+        .header("authorization", &format!("Klaviyo-API-Key {}", app.token))
         .header("revision", REVISION)
-        .header("content-type", "application/vnd.api+json")
-        .body(axum::body::Body::from(delete_body(&["A"]).to_string()))
-        .expect("request");
-    let response = tower::ServiceExt::oneshot(router, request).await.unwrap_or_else(|e| match e {});
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+        .raw_body("application/vnd.api+json", delete_body(&["A"]).to_string().into_bytes());
+    let response = app.send(request).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
     let jobs = app.get("/v1/jobs").await.json();
     assert_eq!(jobs["data"][0]["catalog"], "shop");
 }
