@@ -232,6 +232,25 @@ impl Statements {
     }
 }
 
+/// Binds the checkpoint's parameters $1..$11 (job, attempt, cursor, counts, status, times, lease,
+/// expected cursor), shared by both backends' checkpoint statements.
+macro_rules! bind_checkpoint {
+    ($query:expr, $lease:expr, $end:expr, $next:expr, $now:expr, $finished_at:expr, $retention:expr, $lease_until:expr, $start:expr) => {
+        $query
+            .bind($lease.job_id.0)
+            .bind($lease.attempt)
+            .bind(to_i64($end))
+            .bind(to_i64($next.completed_count))
+            .bind(to_i64($next.failed_count))
+            .bind($next.status.as_str())
+            .bind($now)
+            .bind($finished_at)
+            .bind($finished_at.map(|at: i64| at.saturating_add($retention)))
+            .bind($lease_until)
+            .bind(to_i64($start))
+    };
+}
+
 /// Applies jobs. Cheap to clone; clones share configuration and statements.
 #[derive(Debug, Clone)]
 pub struct Runner {
@@ -660,24 +679,23 @@ impl Lease {
                 })
                 .map_err(|e| corrupt(self.job_id, e))?;
             let finished_at = next.status.is_terminal().then_some(now);
-            let written = sqlx::query(&sql.delete_and_checkpoint)
-                .bind(self.job_id.0)
-                .bind(self.attempt)
-                .bind(to_i64(end))
-                .bind(to_i64(next.completed_count))
-                .bind(to_i64(next.failed_count))
-                .bind(next.status.as_str())
-                .bind(now)
-                .bind(finished_at)
-                .bind(finished_at.map(|at| at.saturating_add(retention)))
-                .bind(lease_until)
-                .bind(to_i64(start))
-                .bind(catalog_id)
-                .bind(IdList(chunk))
-                .bind(if last_chunk { "on" } else { "off" })
-                .execute(pool)
-                .await?
-                .rows_affected();
+            let written = bind_checkpoint!(
+                sqlx::query(&sql.delete_and_checkpoint),
+                self,
+                end,
+                next,
+                now,
+                finished_at,
+                retention,
+                lease_until,
+                start
+            )
+            .bind(catalog_id)
+            .bind(IdList(chunk))
+            .bind(if last_chunk { "on" } else { "off" })
+            .execute(pool)
+            .await?
+            .rows_affected();
             return self.checkpointed((written > 0).then_some(next), end).await;
         }
         let committed = with_db!(store.db(), pool => {
@@ -864,18 +882,8 @@ impl Lease {
             } else {
                 &sql.checkpoint
             };
-            let mut query = sqlx::query(statement)
-                .bind(self.job_id.0)
-                .bind(self.attempt)
-                .bind(to_i64(end))
-                .bind(to_i64(next.completed_count))
-                .bind(to_i64(next.failed_count))
-                .bind(next.status.as_str())
-                .bind(now)
-                .bind(finished_at)
-                .bind(finished_at.map(|at| at.saturating_add(retention)))
-                .bind(lease_until)
-                .bind(to_i64(start));
+            let mut query =
+                bind_checkpoint!(sqlx::query(statement), self, end, next, now, finished_at, retention, lease_until, start);
             if self.kind != JobKind::CatalogDelete {
                 query = query.bind(catalog_id);
             }
