@@ -2,10 +2,10 @@
 //! one insert (DESIGN §3–4). Nothing here touches items; the runner applies the payload.
 
 use crate::db::{now_ms, to_i64, with_db, RowExt};
-use crate::enqueue::NewJob;
+use crate::enqueue::{key_live, Inserted, NewJob};
 use crate::error::StoreError;
 use crate::jobs::{job_from_row, JOB_COLUMNS};
-use crate::model::{BulkOutcome, CategoryInput, ItemInput, Job, JobOptions, ProjectId};
+use crate::model::{ApiKeyId, BulkOutcome, CategoryInput, ItemInput, Job, JobOptions, ProjectId};
 use crate::store::Store;
 use catalog_domain::{check_id, validate_ids, Dialect, IdProblem, IdVerdict, JobKind, JobStatus, RawId};
 use serde::{Deserialize, Serialize};
@@ -348,61 +348,90 @@ impl Store {
             crate::util::hex(&h.finalize())
         });
         if let (Some(key), Some(hash)) = (&options.idempotency_key, &request_hash) {
-            if let Some(job) = self.replay(project, key, hash).await? {
+            if let Some(job) = self.replay(project, key, hash, options.requested_by).await? {
                 return Ok(BulkOutcome { job: Some(job), replayed: true, results: verdicts });
             }
         }
-        let catalog_row = self.find_catalog(project, catalog).await?;
+        let catalog_row = self.find_catalog_cached(project, catalog).await?;
         let now = now_ms();
         let scheduled = options.start_at.is_some_and(|at| at > now);
         let status = if scheduled { JobStatus::Scheduled } else { JobStatus::Queued };
-        // The job and its payload are created together or not at all (DESIGN §3), committed with
-        // whatever other requests are waiting (group commit, see `enqueue.rs`).
-        let inserted = self
-            .inner
-            .enqueuer
-            .insert(NewJob {
-                project_id: project.0,
-                catalog_id: catalog_row.id.0,
-                catalog_name: catalog_row.name,
-                kind: kind.as_str(),
-                status: status.as_str(),
-                total_count: to_i64(total),
-                flags,
-                payload,
-                description: options.description.clone(),
-                reference_id: options.reference_id.clone(),
-                idempotency_key: options.idempotency_key.clone(),
-                request_hash: request_hash.clone(),
-                created_at: now,
-                start_at: options.start_at,
-            })
-            .await?;
-        match inserted {
-            Some(job) => {
-                if !scheduled {
-                    self.wake_runners();
+        let mut job = NewJob {
+            project_id: project.0,
+            catalog_id: catalog_row.id.0,
+            catalog_name: catalog_row.name,
+            kind,
+            status,
+            total_count: to_i64(total),
+            flags,
+            payload,
+            description: options.description.clone(),
+            reference_id: options.reference_id.clone(),
+            idempotency_key: options.idempotency_key.clone(),
+            request_hash: request_hash.clone(),
+            created_at: now,
+            start_at: options.start_at,
+            requested_by: options.requested_by.map(|key| key.0),
+        };
+        // The catalog may come from the cache; the insert re-checks it. When it was deleted
+        // meanwhile, one fresh lookup finds a catalog re-created under the same name, if any.
+        let mut refreshed = false;
+        loop {
+            // The job and its payload are created together or not at all (DESIGN §3), committed
+            // with whatever other requests are waiting (group commit, see `enqueue.rs`).
+            let (inserted, returned) = self.inner.enqueuer.insert(job).await?;
+            match inserted {
+                Inserted::Created(created) => {
+                    if !scheduled {
+                        self.wake_runners();
+                    }
+                    return Ok(BulkOutcome { job: Some(*created), replayed: false, results: verdicts });
                 }
-                Ok(BulkOutcome { job: Some(job), replayed: false, results: verdicts })
+                // The same key was inserted concurrently by a twin request: answer as a replay.
+                Inserted::KeyTaken => {
+                    let (Some(key), Some(hash)) = (&options.idempotency_key, &request_hash) else {
+                        return Err(StoreError::Corrupt("a job without idempotency key conflicted".into()));
+                    };
+                    return match self.replay(project, key, hash, options.requested_by).await? {
+                        Some(job) => Ok(BulkOutcome { job: Some(job), replayed: true, results: verdicts }),
+                        None => Err(StoreError::Corrupt("idempotency conflict without a job".into())),
+                    };
+                }
+                Inserted::KeyRevoked => {
+                    if let Some(key) = options.requested_by {
+                        self.forget_api_key(key);
+                    }
+                    return Err(StoreError::ApiKeyRevoked);
+                }
+                Inserted::CatalogGone => {
+                    self.forget_catalog(project, catalog);
+                    if refreshed {
+                        return Err(StoreError::CatalogNotFound(catalog.to_owned()));
+                    }
+                    let fresh = self.find_catalog_cached(project, catalog).await?;
+                    job = NewJob { catalog_id: fresh.id.0, catalog_name: fresh.name, ..returned };
+                    refreshed = true;
+                }
             }
-            // The same key was inserted concurrently by a twin request: answer as a replay.
-            None => match (&options.idempotency_key, &request_hash) {
-                (Some(key), Some(hash)) => match self.replay(project, key, hash).await? {
-                    Some(job) => Ok(BulkOutcome { job: Some(job), replayed: true, results: verdicts }),
-                    None => Err(StoreError::Corrupt("idempotency conflict without a job".into())),
-                },
-                _ => Err(StoreError::Corrupt("job insert returned nothing".into())),
-            },
         }
     }
 
     /// The job created earlier with `key`: `Some` when its request hash matches, an error when it
-    /// does not, `None` when the key is new.
-    async fn replay(&self, project: ProjectId, key: &str, request_hash: &str) -> Result<Option<Job>, StoreError> {
-        let sql =
-            format!("SELECT {JOB_COLUMNS}, request_hash FROM jobs WHERE project_id = $1 AND idempotency_key = $2");
+    /// does not, `None` when the key is new, or when `requested_by` was revoked (the insert that
+    /// follows then refuses it).
+    async fn replay(
+        &self,
+        project: ProjectId,
+        key: &str,
+        request_hash: &str,
+        requested_by: Option<ApiKeyId>,
+    ) -> Result<Option<Job>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS}, request_hash FROM jobs WHERE project_id = $1 AND idempotency_key = $2 AND {}",
+            key_live("$3", "")
+        );
         with_db!(self.db(), pool => {
-            let row = sqlx::query(&sql).bind(project.0).bind(key).fetch_optional(pool).await?;
+            let row = sqlx::query(&sql).bind(project.0).bind(key).bind(requested_by.map(|k| k.0)).fetch_optional(pool).await?;
             match row {
                 None => Ok(None),
                 Some(row) if row.opt_text("request_hash")?.as_deref() == Some(request_hash) => Ok(Some(job_from_row(&row)?)),

@@ -155,7 +155,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, 1, $6, $6) RETURNING {JOB_COLUMNS}"
         );
         let job = with_db!(self.db(), pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write(self.write_turns()).await?;
             let row = sqlx::query(
                 "UPDATE catalogs SET deleted_at = $3, updated_at = $3
                  WHERE project_id = $1 AND name = $2 AND deleted_at IS NULL RETURNING id",
@@ -179,6 +179,7 @@ impl Store {
             tx.commit().await?;
             job
         });
+        self.forget_catalog(project, name);
         self.wake_runners();
         Ok(job)
     }

@@ -12,8 +12,11 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, Transaction};
+use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::OwnedMutexGuard;
 
 /// One numbered migration: its version and its SQL.
 type Migration = (i64, &'static str);
@@ -21,10 +24,12 @@ type Migration = (i64, &'static str);
 const SQLITE_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_job_payloads.sql")),
+    (3, include_str!("../migrations/sqlite/0003_claim_index.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_job_payloads.sql")),
+    (3, include_str!("../migrations/postgres/0003_claim_index.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.
@@ -51,17 +56,63 @@ macro_rules! with_db {
 }
 pub(crate) use with_db;
 
+/// This process's turns at SQLite's single write lock.
+///
+/// SQLite lets one connection write at a time, and a connection that finds the lock taken
+/// sleeps in its busy handler (1 ms, then 2, 5, 10 ms and longer) and tries again: under load
+/// the group-commit writer and the runner's connections slept more than they wrote, and the lock
+/// went to whoever happened to poll at the right moment. Write transactions of this process
+/// therefore queue here first, in arrival order, and each finds the lock free when its turn
+/// comes; the busy handler is left to arbitrate only with other processes (the admin CLI).
+/// PostgreSQL locks rows, not the database, and takes no turn.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WriteTurns(Arc<tokio::sync::Mutex<()>>);
+
+/// A write transaction, holding its [`WriteTurns`] turn (SQLite) until it commits or is dropped.
+/// Derefs to the connection, like sqlx's `Transaction`.
+pub(crate) struct WriteTx<DB: sqlx::Database> {
+    tx: Transaction<'static, DB>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl<DB: sqlx::Database> WriteTx<DB> {
+    /// Commits, then gives the turn to the next writer.
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls back, then gives the turn to the next writer.
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+}
+
+impl<DB: sqlx::Database> Deref for WriteTx<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: sqlx::Database> DerefMut for WriteTx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
 /// What differs between the backends, as seen from code expanded by [`with_db!`].
 pub(crate) trait Flavor {
     /// The sqlx database type.
     type Database: sqlx::Database;
 
-    /// Starts a transaction that writes. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
-    /// lock at once (waiting under busy_timeout) instead of failing with SQLITE_BUSY when a read
-    /// transaction later tries to upgrade.
+    /// Starts a transaction that writes. On SQLite it waits for its turn, then runs `BEGIN
+    /// IMMEDIATE`, which takes the write lock at once instead of failing with SQLITE_BUSY when a
+    /// read transaction later tries to upgrade.
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>>;
+        turns: &WriteTurns,
+    ) -> impl std::future::Future<Output = Result<WriteTx<Self::Database>, sqlx::Error>>;
 
     /// Like [`Flavor::begin_write`], for a transaction whose loss in a crash is harmless (it can
     /// be redone): its commit does not wait for the WAL to reach the disk. Commit order and
@@ -72,34 +123,41 @@ pub(crate) trait Flavor {
     fn begin_relaxed(
         &self,
         relaxed: Option<&SqlitePool>,
-    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Database>, sqlx::Error>>;
+        turns: &WriteTurns,
+    ) -> impl std::future::Future<Output = Result<WriteTx<Self::Database>, sqlx::Error>>;
 }
 
 impl Flavor for SqlitePool {
     type Database = sqlx::Sqlite;
 
-    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.begin_with("BEGIN IMMEDIATE").await
+    async fn begin_write(&self, turns: &WriteTurns) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
+        let turn = turns.0.clone().lock_owned().await;
+        Ok(WriteTx { tx: self.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) })
     }
 
     async fn begin_relaxed(
         &self,
         relaxed: Option<&SqlitePool>,
-    ) -> Result<Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        relaxed.unwrap_or(self).begin_write().await
+        turns: &WriteTurns,
+    ) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
+        relaxed.unwrap_or(self).begin_write(turns).await
     }
 }
 
 impl Flavor for PgPool {
     type Database = sqlx::Postgres;
 
-    async fn begin_write(&self) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-        self.begin().await
+    async fn begin_write(&self, _: &WriteTurns) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
+        Ok(WriteTx { tx: self.begin().await?, _turn: None })
     }
 
-    async fn begin_relaxed(&self, _: Option<&SqlitePool>) -> Result<Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    async fn begin_relaxed(
+        &self,
+        _: Option<&SqlitePool>,
+        _: &WriteTurns,
+    ) -> Result<WriteTx<sqlx::Postgres>, sqlx::Error> {
         // One simple-protocol round trip carries both statements.
-        self.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await
+        Ok(WriteTx { tx: self.begin_with("BEGIN; SET LOCAL synchronous_commit = off").await?, _turn: None })
     }
 }
 
@@ -226,7 +284,8 @@ impl Db {
     pub(crate) async fn migrate(&self) -> Result<(), StoreError> {
         match self {
             Db::Sqlite(pool) => {
-                let mut tx = pool.begin_write().await?;
+                // Nothing else runs before the migrations: a turn of their own is enough.
+                let mut tx = pool.begin_write(&WriteTurns::default()).await?;
                 sqlx::raw_sql(
                     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
                 )

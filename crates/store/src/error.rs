@@ -34,6 +34,9 @@ pub enum StoreError {
     /// No API key of that id in the project.
     #[error("api key not found")]
     ApiKeyNotFound,
+    /// The API key a job-creating call came with was revoked before the job was created.
+    #[error("the API key is unknown or revoked")]
+    ApiKeyRevoked,
     /// No catalog of that name in the project.
     #[error("catalog `{0}` not found")]
     CatalogNotFound(String),
@@ -105,6 +108,7 @@ impl StoreError {
             StoreError::ProjectAlreadyExists(_) => ErrorCode::ProjectAlreadyExists,
             StoreError::InvalidProjectKey(_) | StoreError::InvalidRequest(_) => ErrorCode::InvalidRequest,
             StoreError::ApiKeyNotFound => ErrorCode::NotFound,
+            StoreError::ApiKeyRevoked => ErrorCode::Unauthenticated,
             StoreError::CatalogNotFound(_) => ErrorCode::CatalogNotFound,
             StoreError::CatalogAlreadyExists(_) => ErrorCode::CatalogAlreadyExists,
             StoreError::InvalidCatalogName(e) => e.code(),

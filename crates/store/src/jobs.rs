@@ -230,7 +230,7 @@ impl Store {
         );
         let select = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         let job = with_db!(self.db(), pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write(self.write_turns()).await?;
             let row = sqlx::query(&lock).bind(id.0).bind(project.0).fetch_optional(&mut *tx).await?;
             let job = row.as_ref().map(job_from_row).transpose()?.ok_or(StoreError::JobNotFound(id.0))?;
             if job.kind == JobKind::CatalogDelete {
@@ -308,7 +308,7 @@ impl Store {
     /// rate-limit state that has fully replenished. Returns the number of jobs deleted.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
         with_db!(self.db(), pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write(self.write_turns()).await?;
             sqlx::query("DELETE FROM job_errors WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)")
                 .bind(now_ms)
                 .execute(&mut *tx)

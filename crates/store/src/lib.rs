@@ -17,6 +17,7 @@
 //! milliseconds throughout.
 
 mod bulk;
+mod cache;
 mod catalogs;
 mod db;
 mod enqueue;

@@ -229,6 +229,10 @@ pub struct JobOptions {
     pub idempotency_key: Option<String>,
     /// Refuse the whole request when any input is invalid (otherwise valid inputs go ahead).
     pub atomic: bool,
+    /// The API key the request came with. When set, the job is created only if that key is
+    /// still unrevoked when the insert commits (and a replay is answered only then), which is
+    /// what lets [`crate::Store::authenticate_cached`] answer from memory.
+    pub requested_by: Option<ApiKeyId>,
 }
 
 /// The result of a bulk call.

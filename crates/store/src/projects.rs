@@ -169,7 +169,19 @@ impl Store {
         if done == 0 {
             return Err(StoreError::ApiKeyNotFound);
         }
+        self.forget_api_key(key);
         Ok(())
+    }
+
+    /// True when the key exists and is not revoked.
+    pub(crate) async fn api_key_live_in_db(&self, key: ApiKeyId) -> Result<bool, StoreError> {
+        with_db!(self.db(), pool => {
+            let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE id = $1 AND revoked_at IS NULL")
+                .bind(key.0)
+                .fetch_one(pool)
+                .await?;
+            Ok(row.int("n")? > 0)
+        })
     }
 
     /// The principal of a bearer token, or `None` when it matches no active key.
@@ -177,7 +189,11 @@ impl Store {
     /// The lookup is by SHA-256 of the token, so the database compares hashes, never the secret:
     /// timing reveals nothing an attacker can steer towards the real token.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
-        let hash = sha256_hex(token.as_bytes());
+        self.authenticate_hash(&sha256_hex(token.as_bytes())).await
+    }
+
+    /// The principal of the token whose SHA-256 is `hash`.
+    pub(crate) async fn authenticate_hash(&self, hash: &str) -> Result<Option<Principal>, StoreError> {
         with_db!(self.db(), pool => {
             let row = sqlx::query(
                 "SELECT k.id, k.project_id, k.scopes, p.key FROM api_keys k JOIN projects p ON p.id = k.project_id

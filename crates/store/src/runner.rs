@@ -121,6 +121,23 @@ struct Statements {
     delete_and_checkpoint: String,
 }
 
+/// SQL for the id of the oldest due job (`$3` is now): the oldest of the oldest due job of each
+/// status, each found at the start of its `jobs_queue` (status, id) or `jobs_claim` (status,
+/// start_at) range, so a claim costs the same whatever the backlog or the history.
+fn oldest_due_job(lock: &str) -> String {
+    format!(
+        "SELECT id FROM (
+             SELECT id FROM (SELECT id FROM jobs WHERE status = 'queued' ORDER BY id LIMIT 1 {lock}) AS queued
+             UNION ALL
+             SELECT id FROM (SELECT id FROM jobs WHERE status = 'scheduled' AND start_at <= $3
+                             ORDER BY id LIMIT 1 {lock}) AS scheduled
+             UNION ALL
+             SELECT id FROM (SELECT id FROM jobs WHERE status = 'running' AND lease_expires_at < $3
+                             ORDER BY id LIMIT 1 {lock}) AS expired
+         ) AS due ORDER BY id LIMIT 1"
+    )
+}
+
 impl Statements {
     fn new(pg: bool) -> Statements {
         let skip_locked = if pg { "FOR UPDATE SKIP LOCKED" } else { "" };
@@ -133,28 +150,19 @@ impl Statements {
             claim: format!(
                 "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
                      started_at = COALESCE(started_at, $3), updated_at = $3
-                 WHERE id = (SELECT id FROM jobs
-                             WHERE status IN ('queued', 'scheduled', 'running')
-                               AND (status = 'queued'
-                                    OR (status = 'scheduled' AND start_at <= $3)
-                                    OR (status = 'running' AND lease_expires_at < $3))
-                             ORDER BY id LIMIT 1 {skip_locked})
-                 RETURNING {claim_columns}"
+                 WHERE id = ({})
+                 RETURNING {claim_columns}",
+                oldest_due_job(skip_locked)
             ),
             claim_with_payload: format!(
                 "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v),
                       claimed AS (
                           UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1,
                               lease_expires_at = $2, started_at = COALESCE(started_at, $3), updated_at = $3
-                          WHERE id = (SELECT id FROM jobs
-                                      WHERE status IN ('queued', 'scheduled', 'running')
-                                        AND (status = 'queued'
-                                             OR (status = 'scheduled' AND start_at <= $3)
-                                             OR (status = 'running' AND lease_expires_at < $3))
-                                        AND (SELECT v FROM commit_mode) IS NOT NULL
-                                      ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                          WHERE id = ({}) AND (SELECT v FROM commit_mode) IS NOT NULL
                           RETURNING {claim_columns})
-                 SELECT c.*, p.payload FROM claimed c LEFT JOIN job_payloads p ON p.job_id = c.id"
+                 SELECT c.*, p.payload FROM claimed c LEFT JOIN job_payloads p ON p.job_id = c.id",
+                oldest_due_job(skip_locked)
             ),
             delete_items: format!("DELETE FROM items WHERE catalog_id = $1 AND {}", in_list(pg, "item_id", "$2")),
             delete_category_items_by_item: format!(
@@ -328,7 +336,7 @@ impl Runner {
                 }
             }
             crate::db::Db::Sqlite(pool) => {
-                let mut tx = pool.begin_relaxed(self.store.relaxed_sqlite()).await?;
+                let mut tx = pool.begin_relaxed(self.store.relaxed_sqlite(), self.store.write_turns()).await?;
                 let row = sqlx::query(&self.sql.claim)
                     .bind(&self.config.owner)
                     .bind(lease_until)
@@ -703,7 +711,12 @@ impl Lease {
             // a crash is lost together with its data change, and the job redoes that chunk when
             // it is claimed again (every chunk is idempotent). So earlier chunks skip the wait for
             // the WAL flush (an fsync per commit would otherwise be much of a chunk's time).
-            let mut tx = if last_chunk { pool.begin_write().await? } else { pool.begin_relaxed(store.relaxed_sqlite()).await? };
+            let turns = store.write_turns();
+            let mut tx = if last_chunk {
+                pool.begin_write(turns).await?
+            } else {
+                pool.begin_relaxed(store.relaxed_sqlite(), turns).await?
+            };
             let mut result = ChunkResult::default();
             match &self.payload {
                 Payload::None => {
@@ -923,7 +936,7 @@ impl Lease {
         let lease_until = now.saturating_add(to_i64(self.runner.config.lease_duration.as_millis()));
         let retention = store.config().retention_ms;
         let step = with_db!(store.db(), pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = pool.begin_write(store.write_turns()).await?;
             let fenced = sqlx::query(sql.fence)
                 .bind(self.job_id.0)
                 .bind(self.attempt)

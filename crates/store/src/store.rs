@@ -1,6 +1,7 @@
 //! The [`Store`] handle and its configuration.
 
-use crate::db::{ConnectOptions, Db};
+use crate::cache::LookupCache;
+use crate::db::{ConnectOptions, Db, WriteTurns};
 use crate::enqueue::Enqueuer;
 use crate::error::StoreError;
 use catalog_domain::job::DEFAULT_RETENTION_MS;
@@ -60,6 +61,10 @@ pub(crate) struct Inner {
     pub(crate) local_quotas: Mutex<HashMap<String, f64>>,
     /// The group-commit writer every job creation goes through (see `enqueue.rs`).
     pub(crate) enqueuer: Enqueuer,
+    /// Keys and catalogs as job-creating requests last found them (see `cache.rs`).
+    pub(crate) cache: LookupCache,
+    /// This process's queue for SQLite's write lock (see [`WriteTurns`]).
+    pub(crate) write_turns: WriteTurns,
 }
 
 impl Store {
@@ -73,7 +78,8 @@ impl Store {
         };
         let (db, relaxed_sqlite) = Db::connect(url, &options).await?;
         db.migrate().await?;
-        let enqueuer = Enqueuer::start(db.clone());
+        let write_turns = WriteTurns::default();
+        let enqueuer = Enqueuer::start(db.clone(), write_turns.clone());
         let store = Store {
             inner: Arc::new(Inner {
                 enqueuer,
@@ -83,6 +89,8 @@ impl Store {
                 job_enqueued: Notify::new(),
                 job_finished: Notify::new(),
                 local_quotas: Mutex::new(HashMap::new()),
+                cache: LookupCache::default(),
+                write_turns,
             }),
         };
         if let (Db::Sqlite(pool), Some(_)) = (store.db(), store.relaxed_sqlite()) {
@@ -93,6 +101,11 @@ impl Store {
 
     pub(crate) fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The turns write transactions take (see [`WriteTurns`]).
+    pub(crate) fn write_turns(&self) -> &WriteTurns {
+        &self.inner.write_turns
     }
 
     /// The configuration the store was opened with.

@@ -234,6 +234,9 @@ conformance!(
     migration_2_moves_pending_payloads,
     a_lost_checkpoint_is_redone_not_skipped,
     concurrent_enqueues_are_committed_together_and_each_once,
+    a_revoked_key_creates_nothing,
+    a_catalog_deleted_elsewhere_is_checked_again,
+    job_ids_are_never_reused,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -301,12 +304,12 @@ async fn backdate_leases(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 2);
+    assert_eq!(db.store.schema_version().await.unwrap(), 3);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 2);
+    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 3);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -1239,7 +1242,7 @@ async fn migration_2_moves_pending_payloads(db: &TestDb) {
     )
     .await;
     let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     let p = store.get_project_by_key("old").await.unwrap().id;
     let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
     let j = store.get_job(p, id).await.unwrap();
@@ -1321,4 +1324,85 @@ async fn concurrent_enqueues_are_committed_together_and_each_once(db: &TestDb) {
         let job = job(s, p, *id).await;
         assert_eq!((job.status, job.completed_count), (JobStatus::Completed, 10));
     }
+}
+
+async fn a_revoked_key_creates_nothing(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "revoke").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let live = s.create_api_key(p, None, &[Scope::CatalogsWrite]).await.unwrap();
+    let doomed = s.create_api_key(p, None, &[Scope::CatalogsWrite]).await.unwrap();
+    let by = |key: &catalog_store::CreatedApiKey| JobOptions { requested_by: Some(key.key.id), ..opts() };
+    let keyed = JobOptions { idempotency_key: Some("k".into()), ..by(&doomed) };
+    s.bulk_delete_items(p, "c", Dialect::Native, ids(0..3), &keyed).await.unwrap();
+
+    // Revoked behind the cache's back, as another process would.
+    assert!(s.authenticate_cached(&doomed.token).await.unwrap().is_some());
+    db.exec(&format!("UPDATE api_keys SET revoked_at = 1 WHERE id = {}", doomed.key.id.0)).await;
+    assert!(s.authenticate_cached(&doomed.token).await.unwrap().is_some(), "the cache cannot know yet");
+
+    // Concurrent requests of both keys: those of the revoked key are refused, each alone.
+    let requests = (0..40).map(|n| {
+        let store = s.clone();
+        let options = if n % 2 == 0 { by(&live) } else { by(&doomed) };
+        tokio::spawn(async move { store.bulk_delete_items(p, "c", Dialect::Native, ids(n..n + 1), &options).await })
+    });
+    for (n, request) in requests.collect::<Vec<_>>().into_iter().enumerate() {
+        match request.await.unwrap() {
+            Ok(outcome) => assert!(n % 2 == 0 && outcome.job.is_some(), "request {n} was accepted"),
+            Err(error) => {
+                assert!(n % 2 == 1 && matches!(error, StoreError::ApiKeyRevoked), "request {n}: {error}");
+                assert_eq!(error.code(), ErrorCode::Unauthenticated);
+            }
+        }
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, 21);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 21);
+
+    // A replay of the revoked key's earlier job is refused too, not shown.
+    let err = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..3), &keyed).await.unwrap_err();
+    assert!(matches!(err, StoreError::ApiKeyRevoked), "{err}");
+    // The refusal dropped the key from the cache.
+    assert_eq!(s.authenticate_cached(&doomed.token).await.unwrap(), None);
+    assert!(!s.api_key_is_live(doomed.key.id).await.unwrap());
+    // Revoked through this store, a key leaves the cache at once.
+    assert!(s.authenticate_cached(&live.token).await.unwrap().is_some());
+    s.revoke_api_key(p, live.key.id).await.unwrap();
+    assert_eq!(s.authenticate_cached(&live.token).await.unwrap(), None);
+}
+
+async fn a_catalog_deleted_elsewhere_is_checked_again(db: &TestDb) {
+    let s = &db.store;
+    // A second store on the same database: another process, or another node.
+    let elsewhere = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
+    let p = project(s, "cache").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let first = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap().job.unwrap();
+
+    // Deleted and created again elsewhere: the job goes to the new catalog.
+    elsewhere.delete_catalog(p, "c").await.unwrap();
+    let recreated = elsewhere.create_catalog(p, "c", None).await.unwrap();
+    let second = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap().job.unwrap();
+    assert_eq!(second.catalog_id, Some(recreated.id));
+    assert_ne!(second.catalog_id, first.catalog_id);
+
+    // Deleted elsewhere for good: not found, and nothing is created.
+    elsewhere.delete_catalog(p, "c").await.unwrap();
+    let jobs = db.scalar("SELECT COUNT(*) FROM jobs").await;
+    let err = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::CatalogNotFound);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, jobs);
+}
+
+async fn job_ids_are_never_reused(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "ids").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let newest = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap().job.unwrap();
+    // The newest job disappears, as a purge would remove it.
+    db.exec(&format!("DELETE FROM job_payloads WHERE job_id = {}", newest.id.0)).await;
+    db.exec(&format!("DELETE FROM jobs WHERE id = {}", newest.id.0)).await;
+    let next = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap().job.unwrap();
+    assert!(next.id > newest.id, "{} after {}", next.id, newest.id);
+    assert_eq!(job(s, p, next.id).await, next, "the job answered is the job stored");
 }
