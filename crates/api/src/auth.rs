@@ -15,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use catalog_domain::rate::RateDecision;
 use catalog_domain::ErrorCode;
-use catalog_store::{Principal, Scope};
+use catalog_store::{ApiKeyId, Principal, Scope};
 
 /// The scope a native route needs: reads of catalogs and jobs need the `read` scope of their
 /// resource, everything else its `write` scope.
@@ -30,6 +30,13 @@ pub fn required_scope(method: &Method, route: &str) -> Scope {
     }
 }
 
+/// True for the bulk routes, whose one effect is creating a job. They may authenticate from the
+/// store's cache ([`catalog_store::Store::authenticate_cached`]): the job insert re-checks the
+/// key, and [`native_guard`] re-checks it before showing any other answer.
+pub fn only_creates_jobs(method: &Method, route: &str) -> bool {
+    method == Method::POST && route.starts_with("/v1/catalogs/") && route.contains("/bulk-")
+}
+
 /// The token of an `Authorization: <scheme> <token>` header, the scheme compared without case.
 pub fn token_with_scheme<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -37,16 +44,19 @@ pub fn token_with_scheme<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h
     given.eq_ignore_ascii_case(scheme).then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
-/// Authenticates a bearer token, or answers 401.
-pub async fn authenticate_bearer(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// Authenticates a bearer token, or answers 401. `cached` allows an answer from memory (see
+/// [`only_creates_jobs`]).
+pub async fn authenticate_bearer(state: &AppState, headers: &HeaderMap, cached: bool) -> Result<Principal, ApiError> {
     let token = token_with_scheme(headers, "Bearer").ok_or_else(|| {
         ApiError::new(ErrorCode::Unauthenticated, "send an API key as `Authorization: Bearer <token>`")
     })?;
-    state
-        .store
-        .authenticate(token)
-        .await?
-        .ok_or_else(|| ApiError::new(ErrorCode::Unauthenticated, "the API key is unknown or revoked"))
+    let principal =
+        if cached { state.store.authenticate_cached(token).await? } else { state.store.authenticate(token).await? };
+    principal.ok_or_else(unknown_key)
+}
+
+fn unknown_key() -> ApiError {
+    ApiError::new(ErrorCode::Unauthenticated, "the API key is unknown or revoked")
 }
 
 /// Adds the IETF draft `RateLimit-*` headers of `decision` to `headers`.
@@ -60,34 +70,59 @@ pub fn insert_ratelimit_headers(headers: &mut HeaderMap, decision: &RateDecision
 }
 
 /// The middleware guarding every `/v1` route but the public ones.
-pub async fn native_guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub async fn native_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned()).unwrap_or_default();
-    let principal = match authenticate_bearer(&state, request.headers()).await {
+    let cached = only_creates_jobs(request.method(), &route);
+    let (response, key) = authorize_and_run(&state, request, &route, cached, next).await;
+    // A cached key created a job only if the insert found it live; any other answer to it is
+    // shown only once the database confirms the key, so a revoked key learns nothing but 401.
+    match key {
+        Some(key) if cached && !response.status().is_success() => match state.store.api_key_is_live(key).await {
+            Ok(true) => response,
+            Ok(false) => unknown_key().into_response(),
+            Err(error) => ApiError::from(error).into_response(),
+        },
+        _ => response,
+    }
+}
+
+/// Authenticates, checks the scope and the quota, then runs the route; returns the response and
+/// the key that authenticated, if one did.
+async fn authorize_and_run(
+    state: &AppState,
+    mut request: Request,
+    route: &str,
+    cached: bool,
+    next: Next,
+) -> (Response, Option<ApiKeyId>) {
+    let principal = match authenticate_bearer(state, request.headers(), cached).await {
         Ok(principal) => principal,
-        Err(error) => return error.into_response(),
+        Err(error) => return (error.into_response(), None),
     };
-    let scope = required_scope(request.method(), &route);
+    let key = Some(principal.key_id);
+    let scope = required_scope(request.method(), route);
     if !principal.has_scope(scope) {
-        return ApiError::new(ErrorCode::Forbidden, format!("this API key lacks the `{scope}` scope")).into_response();
+        let error = ApiError::new(ErrorCode::Forbidden, format!("this API key lacks the `{scope}` scope"));
+        return (error.into_response(), key);
     }
     let policy = if request.method() == Method::GET { Policy::NativeRead } else { Policy::NativeWrite };
     let decision = match state.take_quota(principal.project_id, &[policy], None).await {
         Ok(decision) => decision,
-        Err(error) => return ApiError::from(error).into_response(),
+        Err(error) => return (ApiError::from(error).into_response(), key),
     };
     if let Some(decision) = decision.filter(|d| !d.allowed) {
         let mut response =
             ApiError::new(ErrorCode::RateLimited, "rate limit reached; retry after the Retry-After seconds")
                 .into_response();
         insert_ratelimit_headers(response.headers_mut(), &decision);
-        return response;
+        return (response, key);
     }
     request.extensions_mut().insert(principal);
     let mut response = next.run(request).await;
     if let Some(decision) = decision {
         insert_ratelimit_headers(response.headers_mut(), &decision);
     }
-    response
+    (response, key)
 }
 
 /// The authenticated caller, as [`native_guard`] left it.
@@ -118,6 +153,16 @@ mod tests {
         assert_eq!(required_scope(&Method::GET, "/v1/catalogs/{catalog}/items"), Scope::CatalogsRead);
         assert_eq!(required_scope(&Method::POST, "/v1/catalogs/{catalog}/items/bulk-delete"), Scope::CatalogsWrite);
         assert_eq!(required_scope(&Method::DELETE, "/v1/catalogs/{catalog}"), Scope::CatalogsWrite);
+    }
+
+    #[test]
+    fn only_bulk_posts_create_jobs_alone() {
+        assert!(only_creates_jobs(&Method::POST, "/v1/catalogs/{catalog}/items/bulk-delete"));
+        assert!(only_creates_jobs(&Method::POST, "/v1/catalogs/{catalog}/categories/bulk-update"));
+        assert!(!only_creates_jobs(&Method::GET, "/v1/catalogs/{catalog}/items/bulk-delete"));
+        assert!(!only_creates_jobs(&Method::POST, "/v1/catalogs"));
+        assert!(!only_creates_jobs(&Method::DELETE, "/v1/catalogs/{catalog}"));
+        assert!(!only_creates_jobs(&Method::POST, "/v1/jobs/{id}/cancel"));
     }
 
     #[test]

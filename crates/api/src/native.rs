@@ -103,6 +103,7 @@ impl JobFields {
             reference_id: self.reference_id,
             idempotency_key,
             atomic: self.atomic,
+            requested_by: None,
         })
     }
 }
@@ -193,7 +194,9 @@ impl<B: JobBody, S: Send + Sync> FromRequest<S> for BulkRequest<B> {
         let headers = parts.headers.clone();
         let ApiJson(body) = ApiJson::<B>::from_request(axum::extract::Request::from_parts(parts, body), state).await?;
         let (inputs, fields) = body.split();
-        let options = fields.options(&headers)?;
+        let mut options = fields.options(&headers)?;
+        // The key may have been authenticated from the cache: the insert re-checks it.
+        options.requested_by = Some(caller.key_id);
         Ok(BulkRequest(Bulk { project: caller.project_id, catalog, inputs, options }, PhantomData))
     }
 }
