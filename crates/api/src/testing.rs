@@ -132,6 +132,12 @@ impl TestApp {
         self.router = crate::router(self.state.clone());
     }
 
+    /// The URL of the app's database, for a second store on it (another process, as the admin
+    /// CLI would be).
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
     /// A token for a new project `key` with `scopes`.
     pub async fn token_for(&self, key: &str, scopes: &[Scope]) -> String {
         let project = match self.store.get_project_by_key(key).await {

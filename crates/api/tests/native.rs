@@ -2,7 +2,7 @@
 
 use axum::http::{Method, StatusCode};
 use catalog_api::testing::{TestApp, TestRequest};
-use catalog_store::Scope;
+use catalog_store::{Scope, Store, StoreConfig};
 use serde_json::{json, Value};
 
 fn error_code(body: &Value) -> &str {
@@ -342,6 +342,39 @@ async fn keys_are_checked_for_presence_validity_and_scope() {
     app.store.revoke_api_key_by_id(revoked.key.id).await.expect("revoke");
     let after = app.send(TestRequest::new(Method::GET, "/v1/jobs").bearer(&revoked.token)).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_key_revoked_by_another_process_creates_no_job_and_learns_nothing() {
+    let app = app_with_catalog().await;
+    // The admin CLI works on the database from a process of its own: this server's key cache
+    // cannot know what it revokes.
+    let admin = Store::connect(&app.database_url(), StoreConfig::default()).await.expect("admin store");
+    let delete = |token: &str, catalog: &str, body: Value| {
+        TestRequest::new(Method::POST, &format!("/v1/catalogs/{catalog}/items/bulk-delete")).bearer(token).json(&body)
+    };
+    // Each case: a key known to the cache (it created a job), then revoked elsewhere. The
+    // refused job, and the answers that would come before the insert (404, 400), are all 401.
+    let cases = [
+        ("shoes", json!({"ids": ["b"]})),
+        ("no-such-catalog", json!({"ids": ["b"]})),
+        ("shoes", json!({"ids": ["bad id!"]})),
+        ("shoes", json!({"nope": 1})),
+    ];
+    for (catalog, body) in cases {
+        let key = app.store.create_api_key(app.project.id, None, Scope::ALL).await.expect("key");
+        let accepted = app.send(delete(&key.token, "shoes", json!({"ids": ["a"]}))).await;
+        assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+        admin.revoke_api_key_by_id(key.key.id).await.expect("revoke");
+        let refused = app.send(delete(&key.token, catalog, body.clone())).await;
+        assert_eq!(
+            (refused.status, error_code(&refused.json())),
+            (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            "{catalog} {body}"
+        );
+    }
+    let jobs = app.get("/v1/jobs").await.json();
+    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(4), "only the accepted jobs exist");
 }
 
 #[tokio::test]
