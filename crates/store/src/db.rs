@@ -14,9 +14,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::OwnedMutexGuard;
+use tokio::sync::{Notify, OwnedMutexGuard};
 
 /// One numbered migration: its version and its SQL.
 type Migration = (i64, &'static str);
@@ -62,17 +63,80 @@ pub(crate) use with_db;
 /// sleeps in its busy handler (1 ms, then 2, 5, 10 ms and longer) and tries again: under load
 /// the group-commit writer and the runner's connections slept more than they wrote, and the lock
 /// went to whoever happened to poll at the right moment. Write transactions of this process
-/// therefore queue here first, in arrival order, and each finds the lock free when its turn
-/// comes; the busy handler is left to arbitrate only with other processes (the admin CLI).
-/// PostgreSQL locks rows, not the database, and takes no turn.
+/// therefore queue here first, and each finds the lock free when its turn comes; the busy
+/// handler is left to arbitrate only with other processes (the admin CLI).
+///
+/// Requests come first: a background turn (the runner's) is queued for only when no foreground
+/// writer is waiting, and by one background writer at a time. So accepting a job waits for at
+/// most one runner transaction, and the runner still gets a turn between any two of the
+/// writer's batches. PostgreSQL locks rows, not the database, and takes no turn.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WriteTurns(Arc<tokio::sync::Mutex<()>>);
+pub(crate) struct WriteTurns {
+    shared: Arc<TurnQueue>,
+    background: bool,
+}
+
+#[derive(Debug, Default)]
+struct TurnQueue {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    /// Held by the one background writer that may queue for `lock`, until its turn ends.
+    background_gate: Arc<tokio::sync::Mutex<()>>,
+    /// Foreground writers waiting for the lock.
+    foreground_waiting: AtomicUsize,
+    /// Signalled when the last waiting foreground writer got the lock.
+    drained: Notify,
+}
+
+/// Counts a foreground writer as waiting until it has the lock or gives up.
+struct Waiting<'q>(&'q TurnQueue);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if self.0.foreground_waiting.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+impl WriteTurns {
+    /// The same queue, for background work that yields to foreground writers.
+    pub(crate) fn background(&self) -> WriteTurns {
+        WriteTurns { shared: self.shared.clone(), background: true }
+    }
+
+    /// Waits for this process's turn; the write transaction must end before the turn is dropped.
+    pub(crate) async fn take(&self) -> Turn {
+        let queue = &self.shared;
+        if self.background {
+            let gate = queue.background_gate.clone().lock_owned().await;
+            loop {
+                // Registered before the check, so a drain between the two is not missed.
+                let drained = queue.drained.notified();
+                if queue.foreground_waiting.load(Ordering::SeqCst) == 0 {
+                    break;
+                }
+                drained.await;
+            }
+            Turn { _lock: queue.lock.clone().lock_owned().await, _gate: Some(gate) }
+        } else {
+            queue.foreground_waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(queue);
+            Turn { _lock: queue.lock.clone().lock_owned().await, _gate: None }
+        }
+    }
+}
+
+/// A turn at the write lock; the next writer's turn begins when it is dropped.
+pub(crate) struct Turn {
+    _lock: OwnedMutexGuard<()>,
+    _gate: Option<OwnedMutexGuard<()>>,
+}
 
 /// A write transaction, holding its [`WriteTurns`] turn (SQLite) until it commits or is dropped.
 /// Derefs to the connection, like sqlx's `Transaction`.
 pub(crate) struct WriteTx<DB: sqlx::Database> {
     tx: Transaction<'static, DB>,
-    _turn: Option<OwnedMutexGuard<()>>,
+    _turn: Option<Turn>,
 }
 
 impl<DB: sqlx::Database> WriteTx<DB> {
@@ -98,6 +162,49 @@ impl<DB: sqlx::Database> Deref for WriteTx<DB> {
 impl<DB: sqlx::Database> DerefMut for WriteTx<DB> {
     fn deref_mut(&mut self) -> &mut DB::Connection {
         &mut self.tx
+    }
+}
+
+/// An SQLite query whose arguments are bound.
+pub(crate) type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+/// Runs `script` on SQLite as one write transaction in one round trip to sqlx's connection
+/// thread, during a turn of `turns`, and returns the rows its statements answered. `script` is
+/// several statements that begin with `BEGIN IMMEDIATE` and end with `COMMIT`.
+///
+/// Every round trip costs a context switch or two, and sqlx's own begin and commit take one
+/// each (acknowledged): for a small transaction, most of its time and of its hold on the write
+/// lock. A failed script is rolled back; a connection whose script did not end (failed, or
+/// dropped half-way) is closed rather than returned to the pool, since its transaction may be
+/// open and closing rolls it back.
+pub(crate) async fn sqlite_script(
+    pool: &SqlitePool,
+    turns: &WriteTurns,
+    script: SqliteQuery<'_>,
+) -> Result<Vec<SqliteRow>, sqlx::Error> {
+    let _turn = turns.take().await;
+    let mut connection = UnfinishedScript(Some(pool.acquire().await?));
+    let Some(conn) = connection.0.as_mut() else {
+        return Err(sqlx::Error::PoolClosed);
+    };
+    let rows = script.fetch_all(&mut **conn).await;
+    if rows.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
+    } else {
+        // Finished: the connection goes back to the pool.
+        connection.0.take();
+    }
+    rows
+}
+
+/// Closes a connection whose script did not finish, when dropped.
+struct UnfinishedScript(Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>);
+
+impl Drop for UnfinishedScript {
+    fn drop(&mut self) {
+        if let Some(connection) = self.0.take() {
+            drop(connection.detach());
+        }
     }
 }
 
@@ -131,7 +238,7 @@ impl Flavor for SqlitePool {
     type Database = sqlx::Sqlite;
 
     async fn begin_write(&self, turns: &WriteTurns) -> Result<WriteTx<sqlx::Sqlite>, sqlx::Error> {
-        let turn = turns.0.clone().lock_owned().await;
+        let turn = turns.take().await;
         Ok(WriteTx { tx: self.begin_with("BEGIN IMMEDIATE").await?, _turn: Some(turn) })
     }
 
@@ -264,11 +371,17 @@ impl Db {
                     .max_lifetime(None);
                 return Ok((Db::Sqlite(pool.connect_with(connect).await?), None));
             }
-            let pool =
-                SqlitePoolOptions::new().max_connections(options.max_connections).connect_with(connect.clone()).await?;
+            // An embedded database cannot drop a connection the way a network can: a ping before
+            // every acquire would only cost a round trip to the connection's thread.
+            let pool = SqlitePoolOptions::new()
+                .max_connections(options.max_connections)
+                .test_before_acquire(false)
+                .connect_with(connect.clone())
+                .await?;
             // The runner's claims and intermediate checkpoints: redone after a crash if lost.
             let relaxed = SqlitePoolOptions::new()
                 .max_connections(2)
+                .test_before_acquire(false)
                 .connect_with(connect.synchronous(SqliteSynchronous::Normal))
                 .await?;
             Ok((Db::Sqlite(pool), Some(relaxed)))
@@ -339,4 +452,80 @@ pub(crate) fn count(v: i64) -> u64 {
 /// Converts a count to the stored `i64`.
 pub(crate) fn to_i64(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Lets every spawned task of the current-thread runtime run up to its next wait.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Spawns a writer that records `name` when its turn comes, then holds the turn until told.
+    fn writer(
+        turns: WriteTurns,
+        name: &'static str,
+        order: Arc<Mutex<Vec<&'static str>>>,
+    ) -> (tokio::task::JoinHandle<()>, tokio::sync::oneshot::Sender<()>) {
+        let (done, finish) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _turn = turns.take().await;
+            order.lock().unwrap().push(name);
+            let _ = finish.await;
+        });
+        (task, done)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_waits_for_at_most_one_background_turn() {
+        let turns = WriteTurns::default();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (first, release_first) = writer(turns.clone(), "request 1", order.clone());
+        settle().await;
+        let (runner_a, release_a) = writer(turns.background(), "runner a", order.clone());
+        let (runner_b, release_b) = writer(turns.background(), "runner b", order.clone());
+        settle().await;
+        let (second, release_second) = writer(turns.clone(), "request 2", order.clone());
+        settle().await;
+        for release in [release_first, release_a, release_second, release_b] {
+            let _ = release.send(());
+            settle().await;
+        }
+        for task in [first, runner_a, second, runner_b] {
+            task.await.unwrap();
+        }
+        // Runner a queued while request 1 wrote; runner b had to let request 2 go first.
+        assert_eq!(*order.lock().unwrap(), ["request 1", "runner a", "request 2", "runner b"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_that_gives_up_does_not_block_the_background() {
+        let turns = WriteTurns::default();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (first, release_first) = writer(turns.clone(), "request 1", order.clone());
+        settle().await;
+        // A request queues, then is dropped (its client went away) before its turn.
+        let abandoned = tokio::spawn({
+            let turns = turns.clone();
+            async move {
+                let _turn = turns.take().await;
+            }
+        });
+        settle().await;
+        abandoned.abort();
+        settle().await;
+        let (runner, release_runner) = writer(turns.background(), "runner", order.clone());
+        let _ = release_first.send(());
+        settle().await;
+        let _ = release_runner.send(());
+        first.await.unwrap();
+        runner.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["request 1", "runner"]);
+    }
 }

@@ -10,10 +10,11 @@
 //! A batch that fails as a whole (one bad statement aborts a PostgreSQL transaction) is retried
 //! one insert per transaction, so one request's failure never becomes its neighbours'.
 
-use crate::db::{count, Db, Flavor, RowExt, WriteTurns};
+use crate::db::{count, Db, RowExt, SqliteQuery, Turn, WriteTurns};
 use crate::error::StoreError;
 use crate::model::{CatalogId, Job, JobId, ProjectId};
 use catalog_domain::{JobKind, JobStatus};
+use sqlx::pool::PoolConnection;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts committed together.
@@ -121,6 +122,8 @@ impl Enqueuer {
 }
 
 async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Request>) {
+    let mut writer =
+        Writer { db, turns, connection: None, sqlite: SqliteStatements::new(), turn: None, batches_this_turn: 0 };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.recv().await {
         let mut bytes = first.job.payload.len();
@@ -135,7 +138,8 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Request>
             }
         }
         let jobs: Vec<&NewJob> = batch.iter().map(|r| &r.job).collect();
-        match insert_all(&db, &turns, &jobs).await {
+        let inserted = writer.insert_all(&jobs).await;
+        match inserted {
             Ok(results) => {
                 for (request, result) in batch.drain(..).zip(results) {
                     let _ = request.reply.send(Ok((result, request.job)));
@@ -146,13 +150,14 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Request>
                     tracing::debug!(%error, size = batch.len(), "group commit failed; inserting one by one");
                 }
                 for request in batch.drain(..) {
-                    let result = insert_all(&db, &turns, &[&request.job]).await.and_then(|mut jobs| {
+                    let result = writer.insert_all(&[&request.job]).await.and_then(|mut jobs| {
                         jobs.pop().ok_or_else(|| StoreError::Corrupt("an insert of one job answered nothing".into()))
                     });
                     let _ = request.reply.send(result.map(|inserted| (inserted, request.job)));
                 }
             }
         }
+        writer.end_turn_unless(!receiver.is_empty());
     }
 }
 
@@ -161,18 +166,72 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Request>
 const COLUMNS: &str = "project_id, catalog_id, catalog_name, kind, status, total_count, flags, description, \
                        reference_id, idempotency_key, request_hash, created_at, updated_at, start_at";
 
+/// Batches the writer may commit in one turn at SQLite's write lock while requests keep coming.
+///
+/// Between two turns of the writer, the runner may take one (see [`WriteTurns`]): handing the
+/// lock over after every batch made each batch wait for a runner transaction, about as long as
+/// the batch itself, which halved acceptance under load. Keeping it for a few batches while
+/// more are waiting puts requests first and still lets jobs run: under full load the runner
+/// gets one transaction in every `BATCHES_PER_TURN` + 1, and all of them as soon as the
+/// requests pause.
+const BATCHES_PER_TURN: usize = 4;
+
 /// Rows per SQLite insert statement. SQLite has no array parameters, so a batch is written in
 /// statements of this many `VALUES` rows (unused rows are NULL and skipped): one statement shape
 /// for every batch size, and each statement crosses to sqlx's SQLite thread once, not once per job.
 const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 
-/// Inserts every job of `jobs` with its payload in one transaction. A job is inserted only when
-/// its key (if any) is not revoked and its catalog not deleted at that moment: this is the fence
-/// that lets callers look both up in a cache (see `cache.rs`).
-async fn insert_all(db: &Db, turns: &WriteTurns, jobs: &[&NewJob]) -> Result<Vec<Inserted>, StoreError> {
-    match db {
-        Db::Pg(pool) => insert_all_pg(pool, jobs).await,
-        Db::Sqlite(pool) => insert_all_sqlite(pool, turns, jobs).await,
+/// The writer task's database access.
+struct Writer {
+    db: Db,
+    turns: WriteTurns,
+    /// SQLite: the writer's own connection, kept between batches. Its page cache stays warm and
+    /// a batch costs no pool round trip; a connection that failed is closed and replaced.
+    connection: Option<PoolConnection<sqlx::Sqlite>>,
+    sqlite: SqliteStatements,
+    /// SQLite: the turn at the write lock, kept across batches while requests keep coming
+    /// (see [`BATCHES_PER_TURN`]), and the batches written during it.
+    turn: Option<Turn>,
+    batches_this_turn: usize,
+}
+
+impl Writer {
+    /// Inserts every job of `jobs` with its payload in one transaction. A job is inserted only
+    /// when its key (if any) is not revoked and its catalog not deleted at that moment: this is
+    /// the fence that lets callers look both up in a cache (see `cache.rs`).
+    async fn insert_all(&mut self, jobs: &[&NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        let pool = match &self.db {
+            Db::Pg(pool) => return insert_all_pg(pool, jobs).await,
+            Db::Sqlite(pool) => pool,
+        };
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => pool.acquire().await?,
+        };
+        if self.turn.is_none() {
+            self.turn = Some(self.turns.take().await);
+        }
+        self.batches_this_turn += 1;
+        let inserted = insert_all_sqlite(&mut connection, &self.sqlite, jobs).await;
+        if inserted.is_err() {
+            // Its transaction may be open: roll it back, and never hand the connection back to the
+            // pool, whose other users would not know.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            drop(connection.detach());
+        } else if pool.options().get_max_connections() > 1 {
+            self.connection = Some(connection);
+        }
+        // (A pool of one connection, an in-memory database, cannot spare it between batches.)
+        inserted
+    }
+
+    /// Gives the write lock's turn back, unless `more_waiting` and the turn has not yet lasted
+    /// [`BATCHES_PER_TURN`] batches.
+    fn end_turn_unless(&mut self, more_waiting: bool) {
+        if !more_waiting || self.batches_this_turn >= BATCHES_PER_TURN {
+            self.turn = None;
+            self.batches_this_turn = 0;
+        }
     }
 }
 
@@ -266,40 +325,79 @@ fn classify(key_live: bool, catalog_live: bool) -> Inserted {
     }
 }
 
+/// The statements of an SQLite batch, built once.
+struct SqliteStatements {
+    /// Opens the transaction and answers the first free job id.
+    begin: &'static str,
+    /// For one group of [`SQLITE_ROWS_PER_STATEMENT`] jobs: inserts the rows the fence lets
+    /// through, the payloads of the rows that went in, and selects the rows that did not, with
+    /// the state of their key and catalog.
+    group: String,
+    /// The batch's last group, then `COMMIT`.
+    last_group: String,
+}
+
+/// Values bound per job row of [`SqliteStatements::group`]: 15 for the row, 2 for the payload,
+/// 3 for the check.
+const SQLITE_JOB_VALUES: usize = 15;
+
+impl SqliteStatements {
+    fn new() -> SqliteStatements {
+        let rows = |width: usize| {
+            let row = format!("({})", vec!["?"; width].join(", "));
+            vec![row; SQLITE_ROWS_PER_STATEMENT].join(", ")
+        };
+        let fenced = format!("{} AND {}", key_live("v.column15", ""), catalog_live("v.column3", ""));
+        let group = format!(
+            "INSERT INTO jobs (id, {COLUMNS})
+             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9,
+                    v.column10, v.column11, v.column12, v.column13, v.column13, v.column14
+             FROM (VALUES {}) AS v
+             WHERE v.column1 IS NOT NULL AND {fenced}
+             ON CONFLICT (project_id, idempotency_key) DO NOTHING;
+             INSERT INTO job_payloads (job_id, payload)
+             SELECT p.column1, p.column2 FROM (VALUES {}) AS p
+             WHERE p.column1 IS NOT NULL AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = p.column1);
+             SELECT m.column1 AS id, {} AS key_live, {} AS catalog_live FROM (VALUES {}) AS m
+             WHERE m.column1 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = m.column1)",
+            rows(SQLITE_JOB_VALUES),
+            rows(2),
+            key_live("m.column2", ""),
+            catalog_live("m.column3", ""),
+            rows(3),
+        );
+        SqliteStatements {
+            begin: "BEGIN IMMEDIATE; SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0) + 1",
+            last_group: format!("{group}; COMMIT"),
+            group,
+        }
+    }
+}
+
 /// SQLite: one immediate transaction, so no other writer (of this process or another) runs
 /// between choosing the ids and inserting them. Ids continue `sqlite_sequence`, as
 /// `AUTOINCREMENT` would, so a purged job's id is never handed out again.
+///
+/// Each round trip to sqlx's SQLite thread costs a context switch or two, which on a busy
+/// machine is most of a small batch's time. So the transaction is opened and closed with plain
+/// statements that share round trips with the work (sqlx's own begin and commit take one each,
+/// acknowledged), and a batch of up to [`SQLITE_ROWS_PER_STATEMENT`] jobs costs two: begin, then
+/// its group and the commit. The caller holds the turn at the write lock, and must drop the
+/// connection when this fails, since the transaction may still be open on it.
 async fn insert_all_sqlite(
-    pool: &sqlx::SqlitePool,
-    turns: &WriteTurns,
+    connection: &mut sqlx::SqliteConnection,
+    sql: &SqliteStatements,
     jobs: &[&NewJob],
 ) -> Result<Vec<Inserted>, StoreError> {
-    const JOB_VALUES: usize = 15;
-    let row_slots = format!("({})", vec!["?"; JOB_VALUES].join(", "));
-    let fenced = format!("{} AND {}", key_live("v.column15", ""), catalog_live("v.column3", ""));
-    let jobs_sql = format!(
-        "INSERT INTO jobs (id, {COLUMNS})
-         SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9,
-                v.column10, v.column11, v.column12, v.column13, v.column13, v.column14
-         FROM (VALUES {}) AS v
-         WHERE v.column1 IS NOT NULL AND {fenced}
-         ON CONFLICT (project_id, idempotency_key) DO NOTHING",
-        vec![row_slots.as_str(); SQLITE_ROWS_PER_STATEMENT].join(", ")
-    );
-    let payloads_sql = format!(
-        "INSERT INTO job_payloads (job_id, payload) SELECT column1, column2 FROM (VALUES {}) WHERE column1 IS NOT NULL",
-        vec!["(?, ?)"; SQLITE_ROWS_PER_STATEMENT].join(", ")
-    );
-
-    let mut tx = pool.begin_write(turns).await?;
-    let first_id: i64 =
-        sqlx::query_scalar("SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0) + 1")
-            .fetch_one(&mut *tx)
-            .await?;
+    let first_id: i64 = sqlx::query_scalar(sql.begin).fetch_one(&mut *connection).await?;
     let ids: Vec<i64> = (first_id..).take(jobs.len()).collect();
-    let mut inserted_rows = 0;
-    for (group, group_ids) in jobs.chunks(SQLITE_ROWS_PER_STATEMENT).zip(ids.chunks(SQLITE_ROWS_PER_STATEMENT)) {
-        let mut query = sqlx::query(&jobs_sql);
+    let mut not_inserted = std::collections::HashMap::new();
+    let groups = jobs.len().div_ceil(SQLITE_ROWS_PER_STATEMENT);
+    let chunks = jobs.chunks(SQLITE_ROWS_PER_STATEMENT).zip(ids.chunks(SQLITE_ROWS_PER_STATEMENT));
+    for (number, (group, group_ids)) in chunks.enumerate() {
+        // The last group commits: what it answers only says which jobs were refused, and a
+        // refused job needs no rollback (nothing of it was written).
+        let mut query = sqlx::query(if number + 1 == groups { &sql.last_group } else { &sql.group });
         for (job, id) in group.iter().zip(group_ids) {
             query = query
                 .bind(id)
@@ -318,50 +416,31 @@ async fn insert_all_sqlite(
                 .bind(job.start_at)
                 .bind(job.requested_by);
         }
-        for _ in group.len() * JOB_VALUES..SQLITE_ROWS_PER_STATEMENT * JOB_VALUES {
-            query = query.bind(None::<i64>);
+        query = pad(query, group.len() * SQLITE_JOB_VALUES, SQLITE_ROWS_PER_STATEMENT * SQLITE_JOB_VALUES);
+        for (job, id) in group.iter().zip(group_ids) {
+            query = query.bind(id).bind(job.payload.as_str());
         }
-        inserted_rows += query.execute(&mut *tx).await?.rows_affected();
-    }
-
-    // Almost always every job went in; otherwise find out which did not, and why.
-    let mut outcome: Vec<Option<Inserted>> = vec![None; jobs.len()];
-    if inserted_rows < jobs.len() as u64 {
-        let present: std::collections::HashSet<i64> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE id BETWEEN $1 AND $2")
-                .bind(first_id)
-                .bind(first_id + jobs.len() as i64 - 1)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-        for ((job, id), slot) in jobs.iter().zip(&ids).zip(&mut outcome) {
-            if !present.contains(id) {
-                let sql =
-                    format!("SELECT {} AS key_live, {} AS catalog_live", key_live("$1", ""), catalog_live("$2", ""));
-                let row = sqlx::query(&sql).bind(job.requested_by).bind(job.catalog_id).fetch_one(&mut *tx).await?;
-                *slot = Some(classify(row.int("key_live")? != 0, row.int("catalog_live")? != 0));
-            }
+        query = pad(query, group.len() * 2, SQLITE_ROWS_PER_STATEMENT * 2);
+        for (job, id) in group.iter().zip(group_ids) {
+            query = query.bind(id).bind(job.requested_by).bind(job.catalog_id);
+        }
+        query = pad(query, group.len() * 3, SQLITE_ROWS_PER_STATEMENT * 3);
+        for row in query.fetch_all(&mut *connection).await? {
+            let outcome = classify(row.int("key_live")? != 0, row.int("catalog_live")? != 0);
+            not_inserted.insert(row.int("id")?, outcome);
         }
     }
-
-    let created: Vec<(&NewJob, i64)> =
-        jobs.iter().zip(&ids).zip(&outcome).filter(|(_, o)| o.is_none()).map(|((job, id), _)| (*job, *id)).collect();
-    for group in created.chunks(SQLITE_ROWS_PER_STATEMENT) {
-        let mut query = sqlx::query(&payloads_sql);
-        for (job, id) in group {
-            query = query.bind(*id).bind(job.payload.as_str());
-        }
-        for _ in group.len()..SQLITE_ROWS_PER_STATEMENT {
-            query = query.bind(None::<i64>).bind(None::<&str>);
-        }
-        query.execute(&mut *tx).await?;
-    }
-    tx.commit().await?;
     Ok(jobs
         .iter()
         .zip(ids)
-        .zip(outcome)
-        .map(|((job, id), outcome)| outcome.unwrap_or_else(|| Inserted::Created(Box::new(job.to_job(id)))))
+        .map(|(job, id)| not_inserted.remove(&id).unwrap_or_else(|| Inserted::Created(Box::new(job.to_job(id)))))
         .collect())
+}
+
+/// Binds NULL to the unused slots `from..to` of a fixed-size statement.
+fn pad<'q>(mut query: SqliteQuery<'q>, from: usize, to: usize) -> SqliteQuery<'q> {
+    for _ in from..to {
+        query = query.bind(None::<i64>);
+    }
+    query
 }

@@ -12,7 +12,7 @@
 
 use crate::bulk::{CategoryRow, ItemRow, FLAG_CREATE_MISSING};
 use crate::catalogs::parse_fields;
-use crate::db::{count, now_ms, to_i64, with_db, Flavor, RowExt};
+use crate::db::{count, now_ms, sqlite_script, to_i64, with_db, Flavor, RowExt, WriteTurns};
 use crate::error::StoreError;
 use crate::idlist::{in_list, IdList};
 use crate::model::JobId;
@@ -117,7 +117,8 @@ struct Statements {
     checkpoint: String,
     /// The guarded checkpoint of a catalog delete (its catalog is gone by design).
     checkpoint_no_catalog: String,
-    /// PostgreSQL only: an item-delete chunk and its checkpoint in one statement.
+    /// An item-delete chunk and its checkpoint in one round trip: one statement on PostgreSQL, a
+    /// script on SQLite.
     delete_and_checkpoint: String,
 }
 
@@ -147,12 +148,16 @@ impl Statements {
         Statements {
             // Due: queued; scheduled whose start_at has come (BecameDue then Claimed); running
             // whose lease expired (Released then Claimed). The attempt bump is the fencing token.
+            // SQLite only (PostgreSQL claims with `claim_with_payload`): a script for
+            // `sqlite_script`, one round trip.
             claim: format!(
-                "UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
+                "BEGIN IMMEDIATE;
+                 UPDATE jobs SET status = 'running', attempt = attempt + 1, lease_owner = $1, lease_expires_at = $2,
                      started_at = COALESCE(started_at, $3), updated_at = $3
                  WHERE id = ({})
-                 RETURNING {claim_columns}",
-                oldest_due_job(skip_locked)
+                 RETURNING {claim_columns};
+                 COMMIT",
+                oldest_due_job("")
             ),
             claim_with_payload: format!(
                 "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v),
@@ -221,7 +226,8 @@ impl Statements {
             // share-locked); the deletes and the update act only when it does, so a statement
             // whose guard fails changes nothing. $14 is this transaction's synchronous_commit
             // (see `Lease::step`); the CTE is materialized so it runs before the commit.
-            delete_and_checkpoint: format!(
+            delete_and_checkpoint: if pg {
+                format!(
                 "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', $14, true) AS v),
                       job AS MATERIALIZED (
                           SELECT id FROM jobs
@@ -235,7 +241,24 @@ impl Statements {
                                WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job))
                  {} AND id IN (SELECT id FROM job)",
                 checkpoint_sql(pg, false)
-            ),
+            )
+            } else {
+                // SQLite: the same as a script for `sqlite_script`, one round trip; the deletes
+                // are guarded by the checkpoint's own conditions, so a fenced-out chunk changes
+                // nothing, and the checkpoint answers a row when it was written.
+                let fence = "EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND cursor = $11
+                                     AND status = 'running' AND cancel_requested = 0
+                                     AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL))";
+                format!(
+                    "BEGIN IMMEDIATE;
+                     DELETE FROM category_items WHERE catalog_id = $12 AND {ids} AND {fence};
+                     DELETE FROM items WHERE catalog_id = $12 AND {ids} AND {fence};
+                     {} RETURNING id;
+                     COMMIT",
+                    checkpoint_sql(pg, true),
+                    ids = in_list(pg, "item_id", "$13"),
+                )
+            },
         }
     }
 }
@@ -265,6 +288,8 @@ pub struct Runner {
     store: Store,
     config: Arc<RunnerConfig>,
     sql: Arc<Statements>,
+    /// The store's write turns, taken in the background: requests go first.
+    turns: WriteTurns,
 }
 
 /// A job this runner claimed: step it to the end, or release it.
@@ -307,7 +332,8 @@ impl Runner {
     /// A runner over `store`.
     pub fn new(store: Store, config: RunnerConfig) -> Runner {
         let sql = Arc::new(Statements::new(store.is_postgres()));
-        Runner { store, config: Arc::new(config), sql }
+        let turns = store.write_turns().background();
+        Runner { store, config: Arc::new(config), sql, turns }
     }
 
     /// This runner's configuration.
@@ -336,27 +362,21 @@ impl Runner {
                 }
             }
             crate::db::Db::Sqlite(pool) => {
-                let mut tx = pool.begin_relaxed(self.store.relaxed_sqlite(), self.store.write_turns()).await?;
-                let row = sqlx::query(&self.sql.claim)
-                    .bind(&self.config.owner)
-                    .bind(lease_until)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let claimed = match row {
+                let relaxed = self.store.relaxed_sqlite().unwrap_or(pool);
+                let claim = sqlx::query(&self.sql.claim).bind(&self.config.owner).bind(lease_until).bind(now);
+                match sqlite_script(relaxed, &self.turns, claim).await?.first() {
+                    // Read after the claim's commit, off the write lock: a payload never changes.
                     Some(row) => {
                         let payload = sqlx::query("SELECT payload FROM job_payloads WHERE job_id = $1")
                             .bind(row.int("id")?)
-                            .fetch_optional(&mut *tx)
+                            .fetch_optional(pool)
                             .await?
                             .map(|p| p.text("payload"))
                             .transpose()?;
-                        Some(claimed_from_row(&row, payload)?)
+                        Some(claimed_from_row(row, payload)?)
                     }
                     None => None,
-                };
-                tx.commit().await?;
-                claimed
+                }
             }
         };
         let Some((job_id, catalog_id, kind, attempt, flags, (state, cursor), payload)) = claimed else {
@@ -670,10 +690,8 @@ impl Lease {
         let end = start.saturating_add(self.runner.config.chunk_size.max(1)).min(self.payload.len());
         let last_chunk = end >= self.payload.len();
         let catalog_id = self.catalog_id.unwrap_or_default();
-        if let (crate::db::Db::Pg(pool), Payload::Ids(ids), JobKind::ItemBulkDelete) =
-            (store.db(), &self.payload, self.kind)
-        {
-            // The hot path on PostgreSQL: one autocommit statement per chunk (see Statements).
+        if let (Payload::Ids(ids), JobKind::ItemBulkDelete) = (&self.payload, self.kind) {
+            // The hot path: one round trip per chunk on either backend (see Statements).
             let chunk = ids.get(start..end).unwrap_or_default().to_vec();
             let next = self
                 .state
@@ -687,31 +705,43 @@ impl Lease {
                 })
                 .map_err(|e| corrupt(self.job_id, e))?;
             let finished_at = next.status.is_terminal().then_some(now);
-            let written = bind_checkpoint!(
-                sqlx::query(&sql.delete_and_checkpoint),
-                self,
-                end,
-                next,
-                now,
-                finished_at,
-                retention,
-                lease_until,
-                start
-            )
-            .bind(catalog_id)
-            .bind(IdList(chunk))
-            .bind(if last_chunk { "on" } else { "off" })
-            .execute(pool)
-            .await?
-            .rows_affected();
-            return self.checkpointed((written > 0).then_some(next), end).await;
+            // The checkpoint's parameters, then the chunk's.
+            macro_rules! delete_and_checkpoint {
+                () => {
+                    bind_checkpoint!(
+                        sqlx::query(&sql.delete_and_checkpoint),
+                        self,
+                        end,
+                        next,
+                        now,
+                        finished_at,
+                        retention,
+                        lease_until,
+                        start
+                    )
+                    .bind(catalog_id)
+                    .bind(IdList(chunk))
+                };
+            }
+            let written = match store.db() {
+                crate::db::Db::Pg(pool) => {
+                    let query = delete_and_checkpoint!().bind(if last_chunk { "on" } else { "off" });
+                    query.execute(pool).await?.rows_affected() > 0
+                }
+                crate::db::Db::Sqlite(pool) => {
+                    // Only the last chunk's commit must be durable at once (see below).
+                    let pool = if last_chunk { pool } else { store.relaxed_sqlite().unwrap_or(pool) };
+                    !sqlite_script(pool, &self.runner.turns, delete_and_checkpoint!()).await?.is_empty()
+                }
+            };
+            return self.checkpointed(written.then_some(next), end).await;
         }
         let committed = with_db!(store.db(), pool => {
             // Only the last chunk's commit must be durable at once: an earlier checkpoint lost in
             // a crash is lost together with its data change, and the job redoes that chunk when
             // it is claimed again (every chunk is idempotent). So earlier chunks skip the wait for
             // the WAL flush (an fsync per commit would otherwise be much of a chunk's time).
-            let turns = store.write_turns();
+            let turns = &self.runner.turns;
             let mut tx = if last_chunk {
                 pool.begin_write(turns).await?
             } else {
@@ -936,7 +966,7 @@ impl Lease {
         let lease_until = now.saturating_add(to_i64(self.runner.config.lease_duration.as_millis()));
         let retention = store.config().retention_ms;
         let step = with_db!(store.db(), pool => {
-            let mut tx = pool.begin_write(store.write_turns()).await?;
+            let mut tx = pool.begin_write(&self.runner.turns).await?;
             let fenced = sqlx::query(sql.fence)
                 .bind(self.job_id.0)
                 .bind(self.attempt)
