@@ -9,7 +9,7 @@ use crate::views::{
     BulkView, CatalogView, CategoryView, ErrorEnvelope, ItemView, JobCreatedView, JobErrorView, JobView, PageView,
 };
 use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -81,8 +81,8 @@ struct JobFields {
 }
 
 impl JobFields {
-    fn options(self, headers: &axum::http::HeaderMap) -> Result<JobOptions, ApiError> {
-        let idempotency_key = match headers.get("idempotency-key") {
+    fn options(self, idempotency_header: Option<&HeaderValue>) -> Result<JobOptions, ApiError> {
+        let idempotency_key = match idempotency_header {
             None => None,
             Some(value) => {
                 let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
@@ -191,18 +191,25 @@ impl<B: JobBody, S: Send + Sync> FromRequest<S> for BulkRequest<B> {
         let (mut parts, body) = request.into_parts();
         let Caller(caller) = Caller::from_request_parts(&mut parts, state).await?;
         let ApiPath(catalog) = ApiPath::<String>::from_request_parts(&mut parts, state).await?;
-        let headers = parts.headers.clone();
+        let idempotency_header = parts.headers.get("idempotency-key").cloned();
         let ApiJson(body) = ApiJson::<B>::from_request(axum::extract::Request::from_parts(parts, body), state).await?;
         let (inputs, fields) = body.split();
-        let mut options = fields.options(&headers)?;
+        let mut options = fields.options(idempotency_header.as_ref())?;
         // The key may have been authenticated from the cache: the insert re-checks it.
         options.requested_by = Some(caller.key_id);
         Ok(BulkRequest(Bulk { project: caller.project_id, catalog, inputs, options }, PhantomData))
     }
 }
 
-fn raw_ids(inputs: &[Value]) -> Vec<RawId> {
-    inputs.iter().map(|id| raw_id(Some(id))).collect()
+/// The ids of a request, taken out of the parsed body rather than copied.
+fn raw_ids(inputs: Vec<Value>) -> Vec<RawId> {
+    inputs
+        .into_iter()
+        .map(|id| match id {
+            Value::String(id) => RawId::String(id),
+            _ => RawId::NotAString,
+        })
+        .collect()
 }
 
 /// One item of an upsert or patch request (documentation only: inputs are parsed one by one so a
@@ -414,7 +421,7 @@ async fn bulk_delete_items(
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
 ) -> Result<Response, ApiError> {
     let Bulk { project, catalog, inputs, options } = bulk;
-    let outcome = state.store.bulk_delete_items(project, &catalog, Dialect::Native, raw_ids(&inputs), &options).await?;
+    let outcome = state.store.bulk_delete_items(project, &catalog, Dialect::Native, raw_ids(inputs), &options).await?;
     Ok(bulk_response(&outcome))
 }
 
@@ -477,7 +484,7 @@ async fn bulk_delete_categories(
 ) -> Result<Response, ApiError> {
     let Bulk { project, catalog, inputs, options } = bulk;
     let outcome =
-        state.store.bulk_delete_categories(project, &catalog, Dialect::Native, raw_ids(&inputs), &options).await?;
+        state.store.bulk_delete_categories(project, &catalog, Dialect::Native, raw_ids(inputs), &options).await?;
     Ok(bulk_response(&outcome))
 }
 

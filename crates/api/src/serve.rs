@@ -74,7 +74,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         rate_limits: Arc::new(RateLimits::new(&args.rate_limits)),
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: args.max_body_bytes,
-        klaviyo_catalog: args.klaviyo_catalog.clone(),
+        klaviyo_catalog: args.klaviyo_catalog.as_str().into(),
     };
     let listener =
         TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;

@@ -18,7 +18,7 @@ pub struct AppState {
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
     /// The catalog of the key's project that Klaviyo's `$default` catalog maps to.
-    pub klaviyo_catalog: String,
+    pub klaviyo_catalog: Arc<str>,
 }
 
 impl AppState {

@@ -120,7 +120,7 @@ impl TestApp {
             rate_limits: Arc::new(RateLimits::new(settings)),
             metrics: Arc::new(Metrics::default()),
             max_body_bytes: 10 * 1024 * 1024,
-            klaviyo_catalog: "default".to_owned(),
+            klaviyo_catalog: "default".into(),
         };
         let router = crate::router(state.clone());
         TestApp { store, project, token, state, router, path }

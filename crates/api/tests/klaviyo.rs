@@ -903,7 +903,7 @@ async fn finished_jobs_keep_their_relationships() {
 #[tokio::test]
 async fn the_default_catalog_is_configurable() {
     let mut app = TestApp::new().await;
-    app.reconfigure(|state| state.klaviyo_catalog = "shop".to_owned());
+    app.reconfigure(|state| state.klaviyo_catalog = "shop".into());
     app.post("/v1/catalogs", &json!({"name": "shop"})).await;
     let request = TestRequest::new(Method::POST, ITEM_JOBS)
         .header("authorization", &format!("Klaviyo-API-Key {}", app.token))

@@ -227,7 +227,7 @@ async fn find_job(state: &AppState, guard: &Guarded, job_type: JobType, raw_id: 
         Err(catalog_store::StoreError::JobNotFound(_)) => return Err(not_found()),
         Err(error) => return Err(error.into()),
     };
-    if job.kind != job_type.kind() || job.catalog_name.as_deref() != Some(state.klaviyo_catalog.as_str()) {
+    if job.kind != job_type.kind() || job.catalog_name.as_deref() != Some(&*state.klaviyo_catalog) {
         return Err(not_found());
     }
     Ok(job)
@@ -256,7 +256,7 @@ async fn list(state: AppState, job_type: JobType, request: Request) -> Response 
         let selection = JobSelection {
             kinds: vec![job_type.kind()],
             statuses: params.statuses.clone(),
-            catalog: Some(state.klaviyo_catalog.clone()),
+            catalog: Some(state.klaviyo_catalog.to_string()),
         };
         let window = match state
             .store
@@ -358,7 +358,7 @@ async fn create(state: AppState, job_type: JobType, request: Request) -> Respons
         // The ids were checked above with Klaviyo's rules; `atomic` makes the store refuse the
         // whole request rather than drop an input, should its own check ever disagree.
         let options = JobOptions { atomic: true, ..JobOptions::default() };
-        let catalog = state.klaviyo_catalog.as_str();
+        let catalog = &*state.klaviyo_catalog;
         let outcome = match parsed {
             CreateBody::ItemDelete(ids) => {
                 let ids = ids.into_iter().map(RawId::String).collect();
