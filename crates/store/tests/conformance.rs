@@ -237,6 +237,7 @@ conformance!(
     a_revoked_key_creates_nothing,
     a_catalog_deleted_elsewhere_is_checked_again,
     job_ids_are_never_reused,
+    claims_take_the_oldest_due_job_of_any_status,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1405,4 +1406,31 @@ async fn job_ids_are_never_reused(db: &TestDb) {
     let next = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap().job.unwrap();
     assert!(next.id > newest.id, "{} after {}", next.id, newest.id);
     assert_eq!(job(s, p, next.id).await, next, "the job answered is the job stored");
+}
+
+async fn claims_take_the_oldest_due_job_of_any_status(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "order").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let later = JobOptions { start_at: Some(catalog_store::now_ms() + 3_600_000), ..opts() };
+    let delete = |options: JobOptions| {
+        let s = s.clone();
+        async move { s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &options).await.unwrap().job.unwrap().id }
+    };
+    let abandoned = delete(opts()).await; // will be running under an expired lease
+    let due_later = delete(later.clone()).await; // scheduled, becomes due
+    let queued = delete(opts()).await;
+    let not_due = delete(later).await; // scheduled, stays in the future
+    let r = runner(s, "r", 1000);
+    let lease = r.claim().await.unwrap().unwrap();
+    assert_eq!(lease.job_id(), abandoned);
+    drop(lease); // its runner "dies" holding it
+    db.exec(&format!("UPDATE jobs SET start_at = 1 WHERE id = {}", due_later.0)).await;
+    backdate_leases(db).await;
+    // Oldest first whatever the status: the expired lease, the due schedule, the queued job.
+    for expected in [abandoned, due_later, queued] {
+        assert_eq!(r.process_one().await.unwrap(), Some(expected));
+    }
+    assert_eq!(r.process_one().await.unwrap(), None);
+    assert_eq!(job(s, p, not_due).await.status, JobStatus::Scheduled);
 }
