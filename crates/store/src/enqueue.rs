@@ -431,22 +431,7 @@ async fn insert_all_sqlite(
         // refused job needs no rollback (nothing of it was written).
         let mut query = sqlx::query(if number + 1 == groups { &sql.last_group } else { &sql.group });
         for (job, id) in group.iter().zip(group_ids) {
-            query = query
-                .bind(id)
-                .bind(job.project_id)
-                .bind(job.catalog_id)
-                .bind(&job.catalog_name)
-                .bind(job.kind.as_str())
-                .bind(job.status.as_str())
-                .bind(job.total_count)
-                .bind(job.flags)
-                .bind(job.description.as_deref())
-                .bind(job.reference_id.as_deref())
-                .bind(job.idempotency_key.as_deref())
-                .bind(job.request_hash.as_deref())
-                .bind(job.created_at)
-                .bind(job.start_at)
-                .bind(job.requested_by);
+            query = bind_row(query, *id, job).bind(job.requested_by);
         }
         query = pad(query, group.len() * SQLITE_JOB_VALUES, SQLITE_ROWS_PER_STATEMENT * SQLITE_JOB_VALUES);
         for (job, id) in group.iter().zip(group_ids) {
@@ -489,7 +474,24 @@ async fn insert_one_sqlite(
     }
     let id = begun.int("id")?;
     let created = job.to_job(id);
-    let inserted = sqlx::query(&sql.one)
+    let payload = std::mem::take(&mut job.payload);
+    let inserted = bind_row(sqlx::query(&sql.one), id, job)
+        .bind(payload)
+        // Not `fetch_one`: it would stop the script at its first row, before the commit.
+        .fetch_all(&mut *connection)
+        .await?;
+    let inserted = match inserted.first() {
+        Some(row) => row.int("inserted")? != 0,
+        None => return Err(StoreError::Corrupt("a job insert answered nothing".into())),
+    };
+    // Under the write lock the fence cannot have changed: not inserted means the key was taken.
+    Ok(if inserted { Inserted::Created(Box::new(created)) } else { Inserted::KeyTaken })
+}
+
+/// Binds a job's row, id first, in the order of [`COLUMNS`] (`updated_at` aside: the SQL repeats
+/// `created_at`).
+fn bind_row<'q>(query: SqliteQuery<'q>, id: i64, job: &'q NewJob) -> SqliteQuery<'q> {
+    query
         .bind(id)
         .bind(job.project_id)
         .bind(job.catalog_id)
@@ -504,16 +506,6 @@ async fn insert_one_sqlite(
         .bind(job.request_hash.as_deref())
         .bind(job.created_at)
         .bind(job.start_at)
-        .bind(std::mem::take(&mut job.payload))
-        // Not `fetch_one`: it would stop the script at its first row, before the commit.
-        .fetch_all(&mut *connection)
-        .await?;
-    let inserted = match inserted.first() {
-        Some(row) => row.int("inserted")? != 0,
-        None => return Err(StoreError::Corrupt("a job insert answered nothing".into())),
-    };
-    // Under the write lock the fence cannot have changed: not inserted means the key was taken.
-    Ok(if inserted { Inserted::Created(Box::new(created)) } else { Inserted::KeyTaken })
 }
 
 /// Binds NULL to the unused slots `from..to` of a fixed-size statement.
