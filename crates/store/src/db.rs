@@ -67,9 +67,10 @@ pub(crate) use with_db;
 /// handler is left to arbitrate only with other processes (the admin CLI).
 ///
 /// Requests come first: a background turn (the runner's) is queued for only when no foreground
-/// writer is waiting, and by one background writer at a time. So accepting a job waits for at
-/// most one runner transaction, and the runner still gets a turn between any two of the
-/// writer's batches. PostgreSQL locks rows, not the database, and takes no turn.
+/// writer is waiting, and by one background writer at a time. So a foreground turn waits for at
+/// most one runner transaction, and the runner still gets a turn between any two foreground
+/// turns (the group-commit writer's last up to a few batches, see `enqueue.rs`). PostgreSQL
+/// locks rows, not the database, and takes no turn.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct WriteTurns {
     shared: Arc<TurnQueue>,
