@@ -8,7 +8,8 @@
 //! load, the requests that arrive while one batch commits form the next batch.
 //!
 //! A batch that fails as a whole (one bad statement aborts a PostgreSQL transaction) is retried
-//! one insert per transaction, so one request's failure never becomes its neighbours'.
+//! one insert per transaction, so one request's failure never becomes its neighbours'; a batch
+//! of one is not tried twice.
 
 use crate::db::{count, Db, RowExt, SqliteQuery, Turn, WriteTurns};
 use crate::error::StoreError;
