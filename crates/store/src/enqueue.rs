@@ -162,7 +162,7 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Request>
                 }
             }
         }
-        writer.end_turn_unless(!receiver.is_empty());
+        writer.after_batch(!receiver.is_empty());
     }
 }
 
@@ -190,8 +190,9 @@ const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 struct Writer {
     db: Db,
     turns: WriteTurns,
-    /// SQLite: the writer's own connection, kept between batches. Its page cache stays warm and
-    /// a batch costs no pool round trip; a connection that failed is closed and replaced.
+    /// SQLite: the writer's own connection, kept between batches while requests keep coming. Its
+    /// page cache stays warm and a batch costs no pool round trip; a connection that failed is
+    /// closed and replaced.
     connection: Option<PoolConnection<sqlx::Sqlite>>,
     sqlite: SqliteStatements,
     /// SQLite: the turn at the write lock, kept across batches while requests keep coming
@@ -236,12 +237,16 @@ impl Writer {
         inserted
     }
 
-    /// Gives the write lock's turn back, unless `more_waiting` and the turn has not yet lasted
-    /// [`BATCHES_PER_TURN`] batches.
-    fn end_turn_unless(&mut self, more_waiting: bool) {
+    /// After a batch: gives the write lock's turn back, unless `more_waiting` and the turn has
+    /// not yet lasted [`BATCHES_PER_TURN`] batches; and when nothing waits, the connection too,
+    /// so an idle writer holds nothing (closing the pool waits for every connection).
+    fn after_batch(&mut self, more_waiting: bool) {
         if !more_waiting || self.batches_this_turn >= BATCHES_PER_TURN {
             self.turn = None;
             self.batches_this_turn = 0;
+        }
+        if !more_waiting {
+            self.connection = None;
         }
     }
 }
