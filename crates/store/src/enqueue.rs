@@ -92,6 +92,13 @@ pub(crate) enum Inserted {
     CatalogGone,
 }
 
+/// What the writer task is sent.
+enum Message {
+    Insert(Request),
+    /// Give the kept connection back to the pool (the store is closing), then answer.
+    Release(oneshot::Sender<()>),
+}
+
 struct Request {
     job: NewJob,
     /// The outcome, and the job handed back (a caller may retry it, see [`Inserted::CatalogGone`]).
@@ -101,7 +108,7 @@ struct Request {
 /// The handle requests use to reach the writer task.
 #[derive(Debug, Clone)]
 pub(crate) struct Enqueuer {
-    sender: mpsc::Sender<Request>,
+    sender: mpsc::Sender<Message>,
 }
 
 impl Enqueuer {
@@ -117,52 +124,78 @@ impl Enqueuer {
     pub(crate) async fn insert(&self, job: NewJob) -> Result<(Inserted, NewJob), StoreError> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Corrupt("the job writer has stopped".into());
-        self.sender.send(Request { job, reply }).await.map_err(|_| closed())?;
+        self.sender.send(Message::Insert(Request { job, reply })).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Has the writer give its kept connection back to the pool once the inserts sent before are
+    /// done: closing a pool waits for every connection.
+    pub(crate) async fn release(&self) {
+        let (done, released) = oneshot::channel();
+        if self.sender.send(Message::Release(done)).await.is_ok() {
+            let _ = released.await;
+        }
     }
 }
 
-async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Request>) {
+async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>) {
     let mut writer =
         Writer { db, turns, connection: None, sqlite: SqliteStatements::new(), turn: None, batches_this_turn: 0 };
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut release = None;
     while let Some(first) = receiver.recv().await {
-        let mut bytes = first.job.payload.len();
-        batch.push(first);
-        while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-            match receiver.try_recv() {
-                Ok(next) => {
-                    bytes += next.job.payload.len();
-                    batch.push(next);
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Insert(request) => {
+                    bytes += request.job.payload.len();
+                    batch.push(request);
                 }
-                Err(_) => break,
+                // Served after this batch: the batch holds the connection.
+                Message::Release(done) => {
+                    release = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                next = receiver.try_recv().ok();
             }
         }
-        let inserted = writer.insert_all(&mut batch).await;
-        match inserted {
-            Ok(results) => {
-                for (request, result) in batch.drain(..).zip(results) {
-                    let _ = request.reply.send(Ok((result, request.job)));
+        if !batch.is_empty() {
+            let inserted = writer.insert_all(&mut batch).await;
+            match inserted {
+                Ok(results) => {
+                    for (request, result) in batch.drain(..).zip(results) {
+                        let _ = request.reply.send(Ok((result, request.job)));
+                    }
+                }
+                // A lone job's failure is its own (and its payload may be spent, see
+                // `insert_one_sqlite`): no second try.
+                Err(error) if batch.len() == 1 => {
+                    if let Some(request) = batch.pop() {
+                        let _ = request.reply.send(Err(error));
+                    }
+                }
+                Err(error) => {
+                    tracing::debug!(%error, size = batch.len(), "group commit failed; inserting one by one");
+                    for mut request in batch.drain(..) {
+                        let result =
+                            writer.insert_all(std::slice::from_mut(&mut request)).await.and_then(|mut jobs| {
+                                jobs.pop()
+                                    .ok_or_else(|| StoreError::Corrupt("an insert of one job answered nothing".into()))
+                            });
+                        let _ = request.reply.send(result.map(|inserted| (inserted, request.job)));
+                    }
                 }
             }
-            // A lone job's failure is its own (and its payload may be spent, see
-            // `insert_one_sqlite`): no second try.
-            Err(error) if batch.len() == 1 => {
-                if let Some(request) = batch.pop() {
-                    let _ = request.reply.send(Err(error));
-                }
-            }
-            Err(error) => {
-                tracing::debug!(%error, size = batch.len(), "group commit failed; inserting one by one");
-                for mut request in batch.drain(..) {
-                    let result = writer.insert_all(std::slice::from_mut(&mut request)).await.and_then(|mut jobs| {
-                        jobs.pop().ok_or_else(|| StoreError::Corrupt("an insert of one job answered nothing".into()))
-                    });
-                    let _ = request.reply.send(result.map(|inserted| (inserted, request.job)));
-                }
-            }
+            writer.after_batch(!receiver.is_empty());
         }
-        writer.after_batch(!receiver.is_empty());
+        if let Some(done) = release.take() {
+            writer.connection = None;
+            writer.after_batch(false);
+            let _ = done.send(());
+        }
     }
 }
 
@@ -190,9 +223,9 @@ const SQLITE_ROWS_PER_STATEMENT: usize = 32;
 struct Writer {
     db: Db,
     turns: WriteTurns,
-    /// SQLite: the writer's own connection, kept between batches while requests keep coming. Its
-    /// page cache stays warm and a batch costs no pool round trip; a connection that failed is
-    /// closed and replaced.
+    /// SQLite: the writer's own connection, kept between batches until the store closes (see
+    /// [`Enqueuer::release`]). Its page cache stays warm and a batch costs no pool round trip; a
+    /// connection that failed is closed and replaced.
     connection: Option<PoolConnection<sqlx::Sqlite>>,
     sqlite: SqliteStatements,
     /// SQLite: the turn at the write lock, kept across batches while requests keep coming
@@ -238,15 +271,11 @@ impl Writer {
     }
 
     /// After a batch: gives the write lock's turn back, unless `more_waiting` and the turn has
-    /// not yet lasted [`BATCHES_PER_TURN`] batches; and when nothing waits, the connection too,
-    /// so an idle writer holds nothing (closing the pool waits for every connection).
+    /// not yet lasted [`BATCHES_PER_TURN`] batches.
     fn after_batch(&mut self, more_waiting: bool) {
         if !more_waiting || self.batches_this_turn >= BATCHES_PER_TURN {
             self.turn = None;
             self.batches_this_turn = 0;
-        }
-        if !more_waiting {
-            self.connection = None;
         }
     }
 }

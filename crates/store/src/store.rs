@@ -131,6 +131,8 @@ impl Store {
 
     /// Closes the pool; later calls fail.
     pub async fn close(&self) {
+        // The group-commit writer keeps a connection between batches; closing waits for it.
+        self.inner.enqueuer.release().await;
         if let Some(relaxed) = &self.inner.relaxed_sqlite {
             relaxed.close().await;
         }

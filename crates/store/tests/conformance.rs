@@ -238,6 +238,7 @@ conformance!(
     a_catalog_deleted_elsewhere_is_checked_again,
     job_ids_are_never_reused,
     claims_take_the_oldest_due_job_of_any_status,
+    the_store_closes_after_enqueues,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1433,4 +1434,23 @@ async fn claims_take_the_oldest_due_job_of_any_status(db: &TestDb) {
     }
     assert_eq!(r.process_one().await.unwrap(), None);
     assert_eq!(job(s, p, not_due).await.status, JobStatus::Scheduled);
+}
+
+async fn the_store_closes_after_enqueues(db: &TestDb) {
+    // The group-commit writer keeps a connection between batches; closing the pool waits for
+    // every connection, so `close` must have the writer give it back (this test hung before).
+    let store = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
+    let p = project(&store, "close").await;
+    store.create_catalog(p, "c", None).await.unwrap();
+    let requests: Vec<_> = (0..10)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.bulk_delete_items(p, "c", Dialect::Native, ids(n..n + 1), &opts()).await })
+        })
+        .collect();
+    for request in requests {
+        request.await.unwrap().unwrap();
+    }
+    store.close().await;
+    assert!(store.list_catalogs(p, None, 10).await.is_err(), "a closed store answers nothing");
 }
