@@ -93,6 +93,8 @@ pub(crate) enum Inserted {
 }
 
 /// What the writer task is sent.
+// Boxing the insert would cost every request an allocation to shrink a message sent once.
+#[allow(clippy::large_enum_variant)]
 enum Message {
     Insert(Request),
     /// Give the kept connection back to the pool (the store is closing), then answer.
