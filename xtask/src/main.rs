@@ -111,8 +111,14 @@ fn run(program: &str, args: &[&str]) -> Result {
     }
 }
 
+/// The checkout `cargo xtask` was run in. `cargo run` passes the manifest directory at run
+/// time; the one compiled in is only a fallback, because a target directory shared by several
+/// clones (as `.ci/run` sets up) reuses one xtask binary, which would otherwise work on whichever
+/// clone built it.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    let manifest_dir = manifest_dir.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Architecture Invariant: catalog-domain depends on no I/O crate, not even transitively.
