@@ -189,13 +189,20 @@ pub(crate) async fn sqlite_script(
         return Err(sqlx::Error::PoolClosed);
     };
     let rows = script.fetch_all(&mut **conn).await;
-    if rows.is_err() {
-        let _ = sqlx::query("ROLLBACK").execute(&mut **conn).await;
-    } else {
-        // Finished: the connection goes back to the pool.
-        connection.0.take();
+    // Finished, the connection goes back to the pool; failed, it is discarded.
+    if let Some(conn) = connection.0.take() {
+        if rows.is_err() {
+            discard_connection(conn).await;
+        }
     }
     rows
+}
+
+/// Ends a connection whose transaction may still be open: rolls it back, then closes the
+/// connection rather than returning it to the pool, whose next user would not know.
+pub(crate) async fn discard_connection(mut connection: sqlx::pool::PoolConnection<sqlx::Sqlite>) {
+    let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+    drop(connection.detach());
 }
 
 /// Closes a connection whose script did not finish, when dropped.

@@ -11,11 +11,12 @@
 //! one insert per transaction, so one request's failure never becomes its neighbours'; a batch
 //! of one is not tried twice.
 
-use crate::db::{count, Db, RowExt, SqliteQuery, Turn, WriteTurns};
+use crate::db::{count, discard_connection, Db, RowExt, SqliteQuery, Turn, WriteTurns};
 use crate::error::StoreError;
 use crate::model::{CatalogId, Job, JobId, ProjectId};
 use catalog_domain::{JobKind, JobStatus};
 use sqlx::pool::PoolConnection;
+use std::sync::LazyLock;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts committed together.
@@ -263,8 +264,7 @@ impl Writer {
         if inserted.is_err() {
             // Its transaction may be open: roll it back, and never hand the connection back to the
             // pool, whose other users would not know.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
-            drop(connection.detach());
+            discard_connection(connection).await;
         } else if pool.options().get_max_connections() > 1 {
             self.connection = Some(connection);
         }
@@ -293,14 +293,11 @@ fn catalog_live(catalog: &str, lock: &str) -> String {
     format!("EXISTS (SELECT 1 FROM catalogs c WHERE c.id = {catalog} AND c.deleted_at IS NULL {lock})")
 }
 
-/// PostgreSQL: the whole batch is one statement over arrays, so it needs no explicit transaction
-/// and costs one round trip whatever its size. Ids are drawn from the identity sequence first,
-/// so each input row knows its job's id whether or not it was inserted. `FOR SHARE` makes a
-/// concurrent revocation or catalog delete wait for this insert, or this insert see it.
-async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inserted>, StoreError> {
+/// The PostgreSQL batch insert (see [`insert_all_pg`]), built once.
+static PG_INSERT: LazyLock<String> = LazyLock::new(|| {
     let fenced =
         format!("{} AND {}", key_live("i.requested_by", "FOR SHARE"), catalog_live("i.catalog_id", "FOR SHARE"));
-    let sql = format!(
+    format!(
         "WITH input AS MATERIALIZED (
              SELECT r.*, nextval(pg_get_serial_sequence('jobs', 'id')) AS id
              FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
@@ -321,13 +318,20 @@ async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inse
          FROM input i LEFT JOIN job USING (id) ORDER BY i.ord",
         key_live("i.requested_by", ""),
         catalog_live("i.catalog_id", "")
-    );
+    )
+});
+
+/// PostgreSQL: the whole batch is one statement over arrays, so it needs no explicit transaction
+/// and costs one round trip whatever its size. Ids are drawn from the identity sequence first,
+/// so each input row knows its job's id whether or not it was inserted. `FOR SHARE` makes a
+/// concurrent revocation or catalog delete wait for this insert, or this insert see it.
+async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inserted>, StoreError> {
     macro_rules! column {
         ($field:ident) => {
             jobs.iter().map(|job| job.$field.clone()).collect::<Vec<_>>()
         };
     }
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(&PG_INSERT)
         .bind(column!(project_id))
         .bind(column!(catalog_id))
         .bind(column!(catalog_name))
