@@ -11,7 +11,7 @@
 //! one insert per transaction, so one request's failure never becomes its neighbours'; a batch
 //! of one is not tried twice.
 
-use crate::db::{count, discard_connection, Db, RowExt, SqliteQuery, Turn, WriteTurns};
+use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn, WriteTurns};
 use crate::error::StoreError;
 use crate::model::{CatalogId, Job, JobId, ProjectId};
 use catalog_domain::{JobKind, JobStatus};
@@ -147,6 +147,9 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut release = None;
     while let Some(first) = receiver.recv().await {
+        // The turn first, then the batch: requests that arrive while another transaction holds
+        // the write lock join this batch instead of waiting for the next.
+        writer.take_turn().await;
         let mut bytes = 0;
         let mut next = Some(first);
         while let Some(message) = next.take() {
@@ -242,20 +245,24 @@ impl Writer {
     /// when its key (if any) is not revoked and its catalog not deleted at that moment: this is
     /// the fence that lets callers look both up in a cache (see `cache.rs`).
     async fn insert_all(&mut self, batch: &mut [Request]) -> Result<Vec<Inserted>, StoreError> {
+        self.take_turn().await;
         let pool = match &self.db {
             Db::Pg(pool) => return insert_all_pg(pool, &batch.iter().map(|r| &r.job).collect::<Vec<_>>()).await,
             Db::Sqlite(pool) => pool,
         };
         let mut connection = match self.connection.take() {
             Some(connection) => connection,
-            None => pool.acquire().await?,
+            None => {
+                let mut connection = pool.acquire().await?;
+                sqlx::query(CREATE_BATCH_TABLE).execute(&mut *connection).await?;
+                connection
+            }
         };
-        if self.turn.is_none() {
-            self.turn = Some(self.turns.take().await);
-        }
         self.batches_this_turn += 1;
         let inserted = match batch {
-            [lone] => insert_one_sqlite(&mut connection, &self.sqlite, &mut lone.job).await.map(|one| vec![one]),
+            [lone] if lone.job.payload.len() >= LARGE_PAYLOAD => {
+                insert_one_sqlite(&mut connection, &self.sqlite, &mut lone.job).await.map(|one| vec![one])
+            }
             _ => {
                 insert_all_sqlite(&mut connection, &self.sqlite, &batch.iter().map(|r| &r.job).collect::<Vec<_>>())
                     .await
@@ -270,6 +277,13 @@ impl Writer {
         }
         // (A pool of one connection, an in-memory database, cannot spare it between batches.)
         inserted
+    }
+
+    /// SQLite: waits for the turn at the write lock, unless this writer holds it already.
+    async fn take_turn(&mut self) {
+        if matches!(self.db, Db::Sqlite(_)) && self.turn.is_none() {
+            self.turn = Some(self.turns.take().await);
+        }
     }
 
     /// After a batch: gives the write lock's turn back, unless `more_waiting` and the turn has
@@ -378,14 +392,9 @@ fn classify(key_live: bool, catalog_live: bool) -> Inserted {
 
 /// The statements of an SQLite batch, built once.
 struct SqliteStatements {
-    /// Opens the transaction and answers the first free job id.
-    begin: &'static str,
-    /// For one group of [`SQLITE_ROWS_PER_STATEMENT`] jobs: inserts the rows the fence lets
-    /// through, the payloads of the rows that went in, and selects the rows that did not, with
-    /// the state of their key and catalog.
-    group: String,
-    /// The batch's last group, then `COMMIT`.
-    last_group: String,
+    /// A batch of `n` groups of [`SQLITE_ROWS_PER_STATEMENT`] jobs, from `BEGIN` to `COMMIT`, at
+    /// index `n - 1` (see [`insert_all_sqlite`]).
+    batches: Vec<String>,
     /// A lone job: opens the transaction, answers its id and whether its key and catalog live.
     begin_one: String,
     /// A lone job: inserts the row and, if it went in, the payload; answers whether it did, and
@@ -393,9 +402,18 @@ struct SqliteStatements {
     one: String,
 }
 
-/// Values bound per job row of [`SqliteStatements::group`]: 15 for the row, 2 for the payload,
-/// 3 for the check.
+/// Values bound per job of a group: 15 for the row, 2 for the payload, 3 for the check.
 const SQLITE_JOB_VALUES: usize = 15;
+
+/// A lone job's payload from this size on is inserted by [`insert_one_sqlite`], which does not
+/// copy it; a smaller one goes the way of any batch, one round trip instead of two.
+const LARGE_PAYLOAD: usize = 64 * 1024;
+
+/// Creates the one-row table an SQLite batch keeps its first job id in, for the statements
+/// after the one that chose it; run on each connection the writer takes from the pool. A
+/// temporary table is the connection's own and never written to the database file.
+const CREATE_BATCH_TABLE: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS enqueue_batch (slot INTEGER PRIMARY KEY, first_id INTEGER NOT NULL)";
 
 impl SqliteStatements {
     fn new() -> SqliteStatements {
@@ -403,25 +421,40 @@ impl SqliteStatements {
             let row = format!("({})", vec!["?"; width].join(", "));
             vec![row; SQLITE_ROWS_PER_STATEMENT].join(", ")
         };
+        // `v.column1` is a job's position in the batch, its id `b.first_id` plus that.
         let fenced = format!("{} AND {}", key_live("v.column15", ""), catalog_live("v.column3", ""));
         let group = format!(
             "INSERT INTO jobs (id, {COLUMNS})
-             SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9,
-                    v.column10, v.column11, v.column12, v.column13, v.column13, v.column14
-             FROM (VALUES {}) AS v
+             SELECT b.first_id + v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7,
+                    v.column8, v.column9, v.column10, v.column11, v.column12, v.column13, v.column13, v.column14
+             FROM (VALUES {}) AS v, temp.enqueue_batch b
              WHERE v.column1 IS NOT NULL AND {fenced}
              ON CONFLICT (project_id, idempotency_key) DO NOTHING;
              INSERT INTO job_payloads (job_id, payload)
-             SELECT p.column1, p.column2 FROM (VALUES {}) AS p
-             WHERE p.column1 IS NOT NULL AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = p.column1);
-             SELECT m.column1 AS id, {} AS key_live, {} AS catalog_live FROM (VALUES {}) AS m
-             WHERE m.column1 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = m.column1)",
+             SELECT b.first_id + p.column1, p.column2 FROM (VALUES {}) AS p, temp.enqueue_batch b
+             WHERE p.column1 IS NOT NULL AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = b.first_id + p.column1);
+             SELECT b.first_id + m.column1 AS id, {} AS key_live, {} AS catalog_live
+             FROM (VALUES {}) AS m, temp.enqueue_batch b
+             WHERE m.column1 IS NOT NULL AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = b.first_id + m.column1);",
             rows(SQLITE_JOB_VALUES),
             rows(2),
             key_live("m.column2", ""),
             catalog_live("m.column3", ""),
             rows(3),
         );
+        let batches = (1..=MAX_BATCH.div_ceil(SQLITE_ROWS_PER_STATEMENT))
+            .map(|groups| {
+                format!(
+                    "BEGIN IMMEDIATE;
+                     INSERT OR REPLACE INTO temp.enqueue_batch (slot, first_id)
+                     VALUES (0, COALESCE((SELECT seq FROM main.sqlite_sequence WHERE name = 'jobs'), 0) + 1);
+                     SELECT first_id AS id, 1 AS key_live, 1 AS catalog_live FROM temp.enqueue_batch;
+                     {}
+                     COMMIT",
+                    group.repeat(groups)
+                )
+            })
+            .collect();
         let begin_one = format!(
             "BEGIN IMMEDIATE;
              SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0) + 1 AS id,
@@ -437,67 +470,65 @@ impl SqliteStatements {
              SELECT changes() AS inserted;
              COMMIT"
         );
-        SqliteStatements {
-            begin_one,
-            one,
-            begin: "BEGIN IMMEDIATE; SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0) + 1",
-            last_group: format!("{group}; COMMIT"),
-            group,
-        }
+        SqliteStatements { batches, begin_one, one }
     }
 }
 
-/// SQLite: one immediate transaction, so no other writer (of this process or another) runs
-/// between choosing the ids and inserting them. Ids continue `sqlite_sequence`, as
-/// `AUTOINCREMENT` would, so a purged job's id is never handed out again.
-///
-/// Each round trip to sqlx's SQLite thread costs a context switch or two, which on a busy
-/// machine is most of a small batch's time. So the transaction is opened and closed with plain
-/// statements that share round trips with the work (sqlx's own begin and commit take one each,
-/// acknowledged), and a batch of up to [`SQLITE_ROWS_PER_STATEMENT`] jobs costs two: begin, then
-/// its group and the commit. The caller holds the turn at the write lock, and must drop the
-/// connection when this fails, since the transaction may still be open on it.
+/// SQLite: the whole batch is one script, one round trip to sqlx's SQLite thread (each costs a
+/// context switch or two, which on a busy machine is much of a small batch's time). It opens an
+/// immediate transaction, so no other writer (of this process or another) runs between choosing
+/// the ids and inserting them; ids continue `sqlite_sequence`, as `AUTOINCREMENT` would, so a
+/// purged job's id is never handed out again. The first id is kept in the connection's
+/// `enqueue_batch` table for the statements after, and answered first; then come the jobs that
+/// were refused. The caller holds the turn at the write lock, has created `enqueue_batch` on
+/// this connection, and must drop the connection when this fails, since the transaction may
+/// still be open on it.
 async fn insert_all_sqlite(
     connection: &mut sqlx::SqliteConnection,
     sql: &SqliteStatements,
     jobs: &[&NewJob],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let first_id: i64 = sqlx::query_scalar(sql.begin).fetch_one(&mut *connection).await?;
-    let ids: Vec<i64> = (first_id..).take(jobs.len()).collect();
-    let mut not_inserted = std::collections::HashMap::new();
     let groups = jobs.len().div_ceil(SQLITE_ROWS_PER_STATEMENT);
-    let chunks = jobs.chunks(SQLITE_ROWS_PER_STATEMENT).zip(ids.chunks(SQLITE_ROWS_PER_STATEMENT));
-    for (number, (group, group_ids)) in chunks.enumerate() {
-        // The last group commits: what it answers only says which jobs were refused, and a
-        // refused job needs no rollback (nothing of it was written).
-        let mut query = sqlx::query(if number + 1 == groups { &sql.last_group } else { &sql.group });
-        for (job, id) in group.iter().zip(group_ids) {
-            query = bind_row(query, *id, job).bind(job.requested_by);
+    let script = groups
+        .checked_sub(1)
+        .and_then(|index| sql.batches.get(index))
+        .ok_or_else(|| StoreError::Corrupt(format!("no SQLite statement for a batch of {}", jobs.len())))?;
+    let mut query = sqlx::query(script);
+    for (number, group) in jobs.chunks(SQLITE_ROWS_PER_STATEMENT).enumerate() {
+        let positions = (number * SQLITE_ROWS_PER_STATEMENT..).map(to_i64);
+        for (job, position) in group.iter().zip(positions.clone()) {
+            query = bind_row(query, position, job).bind(job.requested_by);
         }
         query = pad(query, group.len() * SQLITE_JOB_VALUES, SQLITE_ROWS_PER_STATEMENT * SQLITE_JOB_VALUES);
-        for (job, id) in group.iter().zip(group_ids) {
-            query = query.bind(id).bind(job.payload.as_str());
+        for (job, position) in group.iter().zip(positions.clone()) {
+            query = query.bind(position).bind(job.payload.as_str());
         }
         query = pad(query, group.len() * 2, SQLITE_ROWS_PER_STATEMENT * 2);
-        for (job, id) in group.iter().zip(group_ids) {
-            query = query.bind(id).bind(job.requested_by).bind(job.catalog_id);
+        for (job, position) in group.iter().zip(positions) {
+            query = query.bind(position).bind(job.requested_by).bind(job.catalog_id);
         }
         query = pad(query, group.len() * 3, SQLITE_ROWS_PER_STATEMENT * 3);
-        for row in query.fetch_all(&mut *connection).await? {
-            let outcome = classify(row.int("key_live")? != 0, row.int("catalog_live")? != 0);
-            not_inserted.insert(row.int("id")?, outcome);
-        }
+    }
+    let rows = query.fetch_all(&mut *connection).await?;
+    let Some((first, refused)) = rows.split_first() else {
+        return Err(StoreError::Corrupt("a batch insert answered no first id".into()));
+    };
+    let first_id = first.int("id")?;
+    let mut not_inserted = std::collections::HashMap::new();
+    for row in refused {
+        not_inserted.insert(row.int("id")?, classify(row.int("key_live")? != 0, row.int("catalog_live")? != 0));
     }
     Ok(jobs
         .iter()
-        .zip(ids)
+        .zip(first_id..)
         .map(|(job, id)| not_inserted.remove(&id).unwrap_or_else(|| Inserted::Created(Box::new(job.to_job(id)))))
         .collect())
 }
 
-/// SQLite, a batch of one job (the rule for a large request, and for any request when the load is
-/// light): the fence is checked first, in the transaction, so that once the job is known to go in
-/// its payload can be moved into the statement rather than copied. sqlx copies a borrowed
+/// SQLite, a batch of one job whose payload is at least [`LARGE_PAYLOAD`] (a large request is
+/// usually alone: the writer's batches are bounded in bytes too): the fence is checked first, in
+/// the transaction, so that once the job is known to go in its payload can be moved into the
+/// statement rather than copied. This costs a second round trip, which a large job can afford. sqlx copies a borrowed
 /// argument before handing it to its SQLite thread: for a 10 MB request, one copy fewer in
 /// memory. The job handed back has no payload unless it was refused. Same caller duties as
 /// [`insert_all_sqlite`].

@@ -1360,6 +1360,10 @@ async fn a_revoked_key_creates_nothing(db: &TestDb) {
     }
     assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, 21);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 21);
+    // A large request (its payload is inserted another way on SQLite) is refused the same.
+    let err = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..10_000), &by(&doomed)).await.unwrap_err();
+    assert!(matches!(err, StoreError::ApiKeyRevoked), "{err}");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, 21);
 
     // A replay of the revoked key's earlier job is refused too, not shown.
     let err = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..3), &keyed).await.unwrap_err();
@@ -1388,12 +1392,15 @@ async fn a_catalog_deleted_elsewhere_is_checked_again(db: &TestDb) {
     assert_eq!(second.catalog_id, Some(recreated.id));
     assert_ne!(second.catalog_id, first.catalog_id);
 
-    // Deleted elsewhere for good: not found, and nothing is created.
+    // Deleted elsewhere for good: not found, and nothing is created, for a small request or a
+    // large one (whose payload is inserted another way on SQLite).
     elsewhere.delete_catalog(p, "c").await.unwrap();
     let jobs = db.scalar("SELECT COUNT(*) FROM jobs").await;
-    let err = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap_err();
-    assert_eq!(err.code(), ErrorCode::CatalogNotFound);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, jobs);
+    for count in [1, 10_000] {
+        let err = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..count), &opts()).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::CatalogNotFound);
+        assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, jobs);
+    }
 }
 
 async fn job_ids_are_never_reused(db: &TestDb) {
@@ -1407,6 +1414,12 @@ async fn job_ids_are_never_reused(db: &TestDb) {
     let next = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &opts()).await.unwrap().job.unwrap();
     assert!(next.id > newest.id, "{} after {}", next.id, newest.id);
     assert_eq!(job(s, p, next.id).await, next, "the job answered is the job stored");
+    // The same for a large request, whose payload is inserted another way on SQLite.
+    db.exec(&format!("DELETE FROM job_payloads WHERE job_id = {}", next.id.0)).await;
+    db.exec(&format!("DELETE FROM jobs WHERE id = {}", next.id.0)).await;
+    let large = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..10_000), &opts()).await.unwrap().job.unwrap();
+    assert!(large.id > next.id, "{} after {}", large.id, next.id);
+    assert_eq!(job(s, p, large.id).await, large);
 }
 
 async fn claims_take_the_oldest_due_job_of_any_status(db: &TestDb) {
