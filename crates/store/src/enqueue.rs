@@ -326,7 +326,7 @@ static PG_INSERT: LazyLock<String> = LazyLock::new(|| {
                     i.description, i.reference_id, i.idempotency_key, i.request_hash, i.created_at, i.created_at,
                     i.start_at
              FROM input i WHERE {fenced} ORDER BY i.ord
-             ON CONFLICT (project_id, idempotency_key) DO NOTHING RETURNING id),
+             ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id),
          body AS (INSERT INTO job_payloads (job_id, payload) SELECT i.id, i.payload FROM input i JOIN job USING (id))
          SELECT i.id, (job.id IS NOT NULL)::int::int8 AS inserted, ({})::int::int8 AS key_live, ({})::int::int8 AS catalog_live
          FROM input i LEFT JOIN job USING (id) ORDER BY i.ord",
@@ -429,7 +429,7 @@ impl SqliteStatements {
                     v.column8, v.column9, v.column10, v.column11, v.column12, v.column13, v.column13, v.column14
              FROM (VALUES {}) AS v, temp.enqueue_batch b
              WHERE v.column1 IS NOT NULL AND {fenced}
-             ON CONFLICT (project_id, idempotency_key) DO NOTHING;
+             ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
              INSERT INTO job_payloads (job_id, payload)
              SELECT b.first_id + p.column1, p.column2 FROM (VALUES {}) AS p, temp.enqueue_batch b
              WHERE p.column1 IS NOT NULL AND EXISTS (SELECT 1 FROM jobs j WHERE j.id = b.first_id + p.column1);
@@ -465,7 +465,7 @@ impl SqliteStatements {
         let one = format!(
             "INSERT INTO jobs (id, {COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)
-             ON CONFLICT (project_id, idempotency_key) DO NOTHING;
+             ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
              INSERT INTO job_payloads (job_id, payload) SELECT $1, $15 WHERE changes() > 0;
              SELECT changes() AS inserted;
              COMMIT"

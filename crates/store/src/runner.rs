@@ -123,7 +123,7 @@ struct Statements {
 }
 
 /// SQL for the id of the oldest due job (`$3` is now): the oldest of the oldest due job of each
-/// status, each found at the start of its `jobs_queue` (status, id) or `jobs_claim` (status,
+/// status, each found at the start of its `jobs_queue` (status, id) or `jobs_scheduled` (status,
 /// start_at) range, so a claim costs the same whatever the backlog or the history.
 fn oldest_due_job(lock: &str) -> String {
     format!(
