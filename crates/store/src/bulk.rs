@@ -94,8 +94,30 @@ impl RequestHasher {
     }
 }
 
+/// Encodes a payload into a string allocated at its exact length, measured by a first pass. A
+/// payload can be 10 MB: grown by doubling, its string would touch about twice that, each step
+/// copied into the next, while the request's parsed items are still held.
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("cannot encode payload: {e}")))
+    let failed = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("cannot encode payload: {e}"));
+    let mut length = ByteCount(0);
+    serde_json::to_writer(&mut length, value).map_err(|e| failed(&e))?;
+    let mut bytes = Vec::with_capacity(length.0);
+    serde_json::to_writer(&mut bytes, value).map_err(|e| failed(&e))?;
+    String::from_utf8(bytes).map_err(|e| failed(&e))
+}
+
+/// A writer that only counts what it is given.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Validates ids; `extra` may refuse a valid id for a reason of its own input (e.g. a bad item id
