@@ -239,6 +239,7 @@ conformance!(
     job_ids_are_never_reused,
     claims_take_the_oldest_due_job_of_any_status,
     the_store_closes_after_enqueues,
+    a_batch_of_many_groups_gives_each_job_its_own_row,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1401,6 +1402,106 @@ async fn a_catalog_deleted_elsewhere_is_checked_again(db: &TestDb) {
         assert_eq!(err.code(), ErrorCode::CatalogNotFound);
         assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, jobs);
     }
+}
+
+/// Blocks job inserts from a connection of the test's own (SQLite's write lock, or the `jobs`
+/// table on PostgreSQL) until [`Blocker::release`].
+enum Blocker {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+impl Blocker {
+    async fn hold(db: &TestDb) -> Blocker {
+        match &db.raw {
+            Raw::Sqlite(pool) => {
+                let mut connection = pool.acquire().await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE").execute(&mut *connection).await.unwrap();
+                Blocker::Sqlite(connection)
+            }
+            Raw::Pg(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("LOCK TABLE jobs IN EXCLUSIVE MODE").execute(&mut *tx).await.unwrap();
+                Blocker::Pg(tx)
+            }
+        }
+    }
+
+    async fn release(self) {
+        match self {
+            Blocker::Sqlite(mut connection) => {
+                sqlx::query("COMMIT").execute(&mut *connection).await.unwrap();
+            }
+            Blocker::Pg(tx) => tx.commit().await.unwrap(),
+        }
+    }
+}
+
+/// A hundred requests queued behind a blocked insert are committed as one batch of several
+/// 32-row groups (SQLite) or one statement (PostgreSQL); each job still gets its own row and
+/// payload, and the refused ones (a revoked key, a taken idempotency key) in any group are told
+/// apart from the created ones.
+async fn a_batch_of_many_groups_gives_each_job_its_own_row(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "groups").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let live = s.create_api_key(p, None, &[Scope::CatalogsWrite]).await.unwrap().key.id;
+    let doomed = s.create_api_key(p, None, &[Scope::CatalogsWrite]).await.unwrap().key.id;
+    // Cached as live, then revoked behind the cache's back.
+    s.bulk_delete_items(p, "c", Dialect::Native, ids(0..1), &JobOptions { requested_by: Some(doomed), ..opts() })
+        .await
+        .unwrap();
+    db.exec(&format!("UPDATE api_keys SET revoked_at = 1 WHERE id = {}", doomed.0)).await;
+    let before = db.scalar("SELECT COUNT(*) FROM jobs").await;
+
+    let blocker = Blocker::hold(db).await;
+    let request = |n: usize| {
+        let store = s.clone();
+        let twin = n % 30 == 7;
+        let options = JobOptions {
+            reference_id: Some(if twin { "twin".to_owned() } else { n.to_string() }),
+            idempotency_key: twin.then(|| "twin".to_owned()),
+            requested_by: Some(if n % 9 == 4 { doomed } else { live }),
+            ..opts()
+        };
+        let range = if twin { 5000..5003 } else { n * 3..n * 3 + 3 };
+        tokio::spawn(async move { store.bulk_delete_items(p, "c", Dialect::Native, ids(range), &options).await })
+    };
+    // The first request holds the writer at the lock; the next hundred queue up behind it.
+    let first = request(0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let queued: Vec<_> = (1..=100).map(request).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.release().await;
+
+    assert!(first.await.unwrap().unwrap().job.is_some());
+    let mut twin_jobs = std::collections::BTreeSet::new();
+    let mut created = 1;
+    for (n, request) in (1..=100).zip(queued) {
+        match request.await.unwrap() {
+            Err(error) => assert!(n % 9 == 4 && matches!(error, StoreError::ApiKeyRevoked), "request {n}: {error}"),
+            Ok(outcome) => {
+                assert_ne!(n % 9, 4, "request {n} of the revoked key was accepted");
+                let answered = outcome.job.unwrap();
+                let stored = job(s, p, answered.id).await;
+                assert_eq!(stored, answered, "request {n}: the job answered is the job stored");
+                if n % 30 == 7 {
+                    twin_jobs.insert(answered.id);
+                } else {
+                    assert_eq!(stored.reference_id, Some(n.to_string()), "request {n} got another's row");
+                    created += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(twin_jobs.len(), 1, "requests sharing an idempotency key share one job");
+    created += 1;
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await - before, created);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await - before, created);
+    // Each payload is its own job's: every job deletes exactly its three ids.
+    runner(s, "r", 1000).run_until_idle().await.unwrap();
+    let items_deleted = db.scalar("SELECT CAST(COALESCE(SUM(completed_count), 0) AS BIGINT) FROM jobs").await;
+    assert_eq!(items_deleted, 1 + 3 * created);
 }
 
 async fn job_ids_are_never_reused(db: &TestDb) {
