@@ -27,12 +27,14 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (2, include_str!("../migrations/sqlite/0002_job_payloads.sql")),
     (3, include_str!("../migrations/sqlite/0003_claim_index.sql")),
     (4, include_str!("../migrations/sqlite/0004_partial_job_indexes.sql")),
+    (5, include_str!("../migrations/sqlite/0005_job_payload_parts.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
     (2, include_str!("../migrations/postgres/0002_job_payloads.sql")),
     (3, include_str!("../migrations/postgres/0003_claim_index.sql")),
     (4, include_str!("../migrations/postgres/0004_partial_job_indexes.sql")),
+    (5, include_str!("../migrations/postgres/0005_job_payload_parts.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

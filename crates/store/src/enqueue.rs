@@ -21,9 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts committed together.
 const MAX_BATCH: usize = 256;
-/// Most payload bytes committed together, so one batch never holds more than a few large
-/// requests in memory at once.
-const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// A job whose payload has at least this many bytes is committed alone (so a batch holds at most
+/// `MAX_BATCH` smaller payloads, 16 MiB), and on SQLite its payload is written in parts of
+/// [`PAYLOAD_PART_BYTES`] rather than copied whole (see [`insert_large_sqlite`]).
+const LARGE_PAYLOAD: usize = 64 * 1024;
+/// The largest part of a large payload stored on SQLite (`job_payload_parts`, migration 0005).
+pub(crate) const PAYLOAD_PART_BYTES: usize = 1024 * 1024;
 /// Inserts that may wait for the writer before callers wait to hand theirs over.
 const QUEUE_DEPTH: usize = 4 * MAX_BATCH;
 
@@ -146,17 +149,32 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>
         Writer { db, turns, connection: None, sqlite: SqliteStatements::new(), turn: None, batches_this_turn: 0 };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut release = None;
-    while let Some(first) = receiver.recv().await {
+    // A large job met while gathering a batch: the first of the next one.
+    let mut held_over: Option<Request> = None;
+    loop {
+        let first = match held_over.take() {
+            Some(request) => Message::Insert(request),
+            None => match receiver.recv().await {
+                Some(message) => message,
+                None => break,
+            },
+        };
         // The turn first, then the batch: requests that arrive while another transaction holds
         // the write lock join this batch instead of waiting for the next.
         writer.take_turn().await;
-        let mut bytes = 0;
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
                 Message::Insert(request) => {
-                    bytes += request.job.payload.len();
+                    let large = request.job.payload.len() >= LARGE_PAYLOAD;
+                    if large && !batch.is_empty() {
+                        held_over = Some(request);
+                        break;
+                    }
                     batch.push(request);
+                    if large {
+                        break;
+                    }
                 }
                 // Served after this batch: the batch holds the connection.
                 Message::Release(done) => {
@@ -164,7 +182,7 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>
                     break;
                 }
             }
-            if batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+            if batch.len() < MAX_BATCH {
                 next = receiver.try_recv().ok();
             }
         }
@@ -177,7 +195,7 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>
                     }
                 }
                 // A lone job's failure is its own (and its payload may be spent, see
-                // `insert_one_sqlite`): no second try.
+                // `insert_large_sqlite`): no second try.
                 Err(error) if batch.len() == 1 => {
                     if let Some(request) = batch.pop() {
                         let _ = request.reply.send(Err(error));
@@ -261,7 +279,7 @@ impl Writer {
         self.batches_this_turn += 1;
         let inserted = match batch {
             [lone] if lone.job.payload.len() >= LARGE_PAYLOAD => {
-                insert_one_sqlite(&mut connection, &self.sqlite, &mut lone.job).await.map(|one| vec![one])
+                insert_large_sqlite(&mut connection, &self.sqlite, &mut lone.job).await.map(|one| vec![one])
             }
             _ => {
                 insert_all_sqlite(&mut connection, &self.sqlite, &batch.iter().map(|r| &r.job).collect::<Vec<_>>())
@@ -395,19 +413,17 @@ struct SqliteStatements {
     /// A batch of `n` groups of [`SQLITE_ROWS_PER_STATEMENT`] jobs, from `BEGIN` to `COMMIT`, at
     /// index `n - 1` (see [`insert_all_sqlite`]).
     batches: Vec<String>,
-    /// A lone job: opens the transaction, answers its id and whether its key and catalog live.
-    begin_one: String,
-    /// A lone job: inserts the row and, if it went in, the payload; answers whether it did, and
-    /// commits.
-    one: String,
+    /// A large job: opens the transaction, answers its id, whether its key and catalog live and
+    /// whether its idempotency key is free.
+    begin_large: String,
+    /// A large job: one part of its payload after the first.
+    large_part: &'static str,
+    /// A large job: inserts the row and the payload's first part, and commits.
+    large_row: String,
 }
 
 /// Values bound per job of a group: 15 for the row, 2 for the payload, 3 for the check.
 const SQLITE_JOB_VALUES: usize = 15;
-
-/// A lone job's payload from this size on is inserted by [`insert_one_sqlite`], which does not
-/// copy it; a smaller one goes the way of any batch, one round trip instead of two.
-const LARGE_PAYLOAD: usize = 64 * 1024;
 
 /// Creates the one-row table an SQLite batch keeps its first job id in, for the statements
 /// after the one that chose it; run on each connection the writer takes from the pool. A
@@ -455,22 +471,28 @@ impl SqliteStatements {
                 )
             })
             .collect();
-        let begin_one = format!(
+        let begin_large = format!(
             "BEGIN IMMEDIATE;
              SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0) + 1 AS id,
-                    {} AS key_live, {} AS catalog_live",
+                    {} AS key_live, {} AS catalog_live,
+                    NOT EXISTS (SELECT 1 FROM jobs WHERE project_id = $3 AND idempotency_key = $4) AS key_free",
             key_live("$1", ""),
             catalog_live("$2", "")
         );
-        let one = format!(
+        // No ON CONFLICT: the key was found free under the same write lock, so a conflict here
+        // would be a bug, and fails the insert rather than passing silently.
+        let large_row = format!(
             "INSERT INTO jobs (id, {COLUMNS})
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14)
-             ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING;
-             INSERT INTO job_payloads (job_id, payload) SELECT $1, $15 WHERE changes() > 0;
-             SELECT changes() AS inserted;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, $14);
+             INSERT INTO job_payloads (job_id, payload) VALUES ($1, $15);
              COMMIT"
         );
-        SqliteStatements { batches, begin_one, one }
+        SqliteStatements {
+            batches,
+            begin_large,
+            large_part: "INSERT INTO job_payload_parts (job_id, part, payload) VALUES ($1, $2, $3)",
+            large_row,
+        }
     }
 }
 
@@ -525,39 +547,71 @@ async fn insert_all_sqlite(
         .collect())
 }
 
-/// SQLite, a batch of one job whose payload is at least [`LARGE_PAYLOAD`] (a large request is
-/// usually alone: the writer's batches are bounded in bytes too): the fence is checked first, in
-/// the transaction, so that once the job is known to go in its payload can be moved into the
-/// statement rather than copied. This costs a second round trip, which a large job can afford. sqlx copies a borrowed
-/// argument before handing it to its SQLite thread: for a 10 MB request, one copy fewer in
-/// memory. The job handed back has no payload unless it was refused. Same caller duties as
+/// SQLite, a job whose payload has at least [`LARGE_PAYLOAD`] bytes (always committed alone).
+/// sqlx copies a bound argument unless it is given ownership, and SQLite copies it twice more
+/// (the bound value, then the row's record): for a 10 MB request, 20 MB held at once on top of the
+/// payload. So the payload is cut into parts of at most [`PAYLOAD_PART_BYTES`], each moved into its
+/// own statement: the first goes to `job_payloads` with the row, the others to
+/// `job_payload_parts`, split off the end one at a time so only one part exists twice. The fence
+/// and the idempotency key are checked first, under the write lock, so that once the job is known
+/// to go in nothing is copied in vain. A round trip per part, which a large job can afford. The
+/// job handed back has no payload unless it was refused. Same caller duties as
 /// [`insert_all_sqlite`].
-async fn insert_one_sqlite(
+async fn insert_large_sqlite(
     connection: &mut sqlx::SqliteConnection,
     sql: &SqliteStatements,
     job: &mut NewJob,
 ) -> Result<Inserted, StoreError> {
-    let begun =
-        sqlx::query(&sql.begin_one).bind(job.requested_by).bind(job.catalog_id).fetch_one(&mut *connection).await?;
+    let begun = sqlx::query(&sql.begin_large)
+        .bind(job.requested_by)
+        .bind(job.catalog_id)
+        .bind(job.project_id)
+        .bind(job.idempotency_key.as_deref())
+        .fetch_one(&mut *connection)
+        .await?;
     let (key_live, catalog_live) = (begun.int("key_live")? != 0, begun.int("catalog_live")? != 0);
-    if !key_live || !catalog_live {
+    if !key_live || !catalog_live || begun.int("key_free")? == 0 {
         sqlx::query("ROLLBACK").execute(&mut *connection).await?;
         return Ok(classify(key_live, catalog_live));
     }
     let id = begun.int("id")?;
     let created = job.to_job(id);
-    let payload = std::mem::take(&mut job.payload);
-    let inserted = bind_row(sqlx::query(&sql.one), id, job)
-        .bind(payload)
-        // Not `fetch_one`: it would stop the script at its first row, before the commit.
-        .fetch_all(&mut *connection)
-        .await?;
-    let inserted = match inserted.first() {
-        Some(row) => row.int("inserted")? != 0,
-        None => return Err(StoreError::Corrupt("a job insert answered nothing".into())),
-    };
-    // Under the write lock the fence cannot have changed: not inserted means the key was taken.
-    Ok(if inserted { Inserted::Created(Box::new(created)) } else { Inserted::KeyTaken })
+    let mut payload = std::mem::take(&mut job.payload);
+    let starts = part_starts(&payload, PAYLOAD_PART_BYTES);
+    for (part, start) in starts.iter().enumerate().skip(1).rev() {
+        let tail = payload.split_off(*start);
+        sqlx::query(sql.large_part).bind(id).bind(to_i64(part)).bind(tail).execute(&mut *connection).await?;
+    }
+    payload.shrink_to_fit();
+    // Not `execute` of the rows only: the script ends with the commit, which must run.
+    bind_row(sqlx::query(&sql.large_row), id, job).bind(payload).fetch_all(&mut *connection).await?;
+    Ok(Inserted::Created(Box::new(created)))
+}
+
+/// Where each part of `text` starts when it is cut into parts of at most `part_bytes` bytes
+/// (at least one part; a cut never splits a character, and a part is never empty).
+fn part_starts(text: &str, part_bytes: usize) -> Vec<usize> {
+    let mut starts = vec![0];
+    let mut start = 0;
+    while text.len() - start > part_bytes {
+        let mut end = start + part_bytes;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        // A character longer than a part (only with absurdly small parts) is kept whole.
+        if end == start {
+            end = start + part_bytes;
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            if end == text.len() {
+                break;
+            }
+        }
+        starts.push(end);
+        start = end;
+    }
+    starts
 }
 
 /// Binds a job's row, id first, in the order of [`COLUMNS`] (`updated_at` aside: the SQL repeats
@@ -586,4 +640,42 @@ fn pad<'q>(mut query: SqliteQuery<'q>, from: usize, to: usize) -> SqliteQuery<'q
         query = query.bind(None::<i64>);
     }
     query
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_starts;
+
+    /// Cuts `text` at `starts`, checking that every part is within `part_bytes` and not empty.
+    fn cut(text: &str, part_bytes: usize) -> Vec<&str> {
+        let starts = part_starts(text, part_bytes);
+        let ends = starts.iter().skip(1).copied().chain([text.len()]);
+        starts.iter().zip(ends).map(|(&start, end)| &text[start..end]).collect()
+    }
+
+    #[test]
+    fn a_payload_within_one_part_is_not_cut() {
+        assert_eq!(part_starts("", 4), vec![0]);
+        assert_eq!(part_starts("abcd", 4), vec![0]);
+    }
+
+    #[test]
+    fn parts_cover_the_payload_in_order_without_splitting_a_character() {
+        let text = "aü€bü€c𝄞d".repeat(50);
+        for part_bytes in 4..40 {
+            let parts = cut(&text, part_bytes);
+            assert_eq!(parts.concat(), text, "part size {part_bytes}");
+            assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= part_bytes), "part size {part_bytes}");
+            // Each cut is as late as it can be: the next character would not have fit.
+            for pair in parts.windows(2) {
+                let next = pair[1].chars().next().map_or(0, char::len_utf8);
+                assert!(pair[0].len() + next > part_bytes, "part size {part_bytes}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_character_longer_than_a_part_is_kept_whole() {
+        assert_eq!(cut("𝄞𝄞", 2), vec!["𝄞", "𝄞"]);
+    }
 }

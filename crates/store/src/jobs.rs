@@ -15,6 +15,27 @@ pub(crate) const JOB_COLUMNS: &str = "id, project_id, catalog_id, catalog_name, 
      failure_reason";
 
 /// Cursor tags: a cursor of one listing is refused by another.
+/// A job's payload as rows to join in order (`$1` is the job id): its first part, then the
+/// others of a large payload (`job_payload_parts`, see `enqueue.rs`). No row: no payload.
+pub(crate) const PAYLOAD_PARTS: &str = "SELECT 0 AS part, payload FROM job_payloads WHERE job_id = $1
+     UNION ALL SELECT part, payload FROM job_payload_parts WHERE job_id = $1 ORDER BY part";
+
+/// Joins the rows of [`PAYLOAD_PARTS`] into the payload.
+pub(crate) fn joined_payload(rows: &[impl RowExt]) -> Result<Option<String>, StoreError> {
+    match rows {
+        [] => Ok(None),
+        [whole] => whole.text("payload").map(Some),
+        parts => {
+            // Every part but the last is at most a part's size: room enough, never regrown.
+            let mut payload = String::with_capacity(parts.len() * crate::enqueue::PAYLOAD_PART_BYTES);
+            for part in parts {
+                payload.push_str(&part.text("payload")?);
+            }
+            Ok(Some(payload))
+        }
+    }
+}
+
 const JOBS_CURSOR: char = 'j';
 const ERRORS_CURSOR: char = 'e';
 
@@ -313,10 +334,12 @@ impl Store {
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM job_payloads WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)")
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
+            for payloads in ["job_payloads", "job_payload_parts"] {
+                sqlx::query(&format!("DELETE FROM {payloads} WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)"))
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             let n = sqlx::query("DELETE FROM jobs WHERE expires_at <= $1").bind(now_ms).execute(&mut *tx).await?.rows_affected();
             // A TAT in the past is the same as no state at all.
             sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now_ms as f64).execute(&mut *tx).await?;

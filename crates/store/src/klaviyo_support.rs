@@ -9,7 +9,7 @@ use crate::bulk::CategoryRow;
 use crate::db::{with_db, RowExt};
 use crate::error::StoreError;
 use crate::idlist::{in_list, IdList};
-use crate::jobs::{job_from_row, JOB_COLUMNS};
+use crate::jobs::{job_from_row, joined_payload, JOB_COLUMNS, PAYLOAD_PARTS};
 use crate::model::{Category, Job, JobId, ProjectId};
 use crate::store::Store;
 use crate::util::{clamp_limit, decode_int_cursor, encode_int_cursor};
@@ -192,16 +192,14 @@ impl Store {
     /// catalog deletes).
     pub async fn job_input_ids(&self, project: ProjectId, id: JobId) -> Result<Option<Vec<String>>, StoreError> {
         let (kind, payload) = with_db!(self.db(), pool => {
-            let row = sqlx::query(
-                "SELECT j.kind, p.payload FROM jobs j LEFT JOIN job_payloads p ON p.job_id = j.id
-                 WHERE j.id = $1 AND j.project_id = $2",
-            )
+            let row = sqlx::query("SELECT kind FROM jobs WHERE id = $1 AND project_id = $2")
                 .bind(id.0)
                 .bind(project.0)
                 .fetch_optional(pool)
                 .await?
                 .ok_or(StoreError::JobNotFound(id.0))?;
-            (row.text("kind")?, row.opt_text("payload")?)
+            let parts = sqlx::query(PAYLOAD_PARTS).bind(id.0).fetch_all(pool).await?;
+            (row.text("kind")?, joined_payload(&parts)?)
         });
         let kind = kind.parse::<JobKind>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let Some(payload) = payload else { return Ok(None) };

@@ -15,6 +15,7 @@ use crate::catalogs::parse_fields;
 use crate::db::{count, now_ms, sqlite_script, to_i64, with_db, Flavor, RowExt, WriteTurns};
 use crate::error::StoreError;
 use crate::idlist::{in_list, IdList};
+use crate::jobs::{joined_payload, PAYLOAD_PARTS};
 use crate::model::JobId;
 use crate::store::Store;
 use crate::util::{hex, random_bytes};
@@ -349,7 +350,8 @@ impl Runner {
         // commit need not wait for the WAL flush either. The payload is read once per claim.
         let claimed = match self.store.db() {
             crate::db::Db::Pg(pool) => {
-                // One autocommit statement: claim, relaxed commit and payload in one round trip.
+                // One autocommit statement: claim, relaxed commit and payload in one round trip
+                // (payloads are stored in parts on SQLite only: here the first part is all of it).
                 let row = sqlx::query(&self.sql.claim_with_payload)
                     .bind(&self.config.owner)
                     .bind(lease_until)
@@ -367,12 +369,8 @@ impl Runner {
                 match sqlite_script(relaxed, &self.turns, claim).await?.first() {
                     // Read after the claim's commit, off the write lock: a payload never changes.
                     Some(row) => {
-                        let payload = sqlx::query("SELECT payload FROM job_payloads WHERE job_id = $1")
-                            .bind(row.int("id")?)
-                            .fetch_optional(pool)
-                            .await?
-                            .map(|p| p.text("payload"))
-                            .transpose()?;
+                        let parts = sqlx::query(PAYLOAD_PARTS).bind(row.int("id")?).fetch_all(pool).await?;
+                        let payload = joined_payload(&parts)?;
                         Some(claimed_from_row(row, payload)?)
                     }
                     None => None,

@@ -240,6 +240,7 @@ conformance!(
     claims_take_the_oldest_due_job_of_any_status,
     the_store_closes_after_enqueues,
     a_batch_of_many_groups_gives_each_job_its_own_row,
+    a_large_payload_is_stored_in_parts_and_read_whole,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -307,12 +308,12 @@ async fn backdate_leases(db: &TestDb) {
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 4);
+    assert_eq!(db.store.schema_version().await.unwrap(), 5);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 4);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 4);
+    assert_eq!(again.schema_version().await.unwrap(), 5);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 5);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -324,6 +325,7 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         "jobs",
         "job_errors",
         "job_payloads",
+        "job_payload_parts",
         "rate_limits",
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
@@ -1245,7 +1247,7 @@ async fn migration_2_moves_pending_payloads(db: &TestDb) {
     )
     .await;
     let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 5);
     let p = store.get_project_by_key("old").await.unwrap().id;
     let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
     let j = store.get_job(p, id).await.unwrap();
@@ -1502,6 +1504,65 @@ async fn a_batch_of_many_groups_gives_each_job_its_own_row(db: &TestDb) {
     runner(s, "r", 1000).run_until_idle().await.unwrap();
     let items_deleted = db.scalar("SELECT CAST(COALESCE(SUM(completed_count), 0) AS BIGINT) FROM jobs").await;
     assert_eq!(items_deleted, 1 + 3 * created);
+}
+
+/// A payload of 64 KiB or more is committed alone, and on SQLite stored in parts of at most
+/// 1 MiB (`job_payload_parts`); every reader gets it back whole, and the purge removes the parts.
+async fn a_large_payload_is_stored_in_parts_and_read_whole(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "large").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    let parts_of = |id: JobId| format!("SELECT COUNT(*) FROM job_payload_parts WHERE job_id = {}", id.0);
+    let expect_parts = |parts: i64| {
+        // PostgreSQL receives a payload whole; only SQLite cuts it.
+        if db.is_pg() {
+            assert_eq!(parts, 0);
+        } else {
+            assert!(parts >= 1, "the payload was stored whole");
+        }
+    };
+
+    // About 3 MB of items, with two-byte characters that a cut must not split.
+    let blob = "ü".repeat(750);
+    let item = |i: usize| json!({ "blob": blob, "n": i });
+    let items: Vec<ItemInput> =
+        (0..2000).map(|i| ItemInput { id: RawId::String(format!("item-{i:05}")), fields: fields(item(i)) }).collect();
+    // Twins behind a blocked insert both reach the writer: the second finds the key taken.
+    let blocker = Blocker::hold(db).await;
+    let twin = || {
+        let (store, items) = (s.clone(), items.clone());
+        let options = JobOptions { idempotency_key: Some("large".into()), ..opts() };
+        tokio::spawn(async move { store.bulk_upsert_items(p, "c", Dialect::Native, items, &options).await })
+    };
+    let (first, second) = (twin(), twin());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    blocker.release().await;
+    let first = first.await.unwrap().unwrap().job.unwrap();
+    let second = second.await.unwrap().unwrap().job.unwrap();
+    assert_eq!(first.id, second.id, "twins share one job");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs").await, 1);
+    expect_parts(db.scalar(&parts_of(first.id)).await);
+
+    runner(s, "r", 500).run_until_idle().await.unwrap();
+    let done = job(s, p, first.id).await;
+    assert_eq!((done.status, done.completed_count, done.failed_count), (JobStatus::Completed, 2000, 0));
+    for i in [0, 777, 1999] {
+        let stored = s.get_item(p, "c", &format!("item-{i:05}")).await.unwrap();
+        assert_eq!(Value::Object(stored.fields), item(i));
+    }
+
+    // About 2 MB of ids, read back whole by the Klaviyo facade's call.
+    let long_ids: Vec<String> = (0..10_000).map(|i| format!("{}-{i:05}", "x".repeat(190))).collect();
+    let raw = long_ids.iter().cloned().map(RawId::String).collect();
+    let delete = s.bulk_delete_items(p, "c", Dialect::Native, raw, &opts()).await.unwrap().job.unwrap();
+    expect_parts(db.scalar(&parts_of(delete.id)).await);
+    assert_eq!(s.job_input_ids(p, delete.id).await.unwrap(), Some(long_ids));
+
+    runner(s, "r", 5000).run_until_idle().await.unwrap();
+    db.exec("UPDATE jobs SET expires_at = 1").await;
+    assert_eq!(s.purge_expired(catalog_store::now_ms()).await.unwrap(), 2);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payload_parts").await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 0);
 }
 
 async fn job_ids_are_never_reused(db: &TestDb) {
