@@ -583,8 +583,7 @@ async fn insert_large_sqlite(
         sqlx::query(sql.large_part).bind(id).bind(to_i64(part)).bind(tail).execute(&mut *connection).await?;
     }
     payload.shrink_to_fit();
-    // Not `execute` of the rows only: the script ends with the commit, which must run.
-    bind_row(sqlx::query(&sql.large_row), id, job).bind(payload).fetch_all(&mut *connection).await?;
+    bind_row(sqlx::query(&sql.large_row), id, job).bind(payload).execute(&mut *connection).await?;
     Ok(Inserted::Created(Box::new(created)))
 }
 
