@@ -241,6 +241,7 @@ conformance!(
     the_store_closes_after_enqueues,
     a_batch_of_many_groups_gives_each_job_its_own_row,
     a_large_payload_is_stored_in_parts_and_read_whole,
+    a_last_chunk_can_claim_the_next_job,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1563,6 +1564,61 @@ async fn a_large_payload_is_stored_in_parts_and_read_whole(db: &TestDb) {
     assert_eq!(s.purge_expired(catalog_store::now_ms()).await.unwrap(), 2);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payload_parts").await, 0);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM job_payloads").await, 0);
+}
+
+/// A job's last item-delete chunk can claim the next due job in its own transaction (SQLite; on
+/// PostgreSQL the next lease comes from a plain claim): the next lease runs that job under a fresh
+/// attempt, and one handed back at shutdown is queued again.
+async fn a_last_chunk_can_claim_the_next_job(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "chain").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 30).await;
+    let mut jobs = Vec::new();
+    for start in [0, 10, 20] {
+        let job = s.bulk_delete_items(p, "c", Dialect::Native, ids(start..start + 10), &opts()).await.unwrap();
+        jobs.push(job.job.unwrap().id);
+    }
+    let r = runner(s, "r", 1000);
+    let next_of = |lease: Option<catalog_store::Lease>| {
+        let r = r.clone();
+        async move {
+            if db.is_pg() {
+                assert!(lease.is_none(), "PostgreSQL does not chain claims");
+                r.claim().await.unwrap()
+            } else {
+                lease
+            }
+        }
+    };
+
+    let mut first = r.claim().await.unwrap().unwrap();
+    assert_eq!(first.job_id(), jobs[0]);
+    first.chain_next_claim();
+    assert_eq!(first.step().await.unwrap(), Step::Finished(JobStatus::Completed));
+    let mut second = next_of(first.next_lease().await.unwrap()).await.unwrap();
+    assert_eq!((second.job_id(), second.attempt()), (jobs[1], 1));
+    assert_eq!(job(s, p, jobs[1]).await.status, JobStatus::Running);
+    second.chain_next_claim();
+    assert_eq!(second.step().await.unwrap(), Step::Finished(JobStatus::Completed));
+
+    // Handed back, as at shutdown: queued again, and claimed afresh.
+    let third = next_of(second.next_lease().await.unwrap()).await.unwrap();
+    assert_eq!(third.job_id(), jobs[2]);
+    third.release().await.unwrap();
+    assert_eq!(job(s, p, jobs[2]).await.status, JobStatus::Queued);
+    let mut third = r.claim().await.unwrap().unwrap();
+    assert_eq!((third.job_id(), third.attempt()), (jobs[2], 2));
+    third.chain_next_claim();
+    assert_eq!(third.step().await.unwrap(), Step::Finished(JobStatus::Completed));
+    assert!(third.next_lease().await.unwrap().is_none(), "nothing was due");
+
+    for id in &jobs {
+        let done = job(s, p, *id).await;
+        assert_eq!((done.status, done.completed_count), (JobStatus::Completed, 10));
+    }
+    assert_eq!(item_count(db).await, 0);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs WHERE lease_owner IS NOT NULL").await, 0);
 }
 
 async fn job_ids_are_never_reused(db: &TestDb) {
