@@ -4,7 +4,8 @@
 //!   generated files up to date, and every test.
 //! - `cargo xtask check-deps` — the architecture invariant on catalog-domain's dependencies.
 //! - `cargo xtask codegen [--check]` — rewrites (or checks) the generated `docs/openapi.json`.
-//! - `cargo xtask bench store [--items N]` — the store benchmark (see docs/PERFORMANCE.md).
+//! - `cargo xtask bench store [--items N --batch N --section NAME]` — the store benchmark (see
+//!   docs/PERFORMANCE.md).
 //! - `cargo xtask bench http [...]` — the HTTP benchmark against the release binary.
 
 use std::collections::{BTreeSet, HashMap};
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | bench store [--items N] | bench http [--jobs N --seconds S --connections C]>";
+const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | bench store [--items N --batch N --section NAME] | bench http [--jobs N --seconds S --connections C]>";
 
 /// Where the generated OpenAPI document is committed.
 const OPENAPI_PATH: &str = "docs/openapi.json";
