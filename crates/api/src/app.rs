@@ -70,7 +70,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
             for (status, count) in &jobs.by_status {
                 let _ = writeln!(out, "catalogd_jobs{{status=\"{status}\"}} {count}");
             }
-            out.push_str("# HELP catalogd_items_processed_total Inputs processed by finished and running jobs.\n");
+            out.push_str(
+                "# HELP catalogd_items_processed_total Inputs applied (completed or failed) by this process's runners.\n",
+            );
             out.push_str("# TYPE catalogd_items_processed_total counter\n");
             let _ = writeln!(out, "catalogd_items_processed_total {}", jobs.items_processed);
             out.push_str("# HELP catalogd_runner_lag_seconds Age of the oldest due job not yet claimed.\n");

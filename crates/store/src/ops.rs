@@ -12,7 +12,9 @@ use catalog_domain::JobStatus;
 pub struct JobMetrics {
     /// Jobs stored, by canonical status (every status present, zero when none).
     pub by_status: Vec<(JobStatus, u64)>,
-    /// Inputs counted by all stored jobs (completed + failed).
+    /// Inputs this process's runners have applied (completed or failed) since it started: a
+    /// counter in Prometheus' sense, per process and never decreasing (a sum over stored jobs
+    /// would drop when finished jobs are purged, and cost a pass over every job row per scrape).
     pub items_processed: u64,
     /// How long the oldest due job has waited for a runner, in ms (0 when none waits).
     pub oldest_due_ms: i64,
@@ -24,13 +26,14 @@ impl Store {
         let now = now_ms();
         with_db!(self.db(), pool => {
             let rows = sqlx::query(
-                "SELECT status, COUNT(*) AS n, COALESCE(SUM(completed_count + failed_count), 0) AS processed
-                 FROM jobs GROUP BY status",
+                // Answered from the `jobs_queue` (status, id) index alone.
+                "SELECT status, COUNT(*) AS n FROM jobs GROUP BY status",
             )
             .fetch_all(pool)
             .await?;
             let mut metrics = JobMetrics {
                 by_status: JobStatus::ALL.iter().map(|s| (*s, 0)).collect(),
+                items_processed: self.inner.items_processed.load(std::sync::atomic::Ordering::Relaxed),
                 ..JobMetrics::default()
             };
             for row in &rows {
@@ -38,7 +41,6 @@ impl Store {
                 if let Some(slot) = metrics.by_status.iter_mut().find(|(s, _)| *s == status) {
                     slot.1 = count(row.int("n")?);
                 }
-                metrics.items_processed += count(row.int("processed")?);
             }
             // A due job is queued (or scheduled with start_at passed); its wait starts at the later
             // of its creation and its start_at.

@@ -1024,6 +1024,9 @@ impl Lease {
         let Some(next) = committed else {
             return self.interrupted().await;
         };
+        let applied = |s: &JobState| s.completed_count + s.failed_count;
+        let chunk_items = applied(&next).saturating_sub(applied(&self.state));
+        self.runner.store.inner.items_processed.fetch_add(chunk_items, std::sync::atomic::Ordering::Relaxed);
         self.state = next;
         self.cursor = end;
         if next.status.is_terminal() {

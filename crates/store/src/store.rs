@@ -6,6 +6,7 @@ use crate::enqueue::Enqueuer;
 use crate::error::StoreError;
 use catalog_domain::job::DEFAULT_RETENTION_MS;
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -57,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) job_enqueued: Notify,
     /// Signalled when a job reaches a terminal status in this process: wakes long polls.
     pub(crate) job_finished: Notify,
+    /// Inputs this process's runners have applied (completed or failed) since it started.
+    pub(crate) items_processed: AtomicU64,
     /// GCRA state on SQLite (see `rate.rs`): quota key → theoretical arrival time.
     pub(crate) local_quotas: Mutex<HashMap<String, f64>>,
     /// The group-commit writer every job creation goes through (see `enqueue.rs`).
@@ -88,6 +91,7 @@ impl Store {
                 config,
                 job_enqueued: Notify::new(),
                 job_finished: Notify::new(),
+                items_processed: AtomicU64::new(0),
                 local_quotas: Mutex::new(HashMap::new()),
                 cache: LookupCache::default(),
                 write_turns,

@@ -242,6 +242,7 @@ conformance!(
     a_batch_of_many_groups_gives_each_job_its_own_row,
     a_large_payload_is_stored_in_parts_and_read_whole,
     a_last_chunk_can_claim_the_next_job,
+    job_metrics_count_jobs_and_the_items_applied_here,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -1619,6 +1620,45 @@ async fn a_last_chunk_can_claim_the_next_job(db: &TestDb) {
     }
     assert_eq!(item_count(db).await, 0);
     assert_eq!(db.scalar("SELECT COUNT(*) FROM jobs WHERE lease_owner IS NOT NULL").await, 0);
+}
+
+/// `/metrics`' job figures: jobs by status over the whole database, and the inputs this process's
+/// runners applied, a counter that purges never lower.
+async fn job_metrics_count_jobs_and_the_items_applied_here(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "metrics").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 20).await;
+    let later = JobOptions { start_at: Some(catalog_store::now_ms() + 3_600_000), ..opts() };
+    s.bulk_delete_items(p, "c", Dialect::Native, ids(0..5), &later).await.unwrap();
+    for start in [0, 10] {
+        s.bulk_delete_items(p, "c", Dialect::Native, ids(start..start + 10), &opts()).await.unwrap();
+    }
+    let count = |metrics: &catalog_store::JobMetrics, status: JobStatus| {
+        metrics.by_status.iter().find(|(s, _)| *s == status).map_or(0, |(_, n)| *n)
+    };
+    // The seeding upsert job has run here: 20 items, one completed job.
+    let before = s.job_metrics().await.unwrap();
+    assert_eq!((count(&before, JobStatus::Scheduled), count(&before, JobStatus::Queued)), (1, 2));
+    assert_eq!((count(&before, JobStatus::Completed), before.items_processed), (1, 20));
+
+    // Chunks of 4, so each job is applied over several checkpoints: each is counted once.
+    runner(s, "r", 4).run_until_idle().await.unwrap();
+    let after = s.job_metrics().await.unwrap();
+    assert_eq!((count(&after, JobStatus::Completed), count(&after, JobStatus::Queued)), (3, 0));
+    assert_eq!(after.items_processed, 40);
+
+    // Another process on the same database counts the same jobs but applied nothing itself.
+    let elsewhere = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
+    let there = elsewhere.job_metrics().await.unwrap();
+    assert_eq!((there.by_status, there.items_processed), (after.by_status, 0));
+    elsewhere.close().await;
+
+    // Purging finished jobs lowers the gauge, never the counter.
+    db.exec("UPDATE jobs SET expires_at = 1 WHERE status = 'completed'").await;
+    s.purge_expired(catalog_store::now_ms()).await.unwrap();
+    let purged = s.job_metrics().await.unwrap();
+    assert_eq!((count(&purged, JobStatus::Completed), purged.items_processed), (0, 40));
 }
 
 async fn job_ids_are_never_reused(db: &TestDb) {
