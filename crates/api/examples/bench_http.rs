@@ -4,7 +4,8 @@
 //! - latency to accept one 10,000-id bulk delete (p50/p99), next to `/healthz` latency;
 //! - accepted 50-id bulk deletes per second from 64 keep-alive connections, next to `/healthz`
 //!   requests per second from the same load generator;
-//! - job listing latency with 1,000,000 jobs stored, on page 1 and on page 10,000 (keyset);
+//! - job listing latency with 1,000,000 jobs stored, on page 1 and on page 10,000 (keyset), and
+//!   the latency of a `/metrics` scrape, which counts them by status;
 //! - the server's peak RSS while it accepts a 10 MB body, next to its RSS before.
 //!
 //! Usage: `bench_http --bin target/release/catalogd [--jobs N] [--seconds S] [--connections C]
@@ -293,6 +294,18 @@ async fn main() -> Result<(), BoxError> {
     first_pages.sort();
     deep_pages.sort();
 
+    // A Prometheus scrape counts every stored job by status.
+    let mut scrapes = Vec::new();
+    for _ in 0..20 {
+        let started = Instant::now();
+        let (status, _) = conn.send("GET", "/metrics", None).await?;
+        scrapes.push(started.elapsed());
+        if status != 200 {
+            return Err(format!("/metrics answered {status}").into());
+        }
+    }
+    scrapes.sort();
+
     // Accepting one 10,000-id request, next to /healthz on the same connection.
     eprintln!("10,000-id requests…");
     let mut accept = Vec::new();
@@ -373,6 +386,7 @@ async fn main() -> Result<(), BoxError> {
          | accepted 50-id bulk deletes per second | {deletes:.0}/s | `/healthz`: {healthz:.0}/s | 20,000/s |\n\
          | job listing page 1, p50 / p99 | {l50} / {l99} | — | p99 ≤ 5 ms |\n\
          | job listing page {pages}, p50 / p99 | {d50} / {d99} | page 1 (above) | p99 ≤ 5 ms, flat |\n\
+         | `/metrics` scrape, p50 / p99 | {m50} / {m99} | `/healthz` (first row) | none set |\n\
          | peak RSS accepting a {mb:.1} MB body (status {status}) | {hwm_after} KiB | before: RSS {rss_before} KiB, peak {hwm_before} KiB | ≤ 100 MB |\n",
         machine = machine(),
         jobs = options.jobs,
@@ -386,6 +400,8 @@ async fn main() -> Result<(), BoxError> {
         l99 = ms(percentile(&first_pages, 0.99)),
         d50 = ms(percentile(&deep_pages, 0.5)),
         d99 = ms(percentile(&deep_pages, 0.99)),
+        m50 = ms(percentile(&scrapes, 0.5)),
+        m99 = ms(percentile(&scrapes, 0.99)),
         mb = body.len() as f64 / 1_000_000.0,
     );
     println!("{table}");
