@@ -5,6 +5,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{admin, create_project_and_key, free_port, start, temp_dir, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,13 +60,27 @@ fn setup(name: &str) -> (PathBuf, String) {
 }
 
 async fn submit(server: &Server, token: &str, endpoint: &str, ids: &[String]) -> Vec<i64> {
+    submit_starting(server, token, endpoint, ids, None).await
+}
+
+/// [`submit`], the jobs to start at `start_at` (RFC 3339) when given.
+async fn submit_starting(
+    server: &Server,
+    token: &str,
+    endpoint: &str,
+    ids: &[String],
+    start_at: Option<&str>,
+) -> Vec<i64> {
     let mut jobs = Vec::new();
     for chunk in ids.chunks(10_000) {
-        let body = if endpoint == "bulk-upsert" {
+        let mut body = if endpoint == "bulk-upsert" {
             json!({"items": chunk.iter().map(|id| json!({"id": id, "fields": {"n": id}})).collect::<Vec<_>>()})
         } else {
             json!({"ids": chunk})
         };
+        if let Some(start_at) = start_at {
+            body["start_at"] = json!(start_at);
+        }
         let (status, answer) =
             call(server, token, "POST", &format!("/v1/catalogs/shoes/items/{endpoint}"), Some(body)).await;
         assert_eq!(status, 202, "{answer}");
@@ -139,11 +154,18 @@ async fn a_job_survives_sigkill_of_its_server() {
     let upserts = submit(&server, &token, "bulk-upsert", &ids).await;
     wait_all(&server, &token, &upserts).await;
 
-    let deletes = submit(&server, &token, "bulk-delete", &ids).await;
+    // Scheduled a moment ahead, so the watch below has begun before they run: on a busy machine a
+    // job of 500 chunks can otherwise finish before the second request is even answered.
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis();
+    let start_at = catalog_domain::time::format_rfc3339(i64::try_from(now_ms).expect("ms") + 2_000);
+    let deletes = submit_starting(&server, &token, "bulk-delete", &ids, Some(&start_at)).await;
     // Kill as soon as the first job has checkpointed at least one chunk but not finished.
     let mut killed_mid_job = false;
-    for _ in 0..2_000 {
+    let mut last_seen = Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
         let job = call(&server, &token, "GET", &format!("/v1/jobs/{}", deletes[0]), None).await.1;
+        last_seen = job.clone();
         let completed = job["completed_count"].as_u64().unwrap_or(0);
         if job["status"] == "running" && completed > 0 && completed < 10_000 {
             server.child.kill().expect("SIGKILL");
@@ -155,7 +177,7 @@ async fn a_job_survives_sigkill_of_its_server() {
             break;
         }
     }
-    assert!(killed_mid_job, "the server was not caught mid-job; lower --chunk-size");
+    assert!(killed_mid_job, "the server was not caught mid-job; lower --chunk-size (last seen: {last_seen})");
     drop(server);
 
     let server = start(&dir, port, &flags("1000"));
