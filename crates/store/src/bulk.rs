@@ -94,15 +94,22 @@ impl RequestHasher {
     }
 }
 
-/// Encodes a payload into a string allocated at its exact length, measured by a first pass. A
-/// payload can be 10 MB: grown by doubling, its string would touch about twice that, each step
-/// copied into the next, while the request's parsed items are still held.
-fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+/// Payloads of at least this many rows are measured before they are written (see [`to_json`]).
+const MEASURED_PAYLOAD_ROWS: usize = 1_000;
+
+/// Encodes a payload's rows. A large payload goes into a string allocated at its exact length,
+/// measured by a first pass: it can be 10 MB, and grown by doubling its string would touch about
+/// twice that, each step copied into the next, while the request's parsed items are still held.
+/// A small one (the common request) is written once, growth being cheaper than a second pass.
+fn to_json<T: Serialize>(rows: &[T]) -> Result<String, StoreError> {
     let failed = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("cannot encode payload: {e}"));
+    if rows.len() < MEASURED_PAYLOAD_ROWS {
+        return serde_json::to_string(rows).map_err(|e| failed(&e));
+    }
     let mut length = ByteCount(0);
-    serde_json::to_writer(&mut length, value).map_err(|e| failed(&e))?;
+    serde_json::to_writer(&mut length, rows).map_err(|e| failed(&e))?;
     let mut bytes = Vec::with_capacity(length.0);
-    serde_json::to_writer(&mut bytes, value).map_err(|e| failed(&e))?;
+    serde_json::to_writer(&mut bytes, rows).map_err(|e| failed(&e))?;
     String::from_utf8(bytes).map_err(|e| failed(&e))
 }
 
