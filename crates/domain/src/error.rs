@@ -46,6 +46,9 @@ error_codes! {
     TooManyItems => ("too_many_items", 400),
     /// No item of the request was valid, so no job was created.
     NoValidItems => ("no_valid_items", 400),
+    /// A job's input that the database refused to store (a per-item error of a job, never a
+    /// request's answer).
+    ItemRefused => ("item_refused", 400),
     /// No credentials, or credentials that match no active key.
     Unauthenticated => ("unauthenticated", 401),
     /// The key is valid but lacks the scope this route needs.

@@ -233,6 +233,16 @@ impl JobState {
         }
     }
 
+    /// The state after a runner claims the job: a scheduled job becomes due first, and a running
+    /// job whose lease ended is released first (and keeps its counts).
+    pub fn claim(self) -> Result<JobState, TransitionError> {
+        match self.status {
+            JobStatus::Scheduled => self.apply(JobEvent::BecameDue)?.apply(JobEvent::Claimed),
+            JobStatus::Running => self.apply(JobEvent::Released)?.apply(JobEvent::Claimed),
+            _ => self.apply(JobEvent::Claimed),
+        }
+    }
+
     /// Items counted so far, completed or failed.
     pub const fn processed(&self) -> u64 {
         self.completed_count + self.failed_count
@@ -267,7 +277,12 @@ impl JobState {
                 }
                 next.status = Completed;
             }
-            (Queued | Running, JobEvent::Failed) => next.status = Failed,
+            (Queued | Running, JobEvent::Failed) => {
+                // The job as a whole could not go on: what it did not apply is counted as failed,
+                // so a failed job's counts add up like a completed one's.
+                next.status = Failed;
+                next.failed_count = self.total_count.saturating_sub(self.completed_count);
+            }
             (Scheduled | Queued, JobEvent::CancelRequested) => next.status = Cancelled,
             (Running, JobEvent::CancelRequested) => next.cancel_requested = true,
             _ => return Err(not_applicable()),
@@ -403,7 +418,21 @@ mod tests {
     }
 
     #[test]
-    fn a_job_that_cannot_run_fails() {
-        assert_eq!(running(5).apply(JobEvent::Failed).map(|j| j.status), Ok(JobStatus::Failed));
+    fn a_job_that_cannot_run_fails_and_counts_the_rest_as_failed() {
+        let job = running(5).apply(JobEvent::Checkpoint { completed: 2, failed: 1 }).expect("checkpoint");
+        let failed = job.apply(JobEvent::Failed).expect("fail");
+        assert_eq!((failed.status, failed.completed_count, failed.failed_count), (JobStatus::Failed, 2, 3));
+        let never_ran = JobState::new(4, false).apply(JobEvent::Failed).expect("fail");
+        assert_eq!((never_ran.completed_count, never_ran.failed_count), (0, 4));
+    }
+
+    #[test]
+    fn a_claim_leaves_every_unfinished_status_running() {
+        for state in [JobState::new(3, true), JobState::new(3, false), running(3)] {
+            assert_eq!(state.claim().map(|s| s.status), Ok(JobStatus::Running), "{:?}", state.status);
+        }
+        let resumed = running(3).apply(JobEvent::Checkpoint { completed: 1, failed: 1 }).and_then(JobState::claim);
+        assert_eq!(resumed.map(|s| s.processed()), Ok(2), "a resumed job keeps its counts");
+        assert!(running(1).apply(JobEvent::Failed).and_then(JobState::claim).is_err());
     }
 }

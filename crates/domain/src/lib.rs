@@ -2,12 +2,14 @@
 //!
 //! Everything the service decides about its input lives here once, as data and pure functions:
 //! item id rules of every dialect and their limits, Klaviyo's compound ids, the catalog name rule,
-//! the job lifecycle and each dialect's status words, and the table of error codes. The store, the
+//! the job lifecycle and each dialect's status words, the order in which a catalog's jobs take
+//! effect (`order`), the rules of applying a job's inputs (`apply`), and the table of error codes. The store, the
 //! HTTP layer and the client all call into this crate, so a rule changes in one place.
 //!
 //! This crate depends on no I/O crate (no tokio, sqlx, axum, hyper, reqwest); `cargo xtask ci`
 //! checks that.
 
+pub mod apply;
 pub mod braze_fields;
 pub mod catalog;
 pub mod chunk;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod ids;
 pub mod job;
 pub mod klaviyo;
+pub mod order;
 pub mod rate;
 pub mod time;
 

@@ -1,9 +1,11 @@
-//! Property tests of the id rules, chunking, the job state machine and Klaviyo's compound ids.
+//! Property tests of the id rules, chunking, the job state machine, the order of a catalog's
+//! jobs and Klaviyo's compound ids.
 
 use catalog_domain::chunk::{chunk_ranges, effective_size};
 use catalog_domain::ids::{is_safe_char, IdCharset};
+use catalog_domain::order::{startable, PendingJob};
 use catalog_domain::{
-    check_id, chunk_count, chunks, validate_ids, CompoundId, Dialect, IdProblem, JobEvent, JobState, RawId,
+    check_id, chunk_count, chunks, validate_ids, CompoundId, Dialect, IdProblem, JobEvent, JobState, JobStatus, RawId,
 };
 use proptest::prelude::*;
 use std::collections::HashMap;
@@ -169,8 +171,8 @@ proptest! {
                 job = next;
             }
             prop_assert!(job.completed_count + job.failed_count <= job.total_count, "{job:?}");
-            if job.status == catalog_domain::JobStatus::Completed {
-                prop_assert_eq!(job.processed(), job.total_count);
+            if matches!(job.status, JobStatus::Completed | JobStatus::Failed) {
+                prop_assert_eq!(job.processed(), job.total_count, "a finished job's counts add up: {:?}", job);
             }
         }
     }
@@ -187,4 +189,157 @@ proptest! {
         let parsed = CompoundId::parse(&text).expect("supported compound id");
         prop_assert_eq!(parsed.render(), text);
     }
+
+    #[test]
+    fn at_most_one_job_per_catalog_starts_and_never_behind_an_earlier_one(
+        jobs in pending_jobs(),
+        now in 0i64..120,
+    ) {
+        let chosen = startable(&jobs, now);
+        let mut seen = std::collections::HashSet::new();
+        for job in &chosen {
+            prop_assert!(seen.insert(job.catalog), "two jobs of catalog {} start", job.catalog);
+            let siblings: Vec<&PendingJob> =
+                jobs.iter().filter(|j| j.catalog == job.catalog && !j.status.is_terminal()).collect();
+            let holders: Vec<&&PendingJob> =
+                siblings.iter().filter(|j| j.started || j.status == JobStatus::Running).collect();
+            if holders.is_empty() {
+                prop_assert!(is_due(job, now), "{job:?} is not due at {now}");
+                for other in &siblings {
+                    prop_assert!(
+                        !is_due(other, now) || other.order_key() >= job.order_key(),
+                        "{job:?} starts before the earlier due {other:?}"
+                    );
+                }
+            } else {
+                let first = holders.iter().map(|j| j.order_key()).min();
+                prop_assert_eq!(Some(job.order_key()), first, "only the job holding the catalog may go on");
+                prop_assert!(job.status != JobStatus::Running || job.lease_expires_at.is_none_or(|end| end < now));
+            }
+        }
+        prop_assert!(chosen.windows(2).all(|w| w[0].order_key() <= w[1].order_key()), "oldest due first");
+    }
+
+    #[test]
+    fn a_catalog_with_due_work_and_nobody_on_it_gets_a_job(jobs in pending_jobs(), now in 0i64..120) {
+        let chosen = startable(&jobs, now);
+        for catalog in 0..4 {
+            let siblings: Vec<&PendingJob> =
+                jobs.iter().filter(|j| j.catalog == catalog && !j.status.is_terminal()).collect();
+            let free = siblings.iter().all(|j| !j.started && j.status != JobStatus::Running);
+            if free && siblings.iter().any(|j| is_due(j, now)) {
+                prop_assert!(chosen.iter().any(|j| j.catalog == catalog), "catalog {catalog} starves");
+            }
+        }
+    }
+
+    #[test]
+    fn catalogs_do_not_see_each_other(jobs in pending_jobs(), now in 0i64..120) {
+        let all = startable(&jobs, now);
+        for catalog in 0..4 {
+            let alone: Vec<PendingJob> = jobs.iter().copied().filter(|j| j.catalog == catalog).collect();
+            let by_itself: Vec<i64> = startable(&alone, now).iter().map(|j| j.id).collect();
+            let among_others: Vec<i64> = all.iter().filter(|j| j.catalog == catalog).map(|j| j.id).collect();
+            prop_assert_eq!(by_itself, among_others);
+        }
+    }
+
+    /// Runners start, crash, release and finish jobs in any order the rule allows, while new
+    /// jobs arrive; every catalog's jobs still finish one at a time, in the order they became due.
+    #[test]
+    fn any_run_the_rule_allows_applies_each_catalog_in_order(
+        arrivals in prop::collection::vec((0i64..3, prop::option::of(1i64..30)), 1..25),
+        choices in prop::collection::vec(0usize..1000, 200),
+    ) {
+        let mut now = 0i64;
+        let mut jobs: Vec<PendingJob> = Vec::new();
+        let mut arrivals = arrivals.into_iter().peekable();
+        let mut finished: Vec<PendingJob> = Vec::new();
+        let mut next_id = 1;
+        for choice in choices {
+            // A job arrives now and then: queued at once, or scheduled for later.
+            if choice % 3 == 0 {
+                if let Some((catalog, later)) = arrivals.next() {
+                    let status = if later.is_some() { JobStatus::Scheduled } else { JobStatus::Queued };
+                    let due_at = catalog_domain::order::due_at(now, later.map(|d| now + d));
+                    jobs.push(PendingJob { id: next_id, catalog, status, due_at, started: false, lease_expires_at: None });
+                    next_id += 1;
+                }
+            }
+            now += 1;
+            let running: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].status == JobStatus::Running).collect();
+            match choice % 4 {
+                // A runner claims the first startable job it can get.
+                0 | 1 => {
+                    let ids: Vec<i64> = startable(&jobs, now).iter().map(|j| j.id).collect();
+                    if let Some(id) = ids.get(choice % ids.len().max(1)) {
+                        let job = jobs.iter_mut().find(|j| j.id == *id).expect("chosen from the list");
+                        *job = PendingJob { status: JobStatus::Running, started: true, lease_expires_at: Some(now + 5), ..*job };
+                    }
+                }
+                // A running job finishes.
+                2 => if let Some(&i) = running.get(choice % running.len().max(1)) {
+                    finished.push(jobs.remove(i));
+                },
+                // A running job is released at shutdown, or its runner dies (its lease runs out).
+                _ => if let Some(&i) = running.get(choice % running.len().max(1)) {
+                    if choice % 8 == 3 {
+                        jobs[i].status = JobStatus::Queued;
+                        jobs[i].lease_expires_at = None;
+                    } else {
+                        jobs[i].lease_expires_at = Some(now - 1);
+                    }
+                },
+            }
+            for catalog in 0..3 {
+                let holding = jobs.iter().filter(|j| j.catalog == catalog && j.started).count();
+                prop_assert!(holding <= 1, "two started jobs of catalog {catalog}: {jobs:?}");
+            }
+        }
+        for catalog in 0..3 {
+            let keys: Vec<(i64, i64)> = finished.iter().filter(|j| j.catalog == catalog).map(|j| j.order_key()).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(keys, sorted, "catalog {} finished out of order", catalog);
+        }
+    }
+}
+
+/// Due at `now` as the order rule means it.
+fn is_due(job: &PendingJob, now: i64) -> bool {
+    match job.status {
+        JobStatus::Scheduled => job.due_at <= now,
+        status => !status.is_terminal(),
+    }
+}
+
+/// Jobs of four catalogs in every status, with at most one started job per catalog (as the store
+/// keeps it).
+fn pending_jobs() -> impl Strategy<Value = Vec<PendingJob>> {
+    let status = prop::sample::select(vec![
+        JobStatus::Scheduled,
+        JobStatus::Queued,
+        JobStatus::Running,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ]);
+    prop::collection::vec((0i64..4, status, 0i64..100, any::<bool>(), prop::option::of(0i64..120)), 0..24).prop_map(
+        |rows| {
+            let mut holding = std::collections::HashSet::new();
+            rows.into_iter()
+                .enumerate()
+                .map(|(i, (catalog, mut status, due_at, released, lease))| {
+                    let mut started = status == JobStatus::Running || (status == JobStatus::Queued && released);
+                    if started && !holding.insert(catalog) {
+                        // One started job per catalog: a second one stays queued.
+                        status = JobStatus::Queued;
+                        started = false;
+                    }
+                    let lease_expires_at = if status == JobStatus::Running { lease } else { None };
+                    PendingJob { id: i as i64 + 1, catalog, status, due_at, started, lease_expires_at }
+                })
+                .collect()
+        },
+    )
 }

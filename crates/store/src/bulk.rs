@@ -7,7 +7,7 @@ use crate::error::StoreError;
 use crate::jobs::{job_from_row, JOB_COLUMNS};
 use crate::model::{ApiKeyId, BulkOutcome, CategoryInput, ItemInput, Job, JobOptions, ProjectId};
 use crate::store::Store;
-use catalog_domain::{check_id, validate_ids, Dialect, IdProblem, IdVerdict, JobKind, JobStatus, RawId};
+use catalog_domain::{check_id, validate_ids, Dialect, IdProblem, IdVerdict, JobKind, JobState, RawId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -384,7 +384,7 @@ impl Store {
         let catalog_row = self.find_catalog_cached(project, catalog).await?;
         let now = now_ms();
         let scheduled = options.start_at.is_some_and(|at| at > now);
-        let status = if scheduled { JobStatus::Scheduled } else { JobStatus::Queued };
+        let status = JobState::new(total as u64, scheduled).status;
         let mut job = NewJob {
             project_id: project.0,
             catalog_id: catalog_row.id.0,

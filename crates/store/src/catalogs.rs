@@ -6,7 +6,7 @@ use crate::jobs::{job_from_row, JOB_COLUMNS};
 use crate::model::{Catalog, CatalogId, Category, Item, Job, Page, ProjectId};
 use crate::store::Store;
 use crate::util::{clamp_limit, decode_text_cursor, encode_text_cursor};
-use catalog_domain::{validate_catalog_name, JobKind, JobStatus};
+use catalog_domain::{validate_catalog_name, JobKind, JobState};
 use serde_json::{Map, Value};
 
 const ITEMS_CURSOR: char = 'i';
@@ -150,9 +150,11 @@ impl Store {
     /// it will fail) and a `catalog_delete` job removes its items and categories.
     pub async fn delete_catalog(&self, project: ProjectId, name: &str) -> Result<Job, StoreError> {
         let now = now_ms();
+        // Accepted now, on the clock every job of the catalog is ordered by (see `enqueue.rs`).
+        let accepted_at = if self.is_postgres() { crate::enqueue::ACCEPTED_AT_PG } else { "$6" };
         let insert = format!(
             "INSERT INTO jobs (project_id, catalog_id, catalog_name, kind, status, total_count, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 1, $6, $6) RETURNING {JOB_COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, 1, {accepted_at}, {accepted_at}) RETURNING {JOB_COLUMNS}"
         );
         let job = with_db!(self.db(), pool => {
             let mut tx = pool.begin_write(self.write_turns()).await?;
@@ -166,15 +168,16 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
             let catalog_id = row.ok_or_else(|| StoreError::CatalogNotFound(name.to_owned()))?.int("id")?;
-            let row = sqlx::query(&insert)
+            let mut insert = sqlx::query(&insert)
                 .bind(project.0)
                 .bind(catalog_id)
                 .bind(name)
                 .bind(JobKind::CatalogDelete.as_str())
-                .bind(JobStatus::Queued.as_str())
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
+                .bind(JobState::new(1, false).status.as_str());
+            if !self.is_postgres() {
+                insert = insert.bind(now);
+            }
+            let row = insert.fetch_one(&mut *tx).await?;
             let job = job_from_row(&row)?;
             tx.commit().await?;
             job

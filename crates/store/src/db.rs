@@ -28,6 +28,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (3, include_str!("../migrations/sqlite/0003_claim_index.sql")),
     (4, include_str!("../migrations/sqlite/0004_partial_job_indexes.sql")),
     (5, include_str!("../migrations/sqlite/0005_job_payload_parts.sql")),
+    (6, include_str!("../migrations/sqlite/0006_catalog_order.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -35,6 +36,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (3, include_str!("../migrations/postgres/0003_claim_index.sql")),
     (4, include_str!("../migrations/postgres/0004_partial_job_indexes.sql")),
     (5, include_str!("../migrations/postgres/0005_job_payload_parts.sql")),
+    (6, include_str!("../migrations/postgres/0006_catalog_order.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

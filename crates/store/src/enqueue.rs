@@ -13,9 +13,13 @@
 
 use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn, WriteTurns};
 use crate::error::StoreError;
+use crate::hooks::{injected_error, reach, Breakpoint, InstalledHooks};
 use crate::model::{CatalogId, Job, JobId, ProjectId};
+use crate::supervise::panic_message;
 use catalog_domain::{JobKind, JobStatus};
+use futures_util::FutureExt;
 use sqlx::pool::PoolConnection;
+use std::panic::AssertUnwindSafe;
 use std::sync::LazyLock;
 use tokio::sync::{mpsc, oneshot};
 
@@ -52,8 +56,9 @@ pub(crate) struct NewJob {
 }
 
 impl NewJob {
-    /// The job as its row reads right after the insert, under the id `id`.
-    fn to_job(&self, id: i64) -> Job {
+    /// The job as its row reads right after the insert, under the id `id`, created at
+    /// `created_at` (on PostgreSQL the database's clock says when, see [`PG_INSERT`]).
+    fn to_job(&self, id: i64, created_at: i64) -> Job {
         Job {
             id: JobId(id),
             project_id: ProjectId(self.project_id),
@@ -72,8 +77,8 @@ impl NewJob {
             attempt: 0,
             lease_owner: None,
             lease_expires_at: None,
-            created_at: self.created_at,
-            updated_at: self.created_at,
+            created_at,
+            updated_at: created_at,
             start_at: self.start_at,
             started_at: None,
             finished_at: None,
@@ -119,9 +124,9 @@ pub(crate) struct Enqueuer {
 
 impl Enqueuer {
     /// Starts the writer task for `db`; it ends when the last handle is dropped.
-    pub(crate) fn start(db: Db, turns: WriteTurns) -> Enqueuer {
+    pub(crate) fn start(db: Db, turns: WriteTurns, hooks: InstalledHooks) -> Enqueuer {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(writer(db, turns, receiver));
+        tokio::spawn(supervised_writer(db, turns, hooks, receiver));
         Enqueuer { sender }
     }
 
@@ -144,7 +149,23 @@ impl Enqueuer {
     }
 }
 
-async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>) {
+/// Runs the writer until the last handle is dropped, starting it again should it panic: a panic
+/// fails the requests of the batch in hand (their callers hear an error, and nothing of a batch
+/// that never reached its commit was created), and the requests after it are served as usual.
+/// Without this, one panic would leave every later request waiting on a writer that is gone.
+async fn supervised_writer(db: Db, turns: WriteTurns, hooks: InstalledHooks, mut receiver: mpsc::Receiver<Message>) {
+    loop {
+        let run = AssertUnwindSafe(writer(db.clone(), turns.clone(), &hooks, &mut receiver)).catch_unwind().await;
+        match run {
+            Ok(()) => return,
+            Err(panic) => {
+                tracing::error!(panic = %panic_message(panic.as_ref()), "the job writer panicked; restarting it")
+            }
+        }
+    }
+}
+
+async fn writer(db: Db, turns: WriteTurns, hooks: &InstalledHooks, receiver: &mut mpsc::Receiver<Message>) {
     let mut writer =
         Writer { db, turns, connection: None, sqlite: SqliteStatements::new(), turn: None, batches_this_turn: 0 };
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -187,6 +208,13 @@ async fn writer(db: Db, turns: WriteTurns, mut receiver: mpsc::Receiver<Message>
             }
         }
         if !batch.is_empty() {
+            if reach(hooks, Breakpoint::EnqueueBatch).await.is_err() {
+                for request in batch.drain(..) {
+                    let _ = request.reply.send(Err(StoreError::Database(injected_error())));
+                }
+                writer.after_batch(false);
+                continue;
+            }
             let inserted = writer.insert_all(&mut batch).await;
             match inserted {
                 Ok(results) => {
@@ -242,6 +270,18 @@ const BATCHES_PER_TURN: usize = 4;
 /// statements of this many `VALUES` rows (unused rows are NULL and skipped): one statement shape
 /// for every batch size, and each statement crosses to sqlx's SQLite thread once, not once per job.
 const SQLITE_ROWS_PER_STATEMENT: usize = 32;
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Dropped by a panic, the kept connection may be inside a transaction: close it rather than
+        // hand it back to the pool.
+        if std::thread::panicking() {
+            if let Some(connection) = self.connection.take() {
+                drop(connection.detach());
+            }
+        }
+    }
+}
 
 /// The writer task's database access.
 struct Writer {
@@ -341,17 +381,26 @@ static PG_INSERT: LazyLock<String> = LazyLock::new(|| {
          job AS (
              INSERT INTO jobs (id, {COLUMNS}) OVERRIDING SYSTEM VALUE
              SELECT i.id, i.project_id, i.catalog_id, i.catalog_name, i.kind, i.status, i.total_count, i.flags,
-                    i.description, i.reference_id, i.idempotency_key, i.request_hash, i.created_at, i.created_at,
+                    i.description, i.reference_id, i.idempotency_key, i.request_hash, {ACCEPTED_AT_PG}, {ACCEPTED_AT_PG},
                     i.start_at
              FROM input i WHERE {fenced} ORDER BY i.ord
-             ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id),
+             ON CONFLICT (project_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, created_at),
          body AS (INSERT INTO job_payloads (job_id, payload) SELECT i.id, i.payload FROM input i JOIN job USING (id))
-         SELECT i.id, (job.id IS NOT NULL)::int::int8 AS inserted, ({})::int::int8 AS key_live, ({})::int::int8 AS catalog_live
+         SELECT i.id, (job.id IS NOT NULL)::int::int8 AS inserted, job.created_at,
+                ({})::int::int8 AS key_live, ({})::int::int8 AS catalog_live
          FROM input i LEFT JOIN job USING (id) ORDER BY i.ord",
         key_live("i.requested_by", ""),
         catalog_live("i.catalog_id", "")
     )
 });
+
+/// When a job is accepted on PostgreSQL: the database's clock, at the start of the insert.
+///
+/// A job's place in its catalog's order is when it was accepted (see `catalog_domain::order`).
+/// Several processes accept jobs for one database, each with its own clock; taken from one clock
+/// instead, a request sent after another was answered is always accepted later (its statement
+/// starts after the other's commit), whichever node each reached.
+pub(crate) const ACCEPTED_AT_PG: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::bigint";
 
 /// PostgreSQL: the whole batch is one statement over arrays, so it needs no explicit transaction
 /// and costs one round trip whatever its size. Ids are drawn from the identity sequence first,
@@ -389,7 +438,7 @@ async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inse
         .map(|(job, row)| {
             let id = row.int("id")?;
             Ok(if row.int("inserted")? != 0 {
-                Inserted::Created(Box::new(job.to_job(id)))
+                Inserted::Created(Box::new(job.to_job(id, row.int("created_at")?)))
             } else {
                 classify(row.int("key_live")? != 0, row.int("catalog_live")? != 0)
             })
@@ -543,7 +592,9 @@ async fn insert_all_sqlite(
     Ok(jobs
         .iter()
         .zip(first_id..)
-        .map(|(job, id)| not_inserted.remove(&id).unwrap_or_else(|| Inserted::Created(Box::new(job.to_job(id)))))
+        .map(|(job, id)| {
+            not_inserted.remove(&id).unwrap_or_else(|| Inserted::Created(Box::new(job.to_job(id, job.created_at))))
+        })
         .collect())
 }
 
@@ -575,7 +626,7 @@ async fn insert_large_sqlite(
         return Ok(classify(key_live, catalog_live));
     }
     let id = begun.int("id")?;
-    let created = job.to_job(id);
+    let created = job.to_job(id, job.created_at);
     let mut payload = std::mem::take(&mut job.payload);
     let starts = part_starts(&payload, PAYLOAD_PART_BYTES);
     for (part, start) in starts.iter().enumerate().skip(1).rev() {

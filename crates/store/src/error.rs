@@ -133,3 +133,53 @@ impl StoreError {
         }
     }
 }
+
+/// What kind of failure a database error is, for the runner: whether to fail one input, or to
+/// let the job go and retry it after a backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DbErrorClass {
+    /// The database refused a value of the statement (a character it cannot store, a key too long
+    /// for its index, a constraint): the input that carried it fails, the others can be applied.
+    Refused,
+    /// The connection, the server or the file is in trouble (lost connection, busy, serialization
+    /// failure, disk full, shutting down): the same work may succeed later.
+    Transient,
+    /// Anything else (a bug, most likely): retried like a transient failure, and counted, so a job
+    /// that always hits it ends failed with the error as its reason.
+    Other,
+}
+
+/// Classifies a database error (PostgreSQL by SQLSTATE class, SQLite by primary result code).
+pub(crate) fn classify(error: &sqlx::Error) -> DbErrorClass {
+    match error {
+        sqlx::Error::Database(e) => match e.code() {
+            Some(code) if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
+                match code.get(..2).unwrap_or_default() {
+                    // data exception, integrity constraint violation, program limit exceeded
+                    "22" | "23" | "54" => DbErrorClass::Refused,
+                    // connection exception, transaction rollback (serialization, deadlock),
+                    // insufficient resources, object not in prerequisite state (lock not
+                    // available), operator intervention (shutdown), system error
+                    "08" | "40" | "53" | "55" | "57" | "58" => DbErrorClass::Transient,
+                    _ => DbErrorClass::Other,
+                }
+            }
+            Some(code) => match code.parse::<i32>().map(|c| c & 0xff) {
+                // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE
+                Ok(18 | 19 | 20 | 25) => DbErrorClass::Refused,
+                // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR,
+                // SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL
+                Ok(5 | 6 | 7 | 8 | 10 | 13 | 14 | 15) => DbErrorClass::Transient,
+                _ => DbErrorClass::Other,
+            },
+            None => DbErrorClass::Other,
+        },
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => DbErrorClass::Transient,
+        _ => DbErrorClass::Other,
+    }
+}

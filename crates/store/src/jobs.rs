@@ -1,7 +1,8 @@
 //! Reading, listing, cancelling, waiting on and purging jobs.
 
-use crate::db::{count, now_ms, to_i64, with_db, Flavor, RowExt};
+use crate::db::{count, now_ms, to_i64, with_db, Db, Flavor, RowExt};
 use crate::error::StoreError;
+use crate::hooks::Breakpoint;
 use crate::model::{CatalogId, Job, JobErrorRecord, JobFilter, JobId, JobPaging, Page, ProjectId};
 use crate::store::Store;
 use crate::util::{clamp_limit, decode_int_cursor, encode_int_cursor};
@@ -35,6 +36,28 @@ pub(crate) fn joined_payload(rows: &[impl RowExt]) -> Result<Option<String>, Sto
         }
     }
 }
+
+/// Jobs deleted per purge transaction.
+const PURGE_BATCH: i64 = 1_000;
+
+/// SQLite: a purge batch's errors and payload parts, inside the batch's write transaction (the
+/// jobs themselves go last, by the same selection: nothing else writes meanwhile). `$1` now, `$2`
+/// the batch size.
+const PURGE_BATCH_SQLITE: [&str; 3] = [
+    "DELETE FROM job_errors WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1 ORDER BY id LIMIT $2)",
+    "DELETE FROM job_payloads WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1 ORDER BY id LIMIT $2)",
+    "DELETE FROM job_payload_parts WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1 ORDER BY id LIMIT $2)",
+];
+
+/// PostgreSQL: a purge batch as one statement. The batch's jobs are chosen (and locked) once, so
+/// every table loses the rows of the same jobs even while another node purges too.
+const PURGE_BATCH_PG: &str = "WITH batch AS MATERIALIZED (
+         SELECT id FROM jobs WHERE expires_at <= $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED),
+     errors AS (DELETE FROM job_errors WHERE job_id IN (SELECT id FROM batch)),
+     payloads AS (DELETE FROM job_payloads WHERE job_id IN (SELECT id FROM batch)),
+     parts AS (DELETE FROM job_payload_parts WHERE job_id IN (SELECT id FROM batch)),
+     gone AS (DELETE FROM jobs WHERE id IN (SELECT id FROM batch) RETURNING 1)
+     SELECT COUNT(*) AS n FROM gone";
 
 const JOBS_CURSOR: char = 'j';
 const ERRORS_CURSOR: char = 'e';
@@ -253,18 +276,27 @@ impl Store {
         let job = with_db!(self.db(), pool => {
             let mut tx = pool.begin_write(self.write_turns()).await?;
             let row = sqlx::query(&lock).bind(id.0).bind(project.0).fetch_optional(&mut *tx).await?;
-            let job = row.as_ref().map(job_from_row).transpose()?.ok_or(StoreError::JobNotFound(id.0))?;
-            if job.kind == JobKind::CatalogDelete {
+            let next = match row.as_ref().map(job_from_row).transpose()? {
+                None => Err(StoreError::JobNotFound(id.0)),
                 // The catalog disappeared when the delete was asked for; a cancelled delete would
                 // leave it hidden with its items forever.
-                return Err(StoreError::JobNotCancellable { id: id.0, status: job.status });
-            }
-            let next = match state_of(&job).apply(JobEvent::CancelRequested) {
-                Ok(next) => next,
-                Err(TransitionError::AlreadyFinished(status)) => {
-                    return Err(StoreError::JobNotCancellable { id: id.0, status });
+                Some(job) if job.kind == JobKind::CatalogDelete => {
+                    Err(StoreError::JobNotCancellable { id: id.0, status: job.status })
                 }
-                Err(e) => return Err(StoreError::Corrupt(e.to_string())),
+                Some(job) => match state_of(&job).apply(JobEvent::CancelRequested) {
+                    Ok(next) => Ok(next),
+                    Err(TransitionError::AlreadyFinished(status)) => Err(StoreError::JobNotCancellable { id: id.0, status }),
+                    Err(e) => Err(StoreError::Corrupt(e.to_string())),
+                },
+            };
+            let next = match next {
+                Ok(next) => next,
+                Err(refused) => {
+                    // At once, not when the connection is next used: until then the row stays
+                    // locked, and a runner's claim (SKIP LOCKED) would pass over it.
+                    tx.rollback().await?;
+                    return Err(refused);
+                }
             };
             let finished = next.status.is_terminal();
             sqlx::query(
@@ -325,26 +357,48 @@ impl Store {
         })
     }
 
-    /// Deletes every job whose `expires_at` is at or before `now_ms`, with its errors; also drops
-    /// rate-limit state that has fully replenished. Returns the number of jobs deleted.
+    /// Deletes every job whose `expires_at` is at or before `now_ms`, with its errors and payload;
+    /// also drops rate-limit state that has fully replenished. Returns the number of jobs deleted.
+    ///
+    /// Jobs go in batches of [`PURGE_BATCH`], each its own transaction taken as background work
+    /// (on SQLite a runner's turn at the write lock, after any waiting request), so a purge of a
+    /// million expired jobs never holds the database for long or ahead of requests.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
-        with_db!(self.db(), pool => {
-            let mut tx = pool.begin_write(self.write_turns()).await?;
-            sqlx::query("DELETE FROM job_errors WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)")
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-            for payloads in ["job_payloads", "job_payload_parts"] {
-                sqlx::query(&format!("DELETE FROM {payloads} WHERE job_id IN (SELECT id FROM jobs WHERE expires_at <= $1)"))
+        let turns = self.write_turns().background();
+        let mut purged = 0;
+        loop {
+            self.hook(Breakpoint::PurgeBatch).await?;
+            let deleted = match self.db() {
+                Db::Pg(pool) => {
+                    let row = sqlx::query(PURGE_BATCH_PG).bind(now_ms).bind(PURGE_BATCH).fetch_one(pool).await?;
+                    count(row.int("n")?)
+                }
+                Db::Sqlite(pool) => {
+                    let mut tx = pool.begin_write(&turns).await?;
+                    for statement in PURGE_BATCH_SQLITE {
+                        sqlx::query(statement).bind(now_ms).bind(PURGE_BATCH).execute(&mut *tx).await?;
+                    }
+                    let deleted = sqlx::query(
+                        "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE expires_at <= $1 ORDER BY id LIMIT $2)",
+                    )
                     .bind(now_ms)
+                    .bind(PURGE_BATCH)
                     .execute(&mut *tx)
-                    .await?;
+                    .await?
+                    .rows_affected();
+                    tx.commit().await?;
+                    deleted
+                }
+            };
+            purged += deleted;
+            if deleted < count(PURGE_BATCH) {
+                break;
             }
-            let n = sqlx::query("DELETE FROM jobs WHERE expires_at <= $1").bind(now_ms).execute(&mut *tx).await?.rows_affected();
+        }
+        with_db!(self.db(), pool => {
             // A TAT in the past is the same as no state at all.
-            sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now_ms as f64).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok(n)
-        })
+            sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now_ms as f64).execute(pool).await?;
+        });
+        Ok(purged)
     }
 }

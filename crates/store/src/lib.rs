@@ -23,6 +23,7 @@ mod db;
 mod enqueue;
 mod error;
 mod facade_support;
+pub mod hooks;
 mod idlist;
 mod jobs;
 mod klaviyo_support;
@@ -32,6 +33,7 @@ mod projects;
 mod rate;
 mod runner;
 mod store;
+mod supervise;
 mod util;
 
 pub use db::now_ms;
@@ -42,5 +44,5 @@ pub use model::{
     JobErrorRecord, JobFilter, JobId, JobOptions, JobPaging, Page, Principal, Project, ProjectId, Scope,
 };
 pub use ops::JobMetrics;
-pub use runner::{Lease, Runner, RunnerConfig, Step};
+pub use runner::{Heartbeat, Lease, Runner, RunnerConfig, Step};
 pub use store::{Store, StoreConfig};

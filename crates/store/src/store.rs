@@ -68,12 +68,33 @@ pub(crate) struct Inner {
     pub(crate) cache: LookupCache,
     /// This process's queue for SQLite's write lock (see [`WriteTurns`]).
     pub(crate) write_turns: WriteTurns,
+    /// A test's breakpoint handler (see `hooks.rs`); always `None` without the `test-hooks`
+    /// feature.
+    pub(crate) hooks: Option<Arc<dyn crate::hooks::Hooks>>,
 }
 
 impl Store {
     /// Opens `url` (`sqlite://path/to/file.db`, created if missing, or `postgres://...`) and
     /// applies pending migrations.
     pub async fn connect(url: &str, config: StoreConfig) -> Result<Store, StoreError> {
+        Store::open(url, config, None).await
+    }
+
+    /// [`Store::connect`], with a test's breakpoint handler installed (see [`crate::hooks`]).
+    #[cfg(feature = "test-hooks")]
+    pub async fn connect_with_hooks(
+        url: &str,
+        config: StoreConfig,
+        hooks: Arc<dyn crate::hooks::Hooks>,
+    ) -> Result<Store, StoreError> {
+        Store::open(url, config, Some(hooks)).await
+    }
+
+    async fn open(
+        url: &str,
+        config: StoreConfig,
+        hooks: Option<Arc<dyn crate::hooks::Hooks>>,
+    ) -> Result<Store, StoreError> {
         let options = ConnectOptions {
             max_connections: config.max_connections.max(1),
             busy_timeout: config.busy_timeout,
@@ -82,10 +103,9 @@ impl Store {
         let (db, relaxed_sqlite) = Db::connect(url, &options).await?;
         db.migrate().await?;
         let write_turns = WriteTurns::default();
-        let enqueuer = Enqueuer::start(db.clone(), write_turns.clone());
         let store = Store {
             inner: Arc::new(Inner {
-                enqueuer,
+                enqueuer: Enqueuer::start(db.clone(), write_turns.clone(), hooks.clone()),
                 db,
                 relaxed_sqlite,
                 config,
@@ -95,6 +115,7 @@ impl Store {
                 local_quotas: Mutex::new(HashMap::new()),
                 cache: LookupCache::default(),
                 write_turns,
+                hooks,
             }),
         };
         if let (Db::Sqlite(pool), Some(_)) = (store.db(), store.relaxed_sqlite()) {

@@ -1,207 +1,21 @@
 //! The store's conformance suite: every test runs against SQLite (a temporary file) and against
-//! PostgreSQL (`CATALOGD_TEST_PG`, default `postgres://postgres@127.0.0.1:5432/test`), each
-//! PostgreSQL test in a fresh database of its own so tests run in parallel unseen by each other.
-//! When PostgreSQL is unreachable its half is skipped with a message, unless `CI` is set: then it
-//! fails. Nothing here sleeps to let time pass (leases and start times are backdated in SQL) and
-//! nothing asserts on speed.
+//! PostgreSQL (each test in a fresh database of its own, see `common`). Nothing here sleeps to let
+//! time pass (leases and start times are backdated in SQL) and nothing asserts on speed. The
+//! scheduler's rules (order, leases, failures, supervision) have their own suite, `scheduler.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use catalog_domain::rate::Quota;
 use catalog_domain::{Dialect, ErrorCode, IdProblem, JobKind, JobStatus, RawId};
 use catalog_store::{
-    CategoryInput, ItemInput, JobFilter, JobId, JobOptions, JobPaging, ProjectId, Runner, RunnerConfig, Scope, Step,
-    Store, StoreConfig, StoreError,
+    CategoryInput, ItemInput, JobFilter, JobId, JobOptions, JobPaging, Runner, RunnerConfig, Scope, Step, Store,
+    StoreConfig, StoreError,
 };
 use serde_json::{json, Map, Value};
-use sqlx::Connection;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-// ---------------------------------------------------------------------------------------------
-// Harness
-// ---------------------------------------------------------------------------------------------
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique_suffix() -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), nanos)
-}
-
-enum Raw {
-    Sqlite(sqlx::SqlitePool),
-    Pg(sqlx::PgPool),
-}
-
-/// A fresh database with a store on it, and a raw pool for the test's own SQL.
-struct TestDb {
-    url: String,
-    store: Store,
-    raw: Raw,
-    /// Removes the database when the test ends (also when it panics).
-    _cleanup: Cleanup,
-}
-
-enum Cleanup {
-    File(std::path::PathBuf),
-    PgDatabase { admin_url: String, name: String },
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        match self {
-            Cleanup::File(path) => {
-                for suffix in ["", "-wal", "-shm"] {
-                    let mut p = path.clone().into_os_string();
-                    p.push(suffix);
-                    let _ = std::fs::remove_file(p);
-                }
-            }
-            Cleanup::PgDatabase { admin_url, name } => {
-                let (admin_url, name) = (admin_url.clone(), name.clone());
-                // Drop runs outside any runtime we may block: use a thread with its own.
-                let _ = std::thread::spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                    rt.block_on(async {
-                        if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
-                            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&mut conn)
-                                .await;
-                        }
-                    });
-                })
-                .join();
-            }
-        }
-    }
-}
-
-impl TestDb {
-    async fn exec(&self, sql: &str) -> u64 {
-        match &self.raw {
-            Raw::Sqlite(p) => sqlx::query(sql).execute(p).await.unwrap().rows_affected(),
-            Raw::Pg(p) => sqlx::query(sql).execute(p).await.unwrap().rows_affected(),
-        }
-    }
-
-    async fn scalar(&self, sql: &str) -> i64 {
-        use sqlx::Row;
-        match &self.raw {
-            Raw::Sqlite(p) => sqlx::query(sql).fetch_one(p).await.unwrap().get::<i64, _>(0),
-            Raw::Pg(p) => sqlx::query(sql).fetch_one(p).await.unwrap().get::<i64, _>(0),
-        }
-    }
-
-    fn is_pg(&self) -> bool {
-        matches!(self.raw, Raw::Pg(_))
-    }
-}
-
-async fn sqlite_db() -> TestDb {
-    let path = std::env::temp_dir().join(format!("catalogd_t_{}.db", unique_suffix()));
-    let url = format!("sqlite://{}", path.display());
-    let cleanup = Cleanup::File(path);
-    let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    let raw = Raw::Sqlite(sqlx::SqlitePool::connect(&url).await.unwrap());
-    TestDb { url, store, raw, _cleanup: cleanup }
-}
-
-fn pg_base_url() -> String {
-    std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Replaces the database name of a PostgreSQL URL.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| i + scheme_end);
-    format!("{}/{name}{query}", &base[..path_start])
-}
-
-async fn pg_db() -> Option<TestDb> {
-    let admin_url = pg_base_url();
-    let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("PostgreSQL at {admin_url} is unreachable and CI is set: {e}");
-            }
-            eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({e}); set CATALOGD_TEST_PG");
-            return None;
-        }
-    };
-    let name = format!("catalogd_t_{}", unique_suffix());
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-    let cleanup = Cleanup::PgDatabase { admin_url: admin_url.clone(), name: name.clone() };
-    let url = with_database(&admin_url, &name);
-    let config = StoreConfig { max_connections: 4, ..StoreConfig::default() };
-    let store = Store::connect(&url, config).await.unwrap();
-    let raw = Raw::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&url).await.unwrap());
-    Some(TestDb { url, store, raw, _cleanup: cleanup })
-}
-
-/// A second, empty database on the same backend as `db` (no store, no migrations), with a raw
-/// pool on it; removed when the returned guard drops.
-async fn empty_database(db: &TestDb) -> (String, Raw, Cleanup) {
-    if db.is_pg() {
-        let admin_url = pg_base_url();
-        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
-        let name = format!("catalogd_t_{}", unique_suffix());
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await.unwrap();
-        let url = with_database(&admin_url, &name);
-        let raw = Raw::Pg(sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&url).await.unwrap());
-        (url, raw, Cleanup::PgDatabase { admin_url, name })
-    } else {
-        let path = std::env::temp_dir().join(format!("catalogd_t_{}.db", unique_suffix()));
-        let url = format!("sqlite://{}", path.display());
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
-        let raw =
-            Raw::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap());
-        (url, raw, Cleanup::File(path))
-    }
-}
-
-async fn raw_script(raw: &Raw, sql: &str) {
-    match raw {
-        Raw::Sqlite(p) => {
-            sqlx::raw_sql(sql).execute(p).await.unwrap();
-        }
-        Raw::Pg(p) => {
-            sqlx::raw_sql(sql).execute(p).await.unwrap();
-        }
-    }
-}
-
-/// Declares each test once per backend.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let db = super::sqlite_db().await;
-                    super::$name(&db).await;
-                    db.store.close().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(db) = super::pg_db().await else { return };
-                    super::$name(&db).await;
-                    db.store.close().await;
-                }
-            )*
-        }
-    };
-}
+mod common;
+use common::*;
 
 conformance!(
     migrations_apply_once_and_rerun_cleanly,
@@ -246,76 +60,16 @@ conformance!(
 );
 
 // ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-fn runner(store: &Store, owner: &str, chunk_size: usize) -> Runner {
-    Runner::new(
-        store.clone(),
-        RunnerConfig {
-            owner: owner.to_owned(),
-            chunk_size,
-            poll_interval: Duration::from_millis(50),
-            ..RunnerConfig::default()
-        },
-    )
-}
-
-async fn project(store: &Store, key: &str) -> ProjectId {
-    store.create_project(key, key).await.unwrap().id
-}
-
-fn ids(range: std::ops::Range<usize>) -> Vec<RawId> {
-    range.map(|i| RawId::String(format!("item-{i:05}"))).collect()
-}
-
-fn fields(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => panic!("not an object"),
-    }
-}
-
-fn opts() -> JobOptions {
-    JobOptions::default()
-}
-
-/// Creates `n` items `item-00000..` in `catalog` through an upsert job, run to the end.
-async fn seed(store: &Store, p: ProjectId, catalog: &str, n: usize) {
-    let r = runner(store, "seeder", 1000);
-    for start in (0..n).step_by(10_000) {
-        let items = (start..n.min(start + 10_000))
-            .map(|i| ItemInput { id: RawId::String(format!("item-{i:05}")), fields: fields(json!({ "n": i })) })
-            .collect();
-        let out = store.bulk_upsert_items(p, catalog, Dialect::Native, items, &opts()).await.unwrap();
-        assert!(out.job.is_some());
-        r.run_until_idle().await.unwrap();
-    }
-}
-
-async fn item_count(db: &TestDb) -> i64 {
-    db.scalar("SELECT COUNT(*) FROM items").await
-}
-
-async fn job(store: &Store, p: ProjectId, id: JobId) -> catalog_store::Job {
-    store.get_job(p, id).await.unwrap()
-}
-
-async fn backdate_leases(db: &TestDb) {
-    db.exec("UPDATE jobs SET lease_expires_at = 0 WHERE status = 'running'").await;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 5);
+    assert_eq!(db.store.schema_version().await.unwrap(), 6);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 5);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 5);
+    assert_eq!(again.schema_version().await.unwrap(), 6);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 6);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -1249,7 +1003,7 @@ async fn migration_2_moves_pending_payloads(db: &TestDb) {
     )
     .await;
     let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 5);
+    assert_eq!(store.schema_version().await.unwrap(), 6);
     let p = store.get_project_by_key("old").await.unwrap().id;
     let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
     let j = store.get_job(p, id).await.unwrap();

@@ -1,0 +1,22 @@
+-- Jobs of one catalog take effect one at a time, in the order they became due (DESIGN §3, the
+-- order rule in catalog_domain::order). The claim no longer takes the oldest due job of any
+-- catalog: it visits the catalogs that have work, once each, and takes each one's next job.
+--
+-- A job becomes due when it is accepted, or at its start_at if that is later:
+-- MAX(created_at, COALESCE(start_at, created_at)) on SQLite, the same expression the claim uses.
+-- jobs_waiting holds the jobs not yet started, per catalog in that order: its first entry per
+-- catalog is the catalog's next job, and stepping from one catalog to the next is one seek.
+CREATE INDEX jobs_waiting ON jobs (project_id, catalog_id, MAX(created_at, COALESCE(start_at, created_at)), id)
+    WHERE status IN ('queued', 'scheduled');
+-- A job that has started holds its catalog until it ends, also while it waits to be resumed
+-- (released at shutdown, lease lost, retry backoff): at most one row per catalog.
+CREATE INDEX jobs_holding ON jobs (project_id, catalog_id) WHERE status IN ('running', 'queued') AND started_at IS NOT NULL;
+-- The oldest-due-job claim was the only reader.
+DROP INDEX jobs_scheduled;
+
+-- Attempts that count toward the runner's max_attempts are `attempt - releases`: a claim bumps
+-- `attempt` (the fencing token), and a graceful release at shutdown gives its attempt back.
+ALTER TABLE jobs ADD COLUMN releases INTEGER NOT NULL DEFAULT 0;
+-- What the last failed attempt ran into (transient errors are retried after a backoff); part of
+-- the failure reason when the runner gives up.
+ALTER TABLE jobs ADD COLUMN last_error TEXT;

@@ -1,0 +1,266 @@
+//! The job runner: claims jobs under a lease, applies them chunk by chunk, and checkpoints each
+//! chunk in the same transaction that changes the data (DESIGN §4).
+//!
+//! Correctness rests on four things:
+//! - **order**: a claim takes, per catalog, only the job [`catalog_domain::order`] lets start — at
+//!   most one job of a catalog at a time, each catalog's jobs in the order they became due — so
+//!   the catalog ends up as the requests said, on every worker and every process;
+//! - **claiming** is one statement that bumps the job's `attempt` and sets the lease, so two
+//!   runners never hold the same attempt;
+//! - **fencing**: every write of a lease matches only while the job's attempt is still its own,
+//!   so a runner that lost its lease writes nothing;
+//! - **checkpointing**: the data change, the cursor and the counts commit together, so after a
+//!   crash the next claim resumes at the cursor and no chunk is counted twice.
+//!
+//! Where to look: `claim.rs` (taking a job), `lease.rs` (the lease, its heartbeat, release and
+//! retry), `apply/` (a chunk: one file per job kind), `checkpoint.rs`, `worker.rs` (the loop a
+//! worker runs), `sql/` (every statement, per backend). This file: the [`Runner`], its
+//! configuration, and [`Runner::run`], which supervises the workers, the purge and the LISTEN loop.
+
+mod apply;
+mod checkpoint;
+mod claim;
+mod lease;
+mod sql;
+mod worker;
+
+pub use lease::{Heartbeat, Lease};
+
+use crate::db::{now_ms, to_i64, WriteTurns};
+use crate::error::StoreError;
+use crate::model::JobId;
+use crate::store::Store;
+use crate::supervise::supervise;
+use crate::util::{hex, random_bytes};
+use catalog_domain::job::DEFAULT_CHUNK_SIZE;
+use catalog_domain::{JobState, JobStatus};
+use sql::Statements;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How a runner behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerConfig {
+    /// Names this runner in leases; unique per process (the default is random).
+    pub owner: String,
+    /// How long a claim, a checkpoint or a heartbeat keeps the job; another runner may take it
+    /// over after. A heartbeat renews it every third of this while a chunk runs.
+    pub lease_duration: Duration,
+    /// Inputs applied per transaction.
+    pub chunk_size: usize,
+    /// How often an idle runner looks for due jobs without being woken (scheduled jobs, retries
+    /// after a backoff, other nodes' jobs when LISTEN is unavailable).
+    pub poll_interval: Duration,
+    /// Jobs processed concurrently by [`Runner::run`].
+    pub workers: usize,
+    /// Attempts at a job before it fails as unrunnable. An attempt counts when its chunk failed
+    /// or its lease was lost; a graceful release at shutdown gives it back.
+    pub max_attempts: u32,
+    /// The wait before a job whose chunk failed is tried again; it doubles with each counted
+    /// attempt, up to [`RunnerConfig::max_retry_backoff`].
+    pub retry_backoff: Duration,
+    /// The longest wait between two attempts.
+    pub max_retry_backoff: Duration,
+    /// How often [`Runner::run`] purges expired jobs.
+    pub purge_interval: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        let suffix = random_bytes(4).map(|b| hex(&b)).unwrap_or_default();
+        RunnerConfig {
+            owner: format!("runner-{}-{suffix}", std::process::id()),
+            lease_duration: Duration::from_secs(30),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            poll_interval: Duration::from_secs(1),
+            workers: 1,
+            max_attempts: 10,
+            retry_backoff: Duration::from_secs(1),
+            max_retry_backoff: Duration::from_secs(60),
+            purge_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RunnerConfig {
+    /// The wait before the attempt after attempt number `attempt` (1-based) failed.
+    pub fn retry_delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(20);
+        self.retry_backoff.saturating_mul(1 << doublings).min(self.max_retry_backoff)
+    }
+}
+
+/// What one [`Lease::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// A chunk was applied and checkpointed; more remain.
+    Continue,
+    /// The job reached this terminal status.
+    Finished(JobStatus),
+    /// Another runner took the job over; nothing was written.
+    LeaseLost,
+}
+
+/// Applies jobs. Cheap to clone; clones share configuration and statements.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    store: Store,
+    config: Arc<RunnerConfig>,
+    sql: Arc<Statements>,
+    /// The store's write turns, taken in the background: requests go first.
+    turns: WriteTurns,
+    /// The status a claim moves a job to (the state machine's, see [`JobState::claim`]).
+    claimed_status: JobStatus,
+}
+
+impl Runner {
+    /// A runner over `store`.
+    pub fn new(store: Store, config: RunnerConfig) -> Runner {
+        let sql = Arc::new(Statements::new(store.is_postgres()));
+        let turns = store.write_turns().background();
+        let claimed_status = JobState::new(0, false).claim().map_or(JobStatus::Running, |s| s.status);
+        Runner { store, config: Arc::new(config), sql, turns, claimed_status }
+    }
+
+    /// This runner's configuration.
+    pub fn config(&self) -> &RunnerConfig {
+        &self.config
+    }
+
+    /// The lease duration in milliseconds, as the statements take it.
+    fn lease_ms(&self) -> i64 {
+        to_i64(self.config.lease_duration.as_millis())
+    }
+
+    /// Claims one due job and applies it to the end. Returns its id, or `None` when nothing was
+    /// due. A job whose lease is lost midway is left to its new owner; a chunk that fails lets the
+    /// job go for a retry after its backoff ([`Lease::retry_later`]), and the error is returned.
+    pub async fn process_one(&self) -> Result<Option<JobId>, StoreError> {
+        let Some(mut lease) = self.claim().await? else {
+            return Ok(None);
+        };
+        loop {
+            match lease.step().await {
+                Ok(Step::Continue) => {}
+                Ok(_) => return Ok(Some(lease.job_id())),
+                Err(error) => {
+                    lease.retry_later(&error.to_string()).await?;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Processes due jobs until none is left; returns how many were processed.
+    pub async fn run_until_idle(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        while self.process_one().await?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Runs `workers` job loops, a purge loop and (on PostgreSQL) a LISTEN loop until `shutdown`
+    /// completes; then each worker finishes the chunk in flight, releases its lease, and this
+    /// returns. Each loop is supervised: one that stops on an error or a panic is logged and
+    /// started again. On SQLite, the leases of a killed predecessor are taken back first.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<(), StoreError> {
+        match self.take_back_leases().await {
+            Ok(0) => {}
+            Ok(jobs) => tracing::info!(jobs, "took back the jobs a previous process was running"),
+            Err(error) => tracing::warn!(%error, "could not take back earlier leases; they will expire"),
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+        let restart_delay = self.config.poll_interval.min(Duration::from_secs(1));
+        for worker in 0..self.config.workers.max(1) {
+            let runner = self.clone();
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let name = format!("runner worker {worker}");
+                supervise(&name, restart_delay, Some(stop.clone()), || runner.worker_loop(worker, stop.clone())).await;
+            });
+        }
+        {
+            let runner = self.clone();
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                supervise("purge", restart_delay, Some(stop.clone()), || runner.purge_loop(stop.clone())).await;
+            });
+        }
+        if let crate::db::Db::Pg(pool) = self.store.db() {
+            let runner = self.clone();
+            let pool = pool.clone();
+            let stop = stop_rx.clone();
+            tasks.spawn(async move {
+                supervise("LISTEN", restart_delay, Some(stop.clone()), || {
+                    runner.listen_loop(pool.clone(), stop.clone())
+                })
+                .await;
+            });
+        }
+        shutdown.await;
+        tracing::info!(owner = %self.config.owner, "runner stopping");
+        let _ = stop_tx.send(true);
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined {
+                tracing::error!(error = %e, "runner task ended abnormally");
+            }
+        }
+        Ok(())
+    }
+
+    async fn purge_loop(&self, mut stop: watch::Receiver<bool>) -> Result<(), StoreError> {
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            match self.store.purge_expired(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(jobs = n, "purged expired jobs"),
+                Err(e) => tracing::warn!(error = %e, "purge failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.purge_interval) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Turns other nodes' NOTIFYs into local wake-ups: a job became due (wakes the workers) or
+    /// finished (wakes long polls, and the workers: its catalog's next job may start). Polling
+    /// covers any gap while reconnecting.
+    async fn listen_loop(&self, pool: sqlx::PgPool, mut stop: watch::Receiver<bool>) -> Result<(), StoreError> {
+        loop {
+            if *stop.borrow() {
+                return Ok(());
+            }
+            let listener = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                listener.listen_all(["catalogd_jobs", "catalogd_jobs_done"]).await?;
+                loop {
+                    let note = listener.recv().await?;
+                    if note.channel() != "catalogd_jobs" {
+                        self.store.job_finished();
+                    }
+                    self.store.wake_runners();
+                }
+            };
+            tokio::select! {
+                result = listener => {
+                    let result: Result<(), sqlx::Error> = result;
+                    if let Err(e) = result {
+                        tracing::warn!(error = %e, "LISTEN connection lost; polling until it is back");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.config.poll_interval) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                _ = stop.changed() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Every statement of the runner, built once per backend ([`Statements::new`]).
+//!
+//! What is the same on both backends is written here once; `sqlite.rs` and `postgres.rs` hold
+//! what differs: the claim (one statement per backend, implementing
+//! [`catalog_domain::order::next_of_catalog`]), the one-round-trip item-delete chunk, and the
+//! bounded deletes of a catalog. Placeholders are numbered (`$1`) on both.
+//!
+//! Times: leases and claims are computed on the database's clock (`NOW` of each backend), so that
+//! on PostgreSQL every node agrees on when a lease ends and a job is never shown started before it
+//! was accepted; the times a checkpoint writes (updated, finished) come from the node, bound as
+//! parameters.
+
+mod postgres;
+mod sqlite;
+
+use crate::idlist::in_list;
+
+/// The columns a claim answers for the job it took.
+pub(super) const CLAIM_COLUMNS: &str =
+    "id, project_id, catalog_id, kind, status, attempt, releases, last_error, flags, \
+     cursor, total_count, completed_count, failed_count, cancel_requested";
+
+/// Which unfinished jobs are waiting to start: the `jobs_waiting` index's condition.
+pub(super) const WAITING: &str = "status IN ('queued', 'scheduled')";
+
+/// Which jobs hold their catalog (started, not finished): the `jobs_holding` index's condition.
+pub(super) const HOLDING: &str = "status IN ('running', 'queued') AND started_at IS NOT NULL";
+
+/// Statements of the runner, built once for the backend.
+#[derive(Debug)]
+pub(super) struct Statements {
+    /// Claims the next job (see `sqlite.rs` and `postgres.rs`): `$1` owner, `$2` lease
+    /// milliseconds, `$3` the status of a claimed job. Answers the [`CLAIM_COLUMNS`] and
+    /// `previous_status`; on PostgreSQL also `picked` and the payload.
+    pub claim: String,
+    /// SQLite: at start, makes every lease held by another owner end now (`$1` this owner).
+    pub take_back_leases: String,
+    /// An item-delete chunk and its checkpoint in one round trip: one statement on PostgreSQL, a
+    /// script on SQLite. Parameters: the checkpoint's, `$12` catalog, `$13` ids; PostgreSQL:
+    /// `$14` this transaction's synchronous_commit.
+    pub delete_and_checkpoint: String,
+    /// SQLite: a job's last item-delete chunk, its checkpoint, and the claim of the next job
+    /// (`$14` owner, `$15` lease milliseconds, `$16` claimed status), one script.
+    pub delete_checkpoint_and_claim: String,
+    pub delete_items: String,
+    pub delete_members_of_items: String,
+    pub select_items: String,
+    pub upsert_items: &'static str,
+    pub select_categories: String,
+    pub upsert_categories: &'static str,
+    pub clear_members_of_categories: String,
+    pub insert_members: &'static str,
+    pub delete_categories: String,
+    /// A catalog delete's bounded deletes, in order (`$1` catalog, `$2` most rows).
+    pub delete_catalog_rows: [&'static str; 3],
+    /// A catalog delete's last statements (`$1` catalog).
+    pub delete_catalog: &'static [&'static str],
+    pub insert_error: &'static str,
+    /// The guarded checkpoint of a job with a catalog (see [`checkpoint_sql`]).
+    pub checkpoint: String,
+    /// The guarded checkpoint of a catalog delete (its catalog is gone by design).
+    pub checkpoint_no_catalog: String,
+    /// Renews the lease and reads the job row, unless another attempt owns it (the slow path).
+    pub fence: String,
+    /// Renews the lease while a chunk runs (`$1` job, `$2` attempt, `$3` lease milliseconds).
+    pub heartbeat: String,
+    /// Ends a job that cannot go on (cancelled at a boundary, or failed), fenced by attempt.
+    pub end_job: &'static str,
+    /// Hands a job back at shutdown; the attempt is given back (`releases`).
+    pub release: &'static str,
+    /// Lets go of a job after a failed chunk; any runner resumes it after `$3` milliseconds.
+    pub retry_later: String,
+}
+
+impl Statements {
+    /// The statements of PostgreSQL (`pg`) or SQLite.
+    pub(super) fn new(pg: bool) -> Statements {
+        let now = if pg { postgres::NOW } else { sqlite::NOW };
+        let list = |column: &str, placeholder: &str| in_list(pg, column, placeholder);
+        let pick = |sqlite: &'static str, postgres: &'static str| if pg { postgres } else { sqlite };
+        Statements {
+            claim: if pg { postgres::claim() } else { sqlite::claim_script() },
+            take_back_leases: format!(
+                "UPDATE jobs SET lease_expires_at = {now} - 1
+                 WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_owner <> $1"
+            ),
+            delete_and_checkpoint: if pg { postgres::delete_and_checkpoint() } else { sqlite::delete_and_checkpoint() },
+            delete_checkpoint_and_claim: sqlite::delete_checkpoint_and_claim(),
+            delete_items: format!("DELETE FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
+            delete_members_of_items: format!(
+                "DELETE FROM category_items WHERE catalog_id = $1 AND {}",
+                list("item_id", "$2")
+            ),
+            select_items: format!("SELECT item_id, fields FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
+            upsert_items: pick(sqlite::UPSERT_ITEMS, postgres::UPSERT_ITEMS),
+            select_categories: format!(
+                "SELECT category_id, external_id, name FROM categories WHERE catalog_id = $1 AND {}",
+                list("category_id", "$2")
+            ),
+            upsert_categories: pick(sqlite::UPSERT_CATEGORIES, postgres::UPSERT_CATEGORIES),
+            clear_members_of_categories: format!(
+                "DELETE FROM category_items WHERE catalog_id = $1 AND {}",
+                list("category_id", "$2")
+            ),
+            insert_members: pick(sqlite::INSERT_MEMBERS, postgres::INSERT_MEMBERS),
+            delete_categories: format!(
+                "DELETE FROM categories WHERE catalog_id = $1 AND {}",
+                list("category_id", "$2")
+            ),
+            delete_catalog_rows: [
+                "DELETE FROM category_items WHERE (catalog_id, category_id, item_id) IN
+                     (SELECT catalog_id, category_id, item_id FROM category_items WHERE catalog_id = $1 LIMIT $2)",
+                "DELETE FROM categories WHERE catalog_id = $1 AND category_id IN
+                     (SELECT category_id FROM categories WHERE catalog_id = $1 ORDER BY category_id LIMIT $2)",
+                "DELETE FROM items WHERE catalog_id = $1 AND item_id IN
+                     (SELECT item_id FROM items WHERE catalog_id = $1 ORDER BY item_id LIMIT $2)",
+            ],
+            delete_catalog: if pg { postgres::DELETE_CATALOG } else { sqlite::DELETE_CATALOG },
+            insert_error: "INSERT INTO job_errors (job_id, item_index, item_id, code, title, detail, pointer)
+                           VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            checkpoint: checkpoint_sql(pg, true),
+            checkpoint_no_catalog: checkpoint_sql(pg, false),
+            fence: if pg { postgres::fence() } else { sqlite::fence() },
+            heartbeat: format!(
+                "UPDATE jobs SET lease_expires_at = {now} + $3 WHERE id = $1 AND attempt = $2 AND status = 'running'"
+            ),
+            end_job: "UPDATE jobs SET status = $3, completed_count = $4, failed_count = $5, updated_at = $6,
+                          finished_at = $6, expires_at = $7, failure_reason = $8, lease_owner = NULL, lease_expires_at = NULL
+                      WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            release: "UPDATE jobs SET status = $3, lease_owner = NULL, lease_expires_at = NULL, releases = releases + 1,
+                          updated_at = $4
+                      WHERE id = $1 AND attempt = $2 AND status = 'running'",
+            retry_later: format!(
+                "UPDATE jobs SET lease_owner = NULL, lease_expires_at = {now} + $3, last_error = $4, updated_at = $5
+                 WHERE id = $1 AND attempt = $2 AND status = 'running'"
+            ),
+        }
+    }
+}
+
+/// The checkpoint written in the same transaction as a chunk's data change. It is a
+/// compare-and-set: it matches the job row only while this lease's attempt still owns the running
+/// job (fencing), the stored cursor is still where this chunk started ($11), no cancel is pending,
+/// and — with `guard_catalog` — the catalog ($12) is alive. The cursor check matters because
+/// intermediate commits are relaxed: if a crash lost one, the stored cursor is behind ours and the
+/// chunk must be redone, not skipped. When it matches nothing the caller rolls the chunk back and
+/// finds out why (`Lease::interrupted`). On PostgreSQL the catalog row is share-locked until
+/// commit, so a concurrent catalog delete waits for the chunk instead of racing it.
+///
+/// Parameters: $1 id, $2 attempt, $3 new cursor, $4 completed, $5 failed, $6 status, $7 now,
+/// $8 finished_at (NULL unless terminal), $9 expires_at, $10 lease milliseconds, $11 cursor at the
+/// start of the chunk, $12 catalog.
+pub(super) fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
+    let catalog = match (guard_catalog, pg) {
+        (false, _) => "",
+        (true, false) => "AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL)",
+        (true, true) => "AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE)",
+    };
+    let now = if pg { postgres::NOW } else { sqlite::NOW };
+    format!(
+        "UPDATE jobs SET cursor = $3, completed_count = $4, failed_count = $5, status = $6, updated_at = $7,
+             finished_at = $8, expires_at = $9,
+             lease_expires_at = CASE WHEN $8 IS NULL THEN {now} + $10 ELSE NULL END,
+             lease_owner = CASE WHEN $8 IS NULL THEN lease_owner ELSE NULL END
+         WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0 {catalog}"
+    )
+}
+
+/// The next job of each catalog with work and the one to claim, as SQL answering its `id`: the
+/// order rule of [`catalog_domain::order::next_of_catalog`] over every catalog, oldest due first.
+///
+/// The catalogs with work are found by a loose index scan of `jobs_waiting` (one probe per
+/// catalog, whatever its backlog) plus the few that hold a started job (`jobs_holding`). For each,
+/// the job holding it may be resumed when it is queued (released) or its lease ended, and nothing
+/// else of it may start; with no holder, its earliest due job may start. `due` is the backend's
+/// form of `catalog_domain::order::due_at`; `now` its clock; `next_catalog` the recursive step
+/// (a correlated join on SQLite, a lateral one on PostgreSQL).
+pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str) -> String {
+    format!(
+        "WITH RECURSIVE waiting(project_id, catalog_id) AS (
+             SELECT * FROM (SELECT project_id, catalog_id FROM jobs WHERE {WAITING}
+                            ORDER BY project_id, catalog_id LIMIT 1) AS first_catalog
+             UNION ALL
+             {next_catalog}
+         ),
+         active(project_id, catalog_id) AS (
+             SELECT project_id, catalog_id FROM waiting
+             UNION
+             SELECT project_id, catalog_id FROM jobs WHERE {HOLDING}
+         ),
+         next(id) AS (
+             SELECT CASE
+                 WHEN EXISTS (SELECT 1 FROM jobs h WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id
+                                                      AND {HOLDING})
+                 THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs
+                                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
+                                       ORDER BY {due}, id LIMIT 1) AS holder
+                       WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at < {now})
+                 ELSE (SELECT id FROM jobs
+                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
+                         AND (status = 'queued' OR {due} <= {now})
+                       ORDER BY {due}, id LIMIT 1)
+             END
+             FROM active a
+         )"
+    )
+}

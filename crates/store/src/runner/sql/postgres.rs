@@ -1,0 +1,114 @@
+//! The runner's statements in PostgreSQL's own spelling.
+//!
+//! Several processes share the database, each statement reading its own snapshot, so the claim
+//! guards itself twice: the job row is locked (`FOR UPDATE SKIP LOCKED`, rechecked on its newest
+//! version), and the catalog's `catalog_claims` row is bumped only if no other claim of the catalog
+//! happened since the snapshot (migration 0006 says why). Leases are computed on the database's
+//! clock, so nodes with different clocks agree on when one ends.
+
+use super::{checkpoint_sql, next_jobs, CLAIM_COLUMNS, WAITING};
+
+/// The database's clock in epoch milliseconds.
+pub(super) const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
+
+/// When a job became due (`catalog_domain::order::due_at`), as `jobs_waiting` indexes it; `table`
+/// is the alias to qualify the columns with, or empty.
+fn due(table: &str) -> String {
+    if table.is_empty() {
+        "GREATEST(created_at, start_at)".to_owned()
+    } else {
+        format!("GREATEST({table}.created_at, {table}.start_at)")
+    }
+}
+
+/// The claim, one autocommit statement (its commit need not wait for the WAL flush: a claim lost
+/// in a crash only leaves the job due again): picks the next job by the order rule and locks it,
+/// bumps its catalog's claim version, leases it, and answers it with its payload. `picked` without
+/// an `id` means another node claimed in the same catalog meanwhile: the caller tries again.
+/// `$1` owner, `$2` lease milliseconds, `$3` the claimed status.
+pub(super) fn claim() -> String {
+    let next_catalog = format!(
+        "SELECT n.project_id, n.catalog_id FROM waiting w CROSS JOIN LATERAL (
+             SELECT project_id, catalog_id FROM jobs WHERE {WAITING} AND (project_id, catalog_id) > (w.project_id, w.catalog_id)
+             ORDER BY project_id, catalog_id LIMIT 1) AS n"
+    );
+    format!(
+        "{next},
+         pick AS MATERIALIZED (
+             SELECT j.id, j.catalog_id, j.status FROM jobs j JOIN next ON next.id = j.id
+             WHERE j.status IN ('queued', 'scheduled', 'running')
+               AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at < {NOW})
+             ORDER BY {due_j}, j.id LIMIT 1
+             FOR UPDATE OF j SKIP LOCKED),
+         turn AS (
+             INSERT INTO catalog_claims AS c (catalog_id, version)
+             SELECT p.catalog_id, COALESCE((SELECT version FROM catalog_claims WHERE catalog_id = p.catalog_id), 0) + 1
+             FROM pick p
+             ON CONFLICT (catalog_id) DO UPDATE SET version = c.version + 1 WHERE c.version = EXCLUDED.version - 1
+             RETURNING c.catalog_id),
+         claimed AS (
+             UPDATE jobs SET status = $3, attempt = attempt + 1, lease_owner = $1, lease_expires_at = {NOW} + $2,
+                 started_at = COALESCE(started_at, {NOW}), updated_at = {NOW}
+             WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM turn)
+             RETURNING {CLAIM_COLUMNS}),
+         commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)
+         SELECT p.id AS picked, p.status AS previous_status, c.*, payload.payload
+         FROM pick p LEFT JOIN claimed c ON c.id = p.id LEFT JOIN job_payloads payload ON payload.job_id = c.id
+         WHERE (SELECT v FROM commit_mode) IS NOT NULL",
+        next = next_jobs(&due(""), NOW, &next_catalog),
+        due_j = due("j"),
+    )
+}
+
+/// An item-delete chunk and its checkpoint as ONE autocommit statement, so a chunk costs one round
+/// trip like a raw delete. `job` locks the job row only if the checkpoint guard holds (attempt,
+/// running, no cancel, catalog alive and share-locked); the deletes and the update act only when it
+/// does, so a statement whose guard fails changes nothing. `$14` is this transaction's
+/// synchronous_commit (only a job's last chunk waits for the WAL flush); the CTE is materialized so
+/// it runs before the commit.
+pub(super) fn delete_and_checkpoint() -> String {
+    format!(
+        "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', $14, true) AS v),
+              job AS MATERIALIZED (
+                  SELECT id FROM jobs
+                  WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0
+                    AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE)
+                    AND (SELECT v FROM commit_mode) IS NOT NULL
+                  FOR UPDATE),
+              members AS (DELETE FROM category_items
+                          WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job)),
+              gone AS (DELETE FROM items
+                       WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job))
+         {} AND id IN (SELECT id FROM job)",
+        checkpoint_sql(true, false)
+    )
+}
+
+pub(super) const UPSERT_ITEMS: &str = "INSERT INTO items (catalog_id, item_id, fields, created_at, updated_at)
+     SELECT $1, e->>0, (e->1)::text, $3, $3 FROM json_array_elements($2::json) e
+     ON CONFLICT (catalog_id, item_id) DO UPDATE SET fields = excluded.fields, updated_at = excluded.updated_at";
+
+pub(super) const UPSERT_CATEGORIES: &str =
+    "INSERT INTO categories (catalog_id, category_id, external_id, name, created_at, updated_at)
+     SELECT $1, e->>0, e->>1, e->>2, $3, $3 FROM json_array_elements($2::json) e
+     ON CONFLICT (catalog_id, category_id) DO UPDATE SET external_id = excluded.external_id,
+         name = excluded.name, updated_at = excluded.updated_at";
+
+pub(super) const INSERT_MEMBERS: &str = "INSERT INTO category_items (catalog_id, category_id, item_id)
+     SELECT $1, e->>0, e->>1 FROM json_array_elements($2::json) e ON CONFLICT DO NOTHING";
+
+/// The catalog's row goes, and so does its claim version: no job of it is left to claim.
+pub(super) const DELETE_CATALOG: &[&str] =
+    &["DELETE FROM catalog_claims WHERE catalog_id = $1", "DELETE FROM catalogs WHERE id = $1"];
+
+/// The slow path's fence (see the SQLite form); the catalog row is share-locked, as in the
+/// checkpoint.
+pub(super) fn fence() -> String {
+    format!(
+        "WITH live AS (SELECT id FROM catalogs WHERE id = $5 AND deleted_at IS NULL FOR SHARE)
+         UPDATE jobs SET lease_expires_at = {NOW} + $3, updated_at = $4
+         WHERE id = $1 AND attempt = $2 AND status = 'running'
+         RETURNING total_count, completed_count, failed_count, cursor, cancel_requested,
+             (SELECT COUNT(*) FROM live) AS alive"
+    )
+}
