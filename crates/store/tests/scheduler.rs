@@ -26,6 +26,7 @@ conformance!(
     a_replayed_sequence_ends_as_the_requests_said_on_two_runners,
     a_job_never_starts_behind_an_unfinished_earlier_one,
     a_scheduled_job_takes_its_place_at_its_start_time,
+    every_catalog_with_work_is_found_across_projects,
     a_heartbeat_keeps_a_slow_chunk_from_being_taken_over,
     a_held_heartbeat_lets_another_runner_take_over_and_fences_the_first,
     a_graceful_release_gives_its_attempt_back_and_a_lost_lease_does_not,
@@ -639,6 +640,34 @@ async fn a_scheduled_job_takes_its_place_at_its_start_time(db: &TestDb) {
     while second.step().await.unwrap() == Step::Continue {}
     assert_eq!(s.get_item(p, "c", "item-00002").await.unwrap().fields, common::fields(json!({"v": "after"})));
     assert_eq!(s.get_item(p, "c", "item-00001").await.unwrap_err().code(), ErrorCode::ItemNotFound);
+}
+
+async fn every_catalog_with_work_is_found_across_projects(db: &TestDb) {
+    let s = &db.store;
+    // Three projects of two catalogs of three jobs each.
+    let mut firsts = BTreeSet::new();
+    for key in ["p1", "p2", "p3"] {
+        let p = project(s, key).await;
+        for catalog in ["one", "two"] {
+            s.create_catalog(p, catalog, None).await.unwrap();
+            for n in 0..3 {
+                let job =
+                    s.bulk_delete_items(p, catalog, Dialect::Native, ids(0..5), &opts()).await.unwrap().job.unwrap();
+                if n == 0 {
+                    firsts.insert(job.id);
+                }
+            }
+        }
+    }
+    // Held leases keep their catalogs busy: each claim finds the first job of another catalog,
+    // whichever project it is in, until none is left.
+    let r = runner(s, "r", 100);
+    let mut held = Vec::new();
+    while let Some(lease) = r.claim().await.unwrap() {
+        held.push(lease);
+    }
+    let claimed: BTreeSet<JobId> = held.iter().map(|lease| lease.job_id()).collect();
+    assert_eq!((held.len(), claimed), (6, firsts));
 }
 
 // ---------------------------------------------------------------------------------------------

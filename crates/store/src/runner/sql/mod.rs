@@ -169,13 +169,16 @@ pub(super) fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
 /// The next job of each catalog with work and the one to claim, as SQL answering its `id`: the
 /// order rule of [`catalog_domain::order::next_of_catalog`] over every catalog, oldest due first.
 ///
-/// The catalogs with work are found by a loose index scan of `jobs_waiting` (one probe per
-/// catalog, whatever its backlog) plus the few that hold a started job (`jobs_holding`). For each,
+/// The catalogs with work are found by a loose index scan of `jobs_waiting` (a probe or two per
+/// catalog, whatever its backlog: the next catalog of the same project, else the first of the next
+/// project) plus the few that hold a started job (`jobs_holding`). For each,
 /// the job holding it may be resumed when it is queued (released) or its lease ended, and nothing
 /// else of it may start; with no holder, its earliest due job may start. `due` is the backend's
 /// form of `catalog_domain::order::due_at`; `now` its clock; `next_catalog` the recursive step
-/// (a correlated join on SQLite, a lateral one on PostgreSQL).
-pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str) -> String {
+/// (a correlated join on SQLite, a lateral one on PostgreSQL); `holding_index` what makes the
+/// backend read the holders from `jobs_holding` (SQLite's planner would rather walk every queued
+/// job of `jobs_queue`).
+pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, holding_index: &str) -> String {
     format!(
         "WITH RECURSIVE waiting(project_id, catalog_id) AS (
              SELECT * FROM (SELECT project_id, catalog_id FROM jobs WHERE {WAITING}
@@ -186,7 +189,7 @@ pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str) -> String {
          active(project_id, catalog_id) AS (
              SELECT project_id, catalog_id FROM waiting
              UNION
-             SELECT project_id, catalog_id FROM jobs WHERE {HOLDING}
+             SELECT project_id, catalog_id FROM jobs {holding_index} WHERE {HOLDING}
          ),
          next(id) AS (
              SELECT CASE

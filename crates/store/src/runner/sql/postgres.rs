@@ -55,7 +55,7 @@ pub(super) fn claim() -> String {
          SELECT p.id AS picked, p.status AS previous_status, c.*, payload.payload
          FROM pick p LEFT JOIN claimed c ON c.id = p.id LEFT JOIN job_payloads payload ON payload.job_id = c.id
          WHERE (SELECT v FROM commit_mode) IS NOT NULL",
-        next = next_jobs(&due(""), NOW, &next_catalog),
+        next = next_jobs(&due(""), NOW, &next_catalog, ""),
         due_j = due("j"),
     )
 }

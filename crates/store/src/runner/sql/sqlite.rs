@@ -27,10 +27,14 @@ const CREATE_PICK_TABLE: &str =
 /// rule, then lease it (bump the attempt, the fencing token), answering the claimed row and its
 /// status before. Parameters are named by the caller's placeholders.
 fn claim_statements(owner: &str, lease_ms: &str, status: &str) -> String {
+    // Two seeks rather than one row-value range, which SQLite would only bound by `project_id`:
+    // past a catalog with a long backlog that is a walk through all of it.
     let next_catalog = format!(
-        "SELECT n.project_id, n.catalog_id FROM waiting w JOIN jobs n ON n.id = (
-             SELECT id FROM jobs WHERE {WAITING} AND (project_id, catalog_id) > (w.project_id, w.catalog_id)
-             ORDER BY project_id, catalog_id LIMIT 1)"
+        "SELECT n.project_id, n.catalog_id FROM waiting w JOIN jobs n ON n.id = COALESCE(
+             (SELECT id FROM jobs WHERE {WAITING} AND project_id = w.project_id AND catalog_id > w.catalog_id
+              ORDER BY project_id, catalog_id LIMIT 1),
+             (SELECT id FROM jobs WHERE {WAITING} AND project_id > w.project_id
+              ORDER BY project_id, catalog_id LIMIT 1))"
     );
     format!(
         "DELETE FROM temp.claim_pick;
@@ -41,7 +45,7 @@ fn claim_statements(owner: &str, lease_ms: &str, status: &str) -> String {
              lease_expires_at = {NOW} + {lease_ms}, started_at = COALESCE(started_at, {NOW}), updated_at = {NOW}
          WHERE id = (SELECT id FROM temp.claim_pick)
          RETURNING {CLAIM_COLUMNS}, (SELECT status FROM temp.claim_pick) AS previous_status;",
-        next = next_jobs(&due(""), NOW, &next_catalog),
+        next = next_jobs(&due(""), NOW, &next_catalog, "INDEXED BY jobs_holding"),
         due_j = due("j"),
     )
 }
