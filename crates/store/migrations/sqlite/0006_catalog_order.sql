@@ -11,8 +11,8 @@ CREATE INDEX jobs_waiting ON jobs (project_id, catalog_id, MAX(created_at, COALE
 -- A job that has started holds its catalog until it ends, also while it waits to be resumed
 -- (released at shutdown, lease lost, retry backoff): at most one row per catalog.
 CREATE INDEX jobs_holding ON jobs (project_id, catalog_id) WHERE status IN ('running', 'queued') AND started_at IS NOT NULL;
--- The oldest-due-job claim was the only reader.
-DROP INDEX jobs_scheduled;
+-- jobs_scheduled (migration 0004) stays: the claim's first try looks at the oldest due scheduled
+-- job, as at the oldest queued one (jobs_queue).
 
 -- Attempts that count toward the runner's max_attempts are `attempt - releases`: a claim bumps
 -- `attempt` (the fencing token), and a graceful release at shutdown gives its attempt back.

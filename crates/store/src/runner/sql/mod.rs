@@ -166,6 +166,42 @@ pub(super) fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
     )
 }
 
+/// SQLite's first try at the job to claim, as SQL answering its `id` (or nothing): the oldest of
+/// the jobs that hold a catalog and may be resumed, the oldest queued job and the oldest due
+/// scheduled job, the last two only if each is its catalog's next job and nothing holds its catalog
+/// (`catalog_domain::order::next_of_catalog`). A few index probes: most claims end here. When it
+/// finds nothing, the claim visits every catalog ([`next_jobs`]).
+pub(super) fn likely_next_job(due: &str, now: &str) -> String {
+    let is_next_of_its_catalog = |job: &str| {
+        format!(
+            "NOT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_holding
+                         WHERE project_id = {job}.project_id AND catalog_id = {job}.catalog_id AND {HOLDING})
+             AND {job}.id = (SELECT id FROM jobs INDEXED BY jobs_waiting
+                             WHERE project_id = {job}.project_id AND catalog_id = {job}.catalog_id AND {WAITING}
+                               AND (status = 'queued' OR {due} <= {now})
+                             ORDER BY {due}, id LIMIT 1)"
+        )
+    };
+    format!(
+        "SELECT id FROM (
+             SELECT id, {due} AS due FROM jobs INDEXED BY jobs_holding
+             WHERE {HOLDING} AND (status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at < {now})
+             UNION ALL
+             SELECT queued.id, queued.due FROM (
+                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs INDEXED BY jobs_queue
+                 WHERE status = 'queued' ORDER BY id LIMIT 1) AS queued
+             WHERE {}
+             UNION ALL
+             SELECT scheduled.id, scheduled.due FROM (
+                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs INDEXED BY jobs_scheduled
+                 WHERE status = 'scheduled' AND start_at <= {now} ORDER BY start_at LIMIT 1) AS scheduled
+             WHERE {}
+         ) AS likely ORDER BY due, id LIMIT 1",
+        is_next_of_its_catalog("queued"),
+        is_next_of_its_catalog("scheduled"),
+    )
+}
+
 /// The next job of each catalog with work and the one to claim, as SQL answering its `id`: the
 /// order rule of [`catalog_domain::order::next_of_catalog`] over every catalog, oldest due first.
 ///
@@ -175,13 +211,14 @@ pub(super) fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
 /// the job holding it may be resumed when it is queued (released) or its lease ended, and nothing
 /// else of it may start; with no holder, its earliest due job may start. `due` is the backend's
 /// form of `catalog_domain::order::due_at`; `now` its clock; `next_catalog` the recursive step
-/// (a correlated join on SQLite, a lateral one on PostgreSQL); `holding_index` what makes the
-/// backend read the holders from `jobs_holding` (SQLite's planner would rather walk every queued
-/// job of `jobs_queue`).
-pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, holding_index: &str) -> String {
+/// (a correlated join on SQLite, a lateral one on PostgreSQL); `hint(index)` what makes the backend
+/// read `jobs` through that index (SQLite's planner, without statistics, would rather walk every
+/// queued job of `jobs_queue`; PostgreSQL's needs no hint).
+pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, hint: impl Fn(&str) -> String) -> String {
+    let (waiting, holding) = (hint("jobs_waiting"), hint("jobs_holding"));
     format!(
         "WITH RECURSIVE waiting(project_id, catalog_id) AS (
-             SELECT * FROM (SELECT project_id, catalog_id FROM jobs WHERE {WAITING}
+             SELECT * FROM (SELECT project_id, catalog_id FROM jobs {waiting} WHERE {WAITING}
                             ORDER BY project_id, catalog_id LIMIT 1) AS first_catalog
              UNION ALL
              {next_catalog}
@@ -189,17 +226,17 @@ pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, holding_index:
          active(project_id, catalog_id) AS (
              SELECT project_id, catalog_id FROM waiting
              UNION
-             SELECT project_id, catalog_id FROM jobs {holding_index} WHERE {HOLDING}
+             SELECT project_id, catalog_id FROM jobs {holding} WHERE {HOLDING}
          ),
          next(id) AS (
              SELECT CASE
-                 WHEN EXISTS (SELECT 1 FROM jobs h WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id
-                                                      AND {HOLDING})
-                 THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs
+                 WHEN EXISTS (SELECT 1 FROM jobs AS h {holding}
+                              WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id AND {HOLDING})
+                 THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs {holding}
                                        WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
                                        ORDER BY {due}, id LIMIT 1) AS holder
                        WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at < {now})
-                 ELSE (SELECT id FROM jobs
+                 ELSE (SELECT id FROM jobs {waiting}
                        WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
                          AND (status = 'queued' OR {due} <= {now})
                        ORDER BY {due}, id LIMIT 1)

@@ -35,8 +35,9 @@ pub(super) fn claim() -> String {
     format!(
         "{next},
          pick AS MATERIALIZED (
-             SELECT j.id, j.catalog_id, j.status FROM jobs j JOIN next ON next.id = j.id
-             WHERE j.status IN ('queued', 'scheduled', 'running')
+             SELECT j.id, j.catalog_id, j.status FROM jobs j
+             WHERE j.id = ANY(ARRAY(SELECT id FROM next WHERE id IS NOT NULL))
+               AND j.status IN ('queued', 'scheduled', 'running')
                AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at < {NOW})
              ORDER BY {due_j}, j.id LIMIT 1
              FOR UPDATE OF j SKIP LOCKED),
@@ -55,7 +56,7 @@ pub(super) fn claim() -> String {
          SELECT p.id AS picked, p.status AS previous_status, c.*, payload.payload
          FROM pick p LEFT JOIN claimed c ON c.id = p.id LEFT JOIN job_payloads payload ON payload.job_id = c.id
          WHERE (SELECT v FROM commit_mode) IS NOT NULL",
-        next = next_jobs(&due(""), NOW, &next_catalog, ""),
+        next = next_jobs(&due(""), NOW, &next_catalog, |_| String::new()),
         due_j = due("j"),
     )
 }

@@ -5,7 +5,7 @@
 //! picks the next job and the one that leases it run in one immediate transaction. Multi-statement
 //! work is sent as one script (`sqlite_script`): one round trip to sqlx's connection thread.
 
-use super::{checkpoint_sql, next_jobs, CLAIM_COLUMNS, WAITING};
+use super::{checkpoint_sql, likely_next_job, next_jobs, CLAIM_COLUMNS, WAITING};
 use crate::idlist::in_list;
 
 /// SQLite's clock in epoch milliseconds (the same clock as the process's: one machine).
@@ -24,29 +24,34 @@ const CREATE_PICK_TABLE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS claim_pick (slot INTEGER PRIMARY KEY, id INTEGER NOT NULL, status TEXT NOT NULL);";
 
 /// The statements of a claim, inside an open immediate transaction: pick the next job by the order
-/// rule, then lease it (bump the attempt, the fencing token), answering the claimed row and its
-/// status before. Parameters are named by the caller's placeholders.
+/// rule (the likely one first, every catalog only when that finds nothing), then lease it (bump the
+/// attempt, the fencing token), answering the claimed row and its status before. Parameters are
+/// named by the caller's placeholders.
 fn claim_statements(owner: &str, lease_ms: &str, status: &str) -> String {
     // Two seeks rather than one row-value range, which SQLite would only bound by `project_id`:
     // past a catalog with a long backlog that is a walk through all of it.
     let next_catalog = format!(
         "SELECT n.project_id, n.catalog_id FROM waiting w JOIN jobs n ON n.id = COALESCE(
-             (SELECT id FROM jobs WHERE {WAITING} AND project_id = w.project_id AND catalog_id > w.catalog_id
+             (SELECT id FROM jobs INDEXED BY jobs_waiting
+              WHERE {WAITING} AND project_id = w.project_id AND catalog_id > w.catalog_id
               ORDER BY project_id, catalog_id LIMIT 1),
-             (SELECT id FROM jobs WHERE {WAITING} AND project_id > w.project_id
+             (SELECT id FROM jobs INDEXED BY jobs_waiting WHERE {WAITING} AND project_id > w.project_id
               ORDER BY project_id, catalog_id LIMIT 1))"
     );
     format!(
         "DELETE FROM temp.claim_pick;
          {next}
          INSERT INTO temp.claim_pick (slot, id, status)
-         SELECT 0, j.id, j.status FROM next JOIN jobs j ON j.id = next.id ORDER BY {due_j}, j.id LIMIT 1;
+         SELECT 0, j.id, j.status FROM jobs j
+         WHERE j.id = COALESCE(({likely}),
+                               (SELECT n.id FROM next JOIN jobs n ON n.id = next.id ORDER BY {due_n}, n.id LIMIT 1));
          UPDATE jobs SET status = {status}, attempt = attempt + 1, lease_owner = {owner},
              lease_expires_at = {NOW} + {lease_ms}, started_at = COALESCE(started_at, {NOW}), updated_at = {NOW}
          WHERE id = (SELECT id FROM temp.claim_pick)
          RETURNING {CLAIM_COLUMNS}, (SELECT status FROM temp.claim_pick) AS previous_status;",
-        next = next_jobs(&due(""), NOW, &next_catalog, "INDEXED BY jobs_holding"),
-        due_j = due("j"),
+        next = next_jobs(&due(""), NOW, &next_catalog, |index| format!("INDEXED BY {index}")),
+        likely = likely_next_job(&due(""), NOW),
+        due_n = due("n"),
     )
 }
 
