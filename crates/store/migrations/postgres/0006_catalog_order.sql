@@ -12,8 +12,8 @@ CREATE INDEX jobs_waiting ON jobs (project_id, catalog_id, GREATEST(created_at, 
 -- A job that has started holds its catalog until it ends, also while it waits to be resumed
 -- (released at shutdown, lease lost, retry backoff): at most one row per catalog.
 CREATE INDEX jobs_holding ON jobs (project_id, catalog_id) WHERE status IN ('running', 'queued') AND started_at IS NOT NULL;
--- The oldest-due-job claim was the only reader.
-DROP INDEX jobs_scheduled;
+-- jobs_scheduled (migration 0004) stays: the claim's first try looks at the oldest due scheduled
+-- job, as at the oldest queued one (jobs_queue).
 
 -- Several processes claim at once, each statement on its own snapshot: two of them could each see
 -- a different job as a catalog's next (one job committed late with an earlier due time) and

@@ -98,18 +98,23 @@ impl Runner {
         // commit need not wait for the WAL flush. The payload is read once per claim.
         match self.store.db() {
             crate::db::Db::Pg(pool) => {
-                let row = sqlx::query(&self.sql.claim)
-                    .bind(&self.config.owner)
-                    .bind(self.lease_ms())
-                    .bind(running)
-                    .fetch_optional(pool)
-                    .await?;
-                Ok(match row {
-                    None => Claim::Nothing,
-                    Some(row) if row.opt_int("id")?.is_none() => Claim::Raced,
-                    // Payloads are stored in parts on SQLite only: here the first part is all of it.
-                    Some(row) => Claim::Claimed(Claimed::from_row(&row, row.opt_text("payload")?)?),
-                })
+                // The likely next job first; every catalog only when there is none.
+                for statement in [&self.sql.claim_likely, &self.sql.claim] {
+                    let row = sqlx::query(statement)
+                        .bind(&self.config.owner)
+                        .bind(self.lease_ms())
+                        .bind(running)
+                        .fetch_one(pool)
+                        .await?;
+                    if row.opt_int("id")?.is_some() {
+                        // Payloads are stored in parts on SQLite only: here the first part is all of it.
+                        return Ok(Claim::Claimed(Claimed::from_row(&row, row.opt_text("payload")?)?));
+                    }
+                    if row.int("candidates")? > 0 {
+                        return Ok(Claim::Raced);
+                    }
+                }
+                Ok(Claim::Nothing)
             }
             crate::db::Db::Sqlite(pool) => {
                 let relaxed = self.store.relaxed_sqlite().unwrap_or(pool);

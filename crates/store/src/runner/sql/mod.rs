@@ -31,8 +31,11 @@ pub(super) const HOLDING: &str = "status IN ('running', 'queued') AND started_at
 pub(super) struct Statements {
     /// Claims the next job (see `sqlite.rs` and `postgres.rs`): `$1` owner, `$2` lease
     /// milliseconds, `$3` the status of a claimed job. Answers the [`CLAIM_COLUMNS`] and
-    /// `previous_status`; on PostgreSQL also `picked` and the payload.
+    /// `previous_status`; on PostgreSQL also `candidates`, `picked` and the payload.
     pub claim: String,
+    /// PostgreSQL: the claim's first try (see [`likely_next_job`]), answering like `claim`; when it
+    /// finds no candidate, `claim` visits every catalog. (SQLite does both in one statement.)
+    pub claim_likely: String,
     /// SQLite: at start, makes every lease held by another owner end now (`$1` this owner).
     pub take_back_leases: String,
     /// An item-delete chunk and its checkpoint in one round trip: one statement on PostgreSQL, a
@@ -80,6 +83,7 @@ impl Statements {
         let pick = |sqlite: &'static str, postgres: &'static str| if pg { postgres } else { sqlite };
         Statements {
             claim: if pg { postgres::claim() } else { sqlite::claim_script() },
+            claim_likely: if pg { postgres::claim_likely() } else { String::new() },
             take_back_leases: format!(
                 "UPDATE jobs SET lease_expires_at = {now} - 1
                  WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_owner <> $1"
@@ -166,17 +170,20 @@ pub(super) fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
     )
 }
 
-/// SQLite's first try at the job to claim, as SQL answering its `id` (or nothing): the oldest of
+/// The claim's first try, as SQL answering the `id` of the job to claim (or nothing): the oldest of
 /// the jobs that hold a catalog and may be resumed, the oldest queued job and the oldest due
 /// scheduled job, the last two only if each is its catalog's next job and nothing holds its catalog
-/// (`catalog_domain::order::next_of_catalog`). A few index probes: most claims end here. When it
-/// finds nothing, the claim visits every catalog ([`next_jobs`]).
-pub(super) fn likely_next_job(due: &str, now: &str) -> String {
+/// (`catalog_domain::order::next_of_catalog`). A few index probes, where visiting every catalog
+/// ([`next_jobs`]) costs a few per catalog and a statement several times larger: most claims end
+/// here, and only one that finds nothing visits every catalog. `hint` as for [`next_jobs`].
+pub(super) fn likely_next_job(due: &str, now: &str, hint: impl Fn(&str) -> String) -> String {
+    let (waiting, holding, queue, scheduled) =
+        (hint("jobs_waiting"), hint("jobs_holding"), hint("jobs_queue"), hint("jobs_scheduled"));
     let is_next_of_its_catalog = |job: &str| {
         format!(
-            "NOT EXISTS (SELECT 1 FROM jobs INDEXED BY jobs_holding
+            "NOT EXISTS (SELECT 1 FROM jobs {holding}
                          WHERE project_id = {job}.project_id AND catalog_id = {job}.catalog_id AND {HOLDING})
-             AND {job}.id = (SELECT id FROM jobs INDEXED BY jobs_waiting
+             AND {job}.id = (SELECT id FROM jobs {waiting}
                              WHERE project_id = {job}.project_id AND catalog_id = {job}.catalog_id AND {WAITING}
                                AND (status = 'queued' OR {due} <= {now})
                              ORDER BY {due}, id LIMIT 1)"
@@ -184,16 +191,16 @@ pub(super) fn likely_next_job(due: &str, now: &str) -> String {
     };
     format!(
         "SELECT id FROM (
-             SELECT id, {due} AS due FROM jobs INDEXED BY jobs_holding
+             SELECT id, {due} AS due FROM jobs {holding}
              WHERE {HOLDING} AND (status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at < {now})
              UNION ALL
              SELECT queued.id, queued.due FROM (
-                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs INDEXED BY jobs_queue
+                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs {queue}
                  WHERE status = 'queued' ORDER BY id LIMIT 1) AS queued
              WHERE {}
              UNION ALL
              SELECT scheduled.id, scheduled.due FROM (
-                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs INDEXED BY jobs_scheduled
+                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs {scheduled}
                  WHERE status = 'scheduled' AND start_at <= {now} ORDER BY start_at LIMIT 1) AS scheduled
              WHERE {}
          ) AS likely ORDER BY due, id LIMIT 1",

@@ -6,7 +6,7 @@
 //! happened since the snapshot (migration 0006 says why). Leases are computed on the database's
 //! clock, so nodes with different clocks agree on when one ends.
 
-use super::{checkpoint_sql, next_jobs, CLAIM_COLUMNS, WAITING};
+use super::{checkpoint_sql, likely_next_job, next_jobs, CLAIM_COLUMNS, WAITING};
 
 /// The database's clock in epoch milliseconds.
 pub(super) const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
@@ -21,22 +21,43 @@ fn due(table: &str) -> String {
     }
 }
 
-/// The claim, one autocommit statement (its commit need not wait for the WAL flush: a claim lost
-/// in a crash only leaves the job due again): picks the next job by the order rule and locks it,
-/// bumps its catalog's claim version, leases it, and answers it with its payload. `picked` without
-/// an `id` means another node claimed in the same catalog meanwhile: the caller tries again.
-/// `$1` owner, `$2` lease milliseconds, `$3` the claimed status.
+/// The claim that visits every catalog with work ([`next_jobs`]); see [`claim_from`].
 pub(super) fn claim() -> String {
     let next_catalog = format!(
         "SELECT n.project_id, n.catalog_id FROM waiting w CROSS JOIN LATERAL (
              SELECT project_id, catalog_id FROM jobs WHERE {WAITING} AND (project_id, catalog_id) > (w.project_id, w.catalog_id)
              ORDER BY project_id, catalog_id LIMIT 1) AS n"
     );
+    let next = next_jobs(&due(""), NOW, &next_catalog, |_| String::new());
+    claim_from(
+        &format!("{next}, candidate AS (SELECT id FROM next)"),
+        "ANY(ARRAY(SELECT id FROM candidate WHERE id IS NOT NULL))",
+    )
+}
+
+/// The claim's first try, the likely next job ([`likely_next_job`]); see [`claim_from`].
+pub(super) fn claim_likely() -> String {
+    // One candidate at most: found by its id alone (given a list, the generic plan also walked
+    // every queued job of `jobs_queue` to match `status`).
+    claim_from(
+        &format!("WITH candidate AS ({})", likely_next_job(&due(""), NOW, |_| String::new())),
+        "(SELECT id FROM candidate)",
+    )
+}
+
+/// A claim, one autocommit statement (its commit need not wait for the WAL flush: a claim lost in
+/// a crash only leaves the job due again), from `with`, a WITH clause defining `candidate(id)`:
+/// locks the oldest candidate still claimable, bumps its catalog's claim version, leases it, and
+/// answers one row — `candidates` (how many there were), and the claimed job with its payload,
+/// if any. Candidates without a claim mean another node claimed meanwhile: the caller tries again.
+/// `candidate_ids` is how the job's id is matched against the candidates. `$1` owner, `$2` lease
+/// milliseconds, `$3` the claimed status.
+fn claim_from(with: &str, candidate_ids: &str) -> String {
     format!(
-        "{next},
+        "{with},
          pick AS MATERIALIZED (
              SELECT j.id, j.catalog_id, j.status FROM jobs j
-             WHERE j.id = ANY(ARRAY(SELECT id FROM next WHERE id IS NOT NULL))
+             WHERE j.id = {candidate_ids}
                AND j.status IN ('queued', 'scheduled', 'running')
                AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at < {NOW})
              ORDER BY {due_j}, j.id LIMIT 1
@@ -53,10 +74,11 @@ pub(super) fn claim() -> String {
              WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM turn)
              RETURNING {CLAIM_COLUMNS}),
          commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)
-         SELECT p.id AS picked, p.status AS previous_status, c.*, payload.payload
-         FROM pick p LEFT JOIN claimed c ON c.id = p.id LEFT JOIN job_payloads payload ON payload.job_id = c.id
+         SELECT (SELECT COUNT(*) FROM candidate WHERE id IS NOT NULL) AS candidates, p.status AS previous_status,
+                c.*, payload.payload
+         FROM (SELECT 1) AS one LEFT JOIN pick p ON true LEFT JOIN claimed c ON c.id = p.id
+              LEFT JOIN job_payloads payload ON payload.job_id = c.id
          WHERE (SELECT v FROM commit_mode) IS NOT NULL",
-        next = next_jobs(&due(""), NOW, &next_catalog, |_| String::new()),
         due_j = due("j"),
     )
 }

@@ -50,7 +50,7 @@ fn claim_statements(owner: &str, lease_ms: &str, status: &str) -> String {
          WHERE id = (SELECT id FROM temp.claim_pick)
          RETURNING {CLAIM_COLUMNS}, (SELECT status FROM temp.claim_pick) AS previous_status;",
         next = next_jobs(&due(""), NOW, &next_catalog, |index| format!("INDEXED BY {index}")),
-        likely = likely_next_job(&due(""), NOW),
+        likely = likely_next_job(&due(""), NOW, |index| format!("INDEXED BY {index}")),
         due_n = due("n"),
     )
 }
