@@ -919,6 +919,30 @@ async fn a_refused_input_fails_alone_and_the_rest_is_applied(db: &TestDb) {
         (JobStatus::Completed, 3 - expected_failed, expected_failed)
     );
     assert!(s.get_item(p, "c", "nul-0").await.is_ok() && s.get_item(p, "c", "nul-2").await.is_ok());
+    // Jobs that read before they write: an id PostgreSQL refuses even to look up fails alone too
+    // (SQLite looks it up and finds nothing). Bloomreach's ids may hold any character but `/`.
+    let patch =
+        vec![item("nul-0", json!({ "p": 1 })), item("a\u{0}b", json!({ "p": 1 })), item("nul-2", json!({ "p": 1 }))];
+    let id = s.bulk_patch_items(p, "c", Dialect::Bloomreach, patch, false, &opts()).await.unwrap().job.unwrap().id;
+    runner(s, "r", 100).run_until_idle().await.unwrap();
+    let j = job(s, p, id).await;
+    assert_eq!((j.status, j.completed_count, j.failed_count), (JobStatus::Completed, 2, 1));
+    let error = s.list_job_errors(p, id, None, 10).await.unwrap().rows.remove(0);
+    assert_eq!(error.code, if db.is_pg() { "item_refused" } else { "item_not_found" });
+    assert_eq!(error.item_id.as_deref(), Some("a\\u0000b"), "a NUL is recorded as its escape");
+    assert_eq!(s.get_item(p, "c", "nul-2").await.unwrap().fields, common::fields(json!({ "p": 1 })));
+    let category = |id: &str| CategoryInput {
+        id: RawId::String(id.to_owned()),
+        external_id: None,
+        name: Some("renamed".to_owned()),
+        item_ids: None,
+    };
+    s.bulk_upsert_categories(p, "c", Dialect::Native, vec![category("k-ok")], &opts()).await.unwrap();
+    let update = vec![category("k\u{0}x"), category("k-ok")];
+    let id = s.bulk_update_categories(p, "c", Dialect::Bloomreach, update, &opts()).await.unwrap().job.unwrap().id;
+    runner(s, "r", 100).run_until_idle().await.unwrap();
+    let j = job(s, p, id).await;
+    assert_eq!((j.status, j.completed_count, j.failed_count), (JobStatus::Completed, 1, 1));
 }
 
 async fn a_transient_failure_is_retried_after_a_backoff_and_applied_once(db: &TestDb) {

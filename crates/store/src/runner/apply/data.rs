@@ -144,10 +144,10 @@ macro_rules! impl_chunk_data {
                     sqlx::query(sql.insert_error)
                         .bind(job)
                         .bind(to_i64(e.index))
-                        .bind(&e.item_id)
+                        .bind(storable(&e.item_id))
                         .bind(e.code.as_str())
                         .bind(e.title)
-                        .bind(&e.detail)
+                        .bind(storable(&e.detail))
                         .bind(e.pointer.as_deref())
                         .execute(&mut **self)
                         .await?;
@@ -169,6 +169,12 @@ macro_rules! impl_chunk_data {
             }
         }
     };
+}
+
+/// Text an error record can hold on both backends: a NUL character (which PostgreSQL cannot store,
+/// and which may be why the input failed) is written as the escape `\u0000`.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\\u0000")
 }
 
 impl_chunk_data!(sqlx::Sqlite);

@@ -269,21 +269,42 @@ pub(super) async fn apply_chunk<D: ChunkData>(
     chunk: &Chunk<'_>,
     isolation: Isolation,
 ) -> Result<Applied, StoreError> {
+    // The kinds that read rows before writing them: when isolating, the ids the database refuses
+    // even to look up fail first, and the plan never sees them.
+    let mut unreadable = Vec::new();
     let writes = match (chunk.kind, chunk.payload) {
         (JobKind::CatalogDelete, _) => return catalog_delete::apply(data, sql, chunk).await,
         (JobKind::ItemBulkDelete, Payload::Ids(ids)) => item_delete::plan(ids, chunk.inputs.clone()),
         (JobKind::CategoryBulkDelete, Payload::Ids(ids)) => category_delete::plan(ids, chunk.inputs.clone()),
         (JobKind::ItemBulkUpsert, Payload::Items(items)) => item_upsert::plan(slice(items, chunk)),
         (JobKind::ItemBulkPatch, Payload::Items(items)) => {
-            item_patch::plan(data, sql, chunk, slice(items, chunk)).await?
+            let items = slice(items, chunk);
+            if isolation == Isolation::On {
+                let ids = items.iter().map(|(index, id, _)| (*index, id.clone())).collect();
+                unreadable = refused_lookups(data, sql, chunk, ids).await?;
+                let readable: Vec<ItemRow> = items.iter().filter(|i| !refused(&unreadable, i.0)).cloned().collect();
+                item_patch::plan(data, sql, chunk, &readable).await?
+            } else {
+                item_patch::plan(data, sql, chunk, items).await?
+            }
         }
         (JobKind::CategoryBulkUpsert, Payload::Categories(c)) => category_upsert::plan(slice(c, chunk)),
         (JobKind::CategoryBulkUpdate, Payload::Categories(c)) => {
-            category_update::plan(data, sql, chunk, slice(c, chunk)).await?
+            let categories = slice(c, chunk);
+            if isolation == Isolation::On {
+                let ids = categories.iter().map(|c| (c.index, c.id.clone())).collect();
+                unreadable = refused_lookups(data, sql, chunk, ids).await?;
+                let readable: Vec<CategoryRow> =
+                    categories.iter().filter(|c| !refused(&unreadable, c.index)).cloned().collect();
+                category_update::plan(data, sql, chunk, &readable).await?
+            } else {
+                category_update::plan(data, sql, chunk, categories).await?
+            }
         }
         (kind, _) => return Err(StoreError::Corrupt(format!("a {kind} job with a payload of another kind"))),
     };
     let mut failed = writes.failed;
+    failed.extend(unreadable);
     match isolation {
         Isolation::Off => write(data, sql, chunk, &writes.rows, 0..writes.rows.len()).await?,
         Isolation::On => {
@@ -389,6 +410,53 @@ async fn write_isolating<D: ChunkData>(
         }
     }
     Ok(refused)
+}
+
+/// Looks up the rows of `ids` (input index, id) by halves under savepoints, as the chunk's plan
+/// will, and answers the failure records of the inputs whose id the database refuses to look up.
+async fn refused_lookups<D: ChunkData>(
+    data: &mut D,
+    sql: &Statements,
+    chunk: &Chunk<'_>,
+    ids: Vec<(u64, String)>,
+) -> Result<Vec<InputError>, StoreError> {
+    let mut refused = Vec::new();
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..ids.len());
+    while let Some(range) = pending.pop() {
+        let Some(part) = ids.get(range.clone()).filter(|part| !part.is_empty()) else {
+            continue;
+        };
+        let lookup: Vec<String> = part.iter().map(|(_, id)| id.clone()).collect();
+        data.savepoint(Savepoint::Begin).await?;
+        let looked_up = match chunk.kind {
+            JobKind::CategoryBulkUpdate => data.read_categories(sql, chunk.catalog_id, lookup).await.map(|_| ()),
+            _ => data.read_items(sql, chunk.catalog_id, lookup).await.map(|_| ()),
+        };
+        match looked_up {
+            Ok(()) => data.savepoint(Savepoint::Release).await?,
+            Err(StoreError::Database(e)) if classify(&e) == DbErrorClass::Refused => {
+                data.savepoint(Savepoint::RollBack).await?;
+                match part {
+                    [(index, id)] => {
+                        refused.push(InputFailure::Refused(refusal_reason(&e)).record(chunk.kind, *index, id))
+                    }
+                    _ => {
+                        let middle = range.start + range.len() / 2;
+                        pending.push(middle..range.end);
+                        pending.push(range.start..middle);
+                    }
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(refused)
+}
+
+/// Whether input `index` is among the `failed`.
+fn refused(failed: &[InputError], index: u64) -> bool {
+    failed.iter().any(|e| e.index == index)
 }
 
 /// What the database said when it refused a value, without the driver's wrapping.
