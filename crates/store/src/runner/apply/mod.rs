@@ -27,9 +27,11 @@ use crate::db::{now_ms, with_db, Flavor};
 use crate::error::{classify, DbErrorClass, StoreError};
 use crate::hooks::Breakpoint;
 use crate::runner::sql::Statements;
+use catalog_domain::apply::fold_runs;
 use catalog_domain::apply::{CategoryOutcome, InputError, InputFailure};
 use catalog_domain::{JobKind, JobState};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::ops::Range;
 
 /// A job's payload, parsed once per claim.
@@ -322,6 +324,47 @@ pub(super) async fn apply_chunk<D: ChunkData>(
     Ok(Applied { completed, failed, cursor: chunk.inputs.end, last: chunk.is_last() })
 }
 
+/// For the kinds that read before they write: applies each input to what the earlier inputs of
+/// its id made of the stored row (`stored`, by id), in request order, with `apply` (a rule of
+/// `catalog_domain::apply`). Answers one unit per id that some input applied to, standing for
+/// those inputs, and the records of the inputs that failed.
+fn apply_in_order<'i, T, I>(
+    kind: JobKind,
+    inputs: impl IntoIterator<Item = (&'i str, u64, I)>,
+    mut stored: HashMap<String, T>,
+    mut apply: impl FnMut(Option<T>, I) -> Result<T, InputFailure>,
+) -> (Vec<Unit<T>>, Vec<InputError>) {
+    struct Folded<T> {
+        current: Option<T>,
+        applied: Vec<u64>,
+        failed: Vec<InputError>,
+    }
+    let per_id =
+        fold_runs(inputs.into_iter().map(|(id, index, input)| (id, (index, input))), |id, seen, (index, input)| {
+            let mut folded =
+                seen.unwrap_or_else(|| Folded { current: stored.remove(*id), applied: Vec::new(), failed: Vec::new() });
+            // The rules fail an input only when its row is missing: a failure leaves `current` at
+            // `None`, as it was.
+            match apply(folded.current.take(), input) {
+                Ok(next) => {
+                    folded.current = Some(next);
+                    folded.applied.push(index);
+                }
+                Err(failure) => folded.failed.push(failure.record(kind, index, id)),
+            }
+            folded
+        });
+    let mut units = Vec::with_capacity(per_id.len());
+    let mut failed = Vec::new();
+    for (id, folded) in per_id {
+        failed.extend(folded.failed);
+        if let (Some(row), false) = (folded.current, folded.applied.is_empty()) {
+            units.push(Unit { id: id.to_owned(), inputs: folded.applied, row });
+        }
+    }
+    (units, failed)
+}
+
 /// The chunk's part of a payload.
 fn slice<'p, T>(all: &'p [T], chunk: &Chunk<'_>) -> &'p [T] {
     all.get(chunk.inputs.clone()).unwrap_or_default()
@@ -508,4 +551,26 @@ fn distinct_ids(ids: &[String], inputs: Range<usize>) -> Vec<Unit<()>> {
     .into_iter()
     .map(|(id, inputs)| Unit { id: id.to_owned(), inputs, row: () })
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use catalog_domain::apply::{update_category, CategoryChange, CategoryFields};
+
+    #[test]
+    fn inputs_of_an_id_apply_in_request_order_and_a_missing_row_fails_alone() {
+        let stored = HashMap::from([("a".to_owned(), CategoryFields { external_id: Some("x".into()), name: None })]);
+        let rename = |name: &str| CategoryChange { name: Some(name.into()), ..CategoryChange::default() };
+        let inputs = vec![("a", 0, rename("first")), ("a", 3, rename("second")), ("b", 1, rename("never"))];
+        let (units, failed) = apply_in_order(JobKind::CategoryBulkUpdate, inputs, stored, |current, change| {
+            update_category(current, change).map(|outcome| outcome.fields)
+        });
+        let applied: Vec<(&str, &[u64], Option<&str>)> =
+            units.iter().map(|u| (u.id.as_str(), u.inputs.as_slice(), u.row.name.as_deref())).collect();
+        assert_eq!(applied, [("a", &[0, 3][..], Some("second"))]);
+        assert_eq!(units[0].row.external_id.as_deref(), Some("x"), "what no input named is kept");
+        let failed: Vec<(u64, &str)> = failed.iter().map(|e| (e.index, e.item_id.as_str())).collect();
+        assert_eq!(failed, [(1, "b")]);
+    }
 }
