@@ -105,7 +105,7 @@ impl Chunk<'_> {
 }
 
 /// What applying a chunk did.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Applied {
     /// Inputs applied.
     pub completed: u64,
