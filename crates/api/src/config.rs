@@ -85,6 +85,33 @@ pub struct ServeArgs {
     /// The catalog (of the caller's project) that Klaviyo compound ids' `$default` names.
     #[arg(long, env = "CATALOGD_KLAVIYO_CATALOG", default_value = "default")]
     pub klaviyo_catalog: String,
+    /// Bounds on connections: timeouts and the connection cap.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+}
+
+/// How long a connection may take at each stage, and how many may be open at once. Defaults and
+/// reasons: `docs/RULES.md`, "Connections".
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ConnectionArgs {
+    /// Seconds a client has to send a whole request head (request line and headers): counted from
+    /// the accept for a connection's first request, from the first byte for the next ones.
+    #[arg(long, env = "CATALOGD_HEADER_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_seconds: u64,
+    /// Seconds a client has to send a whole request body, counted from the end of its head.
+    #[arg(long, env = "CATALOGD_BODY_TIMEOUT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_seconds: u64,
+    /// Seconds a kept-alive connection may stay idle after an answer before the server closes it.
+    #[arg(long, env = "CATALOGD_KEEP_ALIVE_SECONDS", default_value_t = 75,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_alive_seconds: u64,
+    /// Connections open at once; more wait in the listen backlog until one closes. Lowered at
+    /// start if the open-file limit cannot hold this many.
+    #[arg(long, env = "CATALOGD_MAX_CONNECTIONS", default_value_t = 4_096,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
 }
 
 /// `catalogd admin ...`.

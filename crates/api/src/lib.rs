@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 pub mod facades;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod native;
 pub mod serve;

@@ -1,15 +1,20 @@
 //! `catalogd serve`: open the store, start the runner, serve HTTP, and shut down in order.
 //!
+//! Connections are served by [`crate::listener`], under its timeouts and cap; at start the soft
+//! open-file limit is raised to the hard one, and the cap lowered if the limit still cannot hold it.
+//!
 //! Shutdown (SIGTERM or ctrl-c): stop accepting connections and finish the requests in flight,
 //! then let the runner finish or checkpoint its chunk in flight and release its leases, then close
 //! the pool. Exit status 0.
 
-use crate::config::{LogFormat, ServeArgs};
+use crate::config::{ConnectionArgs, LogFormat, ServeArgs};
 use crate::limits::RateLimits;
+use crate::listener::{cap_for_file_limit, raise_open_file_limit, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 use catalog_store::{Runner, RunnerConfig, Store, StoreConfig};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -28,6 +33,25 @@ pub fn init_logging(format: LogFormat) {
 /// The store configuration `serve` uses.
 pub fn store_config(args: &ServeArgs) -> StoreConfig {
     StoreConfig { retention_ms: i64::from(args.job_retention_days) * 24 * 60 * 60 * 1_000, ..StoreConfig::default() }
+}
+
+/// The connection bounds of `args`, the cap lowered to what `open_file_limit` can hold.
+pub fn connection_limits(args: &ConnectionArgs, open_file_limit: Option<u64>) -> ConnectionLimits {
+    let cap = cap_for_file_limit(args.max_connections, open_file_limit);
+    if cap < args.max_connections {
+        tracing::warn!(
+            max_connections = args.max_connections,
+            open_file_limit,
+            lowered_to = cap,
+            "the open-file limit cannot hold --max-connections; the cap is lowered (raise the hard limit, `ulimit -Hn`)"
+        );
+    }
+    ConnectionLimits {
+        header_timeout: Duration::from_secs(args.header_timeout_seconds),
+        body_timeout: Duration::from_secs(args.body_timeout_seconds),
+        keep_alive_timeout: Duration::from_secs(args.keep_alive_seconds),
+        max_connections: usize::try_from(cap).unwrap_or(usize::MAX),
+    }
 }
 
 /// Resolves when SIGTERM or ctrl-c arrives.
@@ -61,6 +85,7 @@ async fn shutdown_signal() {
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), String> {
     init_logging(args.log_format);
+    let limits = connection_limits(&args.connections, raise_open_file_limit());
     let store = Store::connect(&args.database.database_url, store_config(&args))
         .await
         .map_err(|e| format!("cannot open {}: {e}", args.database.database_url))?;
@@ -101,8 +126,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
     });
 
-    tracing::info!(%address, database = %redact(&args.database.database_url), "catalogd listening");
-    let served = axum::serve(listener, crate::router(state)).with_graceful_shutdown(shutdown_signal()).await;
+    tracing::info!(
+        %address,
+        database = %redact(&args.database.database_url),
+        max_connections = limits.max_connections,
+        header_timeout_s = limits.header_timeout.as_secs(),
+        body_timeout_s = limits.body_timeout.as_secs(),
+        keep_alive_s = limits.keep_alive_timeout.as_secs(),
+        "catalogd listening"
+    );
+    crate::listener::serve(listener, crate::router(state), limits, shutdown_signal()).await;
     tracing::info!("shutting down: letting the runner checkpoint and release its leases");
     let _ = stop_runner.send(true);
     match runner_task.await {
@@ -111,7 +144,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         Err(error) => tracing::error!(%error, "runner task failed"),
     }
     store.close().await;
-    served.map_err(|e| format!("server error: {e}"))
+    Ok(())
 }
 
 /// The URL without its password, for logs.
