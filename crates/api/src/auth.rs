@@ -37,19 +37,51 @@ pub fn only_creates_jobs(method: &Method, route: &str) -> bool {
     method == Method::POST && route.starts_with("/v1/catalogs/") && route.contains("/bulk-")
 }
 
-/// The token of an `Authorization: <scheme> <token>` header, the scheme compared without case.
-pub fn token_with_scheme<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (given, token) = value.split_once(' ')?;
-    given.eq_ignore_ascii_case(scheme).then(|| token.trim()).filter(|t| !t.is_empty())
+/// A request that carries more than one `Authorization` header: which one speaks for the caller
+/// is ambiguous, so every dialect answers 400 in its own envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatedAuthorization;
+
+impl RepeatedAuthorization {
+    /// The message every dialect shows for it.
+    pub const MESSAGE: &'static str = "send exactly one Authorization header";
+}
+
+/// The token of the request's one `Authorization` header when it reads exactly
+/// `<scheme> <token68>`: the scheme compared without case (RFC 9110 §11.1), then one space, then a
+/// token68 (RFC 9110 §11.2: letters, digits, `-._~+/`, then any `=` padding), nothing else.
+///
+/// `Ok(None)` (401 in every dialect) when there is no header or it does not read so: another
+/// scheme, no token, a second space, a trailing parameter, a character outside token68. RFC 9110
+/// allows several spaces before the token; catalogd accepts one, the form every client sends, so
+/// a header that was spliced or padded is refused rather than guessed at. `Err` when the header is
+/// repeated (400).
+pub fn token_with_scheme<'h>(headers: &'h HeaderMap, scheme: &str) -> Result<Option<&'h str>, RepeatedAuthorization> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else { return Ok(None) };
+    if values.next().is_some() {
+        return Err(RepeatedAuthorization);
+    }
+    let Ok(value) = value.to_str() else { return Ok(None) };
+    let Some((given, token)) = value.split_once(' ') else { return Ok(None) };
+    Ok((given.eq_ignore_ascii_case(scheme) && is_token68(token)).then_some(token))
+}
+
+/// RFC 9110's `token68`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_token68(text: &str) -> bool {
+    let body = text.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 /// Authenticates a bearer token, or answers 401. `cached` allows an answer from memory (see
 /// [`only_creates_jobs`]).
 pub async fn authenticate_bearer(state: &AppState, headers: &HeaderMap, cached: bool) -> Result<Principal, ApiError> {
-    let token = token_with_scheme(headers, "Bearer").ok_or_else(|| {
-        ApiError::new(ErrorCode::Unauthenticated, "send an API key as `Authorization: Bearer <token>`")
-    })?;
+    let token = token_with_scheme(headers, "Bearer")
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, RepeatedAuthorization::MESSAGE))?
+        .ok_or_else(|| {
+            ApiError::new(ErrorCode::Unauthenticated, "send an API key as `Authorization: Bearer <token>`")
+        })?;
     let principal =
         if cached { state.store.authenticate_cached(token).await? } else { state.store.authenticate(token).await? };
     principal.ok_or_else(unknown_key)
@@ -165,14 +197,46 @@ mod tests {
         assert!(!only_creates_jobs(&Method::POST, "/v1/jobs/{id}/cancel"));
     }
 
-    #[test]
-    fn bearer_scheme_is_case_insensitive_and_needs_a_token() {
+    fn token(values: &[&'static str], scheme: &str) -> Result<Option<String>, RepeatedAuthorization> {
         let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer abc"));
-        assert_eq!(token_with_scheme(&headers, "Bearer"), Some("abc"));
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
-        assert_eq!(token_with_scheme(&headers, "Bearer"), None);
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(token_with_scheme(&headers, "Bearer"), None);
+        for value in values {
+            headers.append(header::AUTHORIZATION, HeaderValue::from_static(value));
+        }
+        token_with_scheme(&headers, scheme).map(|token| token.map(str::to_owned))
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive_then_one_space_then_a_token68() {
+        assert_eq!(token(&["bearer abc"], "Bearer"), Ok(Some("abc".to_owned())));
+        assert_eq!(token(&["BEARER cat_0f-._~+/=="], "Bearer"), Ok(Some("cat_0f-._~+/==".to_owned())));
+        assert_eq!(token(&["Basic YWI6Y2Q="], "Basic"), Ok(Some("YWI6Y2Q=".to_owned())));
+        assert_eq!(token(&["Klaviyo-API-Key pk_1"], "Klaviyo-API-Key"), Ok(Some("pk_1".to_owned())));
+    }
+
+    #[test]
+    fn anything_else_is_no_token() {
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "Bearer  abc",
+            "Bearer abc ",
+            "Bearer\tabc",
+            "Bearer abc def",
+            "Bearer a=b",
+            "Bearer ==",
+            "Bearer abc,realm=x",
+            "Bearerabc",
+            "Basic abc",
+            " Bearer abc",
+        ] {
+            assert_eq!(token(&[value], "Bearer"), Ok(None), "{value:?}");
+        }
+        assert_eq!(token(&[], "Bearer"), Ok(None));
+    }
+
+    #[test]
+    fn two_headers_are_refused_even_when_both_are_valid() {
+        assert_eq!(token(&["Bearer abc", "Bearer abc"], "Bearer"), Err(RepeatedAuthorization));
+        assert_eq!(token(&["Bearer abc", "Basic xyz"], "Bearer"), Err(RepeatedAuthorization));
     }
 }

@@ -14,7 +14,7 @@
 //! endpoints, is taken once the catalog is known to exist, and refuses with 429 and `Retry-After`.
 //! Id rules and messages come from catalog-domain; jobs from catalog-store.
 
-use crate::auth::{insert_ratelimit_headers, token_with_scheme};
+use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
 use crate::extract::{is_json_content_type, read_body};
 use crate::limits::Policy;
 use crate::state::AppState;
@@ -126,6 +126,7 @@ async fn authorize(
 ) -> Result<Principal, Failure> {
     let unauthorized = |message: &str| Failure::new(StatusCode::UNAUTHORIZED, message);
     let encoded = token_with_scheme(headers, "Basic")
+        .map_err(|_| Failure::bad_request(RepeatedAuthorization::MESSAGE))?
         .ok_or_else(|| unauthorized("Send `Authorization: Basic base64(<api key id>:<api secret>)`"))?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded)

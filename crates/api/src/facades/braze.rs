@@ -17,7 +17,7 @@
 //! before the job looks at the data, and a replay of the same request must not fail half-way
 //! (docs/compat/braze.md).
 
-use crate::auth::token_with_scheme;
+use crate::auth::{token_with_scheme, RepeatedAuthorization};
 use crate::extract::{is_json_content_type, read_body};
 use crate::limits::Policy;
 use crate::state::AppState;
@@ -222,7 +222,11 @@ async fn authorize(
     let unauthenticated = |message: &str| {
         (Failure::one(StatusCode::UNAUTHORIZED, "invalid-api-key", message), RateHeaders::untouched(state, policy))
     };
-    let Some(token) = token_with_scheme(headers, "Bearer") else {
+    let Ok(token) = token_with_scheme(headers, "Bearer") else {
+        let failure = Failure::one(StatusCode::BAD_REQUEST, "invalid-authorization", RepeatedAuthorization::MESSAGE);
+        return Err((failure, RateHeaders::untouched(state, policy)));
+    };
+    let Some(token) = token else {
         return Err(unauthenticated("Send the REST API key as `Authorization: Bearer <key>`"));
     };
     let principal = match state.store.authenticate(token).await {

@@ -7,7 +7,7 @@
 //! without the `jobs:read` (GET) or `jobs:write` (DELETE) scope is 403; requests count against the
 //! native API's per-project quotas, OpenReplay documenting none of its own.
 
-use crate::auth::{insert_ratelimit_headers, token_with_scheme};
+use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
 use crate::limits::Policy;
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
@@ -117,7 +117,9 @@ async fn authorize(
     path_project_key: &str,
     scope: Scope,
 ) -> Result<(Principal, Option<RateDecision>), Failure> {
-    let token = token_with_scheme(headers, "Bearer").ok_or(Failure::Unauthorized)?;
+    let token = token_with_scheme(headers, "Bearer")
+        .map_err(|_| Failure::error(StatusCode::BAD_REQUEST, RepeatedAuthorization::MESSAGE))?
+        .ok_or(Failure::Unauthorized)?;
     let principal = state.store.authenticate(token).await?.ok_or(Failure::Unauthorized)?;
     if principal.project_key != path_project_key {
         return Err(Failure::Unauthorized);

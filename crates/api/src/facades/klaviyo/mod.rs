@@ -16,7 +16,7 @@ mod render;
 pub use error::{ErrorEntry, KlaviyoError, Source};
 pub use params::Revision;
 
-use crate::auth::{insert_ratelimit_headers, token_with_scheme};
+use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
 use crate::limits::Policy;
 use crate::state::AppState;
 use axum::body::Bytes;
@@ -130,7 +130,9 @@ struct Guarded {
 
 /// Authentication, scope, quotas and revision, in the order the module documents.
 async fn guard(state: &AppState, headers: &HeaderMap, write: bool) -> Result<Guarded, KlaviyoError> {
-    let token = token_with_scheme(headers, "Klaviyo-API-Key").ok_or_else(KlaviyoError::not_authenticated)?;
+    let token = token_with_scheme(headers, "Klaviyo-API-Key")
+        .map_err(|_| KlaviyoError::parameter("Authorization", RepeatedAuthorization::MESSAGE))?
+        .ok_or_else(KlaviyoError::not_authenticated)?;
     let principal = state.store.authenticate(token).await?.ok_or_else(KlaviyoError::authentication_failed)?;
     let scope = if write { Scope::CatalogsWrite } else { Scope::CatalogsRead };
     if !principal.has_scope(scope) {
