@@ -64,6 +64,23 @@ pub const LOG_EVERY: Duration = Duration::from_secs(10);
 /// ENOBUFS): retrying at once would spin on the same error.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Connections the kernel completes and queues for the accept loop (`listen(2)`'s backlog): where
+/// clients wait while the loop is at the cap. The standard library's (and so tokio's) 128 is small
+/// for a server that may shed thousands of idle sockets at once; the kernel may lower it further
+/// (Linux: `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 1_024;
+
+/// A listener on `address` with a backlog of [`LISTEN_BACKLOG`] and `SO_REUSEADDR` (a restarted
+/// server can bind while its predecessor's connections linger in `TIME_WAIT`), as
+/// `TcpListener::bind` sets it.
+pub fn bind(address: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(not(windows))]
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then until every connection has closed.
 pub async fn serve(
     listener: TcpListener,

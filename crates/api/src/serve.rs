@@ -15,7 +15,6 @@ use crate::state::AppState;
 use catalog_store::{Runner, RunnerConfig, Store, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// Installs the global tracing subscriber (`RUST_LOG` filters; default `info`).
@@ -101,8 +100,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         max_body_bytes: args.max_body_bytes,
         klaviyo_catalog: args.klaviyo_catalog.as_str().into(),
     };
-    let listener =
-        TcpListener::bind(args.listen).await.map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener = crate::listener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
 
     let (stop_runner, runner_stopped) = watch::channel(false);
