@@ -97,7 +97,7 @@ async fn the_exact_form_passes_with_the_scheme_in_any_case() {
             format!("{} {credentials}", scheme.to_lowercase()),
             format!("{} {credentials}", scheme.to_uppercase()),
         ] {
-            let response = call(&app, &dialect, &[value.clone()]).await;
+            let response = call(&app, &dialect, std::slice::from_ref(&value)).await;
             assert_eq!(response.status, StatusCode::OK, "{} {value:?}: {}", dialect.name, response.text);
         }
     }
