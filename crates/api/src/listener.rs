@@ -18,10 +18,12 @@
 //! hyper's own `header_read_timeout` is not used: it runs from the moment a connection turns idle,
 //! so it cannot tell a kept-alive idle connection from a slow head.
 //!
-//! At most `max_connections` are open at once: at the cap the loop stops accepting, and new
-//! clients wait in the kernel's listen backlog until a connection closes (which any idle or slow
-//! one does within its timeout). That, and a failing `accept` (EMFILE), are logged at most once
-//! per [`LOG_EVERY`] with the number of occurrences in between, so an attack cannot flood the log.
+//! At most `max_connections` are open at once. A connection accepted at the cap makes the one that
+//! has waited longest for a request close (as nginx reuses kept-alive connections when it runs out),
+//! so sockets held idle cannot lock others out; if every connection is busy, it waits for one to
+//! finish, and further clients wait in the kernel's listen backlog. Reaching the cap, and a failing
+//! `accept` (EMFILE), are logged at most once per [`LOG_EVERY`] with the number of occurrences in
+//! between, so an attack cannot flood the log.
 //!
 //! Shutdown: the loop stops accepting; a connection never answered is dropped at once, the others
 //! finish the request in flight (if any) and close once its answer is written; the returned future
@@ -32,9 +34,11 @@ use axum::Router;
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -89,19 +93,44 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.clamp(1, Semaphore::MAX_PERMITS)));
+    let registry = Arc::new(Registry::default());
     let (stop, stopping) = watch::channel(false);
     let mut at_cap = Throttled::default();
     let mut accept_failed = Throttled::default();
     tokio::pin!(shutdown);
     loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            // The client gave up before we accepted: nothing to report.
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                if let Some(suppressed) = accept_failed.due(Instant::now()) {
+                    tracing::error!(%error, times_since_last_report = suppressed, "cannot accept connections");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    () = &mut shutdown => break,
+                }
+                continue;
+            }
+        };
         let permit = match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
+                // At the cap: the connection that has waited longest for a request makes room, as
+                // nginx reuses kept-alive connections; if every one is busy, the new one waits.
+                let shed = registry.shed_longest_waiting();
                 if let Some(suppressed) = at_cap.due(Instant::now()) {
                     tracing::warn!(
                         max_connections = limits.max_connections,
                         times_since_last_report = suppressed,
-                        "connection cap reached: new connections wait in the listen backlog until one closes"
+                        closed_an_idle_connection = shed,
+                        "connection cap reached: the connection idle the longest is closed to make room, or \
+                         new connections wait for one to close"
                     );
                 }
                 tokio::select! {
@@ -113,36 +142,64 @@ pub async fn serve(
                 }
             }
         };
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        match accepted {
-            Ok((stream, _peer)) => {
-                let (router, stopping) = (router.clone(), stopping.clone());
-                tokio::spawn(async move {
-                    connection(stream, router, limits, stopping).await;
-                    drop(permit);
-                });
-            }
-            // The client gave up before we accepted: nothing to report.
-            Err(error) if is_connection_error(&error) => {}
-            Err(error) => {
-                if let Some(suppressed) = accept_failed.due(Instant::now()) {
-                    tracing::error!(%error, times_since_last_report = suppressed, "cannot accept connections");
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                    () = &mut shutdown => break,
-                }
-            }
-        }
+        let phase = Arc::new(PhaseCell::new(Instant::now()));
+        let registration = registry.add(Arc::clone(&phase));
+        let (router, stopping) = (router.clone(), stopping.clone());
+        tokio::spawn(async move {
+            connection(stream, phase, router, limits, stopping).await;
+            drop(registration);
+            drop(permit);
+        });
     }
     drop(listener);
     let _ = stop.send(true);
     drop(stopping);
     // Every connection task holds a receiver; this resolves when the last one has finished.
     stop.closed().await;
+}
+
+/// The open connections' phases, for choosing one to close at the cap.
+#[derive(Debug, Default)]
+struct Registry {
+    live: Mutex<HashMap<u64, Arc<PhaseCell>>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    fn add(self: &Arc<Self>, phase: Arc<PhaseCell>) -> Registration {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.live.lock().unwrap_or_else(PoisonError::into_inner).insert(id, phase);
+        Registration { registry: Arc::clone(self), id }
+    }
+
+    /// Tells the connection waiting longest for a request (idle, or sending a head) to close;
+    /// false when every connection is busy.
+    fn shed_longest_waiting(&self) -> bool {
+        let live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let longest = live
+            .values()
+            .filter_map(|phase| phase.waiting_since().map(|since| (since, phase)))
+            .min_by_key(|(since, _)| *since);
+        match longest {
+            Some((_, phase)) => {
+                phase.shed();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's entry in the [`Registry`], removed when dropped.
+struct Registration {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.live.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
+    }
 }
 
 fn is_connection_error(error: &io::Error) -> bool {
@@ -153,9 +210,14 @@ fn is_connection_error(error: &io::Error) -> bool {
 }
 
 /// One connection, from accept to close.
-async fn connection(stream: TcpStream, router: Router, limits: ConnectionLimits, mut stopping: watch::Receiver<bool>) {
+async fn connection(
+    stream: TcpStream,
+    phase: Arc<PhaseCell>,
+    router: Router,
+    limits: ConnectionLimits,
+    mut stopping: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
-    let phase = Arc::new(PhaseCell::new(Instant::now()));
     let io = TokioIo::new(Watched { inner: stream, phase: Arc::clone(&phase) });
     let service = {
         let phase = Arc::clone(&phase);
@@ -175,10 +237,16 @@ async fn connection(stream: TcpStream, router: Router, limits: ConnectionLimits,
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut stop_requested = *stopping.borrow();
+    let mut closing = false;
     loop {
         // Registered before the phase is read, so a change made in between still wakes us.
         let changed = phase.changed.notified();
-        let deadline = if stop_requested { phase.shutdown_deadline(&limits) } else { phase.deadline(&limits) };
+        if !closing && (stop_requested || phase.is_shed()) {
+            // hyper closes it once the answer in flight, if any, is written and flushed.
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+        }
+        let deadline = phase.deadline(&limits, closing);
         let expiry = async move {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -195,16 +263,12 @@ async fn connection(stream: TcpStream, router: Router, limits: ConnectionLimits,
             () = changed => {}
             () = expiry => {
                 // The phase may have moved since the deadline was computed (a request began).
-                let now = if stop_requested { phase.shutdown_deadline(&limits) } else { phase.deadline(&limits) };
-                if now.is_some_and(|deadline| deadline <= Instant::now()) {
+                if phase.deadline(&limits, closing).is_some_and(|deadline| deadline <= Instant::now()) {
                     tracing::debug!(phase = ?phase.get(), "connection closed: past its deadline");
                     return;
                 }
             }
-            Ok(()) = stopping.changed(), if !stop_requested => {
-                stop_requested = true;
-                conn.as_mut().graceful_shutdown();
-            }
+            Ok(()) = stopping.changed(), if !stop_requested => stop_requested = true,
         }
     }
 }
@@ -229,6 +293,8 @@ enum Phase {
 #[derive(Debug)]
 struct PhaseCell {
     phase: Mutex<Phase>,
+    /// Chosen to make room at the cap: closes as soon as it is waiting.
+    shed: AtomicBool,
     /// Woken when the phase changes in a way that moves the deadline.
     changed: Notify,
 }
@@ -237,6 +303,7 @@ impl PhaseCell {
     fn new(accepted: Instant) -> Self {
         PhaseCell {
             phase: Mutex::new(Phase::Waiting { first: true, since: accepted, first_byte: None }),
+            shed: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -252,24 +319,35 @@ impl PhaseCell {
         }
     }
 
-    /// The connection's deadline in its current phase; none while busy.
-    fn deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+    /// The connection's deadline in its current phase; none while busy. Once it is `closing`
+    /// (shutdown, or shed at the cap), a connection that was never answered closes at once; one
+    /// that was is closed by hyper when its last answer is flushed, within its usual deadline.
+    fn deadline(&self, limits: &ConnectionLimits, closing: bool) -> Option<Instant> {
         match self.get() {
             Phase::Busy => None,
+            Phase::Waiting { first: true, since, .. } if closing => Some(since),
             Phase::Waiting { first: true, since, .. } => Some(since + limits.header_timeout),
             Phase::Waiting { first: false, first_byte: Some(at), .. } => Some(at + limits.header_timeout),
             Phase::Waiting { first: false, since, first_byte: None } => Some(since + limits.keep_alive_timeout),
         }
     }
 
-    /// The deadline once shutdown has begun: a connection that was never answered closes now. One
-    /// that was is closed by hyper once its last answer is flushed (`graceful_shutdown`), within
-    /// its usual deadline.
-    fn shutdown_deadline(&self, limits: &ConnectionLimits) -> Option<Instant> {
+    /// Chosen to make room at the cap.
+    fn is_shed(&self) -> bool {
+        self.shed.load(Ordering::Relaxed)
+    }
+
+    /// Since when the connection has waited for a request, unless it is busy or already shed.
+    fn waiting_since(&self) -> Option<Instant> {
         match self.get() {
-            Phase::Waiting { first: true, since, .. } => Some(since),
-            _ => self.deadline(limits),
+            Phase::Waiting { since, .. } if !self.is_shed() => Some(since),
+            _ => None,
         }
+    }
+
+    fn shed(&self) {
+        self.shed.store(true, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     fn begin_request(&self) {
@@ -520,32 +598,55 @@ mod tests {
         let at = |secs| accepted + Duration::from_secs(secs);
         let cell = PhaseCell::new(accepted);
         let limits = limits();
-        assert_eq!(cell.shutdown_deadline(&limits), Some(accepted), "never answered: closed at once at shutdown");
-        assert_eq!(cell.deadline(&limits), Some(accepted + limits.header_timeout), "first head: from the accept");
+        assert_eq!(cell.deadline(&limits, true), Some(accepted), "never answered: closed at once when closing");
+        assert_eq!(
+            cell.deadline(&limits, false),
+            Some(accepted + limits.header_timeout),
+            "first head: from the accept"
+        );
         cell.read_some(at(5));
-        assert_eq!(cell.deadline(&limits), Some(accepted + limits.header_timeout), "still from the accept");
+        assert_eq!(cell.deadline(&limits, false), Some(accepted + limits.header_timeout), "still from the accept");
 
         cell.begin_request();
-        assert_eq!(cell.deadline(&limits), None, "no deadline while busy");
-        assert_eq!(cell.shutdown_deadline(&limits), None, "a busy connection finishes its request at shutdown");
+        assert_eq!(cell.deadline(&limits, false), None, "no deadline while busy");
+        assert_eq!(cell.deadline(&limits, true), None, "a busy connection finishes its request when closing");
         cell.read_some(at(50));
         cell.wrote_some(at(60));
-        assert_eq!(cell.deadline(&limits), None, "reads and writes of a busy connection move nothing");
+        assert_eq!(cell.deadline(&limits, false), None, "reads and writes of a busy connection move nothing");
         cell.end_request(at(100));
-        assert_eq!(cell.deadline(&limits), Some(at(100) + limits.keep_alive_timeout), "idle: keep-alive");
-        assert_eq!(cell.shutdown_deadline(&limits), Some(at(100) + limits.keep_alive_timeout), "hyper closes it");
+        assert_eq!(cell.deadline(&limits, false), Some(at(100) + limits.keep_alive_timeout), "idle: keep-alive");
+        assert_eq!(cell.deadline(&limits, true), Some(at(100) + limits.keep_alive_timeout), "hyper closes it");
 
         cell.wrote_some(at(103));
-        assert_eq!(
-            cell.deadline(&limits),
-            Some(at(103) + limits.keep_alive_timeout),
-            "idle counts from the last write"
-        );
+        assert_eq!(cell.deadline(&limits, false), Some(at(103) + limits.keep_alive_timeout), "from the last write");
 
         cell.read_some(at(105));
         cell.read_some(at(106));
         cell.wrote_some(at(107));
-        assert_eq!(cell.deadline(&limits), Some(at(105) + limits.header_timeout), "next head: from its first byte");
+        assert_eq!(
+            cell.deadline(&limits, false),
+            Some(at(105) + limits.header_timeout),
+            "next head: from its first byte"
+        );
+    }
+
+    #[test]
+    fn at_the_cap_the_connection_waiting_longest_is_shed() {
+        let start = Instant::now();
+        let at = |secs| start + Duration::from_secs(secs);
+        let registry = Arc::new(Registry::default());
+        let cells: Vec<_> = (0..3).map(|n| Arc::new(PhaseCell::new(at(n)))).collect();
+        cells[0].begin_request();
+        let registrations: Vec<_> = cells.iter().map(|cell| registry.add(Arc::clone(cell))).collect();
+
+        assert!(registry.shed_longest_waiting());
+        assert_eq!(cells.iter().map(|c| c.is_shed()).collect::<Vec<_>>(), [false, true, false], "the oldest idle");
+        assert!(registry.shed_longest_waiting(), "then the next one, not the one already shed");
+        assert_eq!(cells.iter().map(|c| c.is_shed()).collect::<Vec<_>>(), [false, true, true]);
+        assert!(!registry.shed_longest_waiting(), "a busy connection is never shed");
+
+        drop(registrations);
+        assert!(registry.live.lock().unwrap_or_else(PoisonError::into_inner).is_empty(), "closed ones leave");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! No client can stall the real `catalogd` binary: idle connections, heads sent a byte at a time,
 //! bodies shorter than their `Content-Length` or sent a byte at a time, and kept-alive connections
 //! left idle are all closed by the server, within its (here small) timeouts, while other clients
-//! are served; a client holding more sockets than the connection cap, under a 1,024 open-file
-//! limit, locks nobody out.
+//! are served; at the cap the connection idle the longest makes room; a client holding more
+//! sockets than the cap, under a 1,024 open-file limit, locks nobody out; SIGTERM closes held
+//! connections at once.
 //!
 //! Nothing here sleeps to make a race happen or asserts on speed: each held socket is watched
 //! until the server closes it (bounded by [`CLOSE_BOUND`], far above the timeouts), and the
@@ -351,4 +352,68 @@ async fn a_client_holding_1100_sockets_under_a_1024_file_limit_locks_nobody_out(
         last_closed.as_secs_f64(),
         other_waited.as_secs_f64()
     );
+}
+
+/// At the cap, a new connection makes the one idle the longest close: with timeouts far beyond
+/// the test (600 s), only that can let another client in while the cap's worth of idle sockets is
+/// held, and the socket closed is the first one accepted.
+#[tokio::test]
+async fn at_the_cap_the_longest_idle_connection_makes_room() {
+    let dir = temp_dir("conn_shed");
+    create_project_and_key(&dir);
+    let port = free_port();
+    let cap = 16;
+    let flags = ["--header-timeout-seconds", "600", "--keep-alive-seconds", "600", "--max-connections", "16"];
+    let server = support::start(&dir, port, &flags);
+    let mut idle = Vec::new();
+    for _ in 0..cap {
+        idle.push(TcpStream::connect(("127.0.0.1", port)).await.expect("connect an idle socket"));
+    }
+    let asked = Instant::now();
+    let request = one_request(port, "GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    let status = tokio::time::timeout(CLOSE_BOUND, request).await.expect("served while the idle sockets are held");
+    let waited = asked.elapsed();
+    assert_eq!(status, 200, "another client is served at the cap");
+    let mut buf = [0_u8; 16];
+    let first = tokio::time::timeout(CLOSE_BOUND, idle[0].read(&mut buf)).await;
+    assert!(matches!(first, Ok(Ok(0) | Err(_))), "the first idle socket was closed to make room: {first:?}");
+    let log = server_log(&dir, port);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(log.contains("closed_an_idle_connection=true"), "{log}");
+    eprintln!(
+        "cap {cap}, {cap} idle sockets held, 600 s timeouts: another client served after {:.3} s, the oldest \
+         idle socket closed to make room",
+        waited.as_secs_f64()
+    );
+}
+
+/// SIGTERM with connections held open (kept alive after an answer, idle since the accept, halfway
+/// through a head) under the default 60 s and 75 s timeouts: the server closes them and exits 0
+/// well before any timeout could have (bounded at 30 s).
+#[tokio::test]
+async fn sigterm_closes_held_connections_and_exits() {
+    let dir = temp_dir("conn_sigterm");
+    create_project_and_key(&dir);
+    let port = free_port();
+    let mut server = support::start(&dir, port, &[]);
+    let mut kept = KeptAlive::open(port).await;
+    assert_eq!(kept.get("/healthz").await, Some(200));
+    let fresh = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut partial = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    partial.write_all(b"GET /healthz HTTP/1.1\r\nhost").await.expect("write");
+    let signalled = Instant::now();
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM").success());
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(30), "catalogd did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(exit.code(), Some(0), "graceful shutdown exits 0");
+    eprintln!("SIGTERM with 3 connections held: exited 0 after {:.3} s", signalled.elapsed().as_secs_f64());
+    drop((kept, fresh, partial, server));
+    let _ = std::fs::remove_dir_all(dir);
 }
