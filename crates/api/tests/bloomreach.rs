@@ -94,7 +94,6 @@ async fn jobs_count(app: &TestApp) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Seed 002: the example response, and the documented behaviour around it
 
-#[tokio::test]
 async fn seed_example_response_three_items_one_malformed() {
     let app = app_with(&["id1", "id2", "id3"]).await;
     let body = json!([{"item_id": "id1"}, {"item_id": "id2"}, {"item_id": 3}]);
@@ -107,7 +106,6 @@ async fn seed_example_response_three_items_one_malformed() {
     assert_eq!(item_ids(&app).await, ["id3"]);
 }
 
-#[tokio::test]
 async fn delete_method_and_bare_strings_are_accepted() {
     let app = app_with(&["a", "b", "c"]).await;
     let response = call(
@@ -123,7 +121,6 @@ async fn delete_method_and_bare_strings_are_accepted() {
     assert_eq!(item_ids(&app).await, ["c"]);
 }
 
-#[tokio::test]
 async fn a_missing_item_is_still_success() {
     let app = app_with(&["a"]).await;
     let response =
@@ -135,7 +132,6 @@ async fn a_missing_item_is_still_success() {
     assert_eq!((job["status"].as_str(), job["completed_count"].as_u64()), (Some("completed"), Some(1)));
 }
 
-#[tokio::test]
 async fn per_item_failures_keep_request_order() {
     let app = app_with(&["a", "b"]).await;
     let body = json!([{"item_id": ""}, "a", {"item_id": "x/y"}, {"id": "b"}, 17, {"item_id": "b"}, {"item_id": null}]);
@@ -157,7 +153,6 @@ async fn per_item_failures_keep_request_order() {
     assert!(item_ids(&app).await.is_empty());
 }
 
-#[tokio::test]
 async fn a_request_of_only_bad_items_answers_per_item_and_creates_nothing() {
     let app = app_with(&[]).await;
     let response =
@@ -177,7 +172,6 @@ async fn a_request_of_only_bad_items_answers_per_item_and_creates_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Whole-request errors
 
-#[tokio::test]
 async fn invalid_json_is_400() {
     let app = app_with(&[]).await;
     let auth = basic(&app, &app.token).await;
@@ -193,7 +187,6 @@ async fn invalid_json_is_400() {
     assert_eq!(response.header("ratelimit-remaining"), Some("4"), "the quota was spent and is shown");
 }
 
-#[tokio::test]
 async fn a_payload_that_is_not_a_list_is_400() {
     let app = app_with(&[]).await;
     for body in [json!({"item_id": "a"}), json!("a"), json!(null)] {
@@ -203,7 +196,6 @@ async fn a_payload_that_is_not_a_list_is_400() {
     }
 }
 
-#[tokio::test]
 async fn a_payload_over_10_mb_is_400() {
     let app = app_with(&[]).await;
     let auth = basic(&app, &app.token).await;
@@ -225,7 +217,6 @@ async fn a_payload_over_10_mb_is_400() {
     assert_eq!(jobs_count(&app).await, 0);
 }
 
-#[tokio::test]
 async fn more_than_10000_items_is_400() {
     let app = app_with(&[]).await;
     let ten_thousand: Vec<String> = (0..10_000).map(|i| format!("i{i}")).collect();
@@ -242,7 +233,6 @@ async fn more_than_10000_items_is_400() {
     assert_eq!(jobs_count(&app).await, 1);
 }
 
-#[tokio::test]
 async fn an_unknown_catalog_is_the_documented_404() {
     let app = app_with(&[]).await;
     for (method, path) in [
@@ -262,7 +252,6 @@ async fn an_unknown_catalog_is_the_documented_404() {
 // ---------------------------------------------------------------------------------------------
 // Auth
 
-#[tokio::test]
 async fn bad_credentials_are_401() {
     let app = app_with(&["a"]).await;
     let path = format!("{BASE}/products/items/bulk-delete");
@@ -290,7 +279,6 @@ async fn bad_credentials_are_401() {
     assert_eq!(jobs_count(&app).await, 1, "only the setup's job");
 }
 
-#[tokio::test]
 async fn a_key_of_another_project_is_401() {
     let app = app_with(&["a"]).await;
     let other = app.token_for("other", Scope::ALL).await;
@@ -311,7 +299,6 @@ async fn a_key_of_another_project_is_401() {
     assert_eq!(own.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
 async fn a_key_without_the_permission_is_403() {
     let app = app_with(&["a"]).await;
     let reader = basic(&app, &app.token_for("acme", &[Scope::CatalogsRead]).await).await;
@@ -346,7 +333,6 @@ async fn a_key_without_the_permission_is_403() {
 // ---------------------------------------------------------------------------------------------
 // Bulk update and partial update
 
-#[tokio::test]
 async fn bulk_update_replaces_properties_and_creates_missing_items() {
     let app = app_with(&["a"]).await;
     let body = json!([
@@ -373,7 +359,6 @@ async fn bulk_update_replaces_properties_and_creates_missing_items() {
     assert_eq!(item_ids(&app).await, ["a", "new"]);
 }
 
-#[tokio::test]
 async fn partial_update_merges_and_upserts_per_item() {
     let app = app_with(&["a"]).await;
     let body = json!([
@@ -398,7 +383,6 @@ async fn partial_update_merges_and_upserts_per_item() {
     assert!(failed_counts.contains(&1), "{jobs}");
 }
 
-#[tokio::test]
 async fn update_endpoints_share_the_whole_request_errors() {
     let app = app_with(&[]).await;
     for (method, path) in [(Method::PUT, "products/items"), (Method::POST, "products/items/partial-update")] {
@@ -417,7 +401,6 @@ async fn update_endpoints_share_the_whole_request_errors() {
 // ---------------------------------------------------------------------------------------------
 // Rate limit: 5 per 10 s per catalog, shared by the bulk endpoints
 
-#[tokio::test]
 async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
     let app = app_with(&[]).await;
     let other = call(&app, Method::POST, BASE, Some(&json!({"name": "other"}))).await;
@@ -448,7 +431,6 @@ async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
 // ---------------------------------------------------------------------------------------------
 // Catalog management
 
-#[tokio::test]
 async fn create_and_list_catalogs() {
     let app = TestApp::new().await;
     let created = call(
@@ -472,7 +454,6 @@ async fn create_and_list_catalogs() {
     );
 }
 
-#[tokio::test]
 async fn list_items_with_count_and_skip() {
     let app = app_with(&["a", "b", "c", "d"]).await;
     let page = call(&app, Method::GET, &format!("{BASE}/products/items?count=2&skip=1"), None).await;
@@ -493,10 +474,32 @@ async fn list_items_with_count_and_skip() {
     }
 }
 
-#[tokio::test]
 async fn an_unsupported_method_is_405_in_the_envelope() {
     let app = app_with(&[]).await;
     let response = call(&app, Method::GET, &format!("{BASE}/products/items/bulk-delete"), None).await;
     assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.json(), global_error("The method is not allowed for the requested URL."));
 }
+
+catalog_api::on_both_backends!(
+    seed_example_response_three_items_one_malformed,
+    delete_method_and_bare_strings_are_accepted,
+    a_missing_item_is_still_success,
+    per_item_failures_keep_request_order,
+    a_request_of_only_bad_items_answers_per_item_and_creates_nothing,
+    invalid_json_is_400,
+    a_payload_that_is_not_a_list_is_400,
+    a_payload_over_10_mb_is_400,
+    more_than_10000_items_is_400,
+    an_unknown_catalog_is_the_documented_404,
+    bad_credentials_are_401,
+    a_key_of_another_project_is_401,
+    a_key_without_the_permission_is_403,
+    bulk_update_replaces_properties_and_creates_missing_items,
+    partial_update_merges_and_upserts_per_item,
+    update_endpoints_share_the_whole_request_errors,
+    two_updates_and_three_partial_updates_exhaust_the_catalog_quota,
+    create_and_list_catalogs,
+    list_items_with_count_and_skip,
+    an_unsupported_method_is_405_in_the_envelope,
+);

@@ -309,7 +309,6 @@ fn assert_same_shape(seed: &Value, ours: &Value, at: &str) {
     }
 }
 
-#[tokio::test]
 async fn seed_000_get_delete_items_jobs_has_the_seed_shape() {
     let seed: Value =
         serde_json::from_str(include_str!("klaviyo_fixtures/seed_000_get_delete_items_jobs.json")).expect("seed JSON");
@@ -327,7 +326,6 @@ async fn seed_000_get_delete_items_jobs_has_the_seed_shape() {
     assert_valid("get_bulk_delete_catalog_items_jobs", &middle);
 }
 
-#[tokio::test]
 async fn seed_001_get_update_categories_jobs_has_the_seed_shape() {
     let seed: Value = serde_json::from_str(include_str!("klaviyo_fixtures/seed_001_get_update_categories_jobs.json"))
         .expect("seed JSON");
@@ -378,7 +376,6 @@ async fn seed_001_get_update_categories_jobs_has_the_seed_shape() {
 // ---------------------------------------------------------------------------------------------
 // The six endpoints
 
-#[tokio::test]
 async fn create_item_delete_job_then_get_it_until_complete() {
     let app = app().await;
     for path in [ITEM_JOBS.to_owned(), format!("{ITEM_JOBS}/")] {
@@ -416,7 +413,6 @@ async fn create_item_delete_job_then_get_it_until_complete() {
     assert_eq!(item.status, StatusCode::NOT_FOUND, "the item was deleted");
 }
 
-#[tokio::test]
 async fn create_category_update_job_and_read_it_with_included_categories() {
     let app = app().await;
     let created =
@@ -447,7 +443,6 @@ async fn create_category_update_job_and_read_it_with_included_categories() {
     assert_valid("get_bulk_update_categories_job", &done);
 }
 
-#[tokio::test]
 async fn a_missing_category_is_a_job_error_with_every_field() {
     let app = app().await;
     let created = post(&app, CATEGORY_JOBS, &category_body(&[("APPAREL", None, &[]), ("NOPE", Some("x"), &[])])).await;
@@ -466,7 +461,6 @@ async fn a_missing_category_is_a_job_error_with_every_field() {
     assert_eq!(again.json()["data"]["attributes"]["errors"][0]["id"], error["id"], "error ids are stable");
 }
 
-#[tokio::test]
 async fn old_revisions_send_a_plain_array_and_get_job_id() {
     let app = app().await;
     let body = json!({"data": {"type": "catalog-item-bulk-delete-job", "attributes": {"items": [
@@ -487,7 +481,6 @@ async fn old_revisions_send_a_plain_array_and_get_job_id() {
     assert_eq!(plain.status, StatusCode::ACCEPTED, "{}", plain.text);
 }
 
-#[tokio::test]
 async fn filters_select_by_status_with_either_quote() {
     let app = app().await;
     let jobs = store_delete_jobs(&app, 3).await;
@@ -519,7 +512,6 @@ fn urlencode(text: &str) -> String {
         .collect()
 }
 
-#[tokio::test]
 async fn sparse_fieldsets_keep_only_the_named_attributes() {
     let app = app().await;
     store_delete_jobs(&app, 2).await;
@@ -533,7 +525,6 @@ async fn sparse_fieldsets_keep_only_the_named_attributes() {
     assert!(next_self.contains("fields%5Bcatalog-item-bulk-delete-job%5D=status%2Ctotal_count"), "{next_self}");
 }
 
-#[tokio::test]
 async fn paging_walks_more_than_100_jobs_both_ways_and_tolerates_the_sdk_cursor_quirks() {
     let app = app().await;
     let created = store_delete_jobs(&app, 230).await;
@@ -577,7 +568,6 @@ async fn paging_walks_more_than_100_jobs_both_ways_and_tolerates_the_sdk_cursor_
     assert_eq!(entry["source"]["parameter"], "page[cursor]");
 }
 
-#[tokio::test]
 async fn listings_show_only_their_job_type_and_the_configured_catalog() {
     let app = app().await;
     post(&app, ITEM_JOBS, &delete_body(&["A"])).await;
@@ -594,7 +584,6 @@ async fn listings_show_only_their_job_type_and_the_configured_catalog() {
     assert_error(&wrong_type, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
 async fn links_use_the_host_and_forwarded_proto() {
     let app = app().await;
     let created = app
@@ -607,7 +596,6 @@ async fn links_use_the_host_and_forwarded_proto() {
     assert!(link.is_some_and(|l| l.starts_with(&format!("https://{HOST}{ITEM_JOBS}/"))), "{}", created.text);
 }
 
-#[tokio::test]
 async fn successful_responses_carry_ratelimit_headers() {
     let app = app().await;
     for response in [get(&app, ITEM_JOBS).await, post(&app, ITEM_JOBS, &delete_body(&["A"])).await] {
@@ -621,7 +609,6 @@ async fn successful_responses_carry_ratelimit_headers() {
 // ---------------------------------------------------------------------------------------------
 // Every error row of the contract
 
-#[tokio::test]
 async fn missing_or_foreign_auth_scheme_is_401_not_authenticated() {
     let app = app().await;
     let none = app.send(TestRequest::new(Method::GET, ITEM_JOBS).header("revision", REVISION)).await;
@@ -632,7 +619,6 @@ async fn missing_or_foreign_auth_scheme_is_401_not_authenticated() {
     assert_error(&bearer, StatusCode::UNAUTHORIZED, "not_authenticated");
 }
 
-#[tokio::test]
 async fn unknown_key_is_401_authentication_failed() {
     let app = app().await;
     let response = app.send(klaviyo("pk_nope", Method::GET, ITEM_JOBS)).await;
@@ -640,7 +626,6 @@ async fn unknown_key_is_401_authentication_failed() {
     assert_eq!(error_entry(&response)["title"], "Incorrect authentication credentials.");
 }
 
-#[tokio::test]
 async fn missing_scope_is_403_permission_denied() {
     let app = app().await;
     let read_only = app.token_for("acme", &[Scope::CatalogsRead]).await;
@@ -653,7 +638,6 @@ async fn missing_scope_is_403_permission_denied() {
     assert_valid("get_bulk_update_categories_jobs", &list);
 }
 
-#[tokio::test]
 async fn missing_or_malformed_revision_is_400_on_the_revision_parameter() {
     let app = app().await;
     let missing = app
@@ -670,7 +654,6 @@ async fn missing_or_malformed_revision_is_400_on_the_revision_parameter() {
     }
 }
 
-#[tokio::test]
 async fn a_post_that_is_not_json_is_415() {
     let app = app().await;
     let response = app
@@ -683,7 +666,6 @@ async fn a_post_that_is_not_json_is_415() {
     assert_valid("bulk_delete_catalog_items", &response);
 }
 
-#[tokio::test]
 async fn a_body_over_5_mb_is_413_and_creates_nothing() {
     let app = app().await;
     let long_id = "x".repeat(5 * 1024 * 1024);
@@ -692,7 +674,6 @@ async fn a_body_over_5_mb_is_413_and_creates_nothing() {
     assert_eq!(get(&app, ITEM_JOBS).await.json()["data"].as_array().map(Vec::len), Some(0));
 }
 
-#[tokio::test]
 async fn more_than_100_items_or_categories_is_400_with_the_pointer() {
     let app = app().await;
     let ids: Vec<String> = (0..101).map(|i| format!("I{i}")).collect();
@@ -711,7 +692,6 @@ async fn more_than_100_items_or_categories_is_400_with_the_pointer() {
     assert_error(&empty, StatusCode::BAD_REQUEST, "invalid");
 }
 
-#[tokio::test]
 async fn bad_compound_ids_are_400_with_a_pointer_each() {
     let app = app().await;
     let body = json!({"data": {"type": "catalog-item-bulk-delete-job", "attributes": {"items": {"data": [
@@ -744,7 +724,6 @@ async fn bad_compound_ids_are_400_with_a_pointer_each() {
     assert_eq!(get(&app, ITEM_JOBS).await.json()["data"].as_array().map(Vec::len), Some(0), "nothing created");
 }
 
-#[tokio::test]
 async fn malformed_bodies_are_400_with_a_pointer() {
     let app = app().await;
     for (body, pointer) in [
@@ -767,7 +746,6 @@ async fn malformed_bodies_are_400_with_a_pointer() {
     assert_error(&not_json, StatusCode::BAD_REQUEST, "invalid");
 }
 
-#[tokio::test]
 async fn the_500th_job_in_progress_is_the_last_one_accepted() {
     let app = app().await;
     store_delete_jobs(&app, 499).await;
@@ -779,7 +757,6 @@ async fn the_500th_job_in_progress_is_the_last_one_accepted() {
     assert_valid("bulk_update_catalog_categories", &refused);
 }
 
-#[tokio::test]
 async fn a_missing_default_catalog_is_400() {
     let app = TestApp::new().await;
     let response = post(&app, ITEM_JOBS, &delete_body(&["A"])).await;
@@ -787,7 +764,6 @@ async fn a_missing_default_catalog_is_400() {
     assert!(entry["detail"].as_str().is_some_and(|d| d.contains("'default'")), "{entry}");
 }
 
-#[tokio::test]
 async fn bad_filters_are_400_on_the_filter_parameter() {
     let app = app().await;
     for filter in [
@@ -805,7 +781,6 @@ async fn bad_filters_are_400_on_the_filter_parameter() {
     }
 }
 
-#[tokio::test]
 async fn unknown_parameters_and_fields_are_400() {
     let app = app().await;
     let job =
@@ -829,7 +804,6 @@ async fn unknown_parameters_and_fields_are_400() {
     }
 }
 
-#[tokio::test]
 async fn unknown_jobs_are_404_not_found() {
     let app = app().await;
     let job =
@@ -849,7 +823,6 @@ async fn unknown_jobs_are_404_not_found() {
     assert_error(&response, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test]
 async fn other_methods_are_405_in_the_envelope() {
     let app = app().await;
     for (method, path) in [
@@ -862,7 +835,6 @@ async fn other_methods_are_405_in_the_envelope() {
     }
 }
 
-#[tokio::test]
 async fn throttled_requests_get_429_with_an_integer_retry_after_and_create_nothing() {
     let settings =
         ["klaviyo-create-burst=2/10s".parse().expect("setting"), "klaviyo-read-burst=3/10s".parse().expect("setting")];
@@ -885,7 +857,6 @@ async fn throttled_requests_get_429_with_an_integer_retry_after_and_create_nothi
     assert!(statuses[3].header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok()));
 }
 
-#[tokio::test]
 async fn finished_jobs_keep_their_relationships() {
     let app = app().await;
     let created = post(&app, CATEGORY_JOBS, &category_body(&[("APPAREL", Some("Clothes"), &[])])).await;
@@ -900,7 +871,6 @@ async fn finished_jobs_keep_their_relationships() {
     assert_eq!(got["data"]["relationships"]["items"]["data"][0]["id"], compound("A"));
 }
 
-#[tokio::test]
 async fn the_default_catalog_is_configurable() {
     let mut app = TestApp::new().await;
     app.reconfigure(|state| state.klaviyo_catalog = "shop".into());
@@ -914,3 +884,36 @@ async fn the_default_catalog_is_configurable() {
     let jobs = app.get("/v1/jobs").await.json();
     assert_eq!(jobs["data"][0]["catalog"], "shop");
 }
+
+catalog_api::on_both_backends!(
+    seed_000_get_delete_items_jobs_has_the_seed_shape,
+    seed_001_get_update_categories_jobs_has_the_seed_shape,
+    create_item_delete_job_then_get_it_until_complete,
+    create_category_update_job_and_read_it_with_included_categories,
+    a_missing_category_is_a_job_error_with_every_field,
+    old_revisions_send_a_plain_array_and_get_job_id,
+    filters_select_by_status_with_either_quote,
+    sparse_fieldsets_keep_only_the_named_attributes,
+    paging_walks_more_than_100_jobs_both_ways_and_tolerates_the_sdk_cursor_quirks,
+    listings_show_only_their_job_type_and_the_configured_catalog,
+    links_use_the_host_and_forwarded_proto,
+    successful_responses_carry_ratelimit_headers,
+    missing_or_foreign_auth_scheme_is_401_not_authenticated,
+    unknown_key_is_401_authentication_failed,
+    missing_scope_is_403_permission_denied,
+    missing_or_malformed_revision_is_400_on_the_revision_parameter,
+    a_post_that_is_not_json_is_415,
+    a_body_over_5_mb_is_413_and_creates_nothing,
+    more_than_100_items_or_categories_is_400_with_the_pointer,
+    bad_compound_ids_are_400_with_a_pointer_each,
+    malformed_bodies_are_400_with_a_pointer,
+    the_500th_job_in_progress_is_the_last_one_accepted,
+    a_missing_default_catalog_is_400,
+    bad_filters_are_400_on_the_filter_parameter,
+    unknown_parameters_and_fields_are_400,
+    unknown_jobs_are_404_not_found,
+    other_methods_are_405_in_the_envelope,
+    throttled_requests_get_429_with_an_integer_retry_after_and_create_nothing,
+    finished_jobs_keep_their_relationships,
+    the_default_catalog_is_configurable,
+);

@@ -24,7 +24,6 @@ async fn upsert(app: &TestApp, ids: &[&str]) -> Value {
     response.json()
 }
 
-#[tokio::test]
 async fn health_ready_metrics_and_openapi_need_no_key() {
     let app = TestApp::new().await;
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
@@ -39,7 +38,6 @@ async fn health_ready_metrics_and_openapi_need_no_key() {
     assert!(openapi["paths"]["/v1/jobs/{id}"]["get"].is_object());
 }
 
-#[tokio::test]
 async fn catalogs_create_list_get_delete() {
     let app = app_with_catalog().await;
     let duplicate = app.post("/v1/catalogs", &json!({"name": "shoes"})).await;
@@ -63,7 +61,6 @@ async fn catalogs_create_list_get_delete() {
     assert_eq!((gone.status, error_code(&gone.json())), (StatusCode::NOT_FOUND, "catalog_not_found"));
 }
 
-#[tokio::test]
 async fn items_upsert_patch_get_list_and_delete() {
     let app = app_with_catalog().await;
     let accepted = upsert(&app, &["a", "b", "c"]).await;
@@ -104,7 +101,6 @@ async fn items_upsert_patch_get_list_and_delete() {
     assert_eq!((missing.status, error_code(&missing.json())), (StatusCode::NOT_FOUND, "item_not_found"));
 }
 
-#[tokio::test]
 async fn bulk_results_are_per_input_in_order_and_atomic_refuses_all() {
     let app = app_with_catalog().await;
     let mixed = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ["ok", 7, "bad id", "ok"]})).await;
@@ -129,7 +125,6 @@ async fn bulk_results_are_per_input_in_order_and_atomic_refuses_all() {
     assert_eq!(jobs_before, jobs_after, "a rejected request creates no job");
 }
 
-#[tokio::test]
 async fn idempotency_key_replays_the_first_job_and_refuses_another_body() {
     let app = app_with_catalog().await;
     let request = |ids: Value| {
@@ -147,7 +142,6 @@ async fn idempotency_key_replays_the_first_job_and_refuses_another_body() {
     assert_eq!(app.get("/v1/jobs").await.json()["data"].as_array().map(Vec::len), Some(1));
 }
 
-#[tokio::test]
 async fn categories_upsert_update_list_delete() {
     let app = app_with_catalog().await;
     upsert(&app, &["a", "b"]).await;
@@ -176,7 +170,6 @@ async fn categories_upsert_update_list_delete() {
     assert_eq!(app.get("/v1/catalogs/shoes/categories").await.json()["data"], json!([]));
 }
 
-#[tokio::test]
 async fn jobs_list_filters_and_pages() {
     let app = app_with_catalog().await;
     for i in 0..5 {
@@ -213,7 +206,6 @@ async fn jobs_list_filters_and_pages() {
     assert_eq!(seen, vec![6, 5, 4, 3, 2, 1], "newest first, each job once");
 }
 
-#[tokio::test]
 async fn bad_query_values_are_400_in_the_envelope() {
     let app = TestApp::new().await;
     for path in [
@@ -233,7 +225,6 @@ async fn bad_query_values_are_400_in_the_envelope() {
     }
 }
 
-#[tokio::test]
 async fn bad_bodies_are_rejected_in_the_envelope() {
     let app = app_with_catalog().await;
     let path = "/v1/catalogs/shoes/items/bulk-delete";
@@ -282,7 +273,6 @@ async fn bad_bodies_are_rejected_in_the_envelope() {
     assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]), "no rejected request created a job");
 }
 
-#[tokio::test]
 async fn a_body_over_the_limit_is_413_while_it_is_read() {
     let app = app_with_catalog().await;
     let mut body = b"{\"ids\":[\"".to_vec();
@@ -298,7 +288,6 @@ async fn a_body_over_the_limit_is_413_while_it_is_read() {
     assert_eq!((response.status, error_code(&response.json())), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
 }
 
-#[tokio::test]
 async fn unknown_routes_and_methods_use_the_envelope() {
     let app = TestApp::new().await;
     let missing = app.get("/v1/nothing-here").await;
@@ -313,7 +302,6 @@ async fn unknown_routes_and_methods_use_the_envelope() {
     assert_eq!(error_code(&not_a_number.json()), "not_found");
 }
 
-#[tokio::test]
 async fn keys_are_checked_for_presence_validity_and_scope() {
     let app = app_with_catalog().await;
     let none = app.send(TestRequest::new(Method::GET, "/v1/jobs")).await;
@@ -344,7 +332,6 @@ async fn keys_are_checked_for_presence_validity_and_scope() {
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
 async fn a_key_revoked_by_another_process_creates_no_job_and_learns_nothing() {
     let app = app_with_catalog().await;
     // The admin CLI works on the database from a process of its own: this server's key cache
@@ -377,7 +364,6 @@ async fn a_key_revoked_by_another_process_creates_no_job_and_learns_nothing() {
     assert_eq!(jobs["data"].as_array().map(Vec::len), Some(4), "only the accepted jobs exist");
 }
 
-#[tokio::test]
 async fn another_projects_catalog_and_job_are_not_found() {
     let app = app_with_catalog().await;
     let job =
@@ -399,7 +385,6 @@ async fn another_projects_catalog_and_job_are_not_found() {
     assert_eq!(app.get(&format!("/v1/jobs/{job}")).await.json()["status"], "queued", "the owner's job is untouched");
 }
 
-#[tokio::test]
 async fn scheduled_job_can_be_cancelled_and_finished_job_cannot() {
     let app = app_with_catalog().await;
     let scheduled = app
@@ -424,7 +409,6 @@ async fn scheduled_job_can_be_cancelled_and_finished_job_cannot() {
     assert_eq!((missing.status, error_code(&missing.json())), (StatusCode::NOT_FOUND, "job_not_found"));
 }
 
-#[tokio::test]
 async fn long_poll_returns_when_the_job_finishes() {
     let app = app_with_catalog().await;
     let id = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ["a"]})).await.json()["job"]["id"]
@@ -440,7 +424,6 @@ async fn long_poll_returns_when_the_job_finishes() {
     assert!(runner.await.is_ok());
 }
 
-#[tokio::test]
 async fn rate_limited_requests_get_429_with_retry_after_and_create_nothing() {
     let app = TestApp::with_rate_limits(&["native-write=2/1m".parse().expect("setting")]).await;
     assert_eq!(app.post("/v1/catalogs", &json!({"name": "shoes"})).await.status, StatusCode::CREATED);
@@ -458,3 +441,23 @@ async fn rate_limited_requests_get_429_with_retry_after_and_create_nothing() {
         "the limited request created nothing"
     );
 }
+
+catalog_api::on_both_backends!(
+    health_ready_metrics_and_openapi_need_no_key,
+    catalogs_create_list_get_delete,
+    items_upsert_patch_get_list_and_delete,
+    bulk_results_are_per_input_in_order_and_atomic_refuses_all,
+    idempotency_key_replays_the_first_job_and_refuses_another_body,
+    categories_upsert_update_list_delete,
+    jobs_list_filters_and_pages,
+    bad_query_values_are_400_in_the_envelope,
+    bad_bodies_are_rejected_in_the_envelope,
+    a_body_over_the_limit_is_413_while_it_is_read,
+    unknown_routes_and_methods_use_the_envelope,
+    keys_are_checked_for_presence_validity_and_scope,
+    a_key_revoked_by_another_process_creates_no_job_and_learns_nothing,
+    another_projects_catalog_and_job_are_not_found,
+    scheduled_job_can_be_cancelled_and_finished_job_cannot,
+    long_poll_returns_when_the_job_finishes,
+    rate_limited_requests_get_429_with_retry_after_and_create_nothing,
+);

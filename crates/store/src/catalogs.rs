@@ -63,6 +63,11 @@ impl Store {
         description: Option<&str>,
     ) -> Result<Catalog, StoreError> {
         validate_catalog_name(name)?;
+        if let Some(description) = description {
+            // PostgreSQL cannot store a NUL in text: refuse it here, not as a database error.
+            catalog_domain::storable::check_text("description", description)
+                .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        }
         let now = now_ms();
         let result = with_db!(self.db(), pool => {
             sqlx::query(
