@@ -481,6 +481,97 @@ async fn an_unsupported_method_is_405_in_the_envelope() {
     assert_eq!(response.json(), global_error("The method is not allowed for the requested URL."));
 }
 
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): refused per item, the rest applied
+
+/// A body with keys written out by hand (a JSON value cannot repeat a key).
+async fn send_raw(app: &TestApp, method: Method, path: &str, body: &str) -> TestResponse {
+    let auth = basic(app, &app.token).await;
+    app.send(TestRequest::new(method, path).header("authorization", &auth).raw_body("application/json", body.into()))
+        .await
+}
+
+async fn unstorable_inputs_fail_alone_and_the_rest_is_applied() {
+    let app = app_with(&["keep-1", "keep-2"]).await;
+    let long_id = "x".repeat(3_000);
+    let big = "v".repeat(catalog_domain::MAX_ITEM_BYTES);
+    let body = json!([
+        {"item_id": "fine", "properties": {"title": "Fine", "tags": ["a", {"b": "c"}]}},
+        {"item_id": "nul\u{0}id", "properties": {"title": "x"}},
+        {"item_id": long_id, "properties": {"title": "x"}},
+        {"item_id": "nul-name", "properties": {"ti\u{0}tle": "x"}},
+        {"item_id": "nul-nested", "properties": {"tags": ["a", {"b": "c\u{0}"}]}},
+        {"item_id": "too-big", "properties": {"title": big}},
+        {"item_id": "fine-2", "properties": {"title": "Fine 2"}},
+    ]);
+    let response = call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&body)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let results = response.json();
+    assert_eq!(results[0], ok());
+    assert_eq!(results[1], failed("Invalid item id. Item id should not contain the NUL character (U+0000)"));
+    assert_eq!(results[2], failed("Invalid item id. Item id should be at most 1024 bytes in UTF-8, got 3000"));
+    assert_eq!(
+        results[3],
+        failed("Invalid properties. Properties should not contain the NUL character (U+0000), found at /ti\\u0000tle")
+    );
+    assert_eq!(
+        results[4],
+        failed("Invalid properties. Properties should not contain the NUL character (U+0000), found at /tags/1/b")
+    );
+    let too_big = results[5]["errors"]["_global"][0].as_str().unwrap_or_default();
+    assert!(too_big.starts_with("Item too large. Properties should be at most 262144 bytes"), "{too_big}");
+    assert_eq!(results[6], ok());
+
+    // Partial update and bulk delete refuse the same inputs the same way.
+    let partial = json!([
+        {"item_id": "keep-1", "properties": {"note": "n\u{0}"}},
+        {"item_id": "keep-2", "properties": {"note": "patched"}},
+    ]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/partial-update"), Some(&partial)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.json()[0]["success"], false, "{}", response.text);
+    assert_eq!(response.json()[1], ok());
+    let delete = json!(["nul\u{0}", "x".repeat(1_025), "fine-2"]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&delete)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let results = response.json();
+    assert_eq!((results[0]["success"].as_bool(), results[1]["success"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(results[2], ok());
+
+    app.run_jobs().await;
+    assert_eq!(item_ids(&app).await, ["fine", "keep-1", "keep-2"]);
+    let jobs = app.get("/v1/jobs").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!((job["status"].as_str(), job["failed_count"].as_u64()), (Some("completed"), Some(0)), "{job}");
+    }
+}
+
+async fn a_repeated_key_anywhere_is_invalid_json() {
+    let app = app_with(&[]).await;
+    let path = format!("{BASE}/products/items");
+    for body in [
+        r#"[{"item_id": "a", "item_id": "b"}]"#,
+        r#"[{"item_id": "a", "properties": {"t": 1, "t": 2}}]"#,
+        r#"[{"item_id": "a", "properties": {"t": {"u": 1, "u": 2}}}]"#,
+    ] {
+        let response = send_raw(&app, Method::PUT, &path, body).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
+        assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_INVALID_JSON), "{body}");
+    }
+    assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
+}
+
+async fn a_declared_oversize_body_is_refused_before_it_is_read() {
+    let app = app_with(&[]).await;
+    let auth = basic(&app, &app.token).await;
+    let request = TestRequest::new(Method::PUT, &format!("{BASE}/products/items"))
+        .header("authorization", &auth)
+        .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
+    let response = app.send(request).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text);
+    assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_PAYLOAD_TOO_LARGE));
+}
+
 catalog_api::on_both_backends!(
     seed_example_response_three_items_one_malformed,
     delete_method_and_bare_strings_are_accepted,
@@ -502,4 +593,7 @@ catalog_api::on_both_backends!(
     create_and_list_catalogs,
     list_items_with_count_and_skip,
     an_unsupported_method_is_405_in_the_envelope,
+    unstorable_inputs_fail_alone_and_the_rest_is_applied,
+    a_repeated_key_anywhere_is_invalid_json,
+    a_declared_oversize_body_is_refused_before_it_is_read,
 );

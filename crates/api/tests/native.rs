@@ -442,6 +442,160 @@ async fn rate_limited_requests_get_429_with_retry_after_and_create_nothing() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): refused per item, the rest applied
+
+/// The `error.reason` of each input's result, `None` for an accepted one.
+fn reasons(answer: &Value) -> Vec<Option<String>> {
+    answer["results"]
+        .as_array()
+        .map(|results| results.iter().map(|r| r["error"]["reason"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn unstorable_items_are_refused_per_item_and_the_rest_is_applied() {
+    let app = app_with_catalog().await;
+    let big = "v".repeat(catalog_domain::MAX_ITEM_BYTES);
+    let items = json!({"items": [
+        {"id": "fine", "fields": {"name": "Fine", "sizes": [41, {"eu": "42"}]}},
+        {"id": "nul\u{0}id", "fields": {}},
+        {"id": "x".repeat(251), "fields": {}},
+        {"id": "nul-name", "fields": {"na\u{0}me": 1}},
+        {"id": "nul-nested", "fields": {"sizes": [41, {"eu": "4\u{0}2"}]}},
+        {"id": "too-big", "fields": {"name": big}},
+        {"id": "fine-2", "fields": {"name": "Fine 2"}},
+    ]});
+    for route in ["bulk-upsert", "bulk-patch"] {
+        let response = app.post(&format!("/v1/catalogs/shoes/items/{route}"), &items).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{route}: {}", response.text);
+        let answer = response.json();
+        let expected = [
+            None,
+            Some("invalid_character"),
+            Some("id_too_long"),
+            Some("nul_character"),
+            Some("nul_character"),
+            Some("item_too_large"),
+            None,
+        ];
+        let expected: Vec<Option<String>> = expected.iter().map(|r| r.map(str::to_owned)).collect();
+        assert_eq!(reasons(&answer), expected, "{route}: {}", response.text);
+        assert_eq!(answer["results"][3]["error"]["code"], "invalid_item");
+        let message = answer["results"][4]["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("`/sizes/1/eu`"), "{message}");
+        assert_eq!(answer["job"]["total_count"], 2);
+        app.run_jobs().await;
+    }
+    let jobs = app.get("/v1/jobs?kind=item_bulk_upsert,item_bulk_patch").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!((job["completed_count"].as_u64(), job["failed_count"].as_u64()), (Some(2), Some(0)), "{job}");
+    }
+    let fine = app.get("/v1/catalogs/shoes/items/fine").await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
+    assert_eq!(fine.json()["fields"]["sizes"], json!([41, {"eu": "42"}]));
+    assert_eq!(app.get("/v1/catalogs/shoes/items/fine-2").await.status, StatusCode::OK);
+    assert_eq!(app.get("/v1/catalogs/shoes/items/nul-nested").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn unstorable_categories_are_refused_per_category_and_the_rest_is_applied() {
+    let app = app_with_catalog().await;
+    upsert(&app, &["a", "b"]).await;
+    let body = json!({"categories": [
+        {"id": "fine", "name": "Fine", "external_id": "F-1", "item_ids": ["a", "b"]},
+        {"id": "nul-name", "name": "Sh\u{0}oes"},
+        {"id": "fine-2", "name": "Fine 2"},
+        {"id": "nul-external", "external_id": "E\u{0}"},
+        {"id": "nul-member", "item_ids": ["a", "b\u{0}"]},
+        {"id": "c\u{0}", "name": "x"},
+        {"id": "x".repeat(251)},
+    ]});
+    let response = app.post("/v1/catalogs/shoes/categories/bulk-upsert", &body).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    let expected: Vec<Option<String>> = [
+        None,
+        Some("nul_character"),
+        None,
+        Some("nul_character"),
+        Some("invalid_character"),
+        Some("invalid_character"),
+        Some("id_too_long"),
+    ]
+    .iter()
+    .map(|r| r.map(str::to_owned))
+    .collect();
+    assert_eq!(reasons(&response.json()), expected, "{}", response.text);
+    let update = json!({"categories": [{"id": "fine", "name": "N\u{0}"}, {"id": "fine-2", "name": "Renamed"}]});
+    let response = app.post("/v1/catalogs/shoes/categories/bulk-update", &update).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    assert_eq!(reasons(&response.json()), [Some("nul_character".to_owned()), None]);
+    app.run_jobs().await;
+    let categories = app.get("/v1/catalogs/shoes/categories").await.json();
+    assert_eq!(categories["data"].as_array().map(Vec::len), Some(2), "{categories}");
+    assert_eq!(categories["data"][0]["name"], "Fine");
+    assert_eq!(categories["data"][0]["item_ids"], json!(["a", "b"]));
+    assert_eq!(categories["data"][1]["name"], "Renamed");
+    let jobs = app.get("/v1/jobs?kind=category_bulk_upsert,category_bulk_update").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!((job["status"].as_str(), job["failed_count"].as_u64()), (Some("completed"), Some(0)), "{job}");
+    }
+}
+
+async fn a_nul_in_a_description_or_reference_is_a_400_never_a_500() {
+    let app = app_with_catalog().await;
+    let catalog = app.post("/v1/catalogs", &json!({"name": "boots", "description": "B\u{0}"})).await;
+    assert_eq!((catalog.status, error_code(&catalog.json())), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(app.get("/v1/catalogs/boots").await.status, StatusCode::NOT_FOUND);
+    for field in ["description", "reference_id"] {
+        let body = json!({"ids": ["a"], field: "x\u{0}y"});
+        let response = app.post("/v1/catalogs/shoes/items/bulk-delete", &body).await;
+        assert_eq!((response.status, error_code(&response.json())), (StatusCode::BAD_REQUEST, "invalid_request"));
+        assert_eq!(response.json()["error"]["details"]["pointer"], format!("/{field}"));
+    }
+    let ids = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ["a\u{0}", "b"]})).await;
+    assert_eq!(ids.status, StatusCode::ACCEPTED, "{}", ids.text);
+    assert_eq!(reasons(&ids.json()), [Some("invalid_character".to_owned()), None]);
+    app.run_jobs().await;
+    let jobs = app.get("/v1/jobs?status=completed").await.json();
+    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(1), "{jobs}");
+    assert_eq!(
+        (jobs["data"][0]["completed_count"].as_u64(), jobs["data"][0]["failed_count"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+async fn a_repeated_key_anywhere_in_a_body_is_invalid_json() {
+    let app = app_with_catalog().await;
+    let cases = [
+        ("/v1/catalogs", r#"{"name": "a", "name": "b"}"#),
+        ("/v1/catalogs/shoes/items/bulk-delete", r#"{"ids": ["a"], "ids": ["b"]}"#),
+        ("/v1/catalogs/shoes/items/bulk-upsert", r#"{"items": [{"id": "a", "id": "b", "fields": {}}]}"#),
+        ("/v1/catalogs/shoes/items/bulk-upsert", r#"{"items": [{"id": "a", "fields": {"n": 1, "n": 2}}]}"#),
+        ("/v1/catalogs/shoes/items/bulk-patch", r#"{"items": [{"id": "a", "fields": {"n": [{"m": 1, "m": 1}]}}]}"#),
+        ("/v1/catalogs/shoes/categories/bulk-upsert", r#"{"categories": [{"id": "c", "name": "x", "name": "y"}]}"#),
+    ];
+    for (path, body) in cases {
+        let request = TestRequest::new(Method::POST, path).bearer(&app.token).raw_body("application/json", body.into());
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path} {body}: {}", response.text);
+        assert_eq!(error_code(&response.json()), "invalid_json", "{body}");
+        assert!(response.text.contains("duplicate key"), "{}", response.text);
+    }
+    assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
+}
+
+async fn a_declared_oversize_body_is_413_before_it_is_read() {
+    let app = app_with_catalog().await;
+    for path in ["/v1/catalogs", "/v1/catalogs/shoes/items/bulk-upsert"] {
+        let request = TestRequest::new(Method::POST, path)
+            .bearer(&app.token)
+            .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {}", response.text);
+        assert_eq!(error_code(&response.json()), "payload_too_large");
+    }
+}
+
 catalog_api::on_both_backends!(
     health_ready_metrics_and_openapi_need_no_key,
     catalogs_create_list_get_delete,
@@ -460,4 +614,9 @@ catalog_api::on_both_backends!(
     scheduled_job_can_be_cancelled_and_finished_job_cannot,
     long_poll_returns_when_the_job_finishes,
     rate_limited_requests_get_429_with_retry_after_and_create_nothing,
+    unstorable_items_are_refused_per_item_and_the_rest_is_applied,
+    unstorable_categories_are_refused_per_category_and_the_rest_is_applied,
+    a_nul_in_a_description_or_reference_is_a_400_never_a_500,
+    a_repeated_key_anywhere_in_a_body_is_invalid_json,
+    a_declared_oversize_body_is_413_before_it_is_read,
 );
