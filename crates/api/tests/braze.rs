@@ -573,6 +573,82 @@ async fn an_unsupported_method_is_405_in_the_envelope_with_rate_headers() {
     assert_rate_headers(&response);
 }
 
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): Braze refuses the request, naming
+// each problem by its error id, and creates nothing
+
+async fn unstorable_items_are_refused_with_their_error_ids() {
+    let app = app_with(&["keep"]).await;
+    let wide: serde_json::Map<String, Value> = (0..60).map(|i| (format!("f{i}"), json!("v".repeat(5_000)))).collect();
+    let mut too_big = wide.clone();
+    too_big.insert("id".into(), json!("too-big"));
+    let cases = [
+        (json!({"id": "nul\u{0}id"}), "invalid-ids"),
+        (json!({"id": "x".repeat(251)}), "ids-too-large"),
+        (json!({"id": "nul-name", "Na\u{0}me": "x"}), "invalid-fields"),
+        (json!({"id": "nul-value", "Name": "x\u{0}"}), "invalid-fields"),
+        (json!({"id": "nul-nested", "Tags": [{"a": ["b", "c\u{0}"]}]}), "invalid-fields"),
+        (json!({"id": "nul-key", "Tags": {"k\u{0}": 1}}), "invalid-fields"),
+        (Value::Object(too_big), "items-too-large"),
+    ];
+    for (bad, error_id) in cases {
+        for method in [Method::POST, Method::PUT, Method::PATCH] {
+            let body = json!({"items": [{"id": "fine", "Name": "Fine"}, bad.clone()]});
+            let response = call(&app, method.clone(), "/catalogs/restaurants/items", Some(&body)).await;
+            assert_eq!(response.status, StatusCode::BAD_REQUEST, "{method} {error_id}: {}", response.text);
+            assert_eq!(error_ids(&response), [error_id], "{method}: {}", response.text);
+        }
+    }
+    let delete = json!({"items": [{"id": "keep"}, {"id": "nul\u{0}"}]});
+    let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&delete)).await;
+    assert_eq!((response.status, error_ids(&response)), (StatusCode::BAD_REQUEST, vec!["invalid-ids".to_owned()]));
+    // Nothing of a refused request was queued; a clean one is applied.
+    assert_eq!(jobs_count(&app).await, 1, "only the seeding job");
+    let clean = json!({"items": [{"id": "fine", "Name": "Fine", "Tags": [{"a": ["b"]}]}]});
+    let response = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&clean)).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    app.run_jobs().await;
+    assert_eq!(item(&app, "fine").await.json()["items"][0]["Tags"], json!([{"a": ["b"]}]));
+    assert_eq!(item(&app, "keep").await.status, StatusCode::OK);
+}
+
+async fn a_nul_in_a_catalog_description_is_invalid_description() {
+    let app = app_with(&[]).await;
+    let body = json!({"catalogs": [{"name": "bars", "description": "B\u{0}"}]});
+    let response = call(&app, Method::POST, "/catalogs", Some(&body)).await;
+    assert_eq!((response.status, error_ids(&response)), (StatusCode::BAD_REQUEST, vec!["invalid-description".to_owned()]));
+    let catalogs = call(&app, Method::GET, "/catalogs", None).await.json();
+    assert_eq!(catalogs["catalogs"].as_array().map(Vec::len), Some(1), "{catalogs}");
+}
+
+async fn a_repeated_key_anywhere_is_item_array_invalid() {
+    let app = app_with(&[]).await;
+    for body in [
+        r#"{"items": [{"id": "a"}], "items": [{"id": "b"}]}"#,
+        r#"{"items": [{"id": "a", "id": "b"}]}"#,
+        r#"{"items": [{"id": "a", "Name": "x", "Name": "y"}]}"#,
+        r#"{"items": [{"id": "a", "Tags": [{"k": 1, "k": 2}]}]}"#,
+    ] {
+        let request = TestRequest::new(Method::PUT, "/catalogs/restaurants/items")
+            .bearer(&app.token)
+            .raw_body("application/json", body.into());
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
+        assert_eq!(error_ids(&response), ["item-array-invalid"], "{body}");
+    }
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+async fn a_declared_oversize_body_is_413_before_it_is_read() {
+    let app = app_with(&[]).await;
+    let request = TestRequest::new(Method::PUT, "/catalogs/restaurants/items")
+        .bearer(&app.token)
+        .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
+    let response = app.send(request).await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text);
+    assert_eq!(error_ids(&response), ["request-too-large"]);
+}
+
 catalog_api::on_both_backends!(
     seed_example_request_deletes_and_answers_202_success,
     seed_example_error_response_items_missing_ids,
@@ -607,4 +683,8 @@ catalog_api::on_both_backends!(
     the_four_async_endpoints_share_one_quota_and_429_has_retry_after,
     synchronous_endpoints_have_their_own_quota,
     an_unsupported_method_is_405_in_the_envelope_with_rate_headers,
+    unstorable_items_are_refused_with_their_error_ids,
+    a_nul_in_a_catalog_description_is_invalid_description,
+    a_repeated_key_anywhere_is_item_array_invalid,
+    a_declared_oversize_body_is_413_before_it_is_read,
 );
