@@ -616,7 +616,10 @@ async fn a_nul_in_a_catalog_description_is_invalid_description() {
     let app = app_with(&[]).await;
     let body = json!({"catalogs": [{"name": "bars", "description": "B\u{0}"}]});
     let response = call(&app, Method::POST, "/catalogs", Some(&body)).await;
-    assert_eq!((response.status, error_ids(&response)), (StatusCode::BAD_REQUEST, vec!["invalid-description".to_owned()]));
+    assert_eq!(
+        (response.status, error_ids(&response)),
+        (StatusCode::BAD_REQUEST, vec!["invalid-description".to_owned()])
+    );
     let catalogs = call(&app, Method::GET, "/catalogs", None).await.json();
     assert_eq!(catalogs["catalogs"].as_array().map(Vec::len), Some(1), "{catalogs}");
 }

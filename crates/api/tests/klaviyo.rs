@@ -885,6 +885,88 @@ async fn the_default_catalog_is_configurable() {
     assert_eq!(jobs["data"][0]["catalog"], "shop");
 }
 
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): Klaviyo refuses the request with the
+// pointer of each bad value, creates nothing, and a clean request goes through
+
+/// The `source.pointer` of every error entry.
+fn pointers(response: &TestResponse) -> Vec<String> {
+    response.json()["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["source"]["pointer"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn unstorable_ids_and_names_are_400_with_their_pointers() {
+    let app = app().await;
+    let long = "x".repeat(1_025);
+    let items = post(&app, ITEM_JOBS, &delete_body(&["A", "N\u{0}UL", &long])).await;
+    assert_error(&items, StatusCode::BAD_REQUEST, "invalid");
+    assert_eq!(pointers(&items), ["/data/attributes/items/data/1/id", "/data/attributes/items/data/2/id"]);
+    assert!(items.text.contains("NUL"), "{}", items.text);
+    let categories = "/data/attributes/categories/data";
+    let cases: [(&[(&str, Option<&str>, &[&str])], String); 4] = [
+        (&[("APPAREL", Some("App\u{0}arel"), &["A"])], format!("{categories}/0/attributes/name")),
+        (
+            &[("APPAREL", None, &["A"]), ("SHOES", None, &["B\u{0}"])],
+            format!("{categories}/1/relationships/items/data/0/id"),
+        ),
+        (&[("SHOES", None, &[]), ("C\u{0}", None, &[])], format!("{categories}/1/id")),
+        (&[("SHOES", None, &[]), (&long, None, &[])], format!("{categories}/1/id")),
+    ];
+    for (body, pointer) in cases {
+        let response = post(&app, CATEGORY_JOBS, &category_body(body)).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(pointers(&response), [pointer]);
+    }
+    for path in [ITEM_JOBS, CATEGORY_JOBS] {
+        assert_eq!(get(&app, path).await.json()["data"].as_array().map(Vec::len), Some(0), "{path}");
+    }
+
+    let clean = post(&app, CATEGORY_JOBS, &category_body(&[("APPAREL", Some("Apparel 2"), &["A", "B"])])).await;
+    assert_eq!(clean.status, StatusCode::ACCEPTED, "{}", clean.text);
+    let delete = post(&app, ITEM_JOBS, &delete_body(&["C"])).await;
+    assert_eq!(delete.status, StatusCode::ACCEPTED, "{}", delete.text);
+    app.run_jobs().await;
+    let categories = app.get("/v1/catalogs/default/categories").await.json();
+    assert_eq!(categories["data"][0]["name"], "Apparel 2", "{categories}");
+    assert_eq!(categories["data"][0]["item_ids"], json!(["A", "B"]));
+    assert_eq!(app.get("/v1/catalogs/default/items/C").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn a_repeated_key_anywhere_is_400_on_the_document() {
+    let app = app().await;
+    let cases = [
+        (ITEM_JOBS, r#"{"data": {"type": "catalog-item-bulk-delete-job", "type": "x", "attributes": {}}}"#),
+        (
+            ITEM_JOBS,
+            r#"{"data": {"type": "catalog-item-bulk-delete-job", "attributes": {"items": {"data": [
+                {"type": "catalog-item", "id": "$custom:::$default:::A", "id": "$custom:::$default:::B"}]}}}}"#,
+        ),
+        (
+            CATEGORY_JOBS,
+            r#"{"data": {"type": "catalog-category-bulk-update-job", "attributes": {"categories": {"data": [
+                {"type": "catalog-category", "id": "$custom:::$default:::S", "attributes": {"name": "a", "name": "b"}}]}}}}"#,
+        ),
+    ];
+    for (path, body) in cases {
+        let request = klaviyo(&app.token, Method::POST, path).raw_body("application/vnd.api+json", body.into());
+        let response = app.send(request).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(pointers(&response), ["/"], "{body}");
+        assert!(response.text.contains("duplicate key"), "{}", response.text);
+    }
+    assert_eq!(get(&app, ITEM_JOBS).await.json()["data"].as_array().map(Vec::len), Some(0));
+}
+
+async fn a_declared_oversize_body_is_413_before_it_is_read() {
+    let app = app().await;
+    let request =
+        klaviyo(&app.token, Method::POST, ITEM_JOBS).unreadable_body("application/vnd.api+json", 5 * 1024 * 1024 + 1);
+    let response = app.send(request).await;
+    assert_error(&response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+}
+
 catalog_api::on_both_backends!(
     seed_000_get_delete_items_jobs_has_the_seed_shape,
     seed_001_get_update_categories_jobs_has_the_seed_shape,
@@ -916,4 +998,7 @@ catalog_api::on_both_backends!(
     throttled_requests_get_429_with_an_integer_retry_after_and_create_nothing,
     finished_jobs_keep_their_relationships,
     the_default_catalog_is_configurable,
+    unstorable_ids_and_names_are_400_with_their_pointers,
+    a_repeated_key_anywhere_is_400_on_the_document,
+    a_declared_oversize_body_is_413_before_it_is_read,
 );
