@@ -905,7 +905,8 @@ async fn unstorable_ids_and_names_are_400_with_their_pointers() {
     assert_eq!(pointers(&items), ["/data/attributes/items/data/1/id", "/data/attributes/items/data/2/id"]);
     assert!(items.text.contains("NUL"), "{}", items.text);
     let categories = "/data/attributes/categories/data";
-    let cases: [(&[(&str, Option<&str>, &[&str])], String); 4] = [
+    type Category<'a> = (&'a str, Option<&'a str>, &'a [&'a str]);
+    let cases: [(&[Category], String); 4] = [
         (&[("APPAREL", Some("App\u{0}arel"), &["A"])], format!("{categories}/0/attributes/name")),
         (
             &[("APPAREL", None, &["A"]), ("SHOES", None, &["B\u{0}"])],
