@@ -46,15 +46,23 @@ impl Backend {
     /// Runs `test` with every [`TestApp`] it builds on this backend. On PostgreSQL, a server that
     /// cannot be reached skips the test with a message, or fails it when `CI` is set.
     pub async fn run(self, test: impl Future<Output = ()>) {
+        if self.available().await {
+            BACKEND.scope(self, test).await;
+        }
+    }
+
+    /// True when tests can run on this backend. PostgreSQL may be unreachable: that is said on
+    /// stderr and answered `false`, or, when `CI` is set, a panic.
+    pub async fn available(self) -> bool {
         if self == Backend::Postgres {
             let url = postgres_base_url();
             if let Err(error) = sqlx::PgConnection::connect(&url).await {
                 assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is unreachable and CI is set: {error}");
                 eprintln!("SKIPPED: PostgreSQL at {url} is unreachable ({error}); set CATALOGD_TEST_PG");
-                return;
+                return false;
             }
         }
-        BACKEND.scope(self, test).await;
+        true
     }
 }
 
@@ -97,7 +105,27 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{}/{name}{query}", base.get(..path_start).unwrap_or(base))
 }
 
-/// What a [`TestApp`] removes when it is dropped.
+/// A fresh, empty database, removed when dropped: what a [`TestApp`] runs on, or what a test that
+/// starts its own server (the binary) points it at.
+pub struct ScratchDatabase {
+    url: String,
+    _scratch: Scratch,
+}
+
+impl ScratchDatabase {
+    /// A new database on `backend` (not yet migrated: a store connecting to it migrates it).
+    pub async fn new(backend: Backend) -> Self {
+        let (url, scratch) = scratch_database(backend).await;
+        ScratchDatabase { url, _scratch: scratch }
+    }
+
+    /// Its URL, for `Store::connect` or `catalogd --database-url`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// What a [`ScratchDatabase`] removes when it is dropped.
 enum Scratch {
     File(PathBuf),
     PostgresDatabase { admin_url: String, name: String },
@@ -145,8 +173,7 @@ pub struct TestApp {
     /// The state the router was built with.
     pub state: AppState,
     router: Router,
-    url: String,
-    _scratch: Scratch,
+    database: ScratchDatabase,
 }
 
 /// One answered request.
@@ -263,11 +290,12 @@ impl TestApp {
     /// A fresh app with these rate-limit settings applied over the defaults, on the backend of the
     /// running test ([`Backend::current`]).
     pub async fn with_rate_limits(settings: &[RateLimitSetting]) -> Self {
-        let (url, scratch) = scratch_database(Backend::current()).await;
+        let database = ScratchDatabase::new(Backend::current()).await;
+        let url = database.url();
         // Few connections: many tests, and other suites, share one PostgreSQL server.
         let config = StoreConfig { max_connections: 4, ..StoreConfig::default() };
         let store =
-            Store::connect(&url, config).await.unwrap_or_else(|e| panic!("cannot open the test store at {url}: {e}"));
+            Store::connect(url, config).await.unwrap_or_else(|e| panic!("cannot open the test store at {url}: {e}"));
         let project = store.create_project("acme", "Acme").await.unwrap_or_else(|e| panic!("create project: {e}"));
         let token = store
             .create_api_key(project.id, None, Scope::ALL)
@@ -282,7 +310,7 @@ impl TestApp {
             klaviyo_catalog: "default".into(),
         };
         let router = crate::router(state.clone());
-        TestApp { store, project, token, state, router, url, _scratch: scratch }
+        TestApp { store, project, token, state, router, database }
     }
 
     /// Changes the router's state (a setting such as the Klaviyo catalog) and rebuilds the router.
@@ -294,12 +322,12 @@ impl TestApp {
     /// The URL of the app's database, for a second store on it (another process, as the admin
     /// CLI would be).
     pub fn database_url(&self) -> String {
-        self.url.clone()
+        self.database.url.clone()
     }
 
     /// The backend the app runs on.
     pub fn backend(&self) -> Backend {
-        if self.url.starts_with("sqlite:") {
+        if self.database.url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
             Backend::Postgres
