@@ -86,7 +86,7 @@ fn check_sdk(python: &Path, dir: &Path, database_url: &str) {
     );
     let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
     let server = start_on(dir, database_url, free_port(), &[]);
-    let output = run(Command::new(&python)
+    let output = run(Command::new(python)
         .arg(SCRIPT)
         .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
         .env("CATALOGD_TOKEN", &token))
