@@ -158,7 +158,7 @@ where
     }
 }
 
-/// A query string matching `T` (query types deny unknown parameters).
+/// A query string matching `T` (query types deny unknown parameters), without a NUL.
 #[derive(Debug)]
 pub struct ApiQuery<T>(pub T);
 
@@ -166,6 +166,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // A NUL matches nothing stored (catalog-domain's `storable`), and PostgreSQL cannot even
+        // compare one: refused here rather than left to fail as a database error.
+        if parts.uri.query().is_some_and(|query| query.contains("%00")) {
+            return Err(ApiError::new(ErrorCode::InvalidQuery, "a query parameter contains a NUL character (%00)"));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Query(value)| ApiQuery(value))

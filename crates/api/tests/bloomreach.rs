@@ -572,6 +572,17 @@ async fn a_declared_oversize_body_is_refused_before_it_is_read() {
     assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_PAYLOAD_TOO_LARGE));
 }
 
+async fn a_nul_in_a_path_is_not_found_never_a_500() {
+    let app = app_with(&["a"]).await;
+    for (method, path) in
+        [(Method::GET, format!("{BASE}/a%00b/items")), (Method::POST, format!("{BASE}/a%00b/items/bulk-delete"))]
+    {
+        let response = call(&app, method.clone(), &path, Some(&json!(["a"]))).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}: {}", response.text);
+        assert_eq!(response.json(), global_error(BLOOMREACH_NOT_FOUND));
+    }
+}
+
 catalog_api::on_both_backends!(
     seed_example_response_three_items_one_malformed,
     delete_method_and_bare_strings_are_accepted,
@@ -596,4 +607,5 @@ catalog_api::on_both_backends!(
     unstorable_inputs_fail_alone_and_the_rest_is_applied,
     a_repeated_key_anywhere_is_invalid_json,
     a_declared_oversize_body_is_refused_before_it_is_read,
+    a_nul_in_a_path_is_not_found_never_a_500,
 );

@@ -652,6 +652,22 @@ async fn a_declared_oversize_body_is_413_before_it_is_read() {
     assert_eq!(error_ids(&response), ["request-too-large"]);
 }
 
+async fn a_nul_in_a_path_is_not_found_never_a_500() {
+    let app = app_with(&["a"]).await;
+    let missing_item = item(&app, "a%00").await;
+    assert_eq!(
+        (missing_item.status, error_ids(&missing_item)),
+        (StatusCode::NOT_FOUND, vec!["item-not-found".to_owned()])
+    );
+    let body = json!({"items": [{"id": "a"}]});
+    let missing_catalog = call(&app, Method::DELETE, "/catalogs/a%00b/items", Some(&body)).await;
+    assert_eq!(
+        (missing_catalog.status, error_ids(&missing_catalog)),
+        (StatusCode::NOT_FOUND, vec!["catalog-not-found".to_owned()])
+    );
+    assert_eq!(call(&app, Method::GET, "/catalogs/a%00b/items", None).await.status, StatusCode::NOT_FOUND);
+}
+
 catalog_api::on_both_backends!(
     seed_example_request_deletes_and_answers_202_success,
     seed_example_error_response_items_missing_ids,
@@ -690,4 +706,5 @@ catalog_api::on_both_backends!(
     a_nul_in_a_catalog_description_is_invalid_description,
     a_repeated_key_anywhere_is_item_array_invalid,
     a_declared_oversize_body_is_413_before_it_is_read,
+    a_nul_in_a_path_is_not_found_never_a_500,
 );

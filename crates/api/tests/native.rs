@@ -596,6 +596,23 @@ async fn a_declared_oversize_body_is_413_before_it_is_read() {
     }
 }
 
+async fn a_nul_in_a_path_or_query_matches_nothing_and_is_never_a_500() {
+    let app = app_with_catalog().await;
+    upsert(&app, &["a"]).await;
+    for (method, path, status, code) in [
+        (Method::GET, "/v1/catalogs/a%00b", StatusCode::NOT_FOUND, "catalog_not_found"),
+        (Method::DELETE, "/v1/catalogs/a%00b", StatusCode::NOT_FOUND, "catalog_not_found"),
+        (Method::GET, "/v1/catalogs/a%00b/items", StatusCode::NOT_FOUND, "catalog_not_found"),
+        (Method::GET, "/v1/catalogs/shoes/items/a%00", StatusCode::NOT_FOUND, "item_not_found"),
+        (Method::GET, "/v1/jobs?catalog=a%00b", StatusCode::BAD_REQUEST, "invalid_query"),
+    ] {
+        let response = app.send(TestRequest::new(method.clone(), path).bearer(&app.token)).await;
+        assert_eq!((response.status, error_code(&response.json())), (status, code), "{method} {path}");
+    }
+    let bulk = app.post("/v1/catalogs/a%00b/items/bulk-delete", &json!({"ids": ["a"]})).await;
+    assert_eq!((bulk.status, error_code(&bulk.json())), (StatusCode::NOT_FOUND, "catalog_not_found"));
+}
+
 catalog_api::on_both_backends!(
     health_ready_metrics_and_openapi_need_no_key,
     catalogs_create_list_get_delete,
@@ -619,4 +636,5 @@ catalog_api::on_both_backends!(
     a_nul_in_a_description_or_reference_is_a_400_never_a_500,
     a_repeated_key_anywhere_in_a_body_is_invalid_json,
     a_declared_oversize_body_is_413_before_it_is_read,
+    a_nul_in_a_path_or_query_matches_nothing_and_is_never_a_500,
 );
