@@ -968,6 +968,47 @@ async fn a_declared_oversize_body_is_413_before_it_is_read() {
     assert_error(&response, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
 }
 
+/// An id of exactly `bytes` bytes that does not compress (PostgreSQL may compress a long index
+/// entry; these must fit as they are): 4-byte characters from a simple generator.
+fn incompressible_id(seed: u32, bytes: usize) -> String {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    (0..bytes / 4)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            char::from_u32(0x1_0000 + (state >> 8) % 0xE_0000).unwrap_or('\u{10000}')
+        })
+        .collect()
+}
+
+async fn ids_at_the_storage_cap_are_indexed_on_both_backends() {
+    let app = app().await;
+    let (category, member) = (incompressible_id(1, 1_024), incompressible_id(2, 1_024));
+    assert_eq!((category.len(), member.len()), (1_024, 1_024));
+    let input = CategoryInput {
+        id: RawId::String(category.clone()),
+        external_id: None,
+        name: Some("Widest".into()),
+        item_ids: Some(vec![member.clone()]),
+    };
+    // Through the store: no dialect creates a category with such an id, but Klaviyo may name one.
+    let outcome = app
+        .store
+        .bulk_upsert_categories(app.project.id, "default", Dialect::Klaviyo, vec![input], &JobOptions::default())
+        .await
+        .expect("accepted");
+    assert_eq!(outcome.results, [Ok(category.clone())]);
+    let deleted = post(&app, ITEM_JOBS, &delete_body(&[&incompressible_id(3, 1_024)])).await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED, "{}", deleted.text);
+    app.run_jobs().await;
+    let jobs = app.get("/v1/jobs").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!((job["status"].as_str(), job["failed_count"].as_u64()), (Some("completed"), Some(0)), "{job}");
+    }
+    let categories = app.get("/v1/catalogs/default/categories").await.json();
+    let widest = categories["data"].as_array().into_iter().flatten().find(|c| c["id"] == category.as_str());
+    assert_eq!(widest.map(|c| c["item_ids"].clone()), Some(json!([member])));
+}
+
 catalog_api::on_both_backends!(
     seed_000_get_delete_items_jobs_has_the_seed_shape,
     seed_001_get_update_categories_jobs_has_the_seed_shape,
@@ -1002,4 +1043,5 @@ catalog_api::on_both_backends!(
     unstorable_ids_and_names_are_400_with_their_pointers,
     a_repeated_key_anywhere_is_400_on_the_document,
     a_declared_oversize_body_is_413_before_it_is_read,
+    ids_at_the_storage_cap_are_indexed_on_both_backends,
 );
