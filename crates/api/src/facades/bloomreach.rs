@@ -97,9 +97,10 @@ impl From<StoreError> for Failure {
         match error {
             StoreError::CatalogNotFound(_) => Failure::not_found(),
             StoreError::Batch(problem) => Failure::bad_request(problem.bloomreach_message()),
-            StoreError::CatalogAlreadyExists(_) | StoreError::InvalidCatalogName(_) | StoreError::InvalidCursor => {
-                Failure::bad_request(error.to_string())
-            }
+            StoreError::CatalogAlreadyExists(_)
+            | StoreError::InvalidCatalogName(_)
+            | StoreError::InvalidCursor
+            | StoreError::InvalidRequest(_) => Failure::bad_request(error.to_string()),
             other if other.code() == ErrorCode::Unavailable => {
                 tracing::warn!(error = %other, "store unavailable");
                 Failure::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")

@@ -136,6 +136,9 @@ fn store_failure(error: StoreError, catalog: &str) -> Failure {
         StoreError::InvalidItems { results } | StoreError::NoValidItems { results } => {
             Failure::many(StatusCode::BAD_REQUEST, braze_errors(&results))
         }
+        // A request the store refused for a rule of its own (the facade checks the same rules
+        // first, so this is a safety net): the client's error, not the server's.
+        StoreError::InvalidRequest(message) => Failure::one(StatusCode::BAD_REQUEST, "invalid-request", message),
         StoreError::ItemNotFound(id) => {
             let mut error = entry("item-not-found", "Could not find item");
             error.parameters = vec!["item_id".to_owned()];
