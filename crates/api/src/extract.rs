@@ -193,3 +193,35 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .map_err(|rejection| ApiError::new(ErrorCode::NotFound, rejection.body_text()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_json;
+
+    #[test]
+    fn parse_json_reads_what_serde_json_reads() {
+        let text =
+            r#"{"a": [1, -2, 3.5, 1e300, true, null, "s\u0000"], "b": {"c": {}, "d": []}, "e": 18446744073709551615}"#;
+        let ours = parse_json(text.as_bytes()).expect("valid JSON");
+        let theirs: serde_json::Value = serde_json::from_str(text).expect("valid JSON");
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn parse_json_refuses_a_repeated_key_at_any_depth() {
+        for text in [r#"{"a": 1, "a": 1}"#, r#"[{"b": {"a": 1, "a": 2}}]"#, r#"{"x": [[{"k": 0, "l": 1, "k": 2}]]}"#] {
+            let error = parse_json(text.as_bytes()).expect_err(text);
+            assert!(error.to_string().contains("duplicate key"), "{error}");
+        }
+        // The same key in sibling objects is no repetition.
+        assert!(parse_json(br#"[{"a": 1}, {"a": 2}]"#).is_ok());
+    }
+
+    #[test]
+    fn parse_json_keeps_the_depth_limit_and_refuses_trailing_text() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(parse_json(deep.as_bytes()).is_err(), "nesting is bounded, not a stack overflow");
+        assert!(parse_json(b"{} {}").is_err());
+        assert!(parse_json(b"").is_err());
+    }
+}
