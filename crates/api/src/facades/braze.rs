@@ -259,9 +259,9 @@ async fn authorize(
 // Bodies
 
 /// Reads a JSON body: `None` when it does not parse or repeats a key in an object (each endpoint
-/// has its own error for that). A
-/// content type other than JSON is refused (none at all is accepted, as curl users often omit
-/// it); an over-limit body is 413.
+/// has its own error for that). A content type other than JSON is refused (none at all is
+/// accepted, as curl users often omit it); an over-limit body is 413, before it is read when its
+/// `Content-Length` says so.
 async fn json_body(state: &AppState, request: Request) -> Result<Option<Value>, Failure> {
     if request.headers().contains_key(header::CONTENT_TYPE) && !is_json_content_type(request.headers()) {
         return Err(Failure::one(
