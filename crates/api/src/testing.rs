@@ -38,7 +38,8 @@ tokio::task_local! {
 }
 
 impl Backend {
-    /// The backend of the running test ([`Backend::run`]); SQLite outside one.
+    /// The backend of the running test ([`Backend::run`]); SQLite outside one. The choice is
+    /// task-local: build every [`TestApp`] in the test's own task, not in one it spawns.
     pub fn current() -> Backend {
         BACKEND.try_with(|backend| *backend).unwrap_or(Backend::Sqlite)
     }
