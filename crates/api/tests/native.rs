@@ -509,6 +509,7 @@ async fn unstorable_categories_are_refused_per_category_and_the_rest_is_applied(
         {"id": "nul-member", "item_ids": ["a", "b\u{0}"]},
         {"id": "c\u{0}", "name": "x"},
         {"id": "x".repeat(251)},
+        {"id": "huge", "name": "n".repeat(catalog_domain::MAX_ITEM_BYTES + 1)},
     ]});
     let response = app.post("/v1/catalogs/shoes/categories/bulk-upsert", &body).await;
     assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
@@ -520,6 +521,7 @@ async fn unstorable_categories_are_refused_per_category_and_the_rest_is_applied(
         Some("invalid_character"),
         Some("invalid_character"),
         Some("id_too_long"),
+        Some("item_too_large"),
     ]
     .iter()
     .map(|r| r.map(str::to_owned))
