@@ -97,6 +97,12 @@ impl JobFields {
                 )
             }
         };
+        for (field, text) in [("description", &self.description), ("reference_id", &self.reference_id)] {
+            if let Some(Err(problem)) = text.as_deref().map(|text| catalog_domain::storable::check_text(field, text)) {
+                return Err(ApiError::new(problem.code(), problem.to_string())
+                    .with_details(json!({"pointer": format!("/{field}")})));
+            }
+        }
         Ok(JobOptions {
             start_at: self.start_at.as_deref().map(|t| parse_time("start_at", t)).transpose()?,
             description: self.description,
@@ -184,7 +190,10 @@ struct Bulk {
 /// Extracts a [`Bulk`] from a request with a `B` body.
 struct BulkRequest<B>(Bulk, PhantomData<B>);
 
-impl<B: JobBody, S: Send + Sync> FromRequest<S> for BulkRequest<B> {
+impl<B: JobBody, S: Send + Sync> FromRequest<S> for BulkRequest<B>
+where
+    AppState: axum::extract::FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, ApiError> {

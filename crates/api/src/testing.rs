@@ -1,6 +1,12 @@
-//! A harness for tests of the HTTP layer: a router over a fresh SQLite store with one project and
-//! one all-scopes key, and a one-call request helper. Public so every test crate (native API,
+//! A harness for tests of the HTTP layer: a router over a fresh store with one project and one
+//! all-scopes key, and a one-call request helper. Public so every test crate (native API,
 //! facades) shares it instead of each building its own.
+//!
+//! A store is a temporary SQLite file, or a PostgreSQL database of its own created on the server
+//! at `CATALOGD_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`) and dropped with the
+//! app. [`on_both_backends!`](crate::on_both_backends) declares each test of a suite once per
+//! backend; [`TestApp::new`] builds on the backend of the test it runs in. When PostgreSQL is
+//! unreachable its half is skipped with a message, unless `CI` is set: then it fails.
 
 use crate::limits::{RateLimitSetting, RateLimits};
 use crate::metrics::Metrics;
@@ -11,12 +17,153 @@ use axum::Router;
 use catalog_store::{Project, Runner, RunnerConfig, Scope, Store, StoreConfig};
 use http_body_util::BodyExt;
 use serde_json::Value;
+use sqlx::Connection as _;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-/// A router on a temporary SQLite database, with a project `acme` and a token for it.
+/// The database a [`TestApp`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A temporary SQLite file.
+    Sqlite,
+    /// A fresh database on the PostgreSQL server at `CATALOGD_TEST_PG`.
+    Postgres,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+impl Backend {
+    /// The backend of the running test ([`Backend::run`]); SQLite outside one. The choice is
+    /// task-local: build every [`TestApp`] in the test's own task, not in one it spawns.
+    pub fn current() -> Backend {
+        BACKEND.try_with(|backend| *backend).unwrap_or(Backend::Sqlite)
+    }
+
+    /// Runs `test` with every [`TestApp`] it builds on this backend. On PostgreSQL, a server that
+    /// cannot be reached skips the test with a message, or fails it when `CI` is set.
+    pub async fn run(self, test: impl Future<Output = ()>) {
+        if self.available().await {
+            BACKEND.scope(self, test).await;
+        }
+    }
+
+    /// True when tests can run on this backend. PostgreSQL may be unreachable: that is said on
+    /// stderr and answered `false`, or, when `CI` is set, a panic.
+    pub async fn available(self) -> bool {
+        if self == Backend::Postgres {
+            let url = postgres_base_url();
+            if let Err(error) = sqlx::PgConnection::connect(&url).await {
+                assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {url} is unreachable and CI is set: {error}");
+                eprintln!("SKIPPED: PostgreSQL at {url} is unreachable ({error}); set CATALOGD_TEST_PG");
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Declares each named `async fn` test once per backend: `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::testing::Backend::Sqlite.run(super::$name()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    $crate::testing::Backend::Postgres.run(super::$name()).await;
+                }
+            )*
+        }
+    };
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_base_url() -> String {
+    std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base.get(scheme_end..).and_then(|rest| rest.find('/')).map_or(base.len(), |i| i + scheme_end);
+    format!("{}/{name}{query}", base.get(..path_start).unwrap_or(base))
+}
+
+/// A fresh, empty database, removed when dropped: what a [`TestApp`] runs on, or what a test that
+/// starts its own server (the binary) points it at.
+pub struct ScratchDatabase {
+    url: String,
+    _scratch: Scratch,
+}
+
+impl ScratchDatabase {
+    /// A new database on `backend` (not yet migrated: a store connecting to it migrates it).
+    pub async fn new(backend: Backend) -> Self {
+        let (url, scratch) = scratch_database(backend).await;
+        ScratchDatabase { url, _scratch: scratch }
+    }
+
+    /// Its URL, for `Store::connect` or `catalogd --database-url`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// What a [`ScratchDatabase`] removes when it is dropped.
+enum Scratch {
+    File(PathBuf),
+    PostgresDatabase { admin_url: String, name: String },
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        match self {
+            Scratch::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut path = path.clone().into_os_string();
+                    path.push(suffix);
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Scratch::PostgresDatabase { admin_url, name } => {
+                let (admin_url, name) = (admin_url.clone(), name.clone());
+                // Drop may run inside the test's runtime, which must not be blocked on: a thread
+                // with a runtime of its own drops the database.
+                let _ = std::thread::spawn(move || {
+                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                        return;
+                    };
+                    runtime.block_on(async {
+                        if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                            let _ = sqlx::query(&drop).execute(&mut admin).await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// A router on a fresh database, with a project `acme` and a token for it.
 pub struct TestApp {
     /// The store behind the router.
     pub store: Store,
@@ -27,7 +174,7 @@ pub struct TestApp {
     /// The state the router was built with.
     pub state: AppState,
     router: Router,
-    path: PathBuf,
+    database: ScratchDatabase,
 }
 
 /// One answered request.
@@ -59,12 +206,14 @@ pub struct TestRequest {
     path: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    /// Reading the body panics: it must be refused on its headers alone.
+    unreadable: bool,
 }
 
 impl TestRequest {
     /// A request with no headers and no body.
     pub fn new(method: Method, path: &str) -> Self {
-        TestRequest { method, path: path.to_owned(), headers: Vec::new(), body: Vec::new() }
+        TestRequest { method, path: path.to_owned(), headers: Vec::new(), body: Vec::new(), unreadable: false }
     }
 
     /// Adds a header.
@@ -85,6 +234,16 @@ impl TestRequest {
         self
     }
 
+    /// A body that declares `declared_length` bytes in `Content-Length` and panics, failing the
+    /// test, if the server reads any of it: for checks that must refuse a request on its headers.
+    pub fn unreadable_body(mut self, content_type: &str, declared_length: u64) -> Self {
+        self.headers.push(("content-type".to_owned(), content_type.to_owned()));
+        self.headers.push(("content-length".to_owned(), declared_length.to_string()));
+        self.body = b"{}".to_vec();
+        self.unreadable = true;
+        self
+    }
+
     /// Adds `Authorization: Bearer <token>`.
     pub fn bearer(self, token: &str) -> Self {
         self.header("authorization", &format!("Bearer {token}"))
@@ -93,22 +252,51 @@ impl TestRequest {
 
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 
+/// A name no other test of any process uses at the same time.
+fn scratch_name() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("catalogd_api_t_{}_{}_{nanos}", std::process::id(), NEXT_DB.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A fresh, empty database on `backend`: its URL, and what removes it.
+async fn scratch_database(backend: Backend) -> (String, Scratch) {
+    match backend {
+        Backend::Sqlite => {
+            let path = std::env::temp_dir().join(format!("{}.db", scratch_name()));
+            (format!("sqlite://{}", path.display()), Scratch::File(path))
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_base_url();
+            let mut admin = sqlx::PgConnection::connect(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {admin_url}: {e}"));
+            let name = scratch_name();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
+            let _ = admin.close().await;
+            (with_database(&admin_url, &name), Scratch::PostgresDatabase { admin_url, name })
+        }
+    }
+}
+
 impl TestApp {
     /// A fresh app with default rate limits.
     pub async fn new() -> Self {
         Self::with_rate_limits(&[]).await
     }
 
-    /// A fresh app with these rate-limit settings applied over the defaults.
+    /// A fresh app with these rate-limit settings applied over the defaults, on the backend of the
+    /// running test ([`Backend::current`]).
     pub async fn with_rate_limits(settings: &[RateLimitSetting]) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "catalogd_api_test_{}_{}.db",
-            std::process::id(),
-            NEXT_DB.fetch_add(1, Ordering::Relaxed)
-        ));
-        let store = Store::connect(&format!("sqlite://{}", path.display()), StoreConfig::default())
-            .await
-            .unwrap_or_else(|e| panic!("cannot open the test store: {e}"));
+        let database = ScratchDatabase::new(Backend::current()).await;
+        let url = database.url();
+        // Few connections: many tests, and other suites, share one PostgreSQL server.
+        let config = StoreConfig { max_connections: 4, ..StoreConfig::default() };
+        let store =
+            Store::connect(url, config).await.unwrap_or_else(|e| panic!("cannot open the test store at {url}: {e}"));
         let project = store.create_project("acme", "Acme").await.unwrap_or_else(|e| panic!("create project: {e}"));
         let token = store
             .create_api_key(project.id, None, Scope::ALL)
@@ -123,7 +311,7 @@ impl TestApp {
             klaviyo_catalog: "default".into(),
         };
         let router = crate::router(state.clone());
-        TestApp { store, project, token, state, router, path }
+        TestApp { store, project, token, state, router, database }
     }
 
     /// Changes the router's state (a setting such as the Klaviyo catalog) and rebuilds the router.
@@ -135,7 +323,16 @@ impl TestApp {
     /// The URL of the app's database, for a second store on it (another process, as the admin
     /// CLI would be).
     pub fn database_url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
+        self.database.url.clone()
+    }
+
+    /// The backend the app runs on.
+    pub fn backend(&self) -> Backend {
+        if self.database.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
     }
 
     /// A token for a new project `key` with `scopes`.
@@ -153,7 +350,19 @@ impl TestApp {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        let request = builder.body(Body::from(request.body)).unwrap_or_else(|e| panic!("bad test request: {e}"));
+        let body = if request.unreadable {
+            let armed = request.unreadable;
+            let read = move |frame| {
+                if armed {
+                    panic!("the server read a body it should have refused on its Content-Length");
+                }
+                frame
+            };
+            Body::new(http_body_util::Full::new(axum::body::Bytes::from(request.body)).map_frame(read))
+        } else {
+            Body::from(request.body)
+        };
+        let request = builder.body(body).unwrap_or_else(|e| panic!("bad test request: {e}"));
         let response = self.router.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
@@ -178,15 +387,5 @@ impl TestApp {
     pub async fn run_jobs(&self) {
         let runner = Runner::new(self.store.clone(), RunnerConfig::default());
         runner.run_until_idle().await.unwrap_or_else(|e| panic!("runner failed: {e}"));
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.path.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
     }
 }

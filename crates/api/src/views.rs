@@ -205,10 +205,10 @@ impl<T> PageView<T> {
 /// Why one input was refused.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InputError {
-    /// `invalid_item_id`.
+    /// `invalid_item_id` (the id), or `invalid_item` (what else the input carries).
     pub code: &'static str,
     /// What was wrong: missing_id, id_not_a_string, empty_id, id_too_long, invalid_character,
-    /// contains_slash, duplicate_id.
+    /// contains_slash, duplicate_id; nul_character, item_too_large.
     pub reason: &'static str,
     /// A sentence for humans.
     pub message: String,

@@ -94,7 +94,6 @@ async fn jobs_count(app: &TestApp) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Seed 002: the example response, and the documented behaviour around it
 
-#[tokio::test]
 async fn seed_example_response_three_items_one_malformed() {
     let app = app_with(&["id1", "id2", "id3"]).await;
     let body = json!([{"item_id": "id1"}, {"item_id": "id2"}, {"item_id": 3}]);
@@ -107,7 +106,6 @@ async fn seed_example_response_three_items_one_malformed() {
     assert_eq!(item_ids(&app).await, ["id3"]);
 }
 
-#[tokio::test]
 async fn delete_method_and_bare_strings_are_accepted() {
     let app = app_with(&["a", "b", "c"]).await;
     let response = call(
@@ -123,7 +121,6 @@ async fn delete_method_and_bare_strings_are_accepted() {
     assert_eq!(item_ids(&app).await, ["c"]);
 }
 
-#[tokio::test]
 async fn a_missing_item_is_still_success() {
     let app = app_with(&["a"]).await;
     let response =
@@ -135,7 +132,6 @@ async fn a_missing_item_is_still_success() {
     assert_eq!((job["status"].as_str(), job["completed_count"].as_u64()), (Some("completed"), Some(1)));
 }
 
-#[tokio::test]
 async fn per_item_failures_keep_request_order() {
     let app = app_with(&["a", "b"]).await;
     let body = json!([{"item_id": ""}, "a", {"item_id": "x/y"}, {"id": "b"}, 17, {"item_id": "b"}, {"item_id": null}]);
@@ -157,7 +153,6 @@ async fn per_item_failures_keep_request_order() {
     assert!(item_ids(&app).await.is_empty());
 }
 
-#[tokio::test]
 async fn a_request_of_only_bad_items_answers_per_item_and_creates_nothing() {
     let app = app_with(&[]).await;
     let response =
@@ -177,7 +172,6 @@ async fn a_request_of_only_bad_items_answers_per_item_and_creates_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Whole-request errors
 
-#[tokio::test]
 async fn invalid_json_is_400() {
     let app = app_with(&[]).await;
     let auth = basic(&app, &app.token).await;
@@ -193,7 +187,6 @@ async fn invalid_json_is_400() {
     assert_eq!(response.header("ratelimit-remaining"), Some("4"), "the quota was spent and is shown");
 }
 
-#[tokio::test]
 async fn a_payload_that_is_not_a_list_is_400() {
     let app = app_with(&[]).await;
     for body in [json!({"item_id": "a"}), json!("a"), json!(null)] {
@@ -203,7 +196,6 @@ async fn a_payload_that_is_not_a_list_is_400() {
     }
 }
 
-#[tokio::test]
 async fn a_payload_over_10_mb_is_400() {
     let app = app_with(&[]).await;
     let auth = basic(&app, &app.token).await;
@@ -225,7 +217,6 @@ async fn a_payload_over_10_mb_is_400() {
     assert_eq!(jobs_count(&app).await, 0);
 }
 
-#[tokio::test]
 async fn more_than_10000_items_is_400() {
     let app = app_with(&[]).await;
     let ten_thousand: Vec<String> = (0..10_000).map(|i| format!("i{i}")).collect();
@@ -242,7 +233,6 @@ async fn more_than_10000_items_is_400() {
     assert_eq!(jobs_count(&app).await, 1);
 }
 
-#[tokio::test]
 async fn an_unknown_catalog_is_the_documented_404() {
     let app = app_with(&[]).await;
     for (method, path) in [
@@ -262,7 +252,6 @@ async fn an_unknown_catalog_is_the_documented_404() {
 // ---------------------------------------------------------------------------------------------
 // Auth
 
-#[tokio::test]
 async fn bad_credentials_are_401() {
     let app = app_with(&["a"]).await;
     let path = format!("{BASE}/products/items/bulk-delete");
@@ -290,7 +279,6 @@ async fn bad_credentials_are_401() {
     assert_eq!(jobs_count(&app).await, 1, "only the setup's job");
 }
 
-#[tokio::test]
 async fn a_key_of_another_project_is_401() {
     let app = app_with(&["a"]).await;
     let other = app.token_for("other", Scope::ALL).await;
@@ -311,7 +299,6 @@ async fn a_key_of_another_project_is_401() {
     assert_eq!(own.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
 async fn a_key_without_the_permission_is_403() {
     let app = app_with(&["a"]).await;
     let reader = basic(&app, &app.token_for("acme", &[Scope::CatalogsRead]).await).await;
@@ -346,7 +333,6 @@ async fn a_key_without_the_permission_is_403() {
 // ---------------------------------------------------------------------------------------------
 // Bulk update and partial update
 
-#[tokio::test]
 async fn bulk_update_replaces_properties_and_creates_missing_items() {
     let app = app_with(&["a"]).await;
     let body = json!([
@@ -373,7 +359,6 @@ async fn bulk_update_replaces_properties_and_creates_missing_items() {
     assert_eq!(item_ids(&app).await, ["a", "new"]);
 }
 
-#[tokio::test]
 async fn partial_update_merges_and_upserts_per_item() {
     let app = app_with(&["a"]).await;
     let body = json!([
@@ -398,7 +383,6 @@ async fn partial_update_merges_and_upserts_per_item() {
     assert!(failed_counts.contains(&1), "{jobs}");
 }
 
-#[tokio::test]
 async fn update_endpoints_share_the_whole_request_errors() {
     let app = app_with(&[]).await;
     for (method, path) in [(Method::PUT, "products/items"), (Method::POST, "products/items/partial-update")] {
@@ -417,7 +401,6 @@ async fn update_endpoints_share_the_whole_request_errors() {
 // ---------------------------------------------------------------------------------------------
 // Rate limit: 5 per 10 s per catalog, shared by the bulk endpoints
 
-#[tokio::test]
 async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
     let app = app_with(&[]).await;
     let other = call(&app, Method::POST, BASE, Some(&json!({"name": "other"}))).await;
@@ -448,7 +431,6 @@ async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
 // ---------------------------------------------------------------------------------------------
 // Catalog management
 
-#[tokio::test]
 async fn create_and_list_catalogs() {
     let app = TestApp::new().await;
     let created = call(
@@ -472,7 +454,6 @@ async fn create_and_list_catalogs() {
     );
 }
 
-#[tokio::test]
 async fn list_items_with_count_and_skip() {
     let app = app_with(&["a", "b", "c", "d"]).await;
     let page = call(&app, Method::GET, &format!("{BASE}/products/items?count=2&skip=1"), None).await;
@@ -493,10 +474,138 @@ async fn list_items_with_count_and_skip() {
     }
 }
 
-#[tokio::test]
 async fn an_unsupported_method_is_405_in_the_envelope() {
     let app = app_with(&[]).await;
     let response = call(&app, Method::GET, &format!("{BASE}/products/items/bulk-delete"), None).await;
     assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(response.json(), global_error("The method is not allowed for the requested URL."));
 }
+
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): refused per item, the rest applied
+
+/// A body with keys written out by hand (a JSON value cannot repeat a key).
+async fn send_raw(app: &TestApp, method: Method, path: &str, body: &str) -> TestResponse {
+    let auth = basic(app, &app.token).await;
+    app.send(TestRequest::new(method, path).header("authorization", &auth).raw_body("application/json", body.into()))
+        .await
+}
+
+async fn unstorable_inputs_fail_alone_and_the_rest_is_applied() {
+    let app = app_with(&["keep-1", "keep-2"]).await;
+    let long_id = "x".repeat(3_000);
+    let big = "v".repeat(catalog_domain::MAX_ITEM_BYTES);
+    let body = json!([
+        {"item_id": "fine", "properties": {"title": "Fine", "tags": ["a", {"b": "c"}]}},
+        {"item_id": "nul\u{0}id", "properties": {"title": "x"}},
+        {"item_id": long_id, "properties": {"title": "x"}},
+        {"item_id": "nul-name", "properties": {"ti\u{0}tle": "x"}},
+        {"item_id": "nul-nested", "properties": {"tags": ["a", {"b": "c\u{0}"}]}},
+        {"item_id": "too-big", "properties": {"title": big}},
+        {"item_id": "fine-2", "properties": {"title": "Fine 2"}},
+    ]);
+    let response = call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&body)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let results = response.json();
+    assert_eq!(results[0], ok());
+    assert_eq!(results[1], failed("Invalid item id. Item id should not contain the NUL character (U+0000)"));
+    assert_eq!(results[2], failed("Invalid item id. Item id should be at most 1024 bytes in UTF-8, got 3000"));
+    assert_eq!(
+        results[3],
+        failed("Invalid properties. Properties should not contain the NUL character (U+0000), found at /ti\\u0000tle")
+    );
+    assert_eq!(
+        results[4],
+        failed("Invalid properties. Properties should not contain the NUL character (U+0000), found at /tags/1/b")
+    );
+    let too_big = results[5]["errors"]["_global"][0].as_str().unwrap_or_default();
+    assert!(too_big.starts_with("Item too large. Properties should be at most 262144 bytes"), "{too_big}");
+    assert_eq!(results[6], ok());
+
+    // Partial update and bulk delete refuse the same inputs the same way.
+    let partial = json!([
+        {"item_id": "keep-1", "properties": {"note": "n\u{0}"}},
+        {"item_id": "keep-2", "properties": {"note": "patched"}},
+    ]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/partial-update"), Some(&partial)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.json()[0]["success"], false, "{}", response.text);
+    assert_eq!(response.json()[1], ok());
+    let delete = json!(["nul\u{0}", "x".repeat(1_025), "fine-2"]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/bulk-delete"), Some(&delete)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let results = response.json();
+    assert_eq!((results[0]["success"].as_bool(), results[1]["success"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(results[2], ok());
+
+    app.run_jobs().await;
+    assert_eq!(item_ids(&app).await, ["fine", "keep-1", "keep-2"]);
+    let jobs = app.get("/v1/jobs").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!((job["status"].as_str(), job["failed_count"].as_u64()), (Some("completed"), Some(0)), "{job}");
+    }
+}
+
+async fn a_repeated_key_anywhere_is_invalid_json() {
+    let app = app_with(&[]).await;
+    let path = format!("{BASE}/products/items");
+    for body in [
+        r#"[{"item_id": "a", "item_id": "b"}]"#,
+        r#"[{"item_id": "a", "properties": {"t": 1, "t": 2}}]"#,
+        r#"[{"item_id": "a", "properties": {"t": {"u": 1, "u": 2}}}]"#,
+    ] {
+        let response = send_raw(&app, Method::PUT, &path, body).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
+        assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_INVALID_JSON), "{body}");
+    }
+    assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
+}
+
+async fn a_declared_oversize_body_is_refused_before_it_is_read() {
+    let app = app_with(&[]).await;
+    let auth = basic(&app, &app.token).await;
+    let request = TestRequest::new(Method::PUT, &format!("{BASE}/products/items"))
+        .header("authorization", &auth)
+        .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
+    let response = app.send(request).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text);
+    assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_PAYLOAD_TOO_LARGE));
+}
+
+async fn a_nul_in_a_path_is_not_found_never_a_500() {
+    let app = app_with(&["a"]).await;
+    for (method, path) in
+        [(Method::GET, format!("{BASE}/a%00b/items")), (Method::POST, format!("{BASE}/a%00b/items/bulk-delete"))]
+    {
+        let response = call(&app, method.clone(), &path, Some(&json!(["a"]))).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}: {}", response.text);
+        assert_eq!(response.json(), global_error(BLOOMREACH_NOT_FOUND));
+    }
+}
+
+catalog_api::on_both_backends!(
+    seed_example_response_three_items_one_malformed,
+    delete_method_and_bare_strings_are_accepted,
+    a_missing_item_is_still_success,
+    per_item_failures_keep_request_order,
+    a_request_of_only_bad_items_answers_per_item_and_creates_nothing,
+    invalid_json_is_400,
+    a_payload_that_is_not_a_list_is_400,
+    a_payload_over_10_mb_is_400,
+    more_than_10000_items_is_400,
+    an_unknown_catalog_is_the_documented_404,
+    bad_credentials_are_401,
+    a_key_of_another_project_is_401,
+    a_key_without_the_permission_is_403,
+    bulk_update_replaces_properties_and_creates_missing_items,
+    partial_update_merges_and_upserts_per_item,
+    update_endpoints_share_the_whole_request_errors,
+    two_updates_and_three_partial_updates_exhaust_the_catalog_quota,
+    create_and_list_catalogs,
+    list_items_with_count_and_skip,
+    an_unsupported_method_is_405_in_the_envelope,
+    unstorable_inputs_fail_alone_and_the_rest_is_applied,
+    a_repeated_key_anywhere_is_invalid_json,
+    a_declared_oversize_body_is_refused_before_it_is_read,
+    a_nul_in_a_path_is_not_found_never_a_500,
+);

@@ -82,7 +82,6 @@ async fn item(app: &TestApp, id: &str) -> TestResponse {
 // ---------------------------------------------------------------------------------------------
 // Seed 003: the example request and both example responses
 
-#[tokio::test]
 async fn seed_example_request_deletes_and_answers_202_success() {
     let app = app_with(&["restaurant1", "restaurant2", "restaurant3", "restaurant4"]).await;
     let body = json!({"items": [{"id": "restaurant1"}, {"id": "restaurant2"}, {"id": "restaurant3"}]});
@@ -97,7 +96,6 @@ async fn seed_example_request_deletes_and_answers_202_success() {
     assert_eq!(item(&app, "restaurant4").await.status, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn seed_example_error_response_items_missing_ids() {
     let app = app_with(&[]).await;
     let body = json!({"items": [{"id": "restaurant1"}, {"Name": "no id here"}]});
@@ -111,7 +109,6 @@ async fn seed_example_error_response_items_missing_ids() {
     assert_eq!(jobs_count(&app).await, 0, "a refused request creates nothing");
 }
 
-#[tokio::test]
 async fn deleting_an_id_that_does_not_exist_is_not_an_error() {
     let app = app_with(&["a"]).await;
     let response = call(
@@ -131,7 +128,6 @@ async fn deleting_an_id_that_does_not_exist_is_not_an_error() {
 // ---------------------------------------------------------------------------------------------
 // Error rows of the DELETE table
 
-#[tokio::test]
 async fn catalog_not_found_is_404_with_parameters() {
     let app = app_with(&[]).await;
     let response = call(&app, Method::DELETE, "/catalogs/nope/items", Some(&json!({"items": [{"id": "a"}]}))).await;
@@ -145,7 +141,6 @@ async fn catalog_not_found_is_404_with_parameters() {
     assert_rate_headers(&response);
 }
 
-#[tokio::test]
 async fn more_than_50_items_is_request_includes_too_many_items() {
     let app = app_with(&[]).await;
     let fifty: Vec<Value> = (0..50).map(|i| json!({"id": format!("r{i}")})).collect();
@@ -160,7 +155,6 @@ async fn more_than_50_items_is_request_includes_too_many_items() {
     );
 }
 
-#[tokio::test]
 async fn bad_characters_are_invalid_ids() {
     let app = app_with(&[]).await;
     let response = call(
@@ -177,7 +171,6 @@ async fn bad_characters_are_invalid_ids() {
     );
 }
 
-#[tokio::test]
 async fn ids_over_250_characters_are_ids_too_large() {
     let app = app_with(&[]).await;
     let long = "x".repeat(251);
@@ -194,7 +187,6 @@ async fn ids_over_250_characters_are_ids_too_large() {
     assert_eq!(ok.status, StatusCode::ACCEPTED, "250 characters are allowed: {}", ok.text);
 }
 
-#[tokio::test]
 async fn repeated_ids_are_ids_not_unique() {
     let app = app_with(&[]).await;
     let response =
@@ -204,7 +196,6 @@ async fn repeated_ids_are_ids_not_unique() {
     assert_eq!(response.json(), envelope(json!([error("ids-not-unique", "Item IDs must be unique in the request")])));
 }
 
-#[tokio::test]
 async fn non_string_ids_are_ids_not_strings() {
     let app = app_with(&[]).await;
     let response =
@@ -214,7 +205,6 @@ async fn non_string_ids_are_ids_not_strings() {
     assert_eq!(response.json(), envelope(json!([error("ids-not-strings", "Item IDs must be of type string")])));
 }
 
-#[tokio::test]
 async fn items_without_ids_are_counted() {
     let app = app_with(&[]).await;
     let response =
@@ -227,7 +217,6 @@ async fn items_without_ids_are_counted() {
     );
 }
 
-#[tokio::test]
 async fn a_body_that_is_not_json_or_not_an_array_of_objects_is_item_array_invalid() {
     let app = app_with(&[]).await;
     let expected = envelope(json!([error("item-array-invalid", "`items` must be an array of objects")]));
@@ -246,7 +235,6 @@ async fn a_body_that_is_not_json_or_not_an_array_of_objects_is_item_array_invali
     }
 }
 
-#[tokio::test]
 async fn every_distinct_error_is_listed_once() {
     let app = app_with(&[]).await;
     let body = json!({"items": [{"id": "a"}, {"id": "a"}, {"id": 7}, {"id": "b c"}, {}, {"id": "x".repeat(300)}]});
@@ -258,7 +246,6 @@ async fn every_distinct_error_is_listed_once() {
     assert_eq!(jobs_count(&app).await, 0);
 }
 
-#[tokio::test]
 async fn a_non_json_content_type_is_refused_in_the_envelope() {
     let app = app_with(&[]).await;
     let response = app
@@ -276,7 +263,6 @@ async fn a_non_json_content_type_is_refused_in_the_envelope() {
 // ---------------------------------------------------------------------------------------------
 // POST / PATCH / PUT and their extra error ids
 
-#[tokio::test]
 async fn post_creates_and_replaces_an_existing_id() {
     let app = app_with(&["restaurant1"]).await;
     let body = json!({"items": [{"id": "restaurant1", "Cuisine": "Thai"}, {"id": "restaurant9", "Name": "Nine"}]});
@@ -290,7 +276,6 @@ async fn post_creates_and_replaces_an_existing_id() {
     assert_eq!(item(&app, "restaurant1").await.json()["items"][0], json!({"id": "restaurant1", "Cuisine": "Thai"}));
 }
 
-#[tokio::test]
 async fn patch_changes_given_fields_and_keeps_the_others() {
     let app = app_with(&["restaurant1"]).await;
     let body = json!({"items": [{"id": "restaurant1", "Rating": 5}, {"id": "missing", "Rating": 1}]});
@@ -305,7 +290,6 @@ async fn patch_changes_given_fields_and_keeps_the_others() {
     assert_eq!(item(&app, "missing").await.status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test]
 async fn put_replaces_items_and_creates_missing_ones() {
     let app = app_with(&["restaurant1"]).await;
     let body = json!({"items": [{"id": "restaurant1", "Rating": 2}, {"id": "restaurant2", "Name": "Two"}]});
@@ -316,7 +300,6 @@ async fn put_replaces_items_and_creates_missing_ones() {
     assert_eq!(item(&app, "restaurant2").await.json()["items"][0], json!({"id": "restaurant2", "Name": "Two"}));
 }
 
-#[tokio::test]
 async fn write_endpoints_share_the_id_rules_and_limit() {
     let app = app_with(&[]).await;
     let items: Vec<Value> = (0..51).map(|i| json!({"id": format!("r{i}")})).collect();
@@ -342,7 +325,6 @@ async fn write_endpoints_share_the_id_rules_and_limit() {
     assert_eq!(jobs_count(&app).await, 0);
 }
 
-#[tokio::test]
 async fn field_names_outside_the_rule_are_invalid_fields() {
     let app = app_with(&[]).await;
     let response =
@@ -353,7 +335,6 @@ async fn field_names_outside_the_rule_are_invalid_fields() {
     assert_eq!(response.json()["message"], "Invalid Request");
 }
 
-#[tokio::test]
 async fn values_over_5000_characters_are_items_too_large() {
     let app = app_with(&[]).await;
     let ok = call(
@@ -370,7 +351,6 @@ async fn values_over_5000_characters_are_items_too_large() {
     assert_eq!(error_ids(&response), ["items-too-large"]);
 }
 
-#[tokio::test]
 async fn keys_with_dot_or_dollar_are_invalid_keys_in_value_object() {
     let app = app_with(&[]).await;
     let body = json!({"items": [{"id": "a", "Info": {"a.b": 1}}, {"id": "b", "Info": {"$set": 1}}]});
@@ -379,7 +359,6 @@ async fn keys_with_dot_or_dollar_are_invalid_keys_in_value_object() {
     assert_eq!(error_ids(&response), ["invalid-keys-in-value-object"]);
 }
 
-#[tokio::test]
 async fn values_nested_over_50_levels_are_too_deep() {
     let app = app_with(&[]).await;
     let nest = |levels: usize| (0..levels).fold(json!(1), |inner, _| json!({ "k": inner }));
@@ -394,7 +373,6 @@ async fn values_nested_over_50_levels_are_too_deep() {
     assert_eq!(error_ids(&response), ["too-deep-nesting-in-value-object"]);
 }
 
-#[tokio::test]
 async fn id_and_field_errors_are_reported_together() {
     let app = app_with(&[]).await;
     let body = json!({"items": [{"id": "a!", "bad key": "x"}, {"id": "b", "V": {"x.y": "v".repeat(5_001)}}]});
@@ -409,7 +387,6 @@ async fn id_and_field_errors_are_reported_together() {
 // ---------------------------------------------------------------------------------------------
 // Synchronous endpoints
 
-#[tokio::test]
 async fn create_catalog_answers_201_with_the_catalog() {
     let app = TestApp::new().await;
     let body = json!({"catalogs": [{"name": "restaurants", "description": "My Restaurants", "fields": [{"name": "id", "type": "string"}, {"name": "Rating", "type": "number"}]}]});
@@ -426,7 +403,6 @@ async fn create_catalog_answers_201_with_the_catalog() {
     assert!(catalog["updated_at"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{catalog}");
 }
 
-#[tokio::test]
 async fn create_catalog_errors() {
     let app = app_with(&[]).await;
     let again = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "restaurants"}]}))).await;
@@ -443,7 +419,6 @@ async fn create_catalog_errors() {
     assert_eq!((two.status, error_ids(&two)), (StatusCode::BAD_REQUEST, vec!["catalog-array-invalid".to_owned()]));
 }
 
-#[tokio::test]
 async fn list_catalogs_shows_item_counts() {
     let app = app_with(&["a", "b"]).await;
     let response = call(&app, Method::GET, "/catalogs", None).await;
@@ -456,7 +431,6 @@ async fn list_catalogs_shows_item_counts() {
     assert_eq!(json["catalogs"][0]["description"], "My Restaurants");
 }
 
-#[tokio::test]
 async fn get_item_and_item_not_found() {
     let app = app_with(&["restaurant1"]).await;
     let found = item(&app, "restaurant1").await;
@@ -481,7 +455,6 @@ async fn get_item_and_item_not_found() {
     );
 }
 
-#[tokio::test]
 async fn list_items_pages_with_a_link_header() {
     let ids: Vec<String> = (0..55).map(|i| format!("r{i:02}")).collect();
     let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
@@ -505,7 +478,6 @@ async fn list_items_pages_with_a_link_header() {
 // ---------------------------------------------------------------------------------------------
 // Auth, tenancy and rate limits
 
-#[tokio::test]
 async fn missing_or_unknown_key_is_401_with_rate_headers() {
     let app = app_with(&[]).await;
     let body = json!({"items": [{"id": "a"}]});
@@ -518,7 +490,6 @@ async fn missing_or_unknown_key_is_401_with_rate_headers() {
     assert_rate_headers(&unknown);
 }
 
-#[tokio::test]
 async fn a_key_without_the_permission_is_403() {
     let app = app_with(&["a"]).await;
     let reader = app.token_for("acme", &[Scope::CatalogsRead]).await;
@@ -543,7 +514,6 @@ async fn a_key_without_the_permission_is_403() {
     assert_eq!(jobs_count(&app).await, 1, "only the setup's job");
 }
 
-#[tokio::test]
 async fn another_projects_catalog_is_not_found() {
     let app = app_with(&["a"]).await;
     let other = app.token_for("other", Scope::ALL).await;
@@ -558,7 +528,6 @@ async fn another_projects_catalog_is_not_found() {
     assert_eq!(call_as(&app, &other, Method::GET, "/catalogs", None).await.json()["catalogs"], json!([]));
 }
 
-#[tokio::test]
 async fn the_four_async_endpoints_share_one_quota_and_429_has_retry_after() {
     // The setup's catalog creation uses the synchronous quota, so the async one starts full.
     let app = app_with_limits(&[], &["braze-async=3/1m"]).await;
@@ -582,7 +551,6 @@ async fn the_four_async_endpoints_share_one_quota_and_429_has_retry_after() {
     assert_eq!(call(&app, Method::GET, "/catalogs", None).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn synchronous_endpoints_have_their_own_quota() {
     let app = app_with_limits(&[], &["braze-sync=2/1m"]).await;
     // The setup's POST /catalogs took one.
@@ -597,7 +565,6 @@ async fn synchronous_endpoints_have_their_own_quota() {
     );
 }
 
-#[tokio::test]
 async fn an_unsupported_method_is_405_in_the_envelope_with_rate_headers() {
     let app = app_with(&[]).await;
     let response = call(&app, Method::DELETE, "/catalogs", None).await;
@@ -605,3 +572,139 @@ async fn an_unsupported_method_is_405_in_the_envelope_with_rate_headers() {
     assert_eq!(error_ids(&response), ["method-not-allowed"]);
     assert_rate_headers(&response);
 }
+
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): Braze refuses the request, naming
+// each problem by its error id, and creates nothing
+
+async fn unstorable_items_are_refused_with_their_error_ids() {
+    let app = app_with(&["keep"]).await;
+    let wide: serde_json::Map<String, Value> = (0..60).map(|i| (format!("f{i}"), json!("v".repeat(5_000)))).collect();
+    let mut too_big = wide.clone();
+    too_big.insert("id".into(), json!("too-big"));
+    let cases = [
+        (json!({"id": "nul\u{0}id"}), "invalid-ids"),
+        (json!({"id": "x".repeat(251)}), "ids-too-large"),
+        (json!({"id": "nul-name", "Na\u{0}me": "x"}), "invalid-fields"),
+        (json!({"id": "nul-value", "Name": "x\u{0}"}), "invalid-fields"),
+        (json!({"id": "nul-nested", "Tags": [{"a": ["b", "c\u{0}"]}]}), "invalid-fields"),
+        (json!({"id": "nul-key", "Tags": {"k\u{0}": 1}}), "invalid-fields"),
+        (Value::Object(too_big), "items-too-large"),
+    ];
+    for (bad, error_id) in cases {
+        for method in [Method::POST, Method::PUT, Method::PATCH] {
+            let body = json!({"items": [{"id": "fine", "Name": "Fine"}, bad.clone()]});
+            let response = call(&app, method.clone(), "/catalogs/restaurants/items", Some(&body)).await;
+            assert_eq!(response.status, StatusCode::BAD_REQUEST, "{method} {error_id}: {}", response.text);
+            assert_eq!(error_ids(&response), [error_id], "{method}: {}", response.text);
+        }
+    }
+    let delete = json!({"items": [{"id": "keep"}, {"id": "nul\u{0}"}]});
+    let response = call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&delete)).await;
+    assert_eq!((response.status, error_ids(&response)), (StatusCode::BAD_REQUEST, vec!["invalid-ids".to_owned()]));
+    // Nothing of a refused request was queued; a clean one is applied.
+    assert_eq!(jobs_count(&app).await, 1, "only the seeding job");
+    let clean = json!({"items": [{"id": "fine", "Name": "Fine", "Tags": [{"a": ["b"]}]}]});
+    let response = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&clean)).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    app.run_jobs().await;
+    assert_eq!(item(&app, "fine").await.json()["items"][0]["Tags"], json!([{"a": ["b"]}]));
+    assert_eq!(item(&app, "keep").await.status, StatusCode::OK);
+}
+
+async fn a_nul_in_a_catalog_description_is_invalid_description() {
+    let app = app_with(&[]).await;
+    let body = json!({"catalogs": [{"name": "bars", "description": "B\u{0}"}]});
+    let response = call(&app, Method::POST, "/catalogs", Some(&body)).await;
+    assert_eq!(
+        (response.status, error_ids(&response)),
+        (StatusCode::BAD_REQUEST, vec!["invalid-description".to_owned()])
+    );
+    let catalogs = call(&app, Method::GET, "/catalogs", None).await.json();
+    assert_eq!(catalogs["catalogs"].as_array().map(Vec::len), Some(1), "{catalogs}");
+}
+
+async fn a_repeated_key_anywhere_is_item_array_invalid() {
+    let app = app_with(&[]).await;
+    for body in [
+        r#"{"items": [{"id": "a"}], "items": [{"id": "b"}]}"#,
+        r#"{"items": [{"id": "a", "id": "b"}]}"#,
+        r#"{"items": [{"id": "a", "Name": "x", "Name": "y"}]}"#,
+        r#"{"items": [{"id": "a", "Tags": [{"k": 1, "k": 2}]}]}"#,
+    ] {
+        let request = TestRequest::new(Method::PUT, "/catalogs/restaurants/items")
+            .bearer(&app.token)
+            .raw_body("application/json", body.into());
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
+        assert_eq!(error_ids(&response), ["item-array-invalid"], "{body}");
+    }
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+async fn a_declared_oversize_body_is_413_before_it_is_read() {
+    let app = app_with(&[]).await;
+    let request = TestRequest::new(Method::PUT, "/catalogs/restaurants/items")
+        .bearer(&app.token)
+        .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
+    let response = app.send(request).await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text);
+    assert_eq!(error_ids(&response), ["request-too-large"]);
+}
+
+async fn a_nul_in_a_path_is_not_found_never_a_500() {
+    let app = app_with(&["a"]).await;
+    let missing_item = item(&app, "a%00").await;
+    assert_eq!(
+        (missing_item.status, error_ids(&missing_item)),
+        (StatusCode::NOT_FOUND, vec!["item-not-found".to_owned()])
+    );
+    let body = json!({"items": [{"id": "a"}]});
+    let missing_catalog = call(&app, Method::DELETE, "/catalogs/a%00b/items", Some(&body)).await;
+    assert_eq!(
+        (missing_catalog.status, error_ids(&missing_catalog)),
+        (StatusCode::NOT_FOUND, vec!["catalog-not-found".to_owned()])
+    );
+    assert_eq!(call(&app, Method::GET, "/catalogs/a%00b/items", None).await.status, StatusCode::NOT_FOUND);
+}
+
+catalog_api::on_both_backends!(
+    seed_example_request_deletes_and_answers_202_success,
+    seed_example_error_response_items_missing_ids,
+    deleting_an_id_that_does_not_exist_is_not_an_error,
+    catalog_not_found_is_404_with_parameters,
+    more_than_50_items_is_request_includes_too_many_items,
+    bad_characters_are_invalid_ids,
+    ids_over_250_characters_are_ids_too_large,
+    repeated_ids_are_ids_not_unique,
+    non_string_ids_are_ids_not_strings,
+    items_without_ids_are_counted,
+    a_body_that_is_not_json_or_not_an_array_of_objects_is_item_array_invalid,
+    every_distinct_error_is_listed_once,
+    a_non_json_content_type_is_refused_in_the_envelope,
+    post_creates_and_replaces_an_existing_id,
+    patch_changes_given_fields_and_keeps_the_others,
+    put_replaces_items_and_creates_missing_ones,
+    write_endpoints_share_the_id_rules_and_limit,
+    field_names_outside_the_rule_are_invalid_fields,
+    values_over_5000_characters_are_items_too_large,
+    keys_with_dot_or_dollar_are_invalid_keys_in_value_object,
+    values_nested_over_50_levels_are_too_deep,
+    id_and_field_errors_are_reported_together,
+    create_catalog_answers_201_with_the_catalog,
+    create_catalog_errors,
+    list_catalogs_shows_item_counts,
+    get_item_and_item_not_found,
+    list_items_pages_with_a_link_header,
+    missing_or_unknown_key_is_401_with_rate_headers,
+    a_key_without_the_permission_is_403,
+    another_projects_catalog_is_not_found,
+    the_four_async_endpoints_share_one_quota_and_429_has_retry_after,
+    synchronous_endpoints_have_their_own_quota,
+    an_unsupported_method_is_405_in_the_envelope_with_rate_headers,
+    unstorable_items_are_refused_with_their_error_ids,
+    a_nul_in_a_catalog_description_is_invalid_description,
+    a_repeated_key_anywhere_is_item_array_invalid,
+    a_declared_oversize_body_is_413_before_it_is_read,
+    a_nul_in_a_path_is_not_found_never_a_500,
+);

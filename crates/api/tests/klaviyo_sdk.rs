@@ -1,17 +1,18 @@
 //! Klaviyo's official Python SDK (`klaviyo-api` from PyPI) against the real `catalogd` binary:
 //! the acceptance test of the Klaviyo dialect (contracts/klaviyo.md).
 //!
-//! The test starts `catalogd serve` on a free port over a temporary SQLite file, makes a project
-//! and a key with `catalogd admin`, installs the SDK into a virtualenv cached under Cargo's target
+//! The test starts `catalogd serve` on a free port over a temporary SQLite file, then over a fresh
+//! PostgreSQL database (`CATALOGD_TEST_PG`), makes a project and a key with `catalogd admin`, installs the SDK into a virtualenv cached under Cargo's target
 //! directory, and runs `tests/klaviyo_sdk/sdk_check.py`, which must exit 0. Under `CI=true` every
 //! step must work; elsewhere the test is skipped, with a message, when Python, venv or PyPI is
 //! unavailable.
 
 mod support;
 
+use catalog_api::testing::{Backend, ScratchDatabase};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use support::{admin, free_port, start, temp_dir};
+use support::{admin_on, free_port, start_on, temp_dir, SQLITE};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_sdk/sdk_check.py");
 /// The SDK release the check is written against; `KLAVIYO_SDK_SPEC` overrides it (e.g. to try a
 /// newer one: `KLAVIYO_SDK_SPEC=klaviyo-api`).
@@ -74,22 +75,18 @@ fn sdk_python() -> Result<PathBuf, String> {
     Ok(python)
 }
 
-#[test]
-fn klaviyo_python_sdk_works_against_catalogd() {
-    let python = match sdk_python() {
-        Ok(python) => python,
-        Err(why) => return unavailable(&why),
-    };
-    let dir = temp_dir("klaviyo_sdk");
-    admin(&dir, &["project", "create", "klaviyo-sdk"]);
+/// Runs the SDK script against a server on `database_url`, in `dir`.
+fn check_sdk(python: &Path, dir: &Path, database_url: &str) {
+    admin_on(dir, database_url, &["project", "create", "klaviyo-sdk"]);
     // The SDK needs catalogs:read/write; jobs:read lets the script wait for its set-up jobs.
-    let created = admin(
-        &dir,
+    let created = admin_on(
+        dir,
+        database_url,
         &["key", "create", "--project", "klaviyo-sdk", "--scopes", "catalogs:read,catalogs:write,jobs:read"],
     );
     let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
-    let server = start(&dir, free_port(), &[]);
-    let output = run(Command::new(&python)
+    let server = start_on(dir, database_url, free_port(), &[]);
+    let output = run(Command::new(python)
         .arg(SCRIPT)
         .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
         .env("CATALOGD_TOKEN", &token))
@@ -98,6 +95,31 @@ fn klaviyo_python_sdk_works_against_catalogd() {
     drop(server);
     let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
     println!("{}", describe(&output));
-    assert!(output.status.success(), "the SDK script failed: {}\n--- server log\n{server_log}", describe(&output));
+    assert!(
+        output.status.success(),
+        "the SDK script failed on {database_url}: {}\n--- server log\n{server_log}",
+        describe(&output)
+    );
+}
+
+/// Both backends in turn: they share the cached virtualenv, which one install at a time fills.
+#[test]
+fn klaviyo_python_sdk_works_against_catalogd() {
+    let python = match sdk_python() {
+        Ok(python) => python,
+        Err(why) => return unavailable(&why),
+    };
+    let dir = temp_dir("klaviyo_sdk_sqlite");
+    check_sdk(&python, &dir, SQLITE);
     let _ = std::fs::remove_dir_all(&dir);
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    if !runtime.block_on(Backend::Postgres.available()) {
+        return;
+    }
+    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
+    let dir = temp_dir("klaviyo_sdk_postgres");
+    check_sdk(&python, &dir, database.url());
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(database);
 }

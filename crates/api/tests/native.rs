@@ -24,7 +24,6 @@ async fn upsert(app: &TestApp, ids: &[&str]) -> Value {
     response.json()
 }
 
-#[tokio::test]
 async fn health_ready_metrics_and_openapi_need_no_key() {
     let app = TestApp::new().await;
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
@@ -39,7 +38,6 @@ async fn health_ready_metrics_and_openapi_need_no_key() {
     assert!(openapi["paths"]["/v1/jobs/{id}"]["get"].is_object());
 }
 
-#[tokio::test]
 async fn catalogs_create_list_get_delete() {
     let app = app_with_catalog().await;
     let duplicate = app.post("/v1/catalogs", &json!({"name": "shoes"})).await;
@@ -63,7 +61,6 @@ async fn catalogs_create_list_get_delete() {
     assert_eq!((gone.status, error_code(&gone.json())), (StatusCode::NOT_FOUND, "catalog_not_found"));
 }
 
-#[tokio::test]
 async fn items_upsert_patch_get_list_and_delete() {
     let app = app_with_catalog().await;
     let accepted = upsert(&app, &["a", "b", "c"]).await;
@@ -104,7 +101,6 @@ async fn items_upsert_patch_get_list_and_delete() {
     assert_eq!((missing.status, error_code(&missing.json())), (StatusCode::NOT_FOUND, "item_not_found"));
 }
 
-#[tokio::test]
 async fn bulk_results_are_per_input_in_order_and_atomic_refuses_all() {
     let app = app_with_catalog().await;
     let mixed = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ["ok", 7, "bad id", "ok"]})).await;
@@ -129,7 +125,6 @@ async fn bulk_results_are_per_input_in_order_and_atomic_refuses_all() {
     assert_eq!(jobs_before, jobs_after, "a rejected request creates no job");
 }
 
-#[tokio::test]
 async fn idempotency_key_replays_the_first_job_and_refuses_another_body() {
     let app = app_with_catalog().await;
     let request = |ids: Value| {
@@ -147,7 +142,6 @@ async fn idempotency_key_replays_the_first_job_and_refuses_another_body() {
     assert_eq!(app.get("/v1/jobs").await.json()["data"].as_array().map(Vec::len), Some(1));
 }
 
-#[tokio::test]
 async fn categories_upsert_update_list_delete() {
     let app = app_with_catalog().await;
     upsert(&app, &["a", "b"]).await;
@@ -176,7 +170,6 @@ async fn categories_upsert_update_list_delete() {
     assert_eq!(app.get("/v1/catalogs/shoes/categories").await.json()["data"], json!([]));
 }
 
-#[tokio::test]
 async fn jobs_list_filters_and_pages() {
     let app = app_with_catalog().await;
     for i in 0..5 {
@@ -213,7 +206,6 @@ async fn jobs_list_filters_and_pages() {
     assert_eq!(seen, vec![6, 5, 4, 3, 2, 1], "newest first, each job once");
 }
 
-#[tokio::test]
 async fn bad_query_values_are_400_in_the_envelope() {
     let app = TestApp::new().await;
     for path in [
@@ -233,7 +225,6 @@ async fn bad_query_values_are_400_in_the_envelope() {
     }
 }
 
-#[tokio::test]
 async fn bad_bodies_are_rejected_in_the_envelope() {
     let app = app_with_catalog().await;
     let path = "/v1/catalogs/shoes/items/bulk-delete";
@@ -282,7 +273,6 @@ async fn bad_bodies_are_rejected_in_the_envelope() {
     assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]), "no rejected request created a job");
 }
 
-#[tokio::test]
 async fn a_body_over_the_limit_is_413_while_it_is_read() {
     let app = app_with_catalog().await;
     let mut body = b"{\"ids\":[\"".to_vec();
@@ -298,7 +288,6 @@ async fn a_body_over_the_limit_is_413_while_it_is_read() {
     assert_eq!((response.status, error_code(&response.json())), (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"));
 }
 
-#[tokio::test]
 async fn unknown_routes_and_methods_use_the_envelope() {
     let app = TestApp::new().await;
     let missing = app.get("/v1/nothing-here").await;
@@ -313,7 +302,6 @@ async fn unknown_routes_and_methods_use_the_envelope() {
     assert_eq!(error_code(&not_a_number.json()), "not_found");
 }
 
-#[tokio::test]
 async fn keys_are_checked_for_presence_validity_and_scope() {
     let app = app_with_catalog().await;
     let none = app.send(TestRequest::new(Method::GET, "/v1/jobs")).await;
@@ -344,7 +332,6 @@ async fn keys_are_checked_for_presence_validity_and_scope() {
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
 }
 
-#[tokio::test]
 async fn a_key_revoked_by_another_process_creates_no_job_and_learns_nothing() {
     let app = app_with_catalog().await;
     // The admin CLI works on the database from a process of its own: this server's key cache
@@ -377,7 +364,6 @@ async fn a_key_revoked_by_another_process_creates_no_job_and_learns_nothing() {
     assert_eq!(jobs["data"].as_array().map(Vec::len), Some(4), "only the accepted jobs exist");
 }
 
-#[tokio::test]
 async fn another_projects_catalog_and_job_are_not_found() {
     let app = app_with_catalog().await;
     let job =
@@ -399,7 +385,6 @@ async fn another_projects_catalog_and_job_are_not_found() {
     assert_eq!(app.get(&format!("/v1/jobs/{job}")).await.json()["status"], "queued", "the owner's job is untouched");
 }
 
-#[tokio::test]
 async fn scheduled_job_can_be_cancelled_and_finished_job_cannot() {
     let app = app_with_catalog().await;
     let scheduled = app
@@ -424,7 +409,6 @@ async fn scheduled_job_can_be_cancelled_and_finished_job_cannot() {
     assert_eq!((missing.status, error_code(&missing.json())), (StatusCode::NOT_FOUND, "job_not_found"));
 }
 
-#[tokio::test]
 async fn long_poll_returns_when_the_job_finishes() {
     let app = app_with_catalog().await;
     let id = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ["a"]})).await.json()["job"]["id"]
@@ -440,7 +424,6 @@ async fn long_poll_returns_when_the_job_finishes() {
     assert!(runner.await.is_ok());
 }
 
-#[tokio::test]
 async fn rate_limited_requests_get_429_with_retry_after_and_create_nothing() {
     let app = TestApp::with_rate_limits(&["native-write=2/1m".parse().expect("setting")]).await;
     assert_eq!(app.post("/v1/catalogs", &json!({"name": "shoes"})).await.status, StatusCode::CREATED);
@@ -458,3 +441,202 @@ async fn rate_limited_requests_get_429_with_retry_after_and_create_nothing() {
         "the limited request created nothing"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// What no backend can store (catalog-domain's `storable`): refused per item, the rest applied
+
+/// The `error.reason` of each input's result, `None` for an accepted one.
+fn reasons(answer: &Value) -> Vec<Option<String>> {
+    answer["results"]
+        .as_array()
+        .map(|results| results.iter().map(|r| r["error"]["reason"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn unstorable_items_are_refused_per_item_and_the_rest_is_applied() {
+    let app = app_with_catalog().await;
+    let big = "v".repeat(catalog_domain::MAX_ITEM_BYTES);
+    let items = json!({"items": [
+        {"id": "fine", "fields": {"name": "Fine", "sizes": [41, {"eu": "42"}]}},
+        {"id": "nul\u{0}id", "fields": {}},
+        {"id": "x".repeat(251), "fields": {}},
+        {"id": "nul-name", "fields": {"na\u{0}me": 1}},
+        {"id": "nul-nested", "fields": {"sizes": [41, {"eu": "4\u{0}2"}]}},
+        {"id": "too-big", "fields": {"name": big}},
+        {"id": "fine-2", "fields": {"name": "Fine 2"}},
+    ]});
+    for route in ["bulk-upsert", "bulk-patch"] {
+        let response = app.post(&format!("/v1/catalogs/shoes/items/{route}"), &items).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{route}: {}", response.text);
+        let answer = response.json();
+        let expected = [
+            None,
+            Some("invalid_character"),
+            Some("id_too_long"),
+            Some("nul_character"),
+            Some("nul_character"),
+            Some("item_too_large"),
+            None,
+        ];
+        let expected: Vec<Option<String>> = expected.iter().map(|r| r.map(str::to_owned)).collect();
+        assert_eq!(reasons(&answer), expected, "{route}: {}", response.text);
+        assert_eq!(answer["results"][3]["error"]["code"], "invalid_item");
+        let message = answer["results"][4]["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("`/sizes/1/eu`"), "{message}");
+        assert_eq!(answer["job"]["total_count"], 2);
+        app.run_jobs().await;
+    }
+    let jobs = app.get("/v1/jobs?kind=item_bulk_upsert,item_bulk_patch").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!(job["status"], "completed", "{job}");
+        assert_eq!((job["completed_count"].as_u64(), job["failed_count"].as_u64()), (Some(2), Some(0)), "{job}");
+    }
+    let fine = app.get("/v1/catalogs/shoes/items/fine").await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
+    assert_eq!(fine.json()["fields"]["sizes"], json!([41, {"eu": "42"}]));
+    assert_eq!(app.get("/v1/catalogs/shoes/items/fine-2").await.status, StatusCode::OK);
+    assert_eq!(app.get("/v1/catalogs/shoes/items/nul-nested").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn unstorable_categories_are_refused_per_category_and_the_rest_is_applied() {
+    let app = app_with_catalog().await;
+    upsert(&app, &["a", "b"]).await;
+    let body = json!({"categories": [
+        {"id": "fine", "name": "Fine", "external_id": "F-1", "item_ids": ["a", "b"]},
+        {"id": "nul-name", "name": "Sh\u{0}oes"},
+        {"id": "fine-2", "name": "Fine 2"},
+        {"id": "nul-external", "external_id": "E\u{0}"},
+        {"id": "nul-member", "item_ids": ["a", "b\u{0}"]},
+        {"id": "c\u{0}", "name": "x"},
+        {"id": "x".repeat(251)},
+        {"id": "huge", "name": "n".repeat(catalog_domain::MAX_ITEM_BYTES + 1)},
+    ]});
+    let response = app.post("/v1/catalogs/shoes/categories/bulk-upsert", &body).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    let expected: Vec<Option<String>> = [
+        None,
+        Some("nul_character"),
+        None,
+        Some("nul_character"),
+        Some("invalid_character"),
+        Some("invalid_character"),
+        Some("id_too_long"),
+        Some("item_too_large"),
+    ]
+    .iter()
+    .map(|r| r.map(str::to_owned))
+    .collect();
+    assert_eq!(reasons(&response.json()), expected, "{}", response.text);
+    let update = json!({"categories": [{"id": "fine", "name": "N\u{0}"}, {"id": "fine-2", "name": "Renamed"}]});
+    let response = app.post("/v1/catalogs/shoes/categories/bulk-update", &update).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    assert_eq!(reasons(&response.json()), [Some("nul_character".to_owned()), None]);
+    app.run_jobs().await;
+    let categories = app.get("/v1/catalogs/shoes/categories").await.json();
+    assert_eq!(categories["data"].as_array().map(Vec::len), Some(2), "{categories}");
+    assert_eq!(categories["data"][0]["name"], "Fine");
+    assert_eq!(categories["data"][0]["item_ids"], json!(["a", "b"]));
+    assert_eq!(categories["data"][1]["name"], "Renamed");
+    let jobs = app.get("/v1/jobs?kind=category_bulk_upsert,category_bulk_update").await.json();
+    for job in jobs["data"].as_array().into_iter().flatten() {
+        assert_eq!((job["status"].as_str(), job["failed_count"].as_u64()), (Some("completed"), Some(0)), "{job}");
+    }
+}
+
+async fn a_nul_in_a_description_or_reference_is_a_400_never_a_500() {
+    let app = app_with_catalog().await;
+    let catalog = app.post("/v1/catalogs", &json!({"name": "boots", "description": "B\u{0}"})).await;
+    assert_eq!((catalog.status, error_code(&catalog.json())), (StatusCode::BAD_REQUEST, "invalid_request"));
+    assert_eq!(app.get("/v1/catalogs/boots").await.status, StatusCode::NOT_FOUND);
+    for field in ["description", "reference_id"] {
+        let body = json!({"ids": ["a"], field: "x\u{0}y"});
+        let response = app.post("/v1/catalogs/shoes/items/bulk-delete", &body).await;
+        assert_eq!((response.status, error_code(&response.json())), (StatusCode::BAD_REQUEST, "invalid_request"));
+        assert_eq!(response.json()["error"]["details"]["pointer"], format!("/{field}"));
+    }
+    let ids = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ["a\u{0}", "b"]})).await;
+    assert_eq!(ids.status, StatusCode::ACCEPTED, "{}", ids.text);
+    assert_eq!(reasons(&ids.json()), [Some("invalid_character".to_owned()), None]);
+    app.run_jobs().await;
+    let jobs = app.get("/v1/jobs?status=completed").await.json();
+    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(1), "{jobs}");
+    assert_eq!(
+        (jobs["data"][0]["completed_count"].as_u64(), jobs["data"][0]["failed_count"].as_u64()),
+        (Some(1), Some(0))
+    );
+}
+
+async fn a_repeated_key_anywhere_in_a_body_is_invalid_json() {
+    let app = app_with_catalog().await;
+    let cases = [
+        ("/v1/catalogs", r#"{"name": "a", "name": "b"}"#),
+        ("/v1/catalogs/shoes/items/bulk-delete", r#"{"ids": ["a"], "ids": ["b"]}"#),
+        ("/v1/catalogs/shoes/items/bulk-upsert", r#"{"items": [{"id": "a", "id": "b", "fields": {}}]}"#),
+        ("/v1/catalogs/shoes/items/bulk-upsert", r#"{"items": [{"id": "a", "fields": {"n": 1, "n": 2}}]}"#),
+        ("/v1/catalogs/shoes/items/bulk-patch", r#"{"items": [{"id": "a", "fields": {"n": [{"m": 1, "m": 1}]}}]}"#),
+        ("/v1/catalogs/shoes/categories/bulk-upsert", r#"{"categories": [{"id": "c", "name": "x", "name": "y"}]}"#),
+    ];
+    for (path, body) in cases {
+        let request = TestRequest::new(Method::POST, path).bearer(&app.token).raw_body("application/json", body.into());
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{path} {body}: {}", response.text);
+        assert_eq!(error_code(&response.json()), "invalid_json", "{body}");
+        assert!(response.text.contains("duplicate key"), "{}", response.text);
+    }
+    assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
+}
+
+async fn a_declared_oversize_body_is_413_before_it_is_read() {
+    let app = app_with_catalog().await;
+    for path in ["/v1/catalogs", "/v1/catalogs/shoes/items/bulk-upsert"] {
+        let request = TestRequest::new(Method::POST, path)
+            .bearer(&app.token)
+            .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
+        let response = app.send(request).await;
+        assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {}", response.text);
+        assert_eq!(error_code(&response.json()), "payload_too_large");
+    }
+}
+
+async fn a_nul_in_a_path_or_query_matches_nothing_and_is_never_a_500() {
+    let app = app_with_catalog().await;
+    upsert(&app, &["a"]).await;
+    for (method, path, status, code) in [
+        (Method::GET, "/v1/catalogs/a%00b", StatusCode::NOT_FOUND, "catalog_not_found"),
+        (Method::DELETE, "/v1/catalogs/a%00b", StatusCode::NOT_FOUND, "catalog_not_found"),
+        (Method::GET, "/v1/catalogs/a%00b/items", StatusCode::NOT_FOUND, "catalog_not_found"),
+        (Method::GET, "/v1/catalogs/shoes/items/a%00", StatusCode::NOT_FOUND, "item_not_found"),
+        (Method::GET, "/v1/jobs?catalog=a%00b", StatusCode::BAD_REQUEST, "invalid_query"),
+    ] {
+        let response = app.send(TestRequest::new(method.clone(), path).bearer(&app.token)).await;
+        assert_eq!((response.status, error_code(&response.json())), (status, code), "{method} {path}");
+    }
+    let bulk = app.post("/v1/catalogs/a%00b/items/bulk-delete", &json!({"ids": ["a"]})).await;
+    assert_eq!((bulk.status, error_code(&bulk.json())), (StatusCode::NOT_FOUND, "catalog_not_found"));
+}
+
+catalog_api::on_both_backends!(
+    health_ready_metrics_and_openapi_need_no_key,
+    catalogs_create_list_get_delete,
+    items_upsert_patch_get_list_and_delete,
+    bulk_results_are_per_input_in_order_and_atomic_refuses_all,
+    idempotency_key_replays_the_first_job_and_refuses_another_body,
+    categories_upsert_update_list_delete,
+    jobs_list_filters_and_pages,
+    bad_query_values_are_400_in_the_envelope,
+    bad_bodies_are_rejected_in_the_envelope,
+    a_body_over_the_limit_is_413_while_it_is_read,
+    unknown_routes_and_methods_use_the_envelope,
+    keys_are_checked_for_presence_validity_and_scope,
+    a_key_revoked_by_another_process_creates_no_job_and_learns_nothing,
+    another_projects_catalog_and_job_are_not_found,
+    scheduled_job_can_be_cancelled_and_finished_job_cannot,
+    long_poll_returns_when_the_job_finishes,
+    rate_limited_requests_get_429_with_retry_after_and_create_nothing,
+    unstorable_items_are_refused_per_item_and_the_rest_is_applied,
+    unstorable_categories_are_refused_per_category_and_the_rest_is_applied,
+    a_nul_in_a_description_or_reference_is_a_400_never_a_500,
+    a_repeated_key_anywhere_in_a_body_is_invalid_json,
+    a_declared_oversize_body_is_413_before_it_is_read,
+    a_nul_in_a_path_or_query_matches_nothing_and_is_never_a_500,
+);

@@ -75,7 +75,6 @@ fn assert_job_shape(job: &Value) {
 // ---------------------------------------------------------------------------------------------
 // Seed 004: list, get and cancel examples
 
-#[tokio::test]
 async fn seed_list_example_scheduled_and_cancelled_jobs() {
     let app = app().await;
     let start = tomorrow();
@@ -119,7 +118,6 @@ async fn seed_list_example_scheduled_and_cancelled_jobs() {
     assert_eq!(mehdi["errors"], Value::Null);
 }
 
-#[tokio::test]
 async fn seed_get_example() {
     let app = app().await;
     let id = delete_job(&app, json!({"start_at": tomorrow(), "reference_id": "shekar@example.com"})).await;
@@ -133,7 +131,6 @@ async fn seed_get_example() {
     assert_eq!(body["data"]["updatedAt"], Value::Null);
 }
 
-#[tokio::test]
 async fn seed_cancel_example() {
     let app = app().await;
     let id = delete_job(&app, json!({"start_at": tomorrow(), "reference_id": "mehdi@example.com"})).await;
@@ -148,7 +145,6 @@ async fn seed_cancel_example() {
 // ---------------------------------------------------------------------------------------------
 // Rendering defaults
 
-#[tokio::test]
 async fn defaults_reference_the_catalog_and_describe_the_job() {
     let app = app().await;
     let id = delete_job(&app, json!({})).await;
@@ -164,7 +160,6 @@ async fn defaults_reference_the_catalog_and_describe_the_job() {
     assert!(done["updatedAt"].is_i64());
 }
 
-#[tokio::test]
 async fn errors_summarise_item_failures_and_job_failures() {
     let app = app().await;
     let patch =
@@ -190,7 +185,6 @@ async fn errors_summarise_item_failures_and_job_failures() {
 // ---------------------------------------------------------------------------------------------
 // Paging
 
-#[tokio::test]
 async fn limit_and_page_fall_back_instead_of_failing() {
     let app = app().await;
     let mut ids = Vec::new();
@@ -220,7 +214,6 @@ async fn limit_and_page_fall_back_instead_of_failing() {
     assert_eq!((past.status, past.json()), (StatusCode::OK, json!({"data": []})));
 }
 
-#[tokio::test]
 async fn more_than_fifty_jobs_page_by_fifty() {
     let app = app().await;
     for _ in 0..51 {
@@ -234,7 +227,6 @@ async fn more_than_fifty_jobs_page_by_fifty() {
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-#[tokio::test]
 async fn a_job_id_that_is_not_an_integer_is_400() {
     let app = app().await;
     for method in [Method::GET, Method::DELETE] {
@@ -249,7 +241,6 @@ async fn a_job_id_that_is_not_an_integer_is_400() {
     }
 }
 
-#[tokio::test]
 async fn a_missing_job_is_404() {
     let app = app().await;
     for method in [Method::GET, Method::DELETE] {
@@ -258,7 +249,6 @@ async fn a_missing_job_is_404() {
     }
 }
 
-#[tokio::test]
 async fn cancelling_a_finished_job_is_400() {
     let app = app().await;
     let completed = delete_job(&app, json!({})).await;
@@ -288,7 +278,6 @@ async fn cancelling_a_finished_job_is_400() {
     );
 }
 
-#[tokio::test]
 async fn bad_keys_and_foreign_project_keys_are_401_with_an_empty_body() {
     let app = app().await;
     let id = delete_job(&app, json!({})).await;
@@ -312,7 +301,6 @@ async fn bad_keys_and_foreign_project_keys_are_401_with_an_empty_body() {
     assert_eq!(job["status"], "scheduled", "the refused cancel changed nothing");
 }
 
-#[tokio::test]
 async fn another_projects_job_is_not_found_under_your_own_key() {
     let app = app().await;
     let theirs = delete_job(&app, json!({})).await;
@@ -325,7 +313,6 @@ async fn another_projects_job_is_not_found_under_your_own_key() {
     assert_eq!(list.json(), json!({"data": []}));
 }
 
-#[tokio::test]
 async fn a_key_without_the_jobs_scope_is_403() {
     let app = app().await;
     let id = delete_job(&app, json!({})).await;
@@ -339,7 +326,6 @@ async fn a_key_without_the_jobs_scope_is_403() {
     assert_eq!(app.send(TestRequest::new(Method::GET, JOBS).bearer(&reader)).await.status, StatusCode::OK);
 }
 
-#[tokio::test]
 async fn rate_limited_requests_get_429_with_retry_after() {
     let app = app_with_limits(&["native-read=2/1m"]).await;
     assert_eq!(call(&app, Method::GET, JOBS).await.status, StatusCode::OK);
@@ -353,7 +339,6 @@ async fn rate_limited_requests_get_429_with_retry_after() {
 // ---------------------------------------------------------------------------------------------
 // Scheduled and running jobs
 
-#[tokio::test]
 async fn a_scheduled_job_cancelled_through_openreplay_never_runs() {
     let app = app().await;
     let upsert = app
@@ -377,7 +362,6 @@ async fn a_scheduled_job_cancelled_through_openreplay_never_runs() {
     assert_eq!(native["status"], "cancelled");
 }
 
-#[tokio::test]
 async fn a_running_job_cancelled_through_openreplay_stops_at_the_next_chunk() {
     let app = app().await;
     let id = {
@@ -404,7 +388,6 @@ async fn a_running_job_cancelled_through_openreplay_stops_at_the_next_chunk() {
     assert!(native["completed_count"].as_u64().is_some_and(|n| n < 4), "{native}");
 }
 
-#[tokio::test]
 async fn an_unsupported_method_is_405_in_the_envelope() {
     let app = app().await;
     let response = call(&app, Method::POST, JOBS).await;
@@ -413,3 +396,23 @@ async fn an_unsupported_method_is_405_in_the_envelope() {
         (StatusCode::METHOD_NOT_ALLOWED, json!({"error": "method not allowed"}))
     );
 }
+
+catalog_api::on_both_backends!(
+    seed_list_example_scheduled_and_cancelled_jobs,
+    seed_get_example,
+    seed_cancel_example,
+    defaults_reference_the_catalog_and_describe_the_job,
+    errors_summarise_item_failures_and_job_failures,
+    limit_and_page_fall_back_instead_of_failing,
+    more_than_fifty_jobs_page_by_fifty,
+    a_job_id_that_is_not_an_integer_is_400,
+    a_missing_job_is_404,
+    cancelling_a_finished_job_is_400,
+    bad_keys_and_foreign_project_keys_are_401_with_an_empty_body,
+    another_projects_job_is_not_found_under_your_own_key,
+    a_key_without_the_jobs_scope_is_403,
+    rate_limited_requests_get_429_with_retry_after,
+    a_scheduled_job_cancelled_through_openreplay_never_runs,
+    a_running_job_cancelled_through_openreplay_stops_at_the_next_chunk,
+    an_unsupported_method_is_405_in_the_envelope,
+);

@@ -11,6 +11,8 @@
 //!   digits, `-`, `_`, 1 to 250 characters). catalogd keeps no per-catalog field schema, so a
 //!   field the catalog does not declare is accepted.
 //! - `items-too-large` applies to every string at any depth, counted in characters.
+//! - A NUL character in a value or a key is `invalid-fields` (no backend can store it; Braze
+//!   documents no id for it).
 //! - Depth counts containers: a scalar field value is depth 0, `{"a":1}` or `[1]` is depth 1, and
 //!   anything deeper than [`MAX_NESTING_DEPTH`] is refused.
 
@@ -38,13 +40,17 @@ pub enum BrazeFieldProblem {
     /// A value nested deeper than [`MAX_NESTING_DEPTH`].
     #[error("value nested too deep")]
     TooDeepNesting,
+    /// A NUL character in a value or a key at any depth, which no backend can store
+    /// ([`crate::storable`]); Braze documents no id for it, so it is its `invalid-fields`.
+    #[error("NUL character")]
+    NulCharacter,
 }
 
 impl BrazeFieldProblem {
     /// Braze's error id.
     pub const fn error_id(self) -> &'static str {
         match self {
-            BrazeFieldProblem::InvalidFieldName => "invalid-fields",
+            BrazeFieldProblem::InvalidFieldName | BrazeFieldProblem::NulCharacter => "invalid-fields",
             BrazeFieldProblem::ValueTooLarge => "items-too-large",
             BrazeFieldProblem::InvalidKeyInValueObject => "invalid-keys-in-value-object",
             BrazeFieldProblem::TooDeepNesting => "too-deep-nesting-in-value-object",
@@ -64,6 +70,7 @@ impl BrazeFieldProblem {
             BrazeFieldProblem::TooDeepNesting => {
                 format!("Item object values can't be nested more than {MAX_NESTING_DEPTH} levels")
             }
+            BrazeFieldProblem::NulCharacter => "Item fields can't contain the NUL character (U+0000)".to_owned(),
         }
     }
 }
@@ -159,6 +166,7 @@ mod tests {
         assert_eq!(BrazeFieldProblem::ValueTooLarge.error_id(), "items-too-large");
         assert_eq!(BrazeFieldProblem::InvalidKeyInValueObject.error_id(), "invalid-keys-in-value-object");
         assert_eq!(BrazeFieldProblem::TooDeepNesting.error_id(), "too-deep-nesting-in-value-object");
+        assert_eq!(BrazeFieldProblem::NulCharacter.error_id(), "invalid-fields");
     }
 
     #[test]

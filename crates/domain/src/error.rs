@@ -40,6 +40,9 @@ error_codes! {
     InvalidRequest => ("invalid_request", 400),
     /// An item id breaks the dialect's id rule, and the request asked for all-or-nothing.
     InvalidItemId => ("invalid_item_id", 400),
+    /// An input (beyond its id) cannot be stored: a NUL character, or more than an item's size
+    /// limit (a per-item error, or the answer of an all-or-nothing request).
+    InvalidItem => ("invalid_item", 400),
     /// A catalog name breaks the catalog name rule.
     InvalidCatalogName => ("invalid_catalog_name", 400),
     /// More items in one request than the dialect allows.

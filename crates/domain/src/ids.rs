@@ -18,14 +18,21 @@
 //! - Bloomreach allows duplicate ids: deleting an id twice is idempotent and each occurrence gets its
 //!   own per-item result, so refusing one would only hide the other's result.
 //! - Klaviyo's rule applies to the *external id* of a compound id (see [`crate::klaviyo`]): it is
-//!   free text, so any non-empty string passes, with no length cap beyond the 5 MB body. Duplicates
+//!   free text, so any non-empty string passes, up to the storage cap below. Duplicates
 //!   are refused: a category update job naming one category twice would be ambiguous, and a job's
 //!   `total_count` should count distinct items.
-//! - Lengths are counted in characters (Unicode scalar values), not bytes.
+//! - Lengths are counted in characters (Unicode scalar values), not bytes, where a dialect caps
+//!   them (native, Braze: 250). Every dialect also caps an id at
+//!   [`crate::storable::MAX_ID_BYTES`] bytes of UTF-8, the length every backend can index
+//!   ([`IdProblem::TooManyBytes`]), and refuses a NUL character in it
+//!   ([`IdProblem::InvalidCharacter`]), which PostgreSQL cannot store (see [`crate::storable`]).
+//! - An input whose id is valid may still be refused for what else it carries
+//!   ([`IdProblem::Unstorable`]): the store asks [`crate::storable`] about its fields.
 //! - Each id gets one problem, the first found in this order: missing, not a string, empty, too
-//!   long, bad character (or `/`), duplicate. A duplicate is only reported for an id that is
+//!   long (characters, then bytes), bad character (or `/`, or NUL), duplicate. A duplicate is only reported for an id that is
 //!   otherwise valid, pointing at the first valid occurrence.
 
+use crate::storable::{Unstorable, MAX_ID_BYTES};
 use crate::ErrorCode;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -58,6 +65,8 @@ pub struct DialectLimits {
     pub max_body_bytes: usize,
     /// Longest id, in characters; `None` when the dialect sets no cap.
     pub max_id_len: Option<usize>,
+    /// Longest id, in bytes of UTF-8: what every backend can index ([`MAX_ID_BYTES`]).
+    pub max_id_bytes: usize,
 }
 
 /// Which characters an id may contain.
@@ -65,9 +74,9 @@ pub struct DialectLimits {
 pub enum IdCharset {
     /// ASCII letters, digits, `-` and `_` (see [`is_safe_char`]).
     Safe,
-    /// Anything but `/`.
+    /// Anything but `/` (and NUL, which no dialect allows).
     NoSlash,
-    /// Anything.
+    /// Anything (but NUL, which no dialect allows).
     Any,
 }
 
@@ -78,16 +87,30 @@ impl Dialect {
     /// The per-request limits of this dialect (DESIGN §3).
     pub const fn limits(self) -> DialectLimits {
         match self {
-            Dialect::Native => {
-                DialectLimits { max_items_per_request: 10_000, max_body_bytes: 10 * MB, max_id_len: Some(MAX_ID_LEN) }
-            }
-            Dialect::Braze => {
-                DialectLimits { max_items_per_request: 50, max_body_bytes: 10 * MB, max_id_len: Some(MAX_ID_LEN) }
-            }
-            Dialect::Bloomreach => {
-                DialectLimits { max_items_per_request: 10_000, max_body_bytes: 10 * MB, max_id_len: None }
-            }
-            Dialect::Klaviyo => DialectLimits { max_items_per_request: 100, max_body_bytes: 5 * MB, max_id_len: None },
+            Dialect::Native => DialectLimits {
+                max_items_per_request: 10_000,
+                max_body_bytes: 10 * MB,
+                max_id_len: Some(MAX_ID_LEN),
+                max_id_bytes: MAX_ID_BYTES,
+            },
+            Dialect::Braze => DialectLimits {
+                max_items_per_request: 50,
+                max_body_bytes: 10 * MB,
+                max_id_len: Some(MAX_ID_LEN),
+                max_id_bytes: MAX_ID_BYTES,
+            },
+            Dialect::Bloomreach => DialectLimits {
+                max_items_per_request: 10_000,
+                max_body_bytes: 10 * MB,
+                max_id_len: None,
+                max_id_bytes: MAX_ID_BYTES,
+            },
+            Dialect::Klaviyo => DialectLimits {
+                max_items_per_request: 100,
+                max_body_bytes: 5 * MB,
+                max_id_len: None,
+                max_id_bytes: MAX_ID_BYTES,
+            },
         }
     }
 
@@ -165,7 +188,15 @@ pub enum IdProblem {
         /// The id's length, in characters.
         len: usize,
     },
-    /// The id has a character outside the dialect's charset.
+    /// The id is longer than every backend can index, in bytes of UTF-8.
+    #[error("the item id is {len} bytes long in UTF-8, more than {max}")]
+    TooManyBytes {
+        /// The cap, in bytes ([`MAX_ID_BYTES`]).
+        max: usize,
+        /// The id's length, in bytes.
+        len: usize,
+    },
+    /// The id has a character outside the dialect's charset (in every dialect: a NUL).
     #[error("the item id contains {ch:?}; only letters, digits, `-` and `_` are allowed")]
     InvalidCharacter {
         /// The first such character.
@@ -180,6 +211,9 @@ pub enum IdProblem {
         /// Index of its first occurrence in the request.
         first_index: usize,
     },
+    /// The id is valid, but the rest of the input cannot be stored ([`crate::storable`]).
+    #[error(transparent)]
+    Unstorable(#[from] Unstorable),
 }
 
 /// Why the whole batch was refused before looking at ids.
@@ -219,11 +253,16 @@ pub fn check_id(dialect: Dialect, id: &str) -> Result<(), IdProblem> {
             return Err(IdProblem::TooLong { max, len: id.chars().count() });
         }
     }
+    let max_bytes = dialect.limits().max_id_bytes;
+    if id.len() > max_bytes {
+        return Err(IdProblem::TooManyBytes { max: max_bytes, len: id.len() });
+    }
     match dialect.charset() {
         IdCharset::Safe => match id.chars().find(|&ch| !is_safe_char(ch)) {
             Some(ch) => Err(IdProblem::InvalidCharacter { ch }),
             None => Ok(()),
         },
+        _ if crate::storable::has_nul(id) => Err(IdProblem::InvalidCharacter { ch: '\0' }),
         IdCharset::NoSlash if id.contains('/') => Err(IdProblem::ContainsSlash),
         IdCharset::NoSlash | IdCharset::Any => Ok(()),
     }
@@ -290,12 +329,17 @@ pub fn body_too_large(dialect: Dialect, len: usize) -> bool {
 impl IdProblem {
     /// The error code of a refused id.
     pub const fn code(&self) -> ErrorCode {
-        ErrorCode::InvalidItemId
+        match self {
+            IdProblem::Unstorable(problem) => problem.code(),
+            _ => ErrorCode::InvalidItemId,
+        }
     }
 
     /// A stable snake_case reason for the native API's per-item result.
     pub const fn reason(&self) -> &'static str {
         match self {
+            IdProblem::Unstorable(problem) => problem.reason(),
+            IdProblem::TooManyBytes { .. } => "id_too_long",
             IdProblem::Missing => "missing_id",
             IdProblem::NotAString => "id_not_a_string",
             IdProblem::Empty => "empty_id",
@@ -313,8 +357,9 @@ impl IdProblem {
             IdProblem::NotAString => "ids-not-strings",
             // Braze has no id for these; an empty id or one with `/` breaks its charset rule.
             IdProblem::Empty | IdProblem::InvalidCharacter { .. } | IdProblem::ContainsSlash => "invalid-ids",
-            IdProblem::TooLong { .. } => "ids-too-large",
+            IdProblem::TooLong { .. } | IdProblem::TooManyBytes { .. } => "ids-too-large",
             IdProblem::Duplicate { .. } => "ids-not-unique",
+            IdProblem::Unstorable(problem) => problem.braze_error_id(),
         }
     }
 
@@ -328,7 +373,9 @@ impl IdProblem {
                 "Item IDs can only include letters, numbers, hyphens, and underscores".to_owned()
             }
             IdProblem::TooLong { max, .. } => format!("Item IDs can't be more than {max} characters"),
+            IdProblem::TooManyBytes { max, .. } => format!("Item IDs can't be more than {max} bytes"),
             IdProblem::Duplicate { .. } => "Item IDs must be unique in the request".to_owned(),
+            IdProblem::Unstorable(problem) => problem.braze_message(),
         }
     }
 
@@ -343,9 +390,16 @@ impl IdProblem {
             IdProblem::TooLong { max, len } => {
                 format!("Invalid item id. Item id should be at most {max} characters, got {len}")
             }
+            IdProblem::TooManyBytes { max, len } => {
+                format!("Invalid item id. Item id should be at most {max} bytes in UTF-8, got {len}")
+            }
+            IdProblem::InvalidCharacter { ch: '\0' } => {
+                "Invalid item id. Item id should not contain the NUL character (U+0000)".to_owned()
+            }
             IdProblem::InvalidCharacter { ch } => {
                 format!("Invalid item id. Item id should not contain {ch:?}")
             }
+            IdProblem::Unstorable(problem) => problem.bloomreach_message(),
             IdProblem::Duplicate { first_index } => {
                 format!("Duplicate item id. The same item id is at index {first_index}")
             }
@@ -364,9 +418,16 @@ impl IdProblem {
             IdProblem::TooLong { max, len } => {
                 format!("The external id is {len} characters long; at most {max} are allowed.")
             }
+            IdProblem::TooManyBytes { max, len } => {
+                format!("The external id is {len} bytes long in UTF-8; at most {max} are allowed.")
+            }
+            IdProblem::InvalidCharacter { ch: '\0' } => {
+                "The external id contains the NUL character (U+0000), which is not allowed.".to_owned()
+            }
             IdProblem::InvalidCharacter { ch } => {
                 format!("The external id contains {ch:?}, which is not allowed.")
             }
+            IdProblem::Unstorable(problem) => problem.klaviyo_detail(),
             IdProblem::ContainsSlash => "The external id must not contain '/'.".to_owned(),
             IdProblem::Duplicate { first_index } => {
                 format!("Duplicate id: the same id is already at index {first_index} of this request.")
@@ -729,10 +790,31 @@ mod tests {
 
     #[test]
     fn bloomreach_accepts_any_other_string() {
-        let long = "é".repeat(1000);
+        let long = "é".repeat(512);
         for id in ["a b", "a.b:c", "ünïcode", " ", long.as_str()] {
             assert_eq!(check_id(Dialect::Bloomreach, id), Ok(()), "{id}");
         }
+    }
+
+    #[test]
+    fn bloomreach_caps_ids_at_1024_bytes_not_characters() {
+        assert_eq!(check_id(Dialect::Bloomreach, &"x".repeat(1_024)), Ok(()));
+        assert_eq!(
+            check_id(Dialect::Bloomreach, &"x".repeat(3_000)),
+            Err(IdProblem::TooManyBytes { max: 1_024, len: 3_000 })
+        );
+        // 513 two-byte characters: under any character cap, over the byte cap.
+        let problem = check_id(Dialect::Bloomreach, &"é".repeat(513)).expect_err("too many bytes");
+        assert_eq!(problem, IdProblem::TooManyBytes { max: 1_024, len: 1_026 });
+        assert!(problem.bloomreach_message().contains("1024 bytes"));
+        assert_eq!(problem.reason(), "id_too_long");
+    }
+
+    #[test]
+    fn bloomreach_refuses_nul_in_ids() {
+        let problem = check_id(Dialect::Bloomreach, "a\0b").expect_err("nul");
+        assert_eq!(problem, IdProblem::InvalidCharacter { ch: '\0' });
+        assert!(problem.bloomreach_message().contains("NUL"));
     }
 
     #[test]
@@ -784,6 +866,15 @@ mod tests {
     }
 
     #[test]
+    fn klaviyo_refuses_nul_and_ids_over_1024_bytes() {
+        assert_eq!(check_id(Dialect::Klaviyo, "A\0"), Err(IdProblem::InvalidCharacter { ch: '\0' }));
+        assert!(IdProblem::InvalidCharacter { ch: '\0' }.klaviyo_detail().contains("NUL"));
+        let problem = check_id(Dialect::Klaviyo, &"z".repeat(1_025)).expect_err("too long");
+        assert_eq!(problem, IdProblem::TooManyBytes { max: 1_024, len: 1_025 });
+        assert!(problem.klaviyo_detail().contains("1025 bytes"));
+    }
+
+    #[test]
     fn klaviyo_rejects_empty_external_id() {
         assert_eq!(check_id(Dialect::Klaviyo, ""), Err(IdProblem::Empty));
     }
@@ -816,6 +907,28 @@ mod tests {
             let bad = vec![RawId::Missing; max + 1];
             assert!(matches!(validate_ids(dialect, bad), Err(BatchProblem::TooManyItems { .. })));
         }
+    }
+
+    #[test]
+    fn every_dialect_refuses_nul_in_ids_and_caps_their_bytes() {
+        for &dialect in Dialect::ALL {
+            assert!(matches!(check_id(dialect, "a\0"), Err(IdProblem::InvalidCharacter { ch: '\0' })), "{dialect}");
+            assert_eq!(dialect.limits().max_id_bytes, crate::storable::MAX_ID_BYTES);
+            assert!(check_id(dialect, &"a".repeat(1_025)).is_err(), "{dialect}");
+        }
+        let nul = IdProblem::InvalidCharacter { ch: '\0' };
+        assert_eq!(nul.braze_error_id(), "invalid-ids");
+    }
+
+    #[test]
+    fn every_dialect_renders_an_unstorable_input() {
+        let problem = IdProblem::from(crate::storable::Unstorable::NulInFields { pointer: "/a".into() });
+        assert_eq!((problem.code(), problem.reason()), (ErrorCode::InvalidItem, "nul_character"));
+        assert_eq!(problem.braze_error_id(), "invalid-fields");
+        assert!(problem.bloomreach_message().contains("/a"));
+        assert!(problem.klaviyo_detail().contains("/a"));
+        let errors = braze_errors(&[Ok("a".into()), Err(problem)]);
+        assert_eq!(errors.iter().map(|e| e.id).collect::<Vec<_>>(), ["invalid-fields"]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! catalog-domain: catalogd's rules, with no I/O.
 //!
 //! Everything the service decides about its input lives here once, as data and pure functions:
-//! item id rules of every dialect and their limits, Klaviyo's compound ids, the catalog name rule,
+//! item id rules of every dialect and their limits, what every backend can store (`storable`),
+//! Klaviyo's compound ids, the catalog name rule,
 //! the job lifecycle and each dialect's status words, the order in which a catalog's jobs take
 //! effect (`order`), the rules of applying a job's inputs (`apply`), and the table of error codes. The store, the
 //! HTTP layer and the client all call into this crate, so a rule changes in one place.
@@ -19,6 +20,7 @@ pub mod job;
 pub mod klaviyo;
 pub mod order;
 pub mod rate;
+pub mod storable;
 pub mod time;
 
 pub use catalog::{validate_catalog_name, CatalogNameError, MAX_CATALOG_NAME_LEN};
@@ -30,3 +32,4 @@ pub use ids::{
 };
 pub use job::{JobEvent, JobKind, JobState, JobStatus, TransitionError};
 pub use klaviyo::{CompoundId, CompoundIdError};
+pub use storable::{Unstorable, MAX_ID_BYTES, MAX_ITEM_BYTES};

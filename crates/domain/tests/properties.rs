@@ -18,8 +18,9 @@ fn dialect() -> impl Strategy<Value = Dialect> {
 fn valid_id(dialect: Dialect) -> BoxedStrategy<String> {
     match dialect.charset() {
         IdCharset::Safe => "[A-Za-z0-9_-]{1,250}".boxed(),
-        IdCharset::NoSlash => "[^/]{1,300}".boxed(),
-        IdCharset::Any => "(?s).{1,300}".boxed(),
+        // At most 250 characters of up to 4 bytes: within the 1,024-byte storage cap.
+        IdCharset::NoSlash => "[^/\u{0}]{1,250}".boxed(),
+        IdCharset::Any => "(?s)[^\u{0}]{1,250}".boxed(),
     }
 }
 
@@ -73,8 +74,36 @@ proptest! {
 
     #[test]
     fn bloomreach_refuses_exactly_the_ids_with_a_slash(id in "(?s).{1,50}") {
-        let expected = if id.contains('/') { Err(IdProblem::ContainsSlash) } else { Ok(()) };
+        let expected = if id.contains('\0') {
+            Err(IdProblem::InvalidCharacter { ch: '\0' })
+        } else if id.contains('/') {
+            Err(IdProblem::ContainsSlash)
+        } else {
+            Ok(())
+        };
         prop_assert_eq!(check_id(Dialect::Bloomreach, &id), expected);
+    }
+
+    #[test]
+    fn every_dialect_refuses_a_nul_anywhere_in_an_id(
+        dialect in dialect(),
+        before in "[A-Za-z0-9_-]{0,100}",
+        after in "[A-Za-z0-9_-]{0,100}",
+    ) {
+        let id = format!("{before}\0{after}");
+        prop_assert_eq!(check_id(dialect, &id), Err(IdProblem::InvalidCharacter { ch: '\0' }));
+    }
+
+    #[test]
+    fn free_text_ids_are_capped_by_their_utf8_bytes(id in "[^/\u{0}]{200,700}") {
+        for dialect in [Dialect::Bloomreach, Dialect::Klaviyo] {
+            let expected = if id.len() > catalog_domain::MAX_ID_BYTES {
+                Err(IdProblem::TooManyBytes { max: catalog_domain::MAX_ID_BYTES, len: id.len() })
+            } else {
+                Ok(())
+            };
+            prop_assert_eq!(check_id(dialect, &id), expected);
+        }
     }
 
     #[test]

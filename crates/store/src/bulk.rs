@@ -7,6 +7,7 @@ use crate::error::StoreError;
 use crate::jobs::{job_from_row, JOB_COLUMNS};
 use crate::model::{ApiKeyId, BulkOutcome, CategoryInput, ItemInput, Job, JobOptions, ProjectId};
 use crate::store::Store;
+use catalog_domain::storable::{check_item_bytes, check_member, check_text, has_nul, push_pointer_token, Unstorable};
 use catalog_domain::{check_id, validate_ids, Dialect, IdProblem, IdVerdict, JobKind, JobState, RawId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -125,6 +126,59 @@ impl std::io::Write for ByteCount {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// What in an item's fields no backend can store: a NUL in a name or a string at any depth (the
+/// first one found, with its pointer), or fields over the size limit (catalog-domain's
+/// `storable`). Nesting is bounded by the JSON parser's depth limit.
+fn unstorable_fields(fields: &Map<String, Value>) -> Option<IdProblem> {
+    fn nul_in(value: &Value, pointer: &mut String) -> bool {
+        match value {
+            Value::String(text) => has_nul(text),
+            Value::Array(values) => values.iter().enumerate().any(|(index, value)| {
+                let len = pointer.len();
+                push_pointer_token(pointer, &index.to_string());
+                let found = nul_in(value, pointer);
+                if !found {
+                    pointer.truncate(len);
+                }
+                found
+            }),
+            Value::Object(map) => nul_in_map(map, pointer),
+            Value::Null | Value::Bool(_) | Value::Number(_) => false,
+        }
+    }
+    fn nul_in_map(map: &Map<String, Value>, pointer: &mut String) -> bool {
+        map.iter().any(|(key, value)| {
+            let len = pointer.len();
+            push_pointer_token(pointer, key);
+            let found = has_nul(key) || nul_in(value, pointer);
+            if !found {
+                pointer.truncate(len);
+            }
+            found
+        })
+    }
+    let mut pointer = String::new();
+    if nul_in_map(fields, &mut pointer) {
+        return Some(Unstorable::NulInFields { pointer }.into());
+    }
+    let mut size = ByteCount(0);
+    // Writing a map of strings into a counter cannot fail; were it to, the size is not refused.
+    serde_json::to_writer(&mut size, fields).ok()?;
+    check_item_bytes(size.0).err().map(IdProblem::from)
+}
+
+/// What in a category no backend can store: a NUL in its name or external id, the two together
+/// over an item's size limit, or an item id the dialect refuses.
+fn unstorable_category(dialect: Dialect, category: &CategoryInput) -> Result<(), IdProblem> {
+    let name = category.name.as_deref().unwrap_or_default();
+    let external_id = category.external_id.as_deref().unwrap_or_default();
+    check_member("name", name)?;
+    check_member("external_id", external_id)?;
+    check_item_bytes(name.len() + external_id.len())?;
+    let members = category.item_ids.as_deref().unwrap_or_default();
+    members.iter().try_for_each(|item| check_id(dialect, item))
 }
 
 /// Validates ids; `extra` may refuse a valid id for a reason of its own input (e.g. a bad item id
@@ -266,7 +320,10 @@ impl Store {
             h.0
         });
         let (ids, fields): (Vec<RawId>, Vec<Map<String, Value>>) = items.into_iter().map(|i| (i.id, i.fields)).unzip();
-        let verdicts = verdicts(dialect, ids, |_| Ok(()))?;
+        let verdicts = verdicts(dialect, ids, |index| match fields.get(index).and_then(unstorable_fields) {
+            Some(problem) => Err(problem),
+            None => Ok(()),
+        })?;
         let mut rows: Vec<ItemRow> = verdicts
             .iter()
             .zip(fields)
@@ -313,8 +370,7 @@ impl Store {
         let ids: Vec<RawId> = categories.iter().map(|c| c.id.clone()).collect();
         // A category whose item set holds a bad item id is refused as a whole.
         let item_problem = |index: usize| -> Result<(), IdProblem> {
-            let members = categories.get(index).and_then(|c| c.item_ids.as_deref()).unwrap_or_default();
-            members.iter().try_for_each(|item| check_id(dialect, item))
+            categories.get(index).map_or(Ok(()), |category| unstorable_category(dialect, category))
         };
         let verdicts = verdicts(dialect, ids, item_problem)?;
         let mut rows: Vec<CategoryRow> = verdicts
@@ -356,6 +412,12 @@ impl Store {
         prepared: Prepared,
     ) -> Result<BulkOutcome, StoreError> {
         let Prepared { kind, verdicts, input_hash, payload, total, flags } = prepared;
+        // The facades check these too; a job whose row the database refuses must never be queued.
+        for (field, text) in [("description", &options.description), ("reference_id", &options.reference_id)] {
+            if let Some(text) = text {
+                check_text(field, text).map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+            }
+        }
         // A rejected request creates nothing (and so never claims its idempotency key).
         if options.atomic && verdicts.iter().any(Result::is_err) {
             return Err(StoreError::InvalidItems { results: verdicts });

@@ -63,6 +63,11 @@ impl Store {
         description: Option<&str>,
     ) -> Result<Catalog, StoreError> {
         validate_catalog_name(name)?;
+        if let Some(description) = description {
+            // PostgreSQL cannot store a NUL in text: refuse it here, not as a database error.
+            catalog_domain::storable::check_text("description", description)
+                .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        }
         let now = now_ms();
         let result = with_db!(self.db(), pool => {
             sqlx::query(
@@ -119,6 +124,10 @@ impl Store {
 
     /// The live catalog `name` of the project, without its item count.
     pub(crate) async fn find_catalog(&self, project: ProjectId, name: &str) -> Result<Catalog, StoreError> {
+        // A name the rule refuses names no catalog; one with a NUL PostgreSQL cannot even compare.
+        if validate_catalog_name(name).is_err() {
+            return Err(StoreError::CatalogNotFound(name.to_owned()));
+        }
         with_db!(self.db(), pool => {
             let row = sqlx::query(
                 "SELECT id, name, description, created_at, updated_at FROM catalogs
@@ -149,6 +158,9 @@ impl Store {
     /// Deletes the catalog `name`: it disappears at once (its name is free again, pending jobs on
     /// it will fail) and a `catalog_delete` job removes its items and categories.
     pub async fn delete_catalog(&self, project: ProjectId, name: &str) -> Result<Job, StoreError> {
+        if validate_catalog_name(name).is_err() {
+            return Err(StoreError::CatalogNotFound(name.to_owned()));
+        }
         let now = now_ms();
         // Accepted now, on the clock every job of the catalog is ordered by (see `enqueue.rs`).
         let accepted_at = if self.is_postgres() { crate::enqueue::ACCEPTED_AT_PG } else { "$6" };
@@ -190,6 +202,10 @@ impl Store {
     /// The item `item_id` of the catalog `catalog`.
     pub async fn get_item(&self, project: ProjectId, catalog: &str, item_id: &str) -> Result<Item, StoreError> {
         let catalog = self.find_catalog(project, catalog).await?;
+        // No dialect stores an id with a NUL, and PostgreSQL cannot even compare one.
+        if catalog_domain::storable::has_nul(item_id) {
+            return Err(StoreError::ItemNotFound(item_id.to_owned()));
+        }
         with_db!(self.db(), pool => {
             let row = sqlx::query(
                 "SELECT item_id, fields, created_at, updated_at FROM items WHERE catalog_id = $1 AND item_id = $2",

@@ -10,7 +10,7 @@
 mod common;
 use common::*;
 
-use catalog_domain::{Dialect, ErrorCode, JobStatus, RawId};
+use catalog_domain::{Dialect, ErrorCode, IdProblem, JobStatus, RawId};
 use catalog_store::hooks::{Breakpoint, HookFuture, Hooks, Injected};
 use catalog_store::{
     CategoryInput, ItemInput, JobId, JobOptions, ProjectId, Runner, RunnerConfig, Step, Store, StoreConfig,
@@ -869,6 +869,13 @@ async fn refuse_poison(db: &TestDb) {
     }
 }
 
+/// Writes a NUL (as its JSON escape) where `<NUL>` stands in job `id`'s stored payload: an input
+/// the edge would refuse, for the runner's last line of defence.
+async fn smuggle_nul(db: &TestDb, id: catalog_store::JobId) {
+    let sql = format!("UPDATE job_payloads SET payload = REPLACE(payload, '<NUL>', '\\u0000') WHERE job_id = {}", id.0);
+    assert_eq!(db.exec(&sql).await, 1, "the job's payload is one row");
+}
+
 async fn a_refused_input_fails_alone_and_the_rest_is_applied(db: &TestDb) {
     let s = &db.store;
     let p = project(s, "refused").await;
@@ -906,11 +913,16 @@ async fn a_refused_input_fails_alone_and_the_rest_is_applied(db: &TestDb) {
     assert_eq!((errors[0].item_id.as_deref(), errors[0].pointer.as_deref()), (Some("keep-me"), None));
     assert!(s.get_item(p, "c", "keep-me").await.is_ok());
     assert_eq!(item_count(db).await, 290);
-    // A NUL character: PostgreSQL cannot store it in text and refuses that item alone; SQLite
-    // stores it.
+    // A NUL character: every dialect refuses it at the edge (catalog-domain's `storable`)...
+    let refused = vec![item("nul-0", json!({ "t": "ok" })), item("nul-1", json!({ "t": "a\u{0}b" }))];
+    let out = s.bulk_upsert_items(p, "c", Dialect::Native, refused, &opts()).await.unwrap();
+    assert!(matches!(out.results[1], Err(IdProblem::Unstorable(_))), "{:?}", out.results);
+    // ...so the runner meets one only in a payload written some other way (smuggled in below):
+    // PostgreSQL cannot store it in text and refuses that item alone; SQLite stores it.
     let nul =
-        vec![item("nul-0", json!({ "t": "ok" })), item("nul-1", json!({ "t": "a\u{0}b" })), item("nul-2", json!({}))];
+        vec![item("nul-0", json!({ "t": "ok" })), item("nul-1", json!({ "t": "a<NUL>b" })), item("nul-2", json!({}))];
     let id = s.bulk_upsert_items(p, "c", Dialect::Native, nul, &opts()).await.unwrap().job.unwrap().id;
+    smuggle_nul(db, id).await;
     runner(s, "r", 100).run_until_idle().await.unwrap();
     let j = job(s, p, id).await;
     let expected_failed = u64::from(db.is_pg());
@@ -922,8 +934,9 @@ async fn a_refused_input_fails_alone_and_the_rest_is_applied(db: &TestDb) {
     // Jobs that read before they write: an id PostgreSQL refuses even to look up fails alone too
     // (SQLite looks it up and finds nothing). Bloomreach's ids may hold any character but `/`.
     let patch =
-        vec![item("nul-0", json!({ "p": 1 })), item("a\u{0}b", json!({ "p": 1 })), item("nul-2", json!({ "p": 1 }))];
+        vec![item("nul-0", json!({ "p": 1 })), item("a<NUL>b", json!({ "p": 1 })), item("nul-2", json!({ "p": 1 }))];
     let id = s.bulk_patch_items(p, "c", Dialect::Bloomreach, patch, false, &opts()).await.unwrap().job.unwrap().id;
+    smuggle_nul(db, id).await;
     runner(s, "r", 100).run_until_idle().await.unwrap();
     let j = job(s, p, id).await;
     assert_eq!((j.status, j.completed_count, j.failed_count), (JobStatus::Completed, 2, 1));
@@ -938,8 +951,9 @@ async fn a_refused_input_fails_alone_and_the_rest_is_applied(db: &TestDb) {
         item_ids: None,
     };
     s.bulk_upsert_categories(p, "c", Dialect::Native, vec![category("k-ok")], &opts()).await.unwrap();
-    let update = vec![category("k\u{0}x"), category("k-ok")];
+    let update = vec![category("k<NUL>x"), category("k-ok")];
     let id = s.bulk_update_categories(p, "c", Dialect::Bloomreach, update, &opts()).await.unwrap().job.unwrap().id;
+    smuggle_nul(db, id).await;
     runner(s, "r", 100).run_until_idle().await.unwrap();
     let j = job(s, p, id).await;
     assert_eq!((j.status, j.completed_count, j.failed_count), (JobStatus::Completed, 1, 1));

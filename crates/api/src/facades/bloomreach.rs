@@ -15,7 +15,7 @@
 //! Id rules and messages come from catalog-domain; jobs from catalog-store.
 
 use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
-use crate::extract::{is_json_content_type, read_body};
+use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::limits::Policy;
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
@@ -29,7 +29,7 @@ use catalog_domain::ids::{
     check_batch_len, BLOOMREACH_INVALID_JSON, BLOOMREACH_NOT_A_LIST, BLOOMREACH_NOT_FOUND, BLOOMREACH_PAYLOAD_TOO_LARGE,
 };
 use catalog_domain::rate::RateDecision;
-use catalog_domain::{body_too_large, Dialect, ErrorCode, IdVerdict, RawId};
+use catalog_domain::{Dialect, ErrorCode, IdVerdict, RawId};
 use catalog_store::{BulkOutcome, ItemInput, JobOptions, Principal, Scope, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -97,9 +97,10 @@ impl From<StoreError> for Failure {
         match error {
             StoreError::CatalogNotFound(_) => Failure::not_found(),
             StoreError::Batch(problem) => Failure::bad_request(problem.bloomreach_message()),
-            StoreError::CatalogAlreadyExists(_) | StoreError::InvalidCatalogName(_) | StoreError::InvalidCursor => {
-                Failure::bad_request(error.to_string())
-            }
+            StoreError::CatalogAlreadyExists(_)
+            | StoreError::InvalidCatalogName(_)
+            | StoreError::InvalidCursor
+            | StoreError::InvalidRequest(_) => Failure::bad_request(error.to_string()),
             other if other.code() == ErrorCode::Unavailable => {
                 tracing::warn!(error = %other, "store unavailable");
                 Failure::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
@@ -196,17 +197,16 @@ async fn json_body(state: &AppState, request: Request) -> Result<Value, Failure>
     if request.headers().contains_key(header::CONTENT_TYPE) && !is_json_content_type(request.headers()) {
         return Err(Failure::bad_request("Invalid content type. The payload should be sent as application/json"));
     }
-    let bytes = read_body(request, state).await.map_err(|error| {
+    let max = Dialect::Bloomreach.limits().max_body_bytes.min(state.max_body_bytes);
+    let bytes = read_body_within(request, state, max).await.map_err(|error| {
         if error.code == ErrorCode::PayloadTooLarge {
             Failure::bad_request(BLOOMREACH_PAYLOAD_TOO_LARGE)
         } else {
             Failure::bad_request(BLOOMREACH_INVALID_JSON)
         }
     })?;
-    if body_too_large(Dialect::Bloomreach, bytes.len()) {
-        return Err(Failure::bad_request(BLOOMREACH_PAYLOAD_TOO_LARGE));
-    }
-    serde_json::from_slice(&bytes).map_err(|_| Failure::bad_request(BLOOMREACH_INVALID_JSON))
+    // A repeated key is refused like any JSON that cannot be read one way.
+    parse_json(&bytes).map_err(|_| Failure::bad_request(BLOOMREACH_INVALID_JSON))
 }
 
 /// A bulk body: a JSON list within the dialect's item limit.

@@ -18,7 +18,7 @@
 //! (docs/compat/braze.md).
 
 use crate::auth::{token_with_scheme, RepeatedAuthorization};
-use crate::extract::{is_json_content_type, read_body};
+use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::limits::Policy;
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
@@ -31,6 +31,7 @@ use catalog_domain::braze_fields::{
     braze_field_errors, check_depth, check_field_name, check_object_key, check_string_value, BrazeFieldProblem,
 };
 use catalog_domain::rate::RateDecision;
+use catalog_domain::storable::{check_text, has_nul};
 use catalog_domain::time::format_rfc3339_offset;
 use catalog_domain::{braze_errors, validate_ids, BrazeError, Dialect, ErrorCode, RawId};
 use catalog_store::{Catalog, ItemInput, JobOptions, Principal, Scope, StoreError};
@@ -135,6 +136,9 @@ fn store_failure(error: StoreError, catalog: &str) -> Failure {
         StoreError::InvalidItems { results } | StoreError::NoValidItems { results } => {
             Failure::many(StatusCode::BAD_REQUEST, braze_errors(&results))
         }
+        // A request the store refused for a rule of its own (the facade checks the same rules
+        // first, so this is a safety net): the client's error, not the server's.
+        StoreError::InvalidRequest(message) => Failure::one(StatusCode::BAD_REQUEST, "invalid-request", message),
         StoreError::ItemNotFound(id) => {
             let mut error = entry("item-not-found", "Could not find item");
             error.parameters = vec!["item_id".to_owned()];
@@ -258,9 +262,10 @@ async fn authorize(
 // ---------------------------------------------------------------------------------------------
 // Bodies
 
-/// Reads a JSON body: `None` when it does not parse (each endpoint has its own error for that). A
-/// content type other than JSON is refused (none at all is accepted, as curl users often omit
-/// it); an over-limit body is 413.
+/// Reads a JSON body: `None` when it does not parse or repeats a key in an object (each endpoint
+/// has its own error for that). A content type other than JSON is refused (none at all is
+/// accepted, as curl users often omit it); an over-limit body is 413, before it is read when its
+/// `Content-Length` says so.
 async fn json_body(state: &AppState, request: Request) -> Result<Option<Value>, Failure> {
     if request.headers().contains_key(header::CONTENT_TYPE) && !is_json_content_type(request.headers()) {
         return Err(Failure::one(
@@ -269,7 +274,8 @@ async fn json_body(state: &AppState, request: Request) -> Result<Option<Value>, 
             "The request body must be sent as Content-Type: application/json",
         ));
     }
-    let bytes = read_body(request, state).await.map_err(|error| {
+    let max = Dialect::Braze.limits().max_body_bytes.min(state.max_body_bytes);
+    let bytes = read_body_within(request, state, max).await.map_err(|error| {
         if error.code == ErrorCode::PayloadTooLarge {
             Failure::one(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -280,14 +286,8 @@ async fn json_body(state: &AppState, request: Request) -> Result<Option<Value>, 
             Failure::item_array_invalid()
         }
     })?;
-    if catalog_domain::body_too_large(Dialect::Braze, bytes.len()) {
-        return Err(Failure::one(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request-too-large",
-            "The request body is larger than the limit",
-        ));
-    }
-    Ok(serde_json::from_slice(&bytes).ok())
+    // A repeated key is not JSON Braze could read one way: the endpoint's invalid-body error.
+    Ok(parse_json(&bytes).ok())
 }
 
 /// The `items` of an item request: each an object.
@@ -310,7 +310,10 @@ fn items_of(body: Option<Value>) -> Result<Vec<Map<String, Value>>, Failure> {
 /// Every field problem of one item's value, walking nested objects and arrays.
 fn value_problems(value: &Value, depth: usize, out: &mut Vec<BrazeFieldProblem>) {
     match value {
-        Value::String(text) => out.extend(check_string_value(text).err()),
+        Value::String(text) => {
+            out.extend(check_string_value(text).err());
+            out.extend(has_nul(text).then_some(BrazeFieldProblem::NulCharacter));
+        }
         Value::Array(values) => {
             if let Err(problem) = check_depth(depth + 1) {
                 // Deeper levels would only repeat the same problem.
@@ -326,6 +329,7 @@ fn value_problems(value: &Value, depth: usize, out: &mut Vec<BrazeFieldProblem>)
             }
             for (key, v) in map {
                 out.extend(check_object_key(key).err());
+                out.extend(has_nul(key).then_some(BrazeFieldProblem::NulCharacter));
                 value_problems(v, depth + 1, out);
             }
         }
@@ -540,7 +544,11 @@ async fn create_catalog(State(state): State<AppState>, request: Request) -> Resp
         };
         let description = match catalog.get("description") {
             None | Some(Value::Null) => None,
-            Some(Value::String(text)) => Some(text.clone()),
+            Some(Value::String(text)) => {
+                check_text("description", text)
+                    .map_err(|e| Failure::one(StatusCode::BAD_REQUEST, "invalid-description", e.to_string()))?;
+                Some(text.clone())
+            }
             Some(_) => {
                 return Err(Failure::one(
                     StatusCode::BAD_REQUEST,

@@ -1,12 +1,16 @@
 //! The create bodies of both job types, in both revisions' shapes (contracts/klaviyo.md, "Create
 //! bodies"): since 2023-07-15 `attributes.items` (or `categories`) is `{"data":[...]}`; before, it
 //! was the array itself. Ids are checked by catalog-domain's compound-id rules; every bad one is
-//! reported with the JSON pointer of its `id`.
+//! reported with the JSON pointer of its `id`. What no backend can store (catalog-domain's
+//! `storable`: a NUL in a category's name or in any id, an id over 1,024 bytes) is reported the
+//! same way, and a body that repeats a key in an object is not valid JSON here.
 
 use super::error::KlaviyoError;
 use super::JobType;
+use crate::extract::parse_json;
 use catalog_domain::klaviyo::{validate_compound_ids, CompoundId};
-use catalog_domain::{BatchProblem, RawId};
+use catalog_domain::storable::check_member;
+use catalog_domain::{check_id, BatchProblem, Dialect, RawId};
 use catalog_store::CategoryInput;
 use serde_json::Value;
 
@@ -130,7 +134,7 @@ fn external_ids(ids: Vec<RawId>, pointer: &str) -> Result<Vec<String>, KlaviyoEr
 
 /// Parses and validates a create body of `job_type`.
 pub fn parse(body: &[u8], job_type: JobType) -> Result<CreateBody, KlaviyoError> {
-    let document: Value = serde_json::from_slice(body)
+    let document: Value = parse_json(body)
         .map_err(|e| KlaviyoError::pointer("/", format!("The request body is not valid JSON: {e}.")))?;
     let data = object(document.get("data"), "/data")?;
     match data.get("type") {
@@ -182,7 +186,12 @@ fn category_details(entry: &Value, pointer: &str) -> Result<(Option<String>, Opt
         None | Some(Value::Null) => None,
         Some(Value::Object(attributes)) => match attributes.get("name") {
             None | Some(Value::Null) => None,
-            Some(Value::String(name)) => Some(name.clone()),
+            Some(Value::String(name)) => {
+                check_member("name", name).map_err(|problem| {
+                    KlaviyoError::pointer(format!("{pointer}/attributes/name"), problem.klaviyo_detail())
+                })?;
+                Some(name.clone())
+            }
             Some(other) => {
                 return Err(KlaviyoError::pointer(
                     format!("{pointer}/attributes/name"),
@@ -209,7 +218,10 @@ fn category_details(entry: &Value, pointer: &str) -> Result<(Option<String>, Opt
                 // parsed on its own rather than as a batch.
                 match resource_id(member, &at, "catalog-item")? {
                     RawId::String(id) => match CompoundId::parse(&id) {
-                        Ok(compound) => ids.push(compound.external_id),
+                        Ok(compound) => match check_id(Dialect::Klaviyo, &compound.external_id) {
+                            Ok(()) => ids.push(compound.external_id),
+                            Err(problem) => problems.push((format!("{at}/id"), problem.klaviyo_detail())),
+                        },
                         Err(error) => problems.push((format!("{at}/id"), error.detail())),
                     },
                     RawId::NotAString => {
