@@ -11,7 +11,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Transaction};
+use sqlx::{Connection, Row, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -399,11 +399,17 @@ impl Db {
                 return Ok((Db::Sqlite(pool.connect_with(connect).await?), None));
             }
             // An embedded database cannot drop a connection the way a network can: a ping before
-            // every acquire would only cost a round trip to the connection's thread.
+            // every acquire would only cost a round trip to the connection's thread. But SQLite
+            // ends a transaction by itself when a statement in it fails with SQLITE_FULL, IOERR,
+            // NOMEM or (sometimes) BUSY; sqlx's rollback of it then fails, and sqlx goes on
+            // believing the connection is in a transaction, so its every later `BEGIN IMMEDIATE`
+            // would fail. Such a connection is closed rather than handed out (a look at a counter,
+            // no round trip): after a full disk, writes succeed again as soon as there is room.
             let pool = SqlitePoolOptions::new()
                 .acquire_timeout(options.acquire_timeout)
                 .max_connections(options.max_connections)
                 .test_before_acquire(false)
+                .before_acquire(|connection, _| Box::pin(async move { Ok(!connection.is_in_transaction()) }))
                 .connect_with(connect.clone())
                 .await?;
             // The runner's claims and intermediate checkpoints: redone after a crash if lost.
@@ -411,6 +417,7 @@ impl Db {
                 .acquire_timeout(options.acquire_timeout)
                 .max_connections(2)
                 .test_before_acquire(false)
+                .before_acquire(|connection, _| Box::pin(async move { Ok(!connection.is_in_transaction()) }))
                 .connect_with(connect.synchronous(SqliteSynchronous::Normal))
                 .await?;
             Ok((Db::Sqlite(pool), Some(relaxed)))
