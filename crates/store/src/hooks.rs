@@ -80,7 +80,9 @@ pub(crate) async fn reach(hooks: &InstalledHooks, point: Breakpoint) -> Result<(
     match hooks.reached(point).await {
         Injected::Continue => Ok(()),
         Injected::TransientError => Err(injected_error()),
-        Injected::Failure => Err(sqlx::Error::Decode("injected by a test hook: a failure that is not storage trouble".into())),
+        Injected::Failure => {
+            Err(sqlx::Error::Decode("injected by a test hook: a failure that is not storage trouble".into()))
+        }
         Injected::Panic => panic!("injected panic at {point:?}"),
     }
 }
