@@ -468,7 +468,8 @@ impl Db {
     }
 
     /// Writes and removes a row of one page's worth of bytes in one committed write transaction
-    /// (table `storage_probe`), to learn whether the database can be written now.
+    /// (table `storage_probe`), to learn whether the database can be written now; on SQLite also
+    /// copies the WAL back into the database file.
     pub(crate) async fn probe_write(&self, turns: &WriteTurns) -> Result<(), StoreError> {
         match self {
             Db::Sqlite(pool) => {
@@ -476,6 +477,9 @@ impl Db {
                 sqlx::query("INSERT INTO storage_probe (filler) VALUES (randomblob(4096))").execute(&mut *tx).await?;
                 sqlx::query("DELETE FROM storage_probe").execute(&mut *tx).await?;
                 tx.commit().await?;
+                // On a full disk the commit may still fit in room the WAL has, while the database
+                // file cannot grow to take it back: a checkpoint fails then (SQLITE_FULL).
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
             }
             Db::Pg(pool) => {
                 let mut tx = pool.begin_write(turns).await?;

@@ -14,9 +14,9 @@ pub enum StoreError {
     /// The database can be read but not written (a read-only file, directory, role or server):
     /// refused when the store opens, rather than accepting requests it could not apply.
     #[error(
-        "the database cannot be written ({reason}); catalogd needs write access: check the file's and its \
-         directory's permissions, `mode=ro` in the URL, or the PostgreSQL role's privileges and \
-         default_transaction_read_only"
+        "the database cannot be written ({reason}); catalogd needs write access: check that the file and its \
+         directory exist and are writable (not on a read-only mount, no `mode=ro` in the URL), or the \
+         PostgreSQL role's privileges and default_transaction_read_only"
     )]
     NotWritable {
         /// What the database said to the write that was tried.
@@ -114,7 +114,7 @@ impl StoreError {
             // Storage trouble may pass and is answered so; other database errors are our bug (a
             // value the database refuses is caught per input before it reaches a request).
             StoreError::Database(e) => match classify(e) {
-                DbErrorClass::Transient => ErrorCode::Unavailable,
+                DbErrorClass::Transient | DbErrorClass::Conflict => ErrorCode::Unavailable,
                 DbErrorClass::Full => ErrorCode::InsufficientStorage,
                 DbErrorClass::Refused | DbErrorClass::Other => ErrorCode::Internal,
             },
@@ -139,6 +139,17 @@ impl StoreError {
         }
     }
 
+    /// True when this error says the storage itself is in trouble (unreachable, read-only, busy
+    /// past the busy timeout, full): what makes the store not ready. A transaction that lost a
+    /// conflict is answered 503 too, but says nothing of the storage.
+    pub(crate) fn troubles_storage(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(classify(e), DbErrorClass::Transient | DbErrorClass::Full),
+            StoreError::NotWritable { .. } | StoreError::TimedOut(_) => true,
+            _ => false,
+        }
+    }
+
     /// True when the unique constraint `name` (or any unique constraint, for SQLite which does not
     /// name them) was violated.
     pub(crate) fn is_unique_violation(&self) -> bool {
@@ -158,9 +169,13 @@ pub(crate) enum DbErrorClass {
     /// for its index, a constraint): the input that carried it fails, the others can be applied.
     Refused,
     /// The connection, the server or the file is in trouble (lost or refused connection, pool
-    /// timeout, busy or locked, serialization failure, deadlock, shutting down, read-only): the
-    /// same work may succeed later. Answered 503 `unavailable`.
+    /// timeout, busy or locked file, shutting down, read-only): the same work may succeed later.
+    /// Answered 503 `unavailable`, and the store is not ready until a write succeeds.
     Transient,
+    /// PostgreSQL: this transaction lost to another (serialization failure, deadlock, a lock
+    /// not available): the same work may succeed when tried again. Answered 503 `unavailable`,
+    /// but says nothing of the storage's health (other transactions go through).
+    Conflict,
     /// The database has no room for the write (a full disk): the same work may succeed once an
     /// operator makes room. Answered 507 `insufficient_storage`.
     Full,
@@ -188,10 +203,12 @@ pub(crate) fn classify(error: &sqlx::Error) -> DbErrorClass {
     }
 }
 
-/// True when the database refused a write for being read-only: SQLite's SQLITE_READONLY (a
-/// read-only file or directory, `mode=ro`), PostgreSQL's read_only_sql_transaction (a standby, or
+/// True when the database refused to be written: SQLite's SQLITE_READONLY (a read-only file,
+/// `mode=ro`) and SQLITE_CANTOPEN (a file or directory it cannot open for writing, such as one on
+/// a read-only mount), PostgreSQL's read_only_sql_transaction (a standby, or
 /// `default_transaction_read_only`) and insufficient_privilege (a role without write grants).
-pub(crate) fn is_read_only(error: &sqlx::Error) -> bool {
+/// Used at start, where it stops the process with a message saying so.
+pub(crate) fn refuses_writes(error: &sqlx::Error) -> bool {
     let sqlx::Error::Database(e) = error else {
         return false;
     };
@@ -199,7 +216,7 @@ pub(crate) fn is_read_only(error: &sqlx::Error) -> bool {
         Some(code) if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
             code == "25006" || code == "42501"
         }
-        Some(code) => code.parse::<i32>().is_ok_and(|c| c & 0xff == 8),
+        Some(code) => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 8 | 14)),
         None => false,
     }
 }
@@ -209,16 +226,20 @@ fn classify_sqlstate(code: &str) -> DbErrorClass {
     match code {
         // disk_full
         "53100" => DbErrorClass::Full,
-        // read_only_sql_transaction (a server turned standby, or a read-only default), lock not
-        // available, object in use, system error, I/O error
-        "25006" | "55P03" | "55006" | "58000" | "58030" => DbErrorClass::Transient,
+        // read_only_sql_transaction (a server turned standby, or a read-only default), system
+        // error, I/O error
+        "25006" | "58000" | "58030" => DbErrorClass::Transient,
+        // lock not available, object in use
+        "55P03" | "55006" => DbErrorClass::Conflict,
         _ => match code.get(..2).unwrap_or_default() {
             // data exception, integrity constraint violation, program limit exceeded
             "22" | "23" | "54" => DbErrorClass::Refused,
-            // connection exception, transaction rollback (serialization failure, deadlock),
-            // insufficient resources (out of memory, too many connections), operator intervention
-            // (administrator or crash shutdown, cannot connect now, query cancelled)
-            "08" | "40" | "53" | "57" => DbErrorClass::Transient,
+            // transaction rollback (serialization failure, deadlock)
+            "40" => DbErrorClass::Conflict,
+            // connection exception, insufficient resources (out of memory, too many
+            // connections), operator intervention (administrator or crash shutdown, cannot
+            // connect now, query cancelled)
+            "08" | "53" | "57" => DbErrorClass::Transient,
             _ => DbErrorClass::Other,
         },
     }
@@ -244,8 +265,11 @@ mod tests {
 
     #[test]
     fn sqlstates_of_storage_trouble() {
-        for transient in ["08006", "08001", "40001", "40P01", "57P01", "57P02", "57P03", "53300", "25006", "55P03"] {
+        for transient in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "25006"] {
             assert_eq!(classify_sqlstate(transient), DbErrorClass::Transient, "{transient}");
+        }
+        for conflict in ["40001", "40P01", "55P03"] {
+            assert_eq!(classify_sqlstate(conflict), DbErrorClass::Conflict, "{conflict}");
         }
         assert_eq!(classify_sqlstate("53100"), DbErrorClass::Full);
         for refused in ["22021", "23505", "54000"] {

@@ -5,6 +5,7 @@ use crate::db::{ConnectOptions, Db, WriteTurns};
 use crate::enqueue::Enqueuer;
 use crate::error::StoreError;
 use catalog_domain::job::DEFAULT_RETENTION_MS;
+use catalog_domain::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -84,7 +85,8 @@ pub(crate) struct Inner {
 }
 
 /// What this process remembers of storage trouble: set when a write fails with it (a request's
-/// job insert, a runner's chunk or claim, a readiness probe), cleared when a write succeeds.
+/// job insert, a runner's chunk or claim, a PostgreSQL quota write, a readiness probe, SQLite's
+/// background checkpoint), cleared when a write succeeds.
 /// While it is set the store is not ready ([`Store::readiness`]).
 #[derive(Debug, Default)]
 pub(crate) struct Health {
@@ -116,7 +118,7 @@ impl Health {
 
     /// A write failed with `error`.
     pub(crate) fn failed(&self, error: &StoreError) {
-        if error.code().is_storage_trouble() {
+        if error.troubles_storage() {
             if let Ok(mut latest) = self.latest.lock() {
                 *latest = Some(error.to_string());
             }
@@ -290,6 +292,12 @@ async fn checkpoint_wal(store: std::sync::Weak<Inner>, pool: sqlx::SqlitePool) {
         }
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::debug!(%error, "background WAL checkpoint failed");
+            // On a full disk commits may still fit in the WAL's room while the database file
+            // cannot grow: the checkpoint is what says so, even when nothing else writes.
+            let error = StoreError::from(error);
+            if let (Some(inner), ErrorCode::InsufficientStorage) = (store.upgrade(), error.code()) {
+                inner.health.failed(&error);
+            }
         }
     }
 }
@@ -297,7 +305,7 @@ async fn checkpoint_wal(store: std::sync::Weak<Inner>, pool: sqlx::SqlitePool) {
 /// `error` as [`StoreError::NotWritable`] when the database refused a write for being read-only.
 fn not_writable(error: StoreError) -> StoreError {
     let refused = match &error {
-        StoreError::Database(e) | StoreError::Migration { source: e, .. } => crate::error::is_read_only(e),
+        StoreError::Database(e) | StoreError::Migration { source: e, .. } => crate::error::refuses_writes(e),
         _ => false,
     };
     if refused {
