@@ -90,10 +90,7 @@ pub(crate) struct Inner {
 /// While it is set the store is not ready ([`Store::readiness`]).
 #[derive(Debug, Default)]
 pub(crate) struct Health {
-    /// A fast path for the common case, a write succeeding with nothing to clear.
     troubled: AtomicBool,
-    /// The latest trouble, for the readiness answer's log.
-    latest: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -110,21 +107,13 @@ impl Health {
     pub(crate) fn wrote(&self) {
         if self.troubled.swap(false, Ordering::SeqCst) {
             tracing::info!("writes succeed again");
-            if let Ok(mut latest) = self.latest.lock() {
-                *latest = None;
-            }
         }
     }
 
     /// A write failed with `error`.
     pub(crate) fn failed(&self, error: &StoreError) {
-        if error.troubles_storage() {
-            if let Ok(mut latest) = self.latest.lock() {
-                *latest = Some(error.to_string());
-            }
-            if !self.troubled.swap(true, Ordering::SeqCst) {
-                tracing::warn!(%error, "a write met storage trouble; not ready until a write succeeds");
-            }
+        if error.troubles_storage() && !self.troubled.swap(true, Ordering::SeqCst) {
+            tracing::warn!(%error, "a write met storage trouble; not ready until a write succeeds");
         }
     }
 
