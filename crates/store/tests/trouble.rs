@@ -25,6 +25,7 @@ conformance!(
     a_busy_or_restarting_database_is_unavailable,
     a_read_only_database_is_refused_at_start,
     trouble_during_a_chunk_costs_the_job_no_attempt,
+    a_job_stuck_on_storage_trouble_can_be_cancelled,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -308,6 +309,30 @@ async fn trouble_during_a_chunk_costs_the_job_no_attempt(db: &TestDb) {
     assert_eq!((job.status, job.completed_count, job.failed_count), (JobStatus::Completed, 300, 0));
     let releases = db.scalar(&format!("SELECT releases FROM jobs WHERE id = {}", id.0)).await;
     assert_eq!(releases, i64::from(expected_failures), "each attempt lost to trouble was given back");
+    store.close().await;
+}
+
+async fn a_job_stuck_on_storage_trouble_can_be_cancelled(db: &TestDb) {
+    let hooks = Arc::new(TroubleHooks { fail: Mutex::new(usize::MAX), on_written: Mutex::new(None) });
+    let store = Store::connect_with_hooks(&db.url, StoreConfig::default(), hooks).await.unwrap();
+    let p = project(&store, "stuck").await;
+    store.create_catalog(p, "c", None).await.unwrap();
+    let id = upsert(&store, p, 10).await.unwrap().job.unwrap().id;
+    let runner = Runner::new(
+        store.clone(),
+        RunnerConfig { owner: "r".into(), max_attempts: 1, retry_backoff: Duration::ZERO, ..RunnerConfig::default() },
+    );
+    for _ in 0..3 {
+        assert!(runner.process_one().await.unwrap_err().code().is_storage_trouble());
+    }
+    assert_eq!(
+        store.cancel_job(p, id).await.unwrap().status,
+        JobStatus::Running,
+        "a started job ends at its next step"
+    );
+    assert_eq!(runner.process_one().await.unwrap(), Some(id));
+    let job = job_of(&store, p, id).await;
+    assert_eq!((job.status, job.completed_count), (JobStatus::Cancelled, 0));
     store.close().await;
 }
 
