@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::native;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use catalog_domain::ErrorCode;
 use serde_json::json;
 use std::fmt::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The router with every route, limit and fallback, ready to serve.
 pub fn router(state: AppState) -> Router {
@@ -50,12 +50,25 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], native::openapi_json()).into_response()
 }
 
+/// How long `/readyz` waits for the database: a probe that has not heard back within a second
+/// counts the instance as not ready anyway, so it answers before that.
+const READY_WITHIN: Duration = Duration::from_millis(800);
+
+/// 200 when the database answers and writes succeed; 503 otherwise (unreachable, silent, or
+/// recent writes met storage trouble), with the code in `reason`. See `Store::readiness`.
 async fn readyz(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
+    match state.store.readiness(READY_WITHIN).await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
         Err(error) => {
-            tracing::warn!(%error, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable"}))).into_response()
+            tracing::warn!(%error, "not ready");
+            let reason = error.code();
+            let mut response =
+                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "reason": reason.as_str()})))
+                    .into_response();
+            if let Some(secs) = reason.retry_after_secs() {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
         }
     }
 }

@@ -108,12 +108,17 @@ pub async fn native_guard(State(state): State<AppState>, request: Request, next:
     let (response, key) = authorize_and_run(&state, request, &route, cached, next).await;
     // A cached key created a job only if the insert found it live; any other answer to it is
     // shown only once the database confirms the key, so a revoked key learns nothing but 401.
+    // Storage trouble is shown as it is: it says nothing of the key, and asking the database in
+    // trouble again would double the wait for the answer.
+    let trouble = crate::error::storage_retry_after(response.status()).is_some();
     match key {
-        Some(key) if cached && !response.status().is_success() => match state.store.api_key_is_live(key).await {
-            Ok(true) => response,
-            Ok(false) => unknown_key().into_response(),
-            Err(error) => ApiError::from(error).into_response(),
-        },
+        Some(key) if cached && !response.status().is_success() && !trouble => {
+            match state.store.api_key_is_live(key).await {
+                Ok(true) => response,
+                Ok(false) => unknown_key().into_response(),
+                Err(error) => ApiError::from(error).into_response(),
+            }
+        }
         _ => response,
     }
 }

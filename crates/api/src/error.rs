@@ -20,7 +20,8 @@ pub struct ApiError {
     pub message: String,
     /// Structured detail (per-item problems, the offending parameter), when there is any.
     pub details: Option<Value>,
-    /// Seconds for `Retry-After`, on 429 and 503.
+    /// Seconds for `Retry-After` on 429; on 503 and 507 the code's own (see
+    /// [`ErrorCode::retry_after_secs`]) when this is `None`.
     pub retry_after_secs: Option<u64>,
 }
 
@@ -45,18 +46,29 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         let code = error.code();
-        if code == ErrorCode::Internal || code == ErrorCode::Unavailable {
-            // The cause may name tables or hosts: log it, and tell the client only what happened.
+        // The cause may name tables or hosts: log it, and tell the client only what happened.
+        let message = match code {
+            ErrorCode::Internal => "internal error",
+            ErrorCode::Unavailable => "service unavailable; retry after the Retry-After seconds",
+            ErrorCode::InsufficientStorage => "the database has no room left; retry after the Retry-After seconds",
+            _ => return ApiError::new(code, error.to_string()),
+        };
+        if code.is_storage_trouble() {
+            tracing::warn!(%error, "storage trouble");
+        } else {
             tracing::error!(%error, "store error");
-            let message = if code == ErrorCode::Internal { "internal error" } else { "service unavailable" };
-            let mut api_error = ApiError::new(code, message);
-            if code == ErrorCode::Unavailable {
-                api_error.retry_after_secs = Some(1);
-            }
-            return api_error;
         }
-        ApiError::new(code, error.to_string())
+        ApiError::new(code, message)
     }
+}
+
+/// The `Retry-After` seconds of a storage-trouble status (503, 507) from the one error table, for a
+/// facade's envelope that keeps only the status.
+pub(crate) fn storage_retry_after(status: StatusCode) -> Option<u64> {
+    ErrorCode::ALL
+        .iter()
+        .find(|code| code.is_storage_trouble() && code.http_status() == status.as_u16())
+        .and_then(|code| code.retry_after_secs())
 }
 
 impl IntoResponse for ApiError {
@@ -66,7 +78,8 @@ impl IntoResponse for ApiError {
             error: ErrorBody { code: self.code.as_str().to_owned(), message: self.message, details: self.details },
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after_secs {
+        // Storage trouble always says when to come back, whoever built the error.
+        if let Some(secs) = self.retry_after_secs.or(self.code.retry_after_secs()) {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response

@@ -86,8 +86,38 @@ error_codes! {
     TooManyJobsInProgress => ("too_many_jobs_in_progress", 429),
     /// An unexpected server-side failure. Never caused by client input.
     Internal => ("internal", 500),
-    /// The service cannot serve right now (database unreachable, shutting down).
+    /// The service cannot serve right now (database unreachable, restarting or busy, shutting
+    /// down); retry after the `Retry-After` seconds.
     Unavailable => ("unavailable", 503),
+    /// The database has no room left for the write (a full disk); retry after the `Retry-After`
+    /// seconds, once an operator has made room.
+    InsufficientStorage => ("insufficient_storage", 507),
+}
+
+/// Seconds a client is told to wait after [`ErrorCode::Unavailable`]: the trouble it stands for
+/// (a lost connection, a restarting server, a busy lock) usually passes within seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 1;
+
+/// Seconds a client is told to wait after [`ErrorCode::InsufficientStorage`]: a full disk waits
+/// for an operator, so retrying every second would only add load.
+pub const INSUFFICIENT_STORAGE_RETRY_AFTER_SECS: u64 = 30;
+
+impl ErrorCode {
+    /// The `Retry-After` every surface sends with this code, when the code alone decides it: the
+    /// storage-trouble codes. (A rate limit computes its own; other codes send none.)
+    pub const fn retry_after_secs(self) -> Option<u64> {
+        match self {
+            ErrorCode::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            ErrorCode::InsufficientStorage => Some(INSUFFICIENT_STORAGE_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// True for the codes of storage trouble (the database unreachable, busy or full): the
+    /// request may succeed later unchanged, and the cause is logged, not shown to the client.
+    pub const fn is_storage_trouble(self) -> bool {
+        matches!(self, ErrorCode::Unavailable | ErrorCode::InsufficientStorage)
+    }
 }
 
 impl fmt::Display for ErrorCode {
@@ -119,5 +149,14 @@ mod tests {
         }
         assert_eq!(ErrorCode::Internal.http_status(), 500);
         assert_eq!(ErrorCode::RateLimited.http_status(), 429);
+        assert_eq!(ErrorCode::InsufficientStorage.http_status(), 507);
+    }
+
+    #[test]
+    fn storage_trouble_always_says_when_to_retry() {
+        for code in ErrorCode::ALL {
+            assert_eq!(code.is_storage_trouble(), code.retry_after_secs().is_some(), "{code}");
+        }
+        assert!(ErrorCode::Unavailable.is_storage_trouble() && ErrorCode::InsufficientStorage.is_storage_trouble());
     }
 }

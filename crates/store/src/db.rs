@@ -11,7 +11,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, Transaction};
+use sqlx::{Connection, Row, Transaction};
 use std::ops::{Deref, DerefMut};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,6 +29,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (4, include_str!("../migrations/sqlite/0004_partial_job_indexes.sql")),
     (5, include_str!("../migrations/sqlite/0005_job_payload_parts.sql")),
     (6, include_str!("../migrations/sqlite/0006_catalog_order.sql")),
+    (7, include_str!("../migrations/sqlite/0007_storage_probe.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -37,6 +38,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (4, include_str!("../migrations/postgres/0004_partial_job_indexes.sql")),
     (5, include_str!("../migrations/postgres/0005_job_payload_parts.sql")),
     (6, include_str!("../migrations/postgres/0006_catalog_order.sql")),
+    (7, include_str!("../migrations/postgres/0007_storage_probe.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.
@@ -325,6 +327,12 @@ pub(crate) struct ConnectOptions {
     pub max_connections: u32,
     pub busy_timeout: Duration,
     pub sqlite_synchronous_full: bool,
+    /// The longest wait for a connection, opening one included (see
+    /// [`crate::StoreConfig::acquire_timeout`]).
+    pub acquire_timeout: Duration,
+    /// SQLite: the most pages the file may grow to (see
+    /// [`crate::StoreConfig::sqlite_max_page_count`]).
+    pub sqlite_max_page_count: Option<u32>,
 }
 
 /// Runs, inside the transaction `$tx`, each migration whose version is not yet recorded, and
@@ -376,9 +384,14 @@ impl Db {
                 // Checkpoints run in the background (see `Store::connect`); this is only the
                 // safety net should they fall behind, so a commit rarely pays for one.
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string());
+            let connect = match options.sqlite_max_page_count {
+                Some(pages) => connect.pragma("max_page_count", pages.to_string()),
+                None => connect,
+            };
             // An in-memory database exists per connection: keep exactly one, forever.
             if memory {
                 let pool = SqlitePoolOptions::new()
+                    .acquire_timeout(options.acquire_timeout)
                     .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
@@ -386,21 +399,38 @@ impl Db {
                 return Ok((Db::Sqlite(pool.connect_with(connect).await?), None));
             }
             // An embedded database cannot drop a connection the way a network can: a ping before
-            // every acquire would only cost a round trip to the connection's thread.
+            // every acquire would only cost a round trip to the connection's thread. But SQLite
+            // ends a transaction by itself when a statement in it fails with SQLITE_FULL, IOERR,
+            // NOMEM or (sometimes) BUSY; sqlx's rollback of it then fails, and sqlx goes on
+            // believing the connection is in a transaction, so its every later `BEGIN IMMEDIATE`
+            // would fail. Such a connection is closed rather than handed out (a look at a counter,
+            // no round trip): after a full disk, writes succeed again as soon as there is room.
             let pool = SqlitePoolOptions::new()
+                .acquire_timeout(options.acquire_timeout)
                 .max_connections(options.max_connections)
                 .test_before_acquire(false)
+                .before_acquire(|connection, _| Box::pin(async move { Ok(!connection.is_in_transaction()) }))
                 .connect_with(connect.clone())
                 .await?;
             // The runner's claims and intermediate checkpoints: redone after a crash if lost.
             let relaxed = SqlitePoolOptions::new()
+                .acquire_timeout(options.acquire_timeout)
                 .max_connections(2)
                 .test_before_acquire(false)
+                .before_acquire(|connection, _| Box::pin(async move { Ok(!connection.is_in_transaction()) }))
                 .connect_with(connect.synchronous(SqliteSynchronous::Normal))
                 .await?;
             Ok((Db::Sqlite(pool), Some(relaxed)))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let pool = PgPoolOptions::new().max_connections(options.max_connections).connect(url).await?;
+            // The acquire timeout also bounds opening a connection (sqlx retries the connect within
+            // it): with the server down or silent, a request fails after it instead of hanging.
+            // Pooled connections are pinged before use (sqlx's default), so one the server closed
+            // (a restart, `pg_terminate_backend`) is replaced instead of failing a request.
+            let pool = PgPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect(url)
+                .await?;
             Ok((Db::Pg(pool), None))
         } else {
             Err(StoreError::InvalidUrl(url.to_owned()))
@@ -431,6 +461,36 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
                 apply_missing!(tx, POSTGRES_MIGRATIONS);
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes and removes a row of one page's worth of bytes in one committed write transaction
+    /// (table `storage_probe`), to learn whether the database can be written now; on SQLite also
+    /// copies the WAL back into the database file.
+    pub(crate) async fn probe_write(&self, turns: &WriteTurns) -> Result<(), StoreError> {
+        match self {
+            Db::Sqlite(pool) => {
+                let mut tx = pool.begin_write(turns).await?;
+                sqlx::query("INSERT INTO storage_probe (filler) VALUES (randomblob(4096))").execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM storage_probe").execute(&mut *tx).await?;
+                tx.commit().await?;
+                // On a full disk the commit may still fit in room the WAL has, while the database
+                // file cannot grow to take it back: a checkpoint fails then (SQLITE_FULL).
+                sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(pool).await?;
+            }
+            Db::Pg(pool) => {
+                let mut tx = pool.begin_write(turns).await?;
+                // Random bytes, which TOAST cannot compress away: the WAL gets a page's worth.
+                sqlx::query(
+                    "INSERT INTO storage_probe (filler)
+                     SELECT string_agg(md5(random()::text), '')::bytea FROM generate_series(1, 256)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM storage_probe").execute(&mut *tx).await?;
                 tx.commit().await?;
             }
         }

@@ -15,12 +15,13 @@ use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn
 use crate::error::StoreError;
 use crate::hooks::{injected_error, reach, Breakpoint, InstalledHooks};
 use crate::model::{CatalogId, Job, JobId, ProjectId};
+use crate::store::Health;
 use crate::supervise::panic_message;
 use catalog_domain::{JobKind, JobStatus};
 use futures_util::FutureExt;
 use sqlx::pool::PoolConnection;
 use std::panic::AssertUnwindSafe;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts committed together.
@@ -124,9 +125,10 @@ pub(crate) struct Enqueuer {
 
 impl Enqueuer {
     /// Starts the writer task for `db`; it ends when the last handle is dropped.
-    pub(crate) fn start(db: Db, turns: WriteTurns, hooks: InstalledHooks) -> Enqueuer {
+    /// Every batch's outcome is reported to `health` (storage trouble, or a write that succeeded).
+    pub(crate) fn start(db: Db, turns: WriteTurns, hooks: InstalledHooks, health: Arc<Health>) -> Enqueuer {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(supervised_writer(db, turns, hooks, receiver));
+        tokio::spawn(supervised_writer(db, turns, hooks, health, receiver));
         Enqueuer { sender }
     }
 
@@ -153,9 +155,16 @@ impl Enqueuer {
 /// fails the requests of the batch in hand (their callers hear an error, and nothing of a batch
 /// that never reached its commit was created), and the requests after it are served as usual.
 /// Without this, one panic would leave every later request waiting on a writer that is gone.
-async fn supervised_writer(db: Db, turns: WriteTurns, hooks: InstalledHooks, mut receiver: mpsc::Receiver<Message>) {
+async fn supervised_writer(
+    db: Db,
+    turns: WriteTurns,
+    hooks: InstalledHooks,
+    health: Arc<Health>,
+    mut receiver: mpsc::Receiver<Message>,
+) {
     loop {
-        let run = AssertUnwindSafe(writer(db.clone(), turns.clone(), &hooks, &mut receiver)).catch_unwind().await;
+        let run =
+            AssertUnwindSafe(writer(db.clone(), turns.clone(), &hooks, &health, &mut receiver)).catch_unwind().await;
         match run {
             Ok(()) => return,
             Err(panic) => {
@@ -165,7 +174,13 @@ async fn supervised_writer(db: Db, turns: WriteTurns, hooks: InstalledHooks, mut
     }
 }
 
-async fn writer(db: Db, turns: WriteTurns, hooks: &InstalledHooks, receiver: &mut mpsc::Receiver<Message>) {
+async fn writer(
+    db: Db,
+    turns: WriteTurns,
+    hooks: &InstalledHooks,
+    health: &Health,
+    receiver: &mut mpsc::Receiver<Message>,
+) {
     let mut writer =
         Writer { db, turns, connection: None, sqlite: SqliteStatements::new(), turn: None, batches_this_turn: 0 };
     let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -216,6 +231,7 @@ async fn writer(db: Db, turns: WriteTurns, hooks: &InstalledHooks, receiver: &mu
                 continue;
             }
             let inserted = writer.insert_all(&mut batch).await;
+            health.observe(&inserted);
             match inserted {
                 Ok(results) => {
                     for (request, result) in batch.drain(..).zip(results) {
@@ -237,6 +253,7 @@ async fn writer(db: Db, turns: WriteTurns, hooks: &InstalledHooks, receiver: &mu
                                 jobs.pop()
                                     .ok_or_else(|| StoreError::Corrupt("an insert of one job answered nothing".into()))
                             });
+                        health.observe(&result);
                         let _ = request.reply.send(result.map(|inserted| (inserted, request.job)));
                     }
                 }

@@ -11,6 +11,20 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database can be read but not written (a read-only file, directory, role or server):
+    /// refused when the store opens, rather than accepting requests it could not apply.
+    #[error(
+        "the database cannot be written ({reason}); catalogd needs write access: check that the file and its \
+         directory exist and are writable (not on a read-only mount, no `mode=ro` in the URL), or the \
+         PostgreSQL role's privileges and default_transaction_read_only"
+    )]
+    NotWritable {
+        /// What the database said to the write that was tried.
+        reason: String,
+    },
+    /// The database did not answer within the time a caller allows (a readiness check).
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
     /// A migration could not be applied.
     #[error("migration {version} failed: {source}")]
     Migration {
@@ -97,13 +111,14 @@ impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             StoreError::InvalidUrl(_) | StoreError::Migration { .. } | StoreError::Corrupt(_) => ErrorCode::Internal,
-            StoreError::Database(e) => match e {
-                // Connection trouble is retryable; other database errors are our bug.
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                    ErrorCode::Unavailable
-                }
-                _ => ErrorCode::Internal,
+            // Storage trouble may pass and is answered so; other database errors are our bug (a
+            // value the database refuses is caught per input before it reaches a request).
+            StoreError::Database(e) => match classify(e) {
+                DbErrorClass::Transient | DbErrorClass::Conflict => ErrorCode::Unavailable,
+                DbErrorClass::Full => ErrorCode::InsufficientStorage,
+                DbErrorClass::Refused | DbErrorClass::Other => ErrorCode::Internal,
             },
+            StoreError::NotWritable { .. } | StoreError::TimedOut(_) => ErrorCode::Unavailable,
             StoreError::ProjectNotFound => ErrorCode::ProjectNotFound,
             StoreError::ProjectAlreadyExists(_) => ErrorCode::ProjectAlreadyExists,
             StoreError::InvalidProjectKey(_) | StoreError::InvalidRequest(_) => ErrorCode::InvalidRequest,
@@ -124,6 +139,17 @@ impl StoreError {
         }
     }
 
+    /// True when this error says the storage itself is in trouble (unreachable, read-only, busy
+    /// past the busy timeout, full): what makes the store not ready. A transaction that lost a
+    /// conflict is answered 503 too, but says nothing of the storage.
+    pub(crate) fn troubles_storage(&self) -> bool {
+        match self {
+            StoreError::Database(e) => matches!(classify(e), DbErrorClass::Transient | DbErrorClass::Full),
+            StoreError::NotWritable { .. } | StoreError::TimedOut(_) => true,
+            _ => false,
+        }
+    }
+
     /// True when the unique constraint `name` (or any unique constraint, for SQLite which does not
     /// name them) was violated.
     pub(crate) fn is_unique_violation(&self) -> bool {
@@ -134,44 +160,37 @@ impl StoreError {
     }
 }
 
-/// What kind of failure a database error is, for the runner: whether to fail one input, or to
-/// let the job go and retry it after a backoff.
+/// What kind of failure a database error is: for the runner, whether to fail one input or let
+/// the job go and retry it; for a request, which code it is answered with (see
+/// [`StoreError::code`]). The one table of storage trouble: docs/RULES.md, "Storage trouble".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DbErrorClass {
     /// The database refused a value of the statement (a character it cannot store, a key too long
     /// for its index, a constraint): the input that carried it fails, the others can be applied.
     Refused,
-    /// The connection, the server or the file is in trouble (lost connection, busy, serialization
-    /// failure, disk full, shutting down): the same work may succeed later.
+    /// The connection, the server or the file is in trouble (lost or refused connection, pool
+    /// timeout, busy or locked file, shutting down, read-only): the same work may succeed later.
+    /// Answered 503 `unavailable`, and the store is not ready until a write succeeds.
     Transient,
+    /// PostgreSQL: this transaction lost to another (serialization failure, deadlock, a lock
+    /// not available): the same work may succeed when tried again. Answered 503 `unavailable`,
+    /// but says nothing of the storage's health (other transactions go through).
+    Conflict,
+    /// The database has no room for the write (a full disk): the same work may succeed once an
+    /// operator makes room. Answered 507 `insufficient_storage`.
+    Full,
     /// Anything else (a bug, most likely): retried like a transient failure, and counted, so a job
-    /// that always hits it ends failed with the error as its reason.
+    /// that always hits it ends failed with the error as its reason. Answered 500 `internal`.
     Other,
 }
 
-/// Classifies a database error (PostgreSQL by SQLSTATE class, SQLite by primary result code).
+/// Classifies a database error by the code the database gives (PostgreSQL's SQLSTATE, SQLite's
+/// primary result code), never by its message.
 pub(crate) fn classify(error: &sqlx::Error) -> DbErrorClass {
     match error {
         sqlx::Error::Database(e) => match e.code() {
-            Some(code) if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
-                match code.get(..2).unwrap_or_default() {
-                    // data exception, integrity constraint violation, program limit exceeded
-                    "22" | "23" | "54" => DbErrorClass::Refused,
-                    // connection exception, transaction rollback (serialization, deadlock),
-                    // insufficient resources, object not in prerequisite state (lock not
-                    // available), operator intervention (shutdown), system error
-                    "08" | "40" | "53" | "55" | "57" | "58" => DbErrorClass::Transient,
-                    _ => DbErrorClass::Other,
-                }
-            }
-            Some(code) => match code.parse::<i32>().map(|c| c & 0xff) {
-                // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE
-                Ok(18 | 19 | 20 | 25) => DbErrorClass::Refused,
-                // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR,
-                // SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_PROTOCOL
-                Ok(5 | 6 | 7 | 8 | 10 | 13 | 14 | 15) => DbErrorClass::Transient,
-                _ => DbErrorClass::Other,
-            },
+            Some(code) if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => classify_sqlstate(&code),
+            Some(code) => code.parse::<i32>().map_or(DbErrorClass::Other, |c| classify_sqlite(c & 0xff)),
             None => DbErrorClass::Other,
         },
         sqlx::Error::Io(_)
@@ -181,5 +200,102 @@ pub(crate) fn classify(error: &sqlx::Error) -> DbErrorClass {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => DbErrorClass::Transient,
         _ => DbErrorClass::Other,
+    }
+}
+
+/// True when the database refused to be written: SQLite's SQLITE_READONLY (a read-only file,
+/// `mode=ro`) and SQLITE_CANTOPEN (a file or directory it cannot open for writing, such as one on
+/// a read-only mount), PostgreSQL's read_only_sql_transaction (a standby, or
+/// `default_transaction_read_only`) and insufficient_privilege (a role without write grants).
+/// Used at start, where it stops the process with a message saying so.
+pub(crate) fn refuses_writes(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(e) = error else {
+        return false;
+    };
+    match e.code() {
+        Some(code) if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
+            code == "25006" || code == "42501"
+        }
+        Some(code) => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 8 | 14)),
+        None => false,
+    }
+}
+
+/// PostgreSQL, by SQLSTATE (Appendix A of its manual).
+fn classify_sqlstate(code: &str) -> DbErrorClass {
+    match code {
+        // disk_full
+        "53100" => DbErrorClass::Full,
+        // read_only_sql_transaction (a server turned standby, or a read-only default), system
+        // error, I/O error
+        "25006" | "58000" | "58030" => DbErrorClass::Transient,
+        // lock not available, object in use
+        "55P03" | "55006" => DbErrorClass::Conflict,
+        _ => match code.get(..2).unwrap_or_default() {
+            // data exception, integrity constraint violation, program limit exceeded
+            "22" | "23" | "54" => DbErrorClass::Refused,
+            // transaction rollback (serialization failure, deadlock)
+            "40" => DbErrorClass::Conflict,
+            // connection exception, insufficient resources (out of memory, too many
+            // connections), operator intervention (administrator or crash shutdown, cannot
+            // connect now, query cancelled)
+            "08" | "53" | "57" => DbErrorClass::Transient,
+            _ => DbErrorClass::Other,
+        },
+    }
+}
+
+/// SQLite, by primary result code (the low byte of the extended code).
+fn classify_sqlite(primary: i32) -> DbErrorClass {
+    match primary {
+        // SQLITE_TOOBIG, SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_RANGE
+        18 | 19 | 20 | 25 => DbErrorClass::Refused,
+        // SQLITE_FULL
+        13 => DbErrorClass::Full,
+        // SQLITE_BUSY, SQLITE_LOCKED, SQLITE_NOMEM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN,
+        // SQLITE_PROTOCOL
+        5 | 6 | 7 | 8 | 10 | 14 | 15 => DbErrorClass::Transient,
+        _ => DbErrorClass::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_of_storage_trouble() {
+        for transient in ["08006", "08001", "57P01", "57P02", "57P03", "53300", "25006"] {
+            assert_eq!(classify_sqlstate(transient), DbErrorClass::Transient, "{transient}");
+        }
+        for conflict in ["40001", "40P01", "55P03"] {
+            assert_eq!(classify_sqlstate(conflict), DbErrorClass::Conflict, "{conflict}");
+        }
+        assert_eq!(classify_sqlstate("53100"), DbErrorClass::Full);
+        for refused in ["22021", "23505", "54000"] {
+            assert_eq!(classify_sqlstate(refused), DbErrorClass::Refused, "{refused}");
+        }
+        for other in ["42P01", "XX000", "55000", "42501"] {
+            assert_eq!(classify_sqlstate(other), DbErrorClass::Other, "{other}");
+        }
+    }
+
+    #[test]
+    fn sqlite_codes_of_storage_trouble() {
+        assert_eq!(classify_sqlite(13), DbErrorClass::Full);
+        // SQLITE_BUSY_SNAPSHOT (517) and SQLITE_IOERR_WRITE (778) by their primary codes.
+        assert_eq!(classify_sqlite(517 & 0xff), DbErrorClass::Transient);
+        assert_eq!(classify_sqlite(778 & 0xff), DbErrorClass::Transient);
+        assert_eq!(classify_sqlite(2067 & 0xff), DbErrorClass::Refused);
+        assert_eq!(classify_sqlite(11), DbErrorClass::Other);
+    }
+
+    #[test]
+    fn connection_failures_are_unavailable() {
+        let refused = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        for error in [refused, sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            assert_eq!(StoreError::Database(error).code(), ErrorCode::Unavailable);
+        }
+        assert_eq!(StoreError::Database(sqlx::Error::RowNotFound).code(), ErrorCode::Internal);
     }
 }

@@ -47,8 +47,12 @@ pub enum Breakpoint {
 pub enum Injected {
     /// Go on as if nothing happened.
     Continue,
-    /// Fail here with a transient database error (as a lost connection would).
+    /// Fail here with a transient database error (as a lost connection would): storage trouble,
+    /// which costs a job no attempt.
     TransientError,
+    /// Fail here with an error that is not storage trouble (as a bug would): it costs a job an
+    /// attempt.
+    Failure,
     /// Panic here (a bug), to test supervision.
     Panic,
 }
@@ -76,6 +80,9 @@ pub(crate) async fn reach(hooks: &InstalledHooks, point: Breakpoint) -> Result<(
     match hooks.reached(point).await {
         Injected::Continue => Ok(()),
         Injected::TransientError => Err(injected_error()),
+        Injected::Failure => {
+            Err(sqlx::Error::Decode("injected by a test hook: a failure that is not storage trouble".into()))
+        }
         Injected::Panic => panic!("injected panic at {point:?}"),
     }
 }

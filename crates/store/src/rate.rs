@@ -69,34 +69,40 @@ impl Store {
                 Ok(decision)
             }
             crate::db::Db::Pg(pool) => {
-                let mut tx = pool.begin().await?;
-                let names: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
-                // Make every row exist, then lock them all: two nodes never read the same TAT.
-                sqlx::query("INSERT INTO rate_limits (key, tat) SELECT k, NULL FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT (key) DO NOTHING")
-                    .bind(&names)
-                    .execute(&mut *tx)
-                    .await?;
-                let rows = sqlx::query("SELECT key, tat FROM rate_limits WHERE key = ANY($1) ORDER BY key FOR UPDATE")
-                    .bind(&names)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let mut stored = std::collections::HashMap::new();
-                for row in &rows {
-                    stored.insert(row.text("key")?, row.opt_float("tat")?);
-                }
-                let decisions: Vec<RateDecision> =
-                    keys.iter().map(|(k, q)| rate::check(*q, stored.get(k).copied().flatten(), now_ms)).collect();
-                let decision = combine(&decisions).unwrap_or_else(unlimited);
-                if decision.allowed {
-                    let tats: Vec<f64> = decisions.iter().map(|d| d.tat_ms).collect();
-                    sqlx::query("UPDATE rate_limits r SET tat = v.tat FROM unnest($1::text[], $2::float8[]) AS v(key, tat) WHERE r.key = v.key")
+                // Every request writes here on PostgreSQL: its outcome tells the store's health.
+                let taken: Result<RateDecision, StoreError> = async {
+                    let mut tx = pool.begin().await?;
+                    let names: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+                    // Make every row exist, then lock them all: two nodes never read the same TAT.
+                    sqlx::query("INSERT INTO rate_limits (key, tat) SELECT k, NULL FROM unnest($1::text[]) AS k ORDER BY k ON CONFLICT (key) DO NOTHING")
                         .bind(&names)
-                        .bind(&tats)
                         .execute(&mut *tx)
                         .await?;
+                    let rows = sqlx::query("SELECT key, tat FROM rate_limits WHERE key = ANY($1) ORDER BY key FOR UPDATE")
+                        .bind(&names)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let mut stored = std::collections::HashMap::new();
+                    for row in &rows {
+                        stored.insert(row.text("key")?, row.opt_float("tat")?);
+                    }
+                    let decisions: Vec<RateDecision> =
+                        keys.iter().map(|(k, q)| rate::check(*q, stored.get(k).copied().flatten(), now_ms)).collect();
+                    let decision = combine(&decisions).unwrap_or_else(unlimited);
+                    if decision.allowed {
+                        let tats: Vec<f64> = decisions.iter().map(|d| d.tat_ms).collect();
+                        sqlx::query("UPDATE rate_limits r SET tat = v.tat FROM unnest($1::text[], $2::float8[]) AS v(key, tat) WHERE r.key = v.key")
+                            .bind(&names)
+                            .bind(&tats)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(decision)
                 }
-                tx.commit().await?;
-                Ok(decision)
+                .await;
+                self.health().observe(&taken);
+                taken
             }
         }
     }

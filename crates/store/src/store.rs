@@ -5,8 +5,9 @@ use crate::db::{ConnectOptions, Db, WriteTurns};
 use crate::enqueue::Enqueuer;
 use crate::error::StoreError;
 use catalog_domain::job::DEFAULT_RETENTION_MS;
+use catalog_domain::ErrorCode;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -25,6 +26,12 @@ pub struct StoreConfig {
     /// How often [`Store::wait_for_job`] re-reads a job when no notification arrives (another
     /// node may finish it).
     pub wait_poll_interval: Duration,
+    /// The longest a call waits for a database connection, opening one included: with
+    /// PostgreSQL down or silent, a request fails after this (503) instead of hanging.
+    pub acquire_timeout: Duration,
+    /// SQLite: the most pages (of 4 KiB) the database file may grow to; a write past it fails as
+    /// on a full disk (507). `None`: as large as the disk allows.
+    pub sqlite_max_page_count: Option<u32>,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +42,8 @@ impl Default for StoreConfig {
             busy_timeout: Duration::from_secs(10),
             sqlite_synchronous_full: true,
             wait_poll_interval: Duration::from_millis(500),
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_max_page_count: None,
         }
     }
 }
@@ -71,6 +80,46 @@ pub(crate) struct Inner {
     /// A test's breakpoint handler (see `hooks.rs`); always `None` without the `test-hooks`
     /// feature.
     pub(crate) hooks: Option<Arc<dyn crate::hooks::Hooks>>,
+    /// Whether this process's latest writes met storage trouble (see [`Store::readiness`]).
+    pub(crate) health: Arc<Health>,
+}
+
+/// What this process remembers of storage trouble: set when a write fails with it (a request's
+/// job insert, a runner's chunk or claim, a PostgreSQL quota write, a readiness probe, SQLite's
+/// background checkpoint), cleared when a write succeeds.
+/// While it is set the store is not ready ([`Store::readiness`]).
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    troubled: AtomicBool,
+}
+
+impl Health {
+    /// Records the outcome of a write: success clears the trouble, storage trouble sets it, any
+    /// other error (a refused value, a bug) says nothing about the storage.
+    pub(crate) fn observe<T>(&self, outcome: &Result<T, StoreError>) {
+        match outcome {
+            Ok(_) => self.wrote(),
+            Err(error) => self.failed(error),
+        }
+    }
+
+    /// A write succeeded.
+    pub(crate) fn wrote(&self) {
+        if self.troubled.swap(false, Ordering::SeqCst) {
+            tracing::info!("writes succeed again");
+        }
+    }
+
+    /// A write failed with `error`.
+    pub(crate) fn failed(&self, error: &StoreError) {
+        if error.troubles_storage() && !self.troubled.swap(true, Ordering::SeqCst) {
+            tracing::warn!(%error, "a write met storage trouble; not ready until a write succeeds");
+        }
+    }
+
+    fn troubled(&self) -> bool {
+        self.troubled.load(Ordering::SeqCst)
+    }
 }
 
 impl Store {
@@ -99,13 +148,27 @@ impl Store {
             max_connections: config.max_connections.max(1),
             busy_timeout: config.busy_timeout,
             sqlite_synchronous_full: config.sqlite_synchronous_full,
+            acquire_timeout: config.acquire_timeout,
+            sqlite_max_page_count: config.sqlite_max_page_count,
         };
-        let (db, relaxed_sqlite) = Db::connect(url, &options).await?;
-        db.migrate().await?;
+        // A database that can be read but not written is refused now, with a message saying so,
+        // rather than accepting requests no write could apply.
+        let (db, relaxed_sqlite) = Db::connect(url, &options).await.map_err(not_writable)?;
+        db.migrate().await.map_err(not_writable)?;
         let write_turns = WriteTurns::default();
+        let health = Arc::new(Health::default());
+        match db.probe_write(&write_turns).await.map_err(not_writable) {
+            Ok(()) => {}
+            // A full disk or a busy file may pass without a restart: start, not ready.
+            Err(error) if error.code().is_storage_trouble() && !matches!(error, StoreError::NotWritable { .. }) => {
+                health.failed(&error)
+            }
+            Err(error) => return Err(error),
+        }
         let store = Store {
             inner: Arc::new(Inner {
-                enqueuer: Enqueuer::start(db.clone(), write_turns.clone(), hooks.clone()),
+                enqueuer: Enqueuer::start(db.clone(), write_turns.clone(), hooks.clone(), health.clone()),
+                health,
                 db,
                 relaxed_sqlite,
                 config,
@@ -154,6 +217,28 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this store should be sent requests, answered within `within`: `Ok` when the
+    /// database answers and writes succeed. While a recent write met storage trouble (and none has
+    /// succeeded since), a probe write is tried and decides (see `Db::probe_write`); otherwise a
+    /// ping does. The error says why not (its code is `unavailable` or `insufficient_storage`).
+    pub async fn readiness(&self, within: Duration) -> Result<(), StoreError> {
+        let check = async {
+            if self.inner.health.troubled() {
+                let probed = self.db().probe_write(self.write_turns()).await;
+                self.inner.health.observe(&probed);
+                probed
+            } else {
+                self.ping().await
+            }
+        };
+        tokio::time::timeout(within, check).await.unwrap_or(Err(StoreError::TimedOut(within)))
+    }
+
+    /// The store's memory of storage trouble.
+    pub(crate) fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
     /// Closes the pool; later calls fail.
     pub async fn close(&self) {
         // The group-commit writer keeps a connection between batches; closing waits for it.
@@ -196,6 +281,25 @@ async fn checkpoint_wal(store: std::sync::Weak<Inner>, pool: sqlx::SqlitePool) {
         }
         if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
             tracing::debug!(%error, "background WAL checkpoint failed");
+            // On a full disk commits may still fit in the WAL's room while the database file
+            // cannot grow: the checkpoint is what says so, even when nothing else writes.
+            let error = StoreError::from(error);
+            if let (Some(inner), ErrorCode::InsufficientStorage) = (store.upgrade(), error.code()) {
+                inner.health.failed(&error);
+            }
         }
+    }
+}
+
+/// `error` as [`StoreError::NotWritable`] when the database refused a write for being read-only.
+fn not_writable(error: StoreError) -> StoreError {
+    let refused = match &error {
+        StoreError::Database(e) | StoreError::Migration { source: e, .. } => crate::error::refuses_writes(e),
+        _ => false,
+    };
+    if refused {
+        StoreError::NotWritable { reason: error.to_string() }
+    } else {
+        error
     }
 }

@@ -985,7 +985,7 @@ async fn a_job_out_of_attempts_fails_with_its_counts_adding_up(db: &TestDb) {
     let hooks = TestHooks::new();
     hooks.inject(
         |p| matches!(p, Breakpoint::ChunkStarting { cursor, .. } if *cursor >= 100),
-        Injected::TransientError,
+        Injected::Failure,
         usize::MAX,
     );
     let hs = hooked_store(db, &hooks).await;

@@ -88,6 +88,9 @@ impl IntoResponse for Failure {
         if let Some(decision) = &self.rate {
             insert_ratelimit_headers(response.headers_mut(), decision);
         }
+        if let Some(secs) = crate::error::storage_retry_after(self.status) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
         response
     }
 }
@@ -101,9 +104,13 @@ impl From<StoreError> for Failure {
             | StoreError::InvalidCatalogName(_)
             | StoreError::InvalidCursor
             | StoreError::InvalidRequest(_) => Failure::bad_request(error.to_string()),
-            other if other.code() == ErrorCode::Unavailable => {
-                tracing::warn!(error = %other, "store unavailable");
-                Failure::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
+            other if other.code().is_storage_trouble() => {
+                tracing::warn!(error = %other, "storage trouble");
+                let code = other.code();
+                let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                let message =
+                    if code == ErrorCode::InsufficientStorage { "Insufficient storage" } else { "Service unavailable" };
+                Failure::new(status, message)
             }
             other => {
                 // The cause may name tables or hosts: log it, tell the client only what happened.

@@ -77,7 +77,7 @@ const X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset
 struct Failure {
     status: StatusCode,
     errors: Vec<BrazeError>,
-    /// Seconds for `Retry-After` (429 only).
+    /// Seconds for `Retry-After` (429, 503 and 507).
     retry_after: Option<u64>,
 }
 
@@ -147,11 +147,15 @@ fn store_failure(error: StoreError, catalog: &str) -> Failure {
         }
         other => {
             let code = other.code();
-            if code == ErrorCode::Unavailable {
-                tracing::warn!(error = %other, "store unavailable");
-                let mut failure =
-                    Failure::one(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", "Service unavailable");
-                failure.retry_after = Some(1);
+            if code.is_storage_trouble() {
+                tracing::warn!(error = %other, "storage trouble");
+                let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                let mut failure = if code == ErrorCode::InsufficientStorage {
+                    Failure::one(status, "insufficient-storage", "Insufficient storage")
+                } else {
+                    Failure::one(status, "service-unavailable", "Service unavailable")
+                };
+                failure.retry_after = code.retry_after_secs();
                 failure
             } else {
                 // The cause may name tables or hosts: log it, tell the client only what happened.

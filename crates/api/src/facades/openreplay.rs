@@ -68,7 +68,13 @@ impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         match self {
             Failure::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
-            Failure::Error(status, message) => (status, Json(json!({"error": message}))).into_response(),
+            Failure::Error(status, message) => {
+                let mut response = (status, Json(json!({"error": message}))).into_response();
+                if let Some(secs) = crate::error::storage_retry_after(status) {
+                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+                }
+                response
+            }
             Failure::Limited(decision) => {
                 let mut response =
                     (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": "rate limit exceeded"}))).into_response();
@@ -86,9 +92,13 @@ impl From<StoreError> for Failure {
             StoreError::JobNotCancellable { status, .. } => {
                 Failure::error(StatusCode::BAD_REQUEST, not_cancellable_message(status))
             }
-            other if other.code() == ErrorCode::Unavailable => {
-                tracing::warn!(error = %other, "store unavailable");
-                Failure::error(StatusCode::SERVICE_UNAVAILABLE, "service unavailable")
+            other if other.code().is_storage_trouble() => {
+                tracing::warn!(error = %other, "storage trouble");
+                let code = other.code();
+                let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                let message =
+                    if code == ErrorCode::InsufficientStorage { "insufficient storage" } else { "service unavailable" };
+                Failure::error(status, message)
             }
             other => {
                 // The cause may name tables or hosts: log it, tell the client only what happened.

@@ -114,8 +114,27 @@ impl Lease {
     /// has passed. The attempt counts toward `max_attempts`, after which the job fails with
     /// `error` in its reason.
     pub async fn retry_later(&self, error: &str) -> Result<(), StoreError> {
+        self.let_go(error, false).await
+    }
+
+    /// Like [`Lease::retry_later`], after a chunk failed with storage trouble (the database
+    /// unreachable, busy, read-only or full, see [`StoreError::code`]): the database is at fault,
+    /// not the job, so the attempt is given back and does not count toward `max_attempts`. The
+    /// backoff still doubles with every attempt, counted or not, up to the longest.
+    pub async fn retry_after_trouble(&self, error: &str) -> Result<(), StoreError> {
+        self.let_go(error, true).await
+    }
+
+    /// Lets go of the job after its chunk failed with `error`: [`Lease::retry_after_trouble`] for
+    /// storage trouble, [`Lease::retry_later`] for anything else.
+    pub(super) async fn let_go_after(&self, error: &StoreError) -> Result<(), StoreError> {
+        self.let_go(&error.to_string(), error.code().is_storage_trouble()).await
+    }
+
+    /// Lets go of the job after a failed chunk, giving the attempt back when `give_back`.
+    async fn let_go(&self, error: &str, give_back: bool) -> Result<(), StoreError> {
         let runner = &self.runner;
-        let used = self.attempt.saturating_sub(self.releases);
+        let used = if give_back { self.attempt } else { self.attempt.saturating_sub(self.releases) };
         let backoff = runner.config.retry_delay(u32::try_from(used).unwrap_or(u32::MAX));
         with_db!(runner.store.db(), pool => {
             sqlx::query(&runner.sql.retry_later)
@@ -124,6 +143,7 @@ impl Lease {
                 .bind(to_i64(backoff.as_millis()))
                 .bind(error)
                 .bind(now_ms())
+                .bind(i64::from(give_back))
                 .execute(pool)
                 .await?;
         });

@@ -136,20 +136,35 @@ impl Runner {
 
     /// Claims one due job and applies it to the end. Returns its id, or `None` when nothing was
     /// due. A job whose lease is lost midway is left to its new owner; a chunk that fails lets the
-    /// job go for a retry after its backoff ([`Lease::retry_later`]), and the error is returned.
+    /// job go for a retry after its backoff ([`Lease::retry_later`], or
+    /// [`Lease::retry_after_trouble`] when the storage is at fault), and the error is returned.
     pub async fn process_one(&self) -> Result<Option<JobId>, StoreError> {
-        let Some(mut lease) = self.claim().await? else {
+        let claimed = self.claim().await;
+        self.observe_claim(&claimed);
+        let Some(mut lease) = claimed? else {
             return Ok(None);
         };
         loop {
-            match lease.step().await {
+            let stepped = lease.step().await;
+            self.store.health().observe(&stepped);
+            match stepped {
                 Ok(Step::Continue) => {}
                 Ok(_) => return Ok(Some(lease.job_id())),
                 Err(error) => {
-                    lease.retry_later(&error.to_string()).await?;
+                    lease.let_go_after(&error).await?;
                     return Err(error);
                 }
             }
+        }
+    }
+
+    /// Tells the store's health what a claim says of the storage: a job claimed was written; a
+    /// claim that failed may be storage trouble.
+    fn observe_claim(&self, claimed: &Result<Option<Lease>, StoreError>) {
+        match claimed {
+            Ok(Some(_)) => self.store.health().wrote(),
+            Ok(None) => {}
+            Err(error) => self.store.health().failed(error),
         }
     }
 

@@ -7,6 +7,7 @@ use crate::error::StoreError;
 use crate::supervise::panic_message;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// How applying one chunk ended, seen from the worker.
@@ -37,13 +38,14 @@ impl Runner {
             woken.as_mut().enable();
             let claimed = match chained.take() {
                 Some(lease) => Some(lease),
-                None => match self.claim().await {
-                    Ok(claimed) => claimed,
-                    Err(e) => {
+                None => {
+                    let claimed = self.claim().await;
+                    self.observe_claim(&claimed);
+                    claimed.unwrap_or_else(|e| {
                         tracing::warn!(worker, error = %e, "claim failed; retrying after the poll interval");
                         None
-                    }
-                },
+                    })
+                }
             };
             if let Some(lease) = claimed {
                 chained = self.work_on(lease, &stop).await;
@@ -71,19 +73,24 @@ impl Runner {
                 }
                 return None;
             }
-            match self.chunk_with_heartbeat(&mut lease).await {
+            let chunk = self.chunk_with_heartbeat(&mut lease).await;
+            if let Chunk::Stepped(stepped) = &chunk {
+                self.store.health().observe(stepped);
+            }
+            match chunk {
                 Chunk::Stepped(Ok(Step::Continue)) => {}
                 Chunk::Stepped(Ok(_)) => break,
                 Chunk::Stepped(Err(error)) => {
                     // The transaction rolled back; the job resumes from its checkpoint after the
                     // backoff (here or on another node).
                     tracing::warn!(job, %error, "chunk failed; the job is retried after a backoff");
-                    self.retry_or_warn(&lease, &error.to_string()).await;
+                    self.let_go_or_warn(&lease, &error, stop).await;
                     break;
                 }
                 Chunk::Panicked(message) => {
                     tracing::error!(job, panic = %message, "chunk panicked; the job is retried after a backoff");
-                    self.retry_or_warn(&lease, &format!("the runner panicked: {message}")).await;
+                    let panicked = StoreError::Corrupt(format!("the runner panicked: {message}"));
+                    self.let_go_or_warn(&lease, &panicked, stop).await;
                     break;
                 }
                 Chunk::LeaseLost => {
@@ -118,9 +125,28 @@ impl Runner {
         }
     }
 
-    async fn retry_or_warn(&self, lease: &Lease, error: &str) {
-        if let Err(e) = lease.retry_later(error).await {
-            tracing::warn!(job = lease.job_id().0, error = %e, "could not let the job go; its lease will expire");
+    /// Lets the job go after its chunk failed with `error` (see [`Lease::let_go_after`]). While
+    /// the database is in trouble that write fails too: it is tried again every poll interval
+    /// for as long as the lease lasts, so that an outage shorter than the lease costs no attempt
+    /// (an expired lease counts one). Gives up at once when `stop` is set.
+    async fn let_go_or_warn(&self, lease: &Lease, error: &StoreError, stop: &watch::Receiver<bool>) {
+        let job = lease.job_id().0;
+        let deadline = tokio::time::Instant::now() + self.config.lease_duration;
+        let mut stop = stop.clone();
+        loop {
+            let let_go = lease.let_go_after(error).await;
+            self.store.health().observe(&let_go);
+            let Err(e) = let_go else { return };
+            let wait = self.config.poll_interval.min(Duration::from_secs(1));
+            if !e.code().is_storage_trouble() || *stop.borrow() || tokio::time::Instant::now() + wait >= deadline {
+                tracing::warn!(job, error = %e, "could not let the job go; its lease will expire");
+                return;
+            }
+            tracing::debug!(job, error = %e, "letting the job go failed; trying again");
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 }

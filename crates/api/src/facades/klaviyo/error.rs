@@ -213,12 +213,22 @@ impl From<StoreError> for KlaviyoError {
             404 => KlaviyoError::not_found(error.to_string()),
             400 | 409 | 422 => KlaviyoError::pointer("/data", error.to_string()),
             503 => {
-                tracing::warn!(%error, "store unavailable");
+                tracing::warn!(%error, "storage trouble");
                 Self::one(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
                     "Service unavailable.",
                     "The service is temporarily unavailable; retry shortly.".to_owned(),
+                    Source::None,
+                )
+            }
+            507 => {
+                tracing::warn!(%error, "storage trouble");
+                Self::one(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "Insufficient storage.",
+                    "The service has no room left to store the request; retry later.".to_owned(),
                     Source::None,
                 )
             }
@@ -247,8 +257,8 @@ impl IntoResponse for KlaviyoError {
         if let Some(decision) = &self.rate {
             crate::auth::insert_ratelimit_headers(headers, decision);
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(1u64));
+        if let Some(secs) = crate::error::storage_retry_after(self.status) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -186,7 +186,10 @@ impl Lease {
     /// inputs fail with a per-item error and the rest is applied. Any other error rolls the chunk
     /// back and is returned; the caller lets the job go with [`Lease::retry_later`].
     pub async fn step(&mut self) -> Result<Step, StoreError> {
-        if self.broken.is_some() {
+        // A cancel asked while the job waited to be resumed ends it before another chunk: a job
+        // whose chunks keep failing (storage trouble gives its attempts back) would otherwise
+        // never reach the checkpoint that notices it.
+        if self.broken.is_some() || self.state.cancel_requested {
             return self.interrupted().await;
         }
         let now = now_ms();

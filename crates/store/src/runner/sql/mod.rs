@@ -71,7 +71,8 @@ pub(super) struct Statements {
     pub end_job: &'static str,
     /// Hands a job back at shutdown; the attempt is given back (`releases`).
     pub release: &'static str,
-    /// Lets go of a job after a failed chunk; any runner resumes it after `$3` milliseconds.
+    /// Lets go of a job after a failed chunk; any runner resumes it after `$3` milliseconds. `$6`
+    /// is 1 to give the attempt back (storage trouble), 0 to count it.
     pub retry_later: String,
 }
 
@@ -135,7 +136,8 @@ impl Statements {
                           updated_at = $4
                       WHERE id = $1 AND attempt = $2 AND status = 'running'",
             retry_later: format!(
-                "UPDATE jobs SET lease_owner = NULL, lease_expires_at = {now} + $3, last_error = $4, updated_at = $5
+                "UPDATE jobs SET lease_owner = NULL, lease_expires_at = {now} + $3, last_error = $4, updated_at = $5,
+                                 releases = releases + $6
                  WHERE id = $1 AND attempt = $2 AND status = 'running'"
             ),
         }
