@@ -38,7 +38,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The routes that need no key, with their operations.
 pub fn service_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+    OpenApiRouter::default()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics))

@@ -1060,13 +1060,11 @@ impl IntoParams for JobPath {
     }
 }
 
-/// The `Idempotency-Key` header: 1 to 255 visible ASCII characters once trimmed.
+/// The `Idempotency-Key` header as [`JobFields::options`] reads it: visible ASCII, spaces and tabs,
+/// of which 1 to 255 characters are left once the spaces and tabs around them are trimmed.
 fn idempotency_key_schema() -> Object {
-    string_schema()
-        .min_length(Some(1))
-        .max_length(Some(MAX_IDEMPOTENCY_KEY_LEN))
-        .pattern(Some("^[!-~]([ -~]*[!-~])?$"))
-        .build()
+    let inner = MAX_IDEMPOTENCY_KEY_LEN.saturating_sub(2);
+    string_schema().pattern(Some(format!("^[\\t ]*[!-~]([\\t -~]{{0,{inner}}}[!-~])?[\\t ]*$"))).build()
 }
 
 /// The header every job-creating route reads (documentation only).
@@ -1201,16 +1199,21 @@ impl utoipa::Modify for BearerAuth {
 /// The OpenAPI document of every documented route: the service routes and the native API, taken
 /// from the routers that serve them.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = crate::app::service_routes().merge(routes()).into_openapi();
+    // The native document comes first: `merge` keeps the receiver's `info`.
+    let mut doc = routes().merge(crate::app::service_routes()).into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc
 }
 
 /// The OpenAPI document as pretty JSON, exactly as committed in `docs/openapi.json`; computed once.
+/// It goes through a `serde_json::Value`, whose maps are sorted, because the keywords utoipa
+/// carries as extensions sit in a `HashMap`, whose order changes from process to process.
 pub fn openapi_json() -> &'static str {
     static TEXT: OnceLock<String> = OnceLock::new();
     TEXT.get_or_init(|| {
-        let mut text = openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let mut text = serde_json::to_value(openapi())
+            .and_then(|doc| serde_json::to_string_pretty(&doc))
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         text.push('\n');
         text
     })
