@@ -84,8 +84,8 @@ fn ci() -> Result {
 const PYTHON_TOOLS: &[&str] = &["schemathesis==4.32.5", "openapi-spec-validator==0.9.0"];
 /// Seed of the schemathesis run, so a failure found once is found again.
 const SCHEMATHESIS_SEED: &str = "1";
-/// Seconds schemathesis may spend generating requests.
-const SCHEMATHESIS_SECONDS: &str = "110";
+/// Seconds schemathesis may spend generating requests, on each backend.
+const SCHEMATHESIS_SECONDS: &str = "60";
 
 /// A venv with [`PYTHON_TOOLS`], created once under `~/.cache/catalogd/` (outside any clone, so a
 /// fresh CI clone reuses it); its directory name carries a hash of the pins.
@@ -113,25 +113,49 @@ fn python_tools() -> Result<PathBuf> {
 }
 
 /// Validates the committed OpenAPI document, then runs schemathesis (every check, fixed seed,
-/// bounded time) against a debug `catalogd` serving a temporary SQLite database with one project
-/// and key. Fails on any failure; never skips.
+/// bounded time) against a debug `catalogd` on each backend: a temporary SQLite database, then a
+/// fresh PostgreSQL database on the test server (`CATALOGD_TEST_PG`). Fails on any failure; never
+/// skips.
 fn schemathesis() -> Result {
     let bin = python_tools()?;
-    let tool = |name: &str| bin.join(name).display().to_string();
     let root = workspace_root();
-    run(&tool("openapi-spec-validator"), &[&root.join(OPENAPI_PATH).display().to_string()])?;
-
+    run(&bin.join("openapi-spec-validator").display().to_string(), &[&root.join(OPENAPI_PATH).display().to_string()])?;
     run("cargo", &["build", "--quiet", "--package", "catalog-api", "--bin", "catalogd"])?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let catalogd = target.join("debug").join("catalogd");
+
     let dir = std::env::temp_dir().join(format!("catalogd-schemathesis-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let database = format!("sqlite://{}", dir.join("catalogd.db").display());
+    let sqlite = format!("sqlite://{}", dir.join("catalogd.db").display());
+    schemathesis_on(&bin, &catalogd, &dir, &sqlite)?;
+
+    let test_pg = std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| DEFAULT_TEST_PG.to_owned());
+    let (server_url, _) = test_pg.rsplit_once('/').ok_or_else(|| format!("cannot read {test_pg} as a database URL"))?;
+    let postgres = format!("{server_url}/{SCHEMATHESIS_PG_DATABASE}");
+    let fresh = [
+        format!("DROP DATABASE IF EXISTS {SCHEMATHESIS_PG_DATABASE} WITH (FORCE)"),
+        format!("CREATE DATABASE {SCHEMATHESIS_PG_DATABASE}"),
+    ];
+    run("psql", &["--quiet", &test_pg, "-c", &fresh[0], "-c", &fresh[1]])?;
+    schemathesis_on(&bin, &catalogd, &dir, &postgres)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The PostgreSQL the tests use when `CATALOGD_TEST_PG` is not set (README, Tests).
+const DEFAULT_TEST_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The database `cargo xtask schemathesis` creates afresh on the test server.
+const SCHEMATHESIS_PG_DATABASE: &str = "catalogd_schemathesis";
+
+/// One schemathesis run against `catalogd serve` on `database`, with a project and key made by
+/// `catalogd admin`.
+fn schemathesis_on(bin: &Path, catalogd: &Path, dir: &Path, database: &str) -> Result {
+    eprintln!("schemathesis: on {database}");
     let admin = |args: &[&str]| -> Result<String> {
-        let output = Command::new(&catalogd)
+        let output = Command::new(catalogd)
             .arg("admin")
             .args(args)
-            .env("CATALOGD_DATABASE_URL", &database)
+            .env("CATALOGD_DATABASE_URL", database)
             .output()
             .map_err(|e| format!("cannot run catalogd admin: {e}"))?;
         if !output.status.success() {
@@ -153,10 +177,10 @@ fn schemathesis() -> Result {
         .map_err(|e| format!("cannot find a free port: {e}"))?
         .port();
     let address = format!("127.0.0.1:{port}");
-    let log =
-        std::fs::File::create(dir.join("server.log")).map_err(|e| format!("cannot create the server log: {e}"))?;
-    let mut server = Command::new(&catalogd)
-        .args(["serve", "--listen", &address, "--database-url", &database])
+    let server_log = dir.join(format!("server-{port}.log"));
+    let log = std::fs::File::create(&server_log).map_err(|e| format!("cannot create the server log: {e}"))?;
+    let mut server = Command::new(catalogd)
+        .args(["serve", "--listen", &address, "--database-url", database])
         // The quotas are the rate limiter's business, tested on their own; here they would only
         // turn the generated requests into 429s.
         .args(["--rate-limit", "native-read=off", "--rate-limit", "native-write=off"])
@@ -190,21 +214,19 @@ fn schemathesis() -> Result {
         "30",
     ];
     eprintln!("$ schemathesis {}", args.join(" ").replace(&token, "<token>"));
-    let outcome = Command::new(tool("schemathesis"))
+    let outcome = Command::new(bin.join("schemathesis"))
         .args(args)
         // xtask/schemathesis_hooks.py: the one rule JSON Schema cannot state.
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
-        .env("PYTHONPATH", root.join("xtask"))
-        .current_dir(&dir)
+        .env("PYTHONPATH", workspace_root().join("xtask"))
+        .current_dir(dir)
         .status()
         .map_err(|e| format!("cannot start schemathesis: {e}"))
         .and_then(|status| if status.success() { Ok(()) } else { Err(format!("schemathesis failed ({status})")) });
     let _ = server.kill();
     let _ = server.wait();
     if outcome.is_err() {
-        eprintln!("schemathesis: the server's log is {}", dir.join("server.log").display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("schemathesis: the server's log is {}", server_log.display());
     }
     outcome
 }
