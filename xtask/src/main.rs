@@ -4,6 +4,9 @@
 //!   generated files up to date, and every test.
 //! - `cargo xtask check-deps` — the architecture invariant on catalog-domain's dependencies.
 //! - `cargo xtask codegen [--check]` — rewrites (or checks) the generated `docs/openapi.json`.
+//! - `cargo xtask schemathesis` — validates `docs/openapi.json` and runs schemathesis against a live
+//!   debug `catalogd` on a temporary SQLite database (both tools pinned, from PyPI, in a venv cached
+//!   outside the clone).
 //! - `cargo xtask bench store [--items N --batch N --section NAME]` — the store benchmark (see
 //!   docs/PERFORMANCE.md).
 //! - `cargo xtask bench http [...]` — the HTTP benchmark against the release binary.
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         Some("check-deps") => check_domain_dependencies(),
         Some("codegen") => codegen(args.get(1).map(String::as_str) == Some("--check")),
         Some("bench") => bench(&args[1..]),
+        Some("schemathesis") => schemathesis(),
         _ => Err(USAGE.to_owned()),
     };
     match outcome {
@@ -35,7 +39,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | bench store [--items N --batch N --section NAME] | bench http [--jobs N --seconds S --connections C]>";
+const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | schemathesis | bench store [--items N --batch N --section NAME] | bench http [--jobs N --seconds S --connections C]>";
 
 /// Where the generated OpenAPI document is committed.
 const OPENAPI_PATH: &str = "docs/openapi.json";
@@ -72,7 +76,161 @@ fn ci() -> Result {
     codegen(true)?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
     run("cargo", &["test", "--workspace"])?;
+    schemathesis()?;
     Ok(())
+}
+
+/// The Python tools CI uses, pinned: the venv holding them is keyed by this list.
+const PYTHON_TOOLS: &[&str] = &["schemathesis==4.32.5", "openapi-spec-validator==0.9.0"];
+/// Seed of the schemathesis run, so a failure found once is found again.
+const SCHEMATHESIS_SEED: &str = "1";
+/// Seconds schemathesis may spend generating requests, on each backend.
+const SCHEMATHESIS_SECONDS: &str = "60";
+
+/// A venv with [`PYTHON_TOOLS`], created once under `~/.cache/catalogd/` (outside any clone, so a
+/// fresh CI clone reuses it); its directory name carries a hash of the pins.
+fn python_tools() -> Result<PathBuf> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .ok_or("neither XDG_CACHE_HOME nor HOME is set")?;
+    let pins = PYTHON_TOOLS.join(" ");
+    let key = pins.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let venv = cache.join("catalogd").join(format!("venv-{key:016x}"));
+    let ready = venv.join("ready");
+    if !ready.exists() {
+        eprintln!("schemathesis: installing {pins} into {}", venv.display());
+        let _ = std::fs::remove_dir_all(&venv);
+        let venv_arg = venv.display().to_string();
+        run("python3", &["-m", "venv", &venv_arg])?;
+        let pip = venv.join("bin").join("pip").display().to_string();
+        let mut args = vec!["install", "--quiet", "--disable-pip-version-check"];
+        args.extend(PYTHON_TOOLS);
+        run(&pip, &args)?;
+        std::fs::write(&ready, &pins).map_err(|e| format!("cannot write {}: {e}", ready.display()))?;
+    }
+    Ok(venv.join("bin"))
+}
+
+/// Validates the committed OpenAPI document, then runs schemathesis (every check, fixed seed,
+/// bounded time) against a debug `catalogd` on each backend: a temporary SQLite database, then a
+/// fresh PostgreSQL database on the test server (`CATALOGD_TEST_PG`). Fails on any failure; never
+/// skips.
+fn schemathesis() -> Result {
+    let bin = python_tools()?;
+    let root = workspace_root();
+    run(&bin.join("openapi-spec-validator").display().to_string(), &[&root.join(OPENAPI_PATH).display().to_string()])?;
+    run("cargo", &["build", "--quiet", "--package", "catalog-api", "--bin", "catalogd"])?;
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let catalogd = target.join("debug").join("catalogd");
+
+    let dir = std::env::temp_dir().join(format!("catalogd-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let sqlite = format!("sqlite://{}", dir.join("catalogd.db").display());
+    schemathesis_on(&bin, &catalogd, &dir, &sqlite)?;
+
+    let test_pg = std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| DEFAULT_TEST_PG.to_owned());
+    let (server_url, _) = test_pg.rsplit_once('/').ok_or_else(|| format!("cannot read {test_pg} as a database URL"))?;
+    let postgres = format!("{server_url}/{SCHEMATHESIS_PG_DATABASE}");
+    let fresh = [
+        format!("DROP DATABASE IF EXISTS {SCHEMATHESIS_PG_DATABASE} WITH (FORCE)"),
+        format!("CREATE DATABASE {SCHEMATHESIS_PG_DATABASE}"),
+    ];
+    run("psql", &["--quiet", &test_pg, "-c", &fresh[0], "-c", &fresh[1]])?;
+    schemathesis_on(&bin, &catalogd, &dir, &postgres)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The PostgreSQL the tests use when `CATALOGD_TEST_PG` is not set (README, Tests).
+const DEFAULT_TEST_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// The database `cargo xtask schemathesis` creates afresh on the test server.
+const SCHEMATHESIS_PG_DATABASE: &str = "catalogd_schemathesis";
+
+/// One schemathesis run against `catalogd serve` on `database`, with a project and key made by
+/// `catalogd admin`.
+fn schemathesis_on(bin: &Path, catalogd: &Path, dir: &Path, database: &str) -> Result {
+    eprintln!("schemathesis: on {database}");
+    let admin = |args: &[&str]| -> Result<String> {
+        let output = Command::new(catalogd)
+            .arg("admin")
+            .args(args)
+            .env("CATALOGD_DATABASE_URL", database)
+            .output()
+            .map_err(|e| format!("cannot run catalogd admin: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "catalogd admin {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    };
+    admin(&["project", "create", "schemathesis"])?;
+    let created = admin(&["key", "create", "--project", "schemathesis"])?;
+    let token = created.lines().last().map(str::trim).ok_or("catalogd admin key create printed no token")?.to_owned();
+
+    // A port the kernel just handed out, free again once the listener is dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| format!("cannot find a free port: {e}"))?
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let server_log = dir.join(format!("server-{port}.log"));
+    let log = std::fs::File::create(&server_log).map_err(|e| format!("cannot create the server log: {e}"))?;
+    let mut server = Command::new(catalogd)
+        .args(["serve", "--listen", &address, "--database-url", database])
+        // The quotas are the rate limiter's business, tested on their own; here they would only
+        // turn the generated requests into 429s.
+        .args(["--rate-limit", "native-read=off", "--rate-limit", "native-write=off"])
+        .stdout(log.try_clone().map_err(|e| format!("cannot share the server log: {e}"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start catalogd: {e}"))?;
+    let authorization = format!("Authorization: Bearer {token}");
+    let schema_url = format!("http://{address}/openapi.json");
+    let config = workspace_root().join("xtask").join("schemathesis.toml").display().to_string();
+    let args = [
+        "--config-file",
+        config.as_str(),
+        "run",
+        schema_url.as_str(),
+        "--header",
+        authorization.as_str(),
+        "--checks",
+        "all",
+        "--seed",
+        SCHEMATHESIS_SEED,
+        // Every phase; xtask/schemathesis.toml leaves the bulk routes out of the coverage one.
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-time",
+        SCHEMATHESIS_SECONDS,
+        "--request-timeout",
+        "10",
+        // One worker: with several, the stateful phase interleaves differently from run to run.
+        "--workers",
+        "1",
+        "--wait-for-schema",
+        "30",
+    ];
+    eprintln!("$ schemathesis {}", args.join(" ").replace(&token, "<token>"));
+    let outcome = Command::new(bin.join("schemathesis"))
+        .args(args)
+        // xtask/schemathesis_hooks.py: the one rule JSON Schema cannot state.
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PYTHONPATH", workspace_root().join("xtask"))
+        .current_dir(dir)
+        .status()
+        .map_err(|e| format!("cannot start schemathesis: {e}"))
+        .and_then(|status| if status.success() { Ok(()) } else { Err(format!("schemathesis failed ({status})")) });
+    let _ = server.kill();
+    let _ = server.wait();
+    if outcome.is_err() {
+        eprintln!("schemathesis: the server's log is {}", server_log.display());
+    }
+    outcome
 }
 
 fn bench(args: &[String]) -> Result {

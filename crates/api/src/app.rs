@@ -9,29 +9,40 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use catalog_domain::ErrorCode;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The router with every route, limit and fallback, ready to serve.
 pub fn router(state: AppState) -> Router {
-    let native = native::routes()
+    // The documented routes come with their operations; the document itself is built from the same
+    // routers by [`native::openapi`], so what is served and what is documented cannot differ.
+    let (service, _) = service_routes().split_for_parts();
+    let (native, _) = native::routes().split_for_parts();
+    let native = native
         .route_layer(middleware::from_fn_with_state(state.clone(), native_guard))
         .method_not_allowed_fallback(method_not_allowed);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+    service
+        .method_not_allowed_fallback(method_not_allowed)
         .merge(native)
         .merge(crate::facades::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The routes that need no key, with their operations.
+pub fn service_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
 }
 
 async fn not_found() -> ApiError {
@@ -42,10 +53,14 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "this method is not allowed on this route")
 }
 
+/// `status: ok` while the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, description = "The process is up", body = Object, example = json!({"status": "ok"}))))]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
 async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], native::openapi_json()).into_response()
 }
@@ -56,6 +71,7 @@ const READY_WITHIN: Duration = Duration::from_millis(800);
 
 /// 200 when the database answers and writes succeed; 503 otherwise (unreachable, silent, or
 /// recent writes met storage trouble), with the code in `reason`. See `Store::readiness`.
+#[utoipa::path(get, path = "/readyz", tag = "service", responses((status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})), (status = 503, description = "Not ready", body = Object, example = json!({"status": "unavailable", "reason": "unavailable"}))))]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.readiness(READY_WITHIN).await {
         Ok(()) => Json(json!({"status": "ready"})).into_response(),
@@ -74,6 +90,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text: the HTTP series, then job gauges read from the store at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     state.metrics.render_http(&mut out);

@@ -6,13 +6,15 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::views::{
-    BulkView, CatalogView, CategoryView, ErrorEnvelope, ItemView, JobCreatedView, JobErrorView, JobView, PageView,
+    BulkView, CatalogView, CategoryView, ErrorBody, ErrorEnvelope, InputError, InputResult, ItemView, JobCreatedView,
+    JobErrorView, JobView, PageView,
 };
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
+use catalog_domain::catalog::{validate_catalog_name, MAX_CATALOG_NAME_LEN};
+use catalog_domain::ids::{is_safe_char, MAX_ID_LEN};
 use catalog_domain::time::parse_rfc3339;
 use catalog_domain::{Dialect, ErrorCode, JobKind, JobStatus, RawId};
 use catalog_store::{BulkOutcome, CategoryInput, ItemInput, JobFilter, JobId, JobOptions, JobPaging, ProjectId};
@@ -20,8 +22,18 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 use std::time::Duration;
+use utoipa::openapi::extensions::Extensions;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
+use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Longest a `GET /v1/jobs/{id}?wait=` may hold the request, in seconds.
 pub const MAX_WAIT_SECS: u64 = 60;
@@ -29,25 +41,312 @@ pub const MAX_WAIT_SECS: u64 = 60;
 pub const DEFAULT_PAGE_LIMIT: u32 = 100;
 /// Largest `limit` a listing accepts.
 pub const MAX_PAGE_LIMIT: u32 = 1_000;
+/// Longest `Idempotency-Key`, in characters (after trimming).
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
-/// The routes that need an API key (the guard is layered on by the caller).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/catalogs", post(create_catalog).get(list_catalogs))
-        .route("/v1/catalogs/{catalog}", get(get_catalog).delete(delete_catalog))
-        .route("/v1/catalogs/{catalog}/items", get(list_items))
-        .route("/v1/catalogs/{catalog}/items/{id}", get(get_item))
-        .route("/v1/catalogs/{catalog}/items/bulk-delete", post(bulk_delete_items))
-        .route("/v1/catalogs/{catalog}/items/bulk-upsert", post(bulk_upsert_items))
-        .route("/v1/catalogs/{catalog}/items/bulk-patch", post(bulk_patch_items))
-        .route("/v1/catalogs/{catalog}/categories", get(list_categories))
-        .route("/v1/catalogs/{catalog}/categories/bulk-update", post(bulk_update_categories))
-        .route("/v1/catalogs/{catalog}/categories/bulk-upsert", post(bulk_upsert_categories))
-        .route("/v1/catalogs/{catalog}/categories/bulk-delete", post(bulk_delete_categories))
-        .route("/v1/jobs", get(list_jobs))
-        .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/errors", get(list_job_errors))
-        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+/// The routes that need an API key (the guard is layered on by the caller), each registered
+/// with its OpenAPI operation by `routes!`, so the served routes and the documented ones are one
+/// list. One `routes!` per path: utoipa-axum routes every handler of a call on every path of it.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(NativeApiDoc::openapi())
+        .routes(routes!(create_catalog, list_catalogs))
+        .routes(routes!(get_catalog, delete_catalog))
+        .routes(routes!(list_items))
+        .routes(routes!(get_item))
+        .routes(routes!(bulk_delete_items))
+        .routes(routes!(bulk_upsert_items))
+        .routes(routes!(bulk_patch_items))
+        .routes(routes!(list_categories))
+        .routes(routes!(bulk_update_categories))
+        .routes(routes!(bulk_upsert_categories))
+        .routes(routes!(bulk_delete_categories))
+        .routes(routes!(list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(list_job_errors))
+        .routes(routes!(cancel_job))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract: request schemas whose constraints come from catalog-domain's rules.
+//
+// A bulk request's inputs are judged one by one (a bad one is a `rejected` result, the others
+// still make a job), so an element's schema is only the shape the request as a whole needs; the
+// per-input rules are a `contains` (at least one input must pass them, or the request is 400
+// `no_valid_items`), and under `atomic: true` they apply to every input (`if`/`then`). utoipa
+// has no field for those keywords: they ride in the schema's flattened extensions.
+
+/// `[` + the characters [`is_safe_char`] allows + `]`, computed from the rule itself (it is
+/// ASCII-only) so the documented pattern cannot drift from it.
+fn safe_char_class() -> String {
+    let mut class = String::from("[");
+    let mut run: Option<(u8, u8)> = None;
+    for byte in 0u8..=0x7f {
+        if is_safe_char(char::from(byte)) {
+            run = Some(run.map_or((byte, byte), |(start, _)| (start, byte)));
+        } else if let Some((start, end)) = run.take() {
+            push_class_range(&mut class, start, end);
+        }
+    }
+    if let Some((start, end)) = run {
+        push_class_range(&mut class, start, end);
+    }
+    class.push(']');
+    class
+}
+
+fn push_class_range(class: &mut String, start: u8, end: u8) {
+    // `-` is escaped: bare inside a class it would read as a range.
+    let char_of = |byte: u8| if byte == b'-' { "\\-".to_owned() } else { char::from(byte).to_string() };
+    class.push_str(&char_of(start));
+    if end > start {
+        if end > start + 1 {
+            class.push('-');
+        }
+        class.push_str(&char_of(end));
+    }
+}
+
+/// The pattern of a catalog name or native id: safe characters, 1 to `max` of them.
+pub fn safe_name_pattern(max: usize) -> String {
+    format!("^{}{{1,{max}}}$", safe_char_class())
+}
+
+/// Any text without a NUL (U+0000), which no backend can store in every place.
+pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
+
+fn string_schema() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String)
+}
+
+fn nullable(schema: impl Into<RefOr<Schema>>) -> Schema {
+    OneOfBuilder::new().item(schema).item(ObjectBuilder::new().schema_type(Type::Null)).build().into()
+}
+
+fn reference<T: ToSchema>() -> RefOr<Schema> {
+    RefOr::Ref(Ref::from_schema_name(T::name()))
+}
+
+fn schema_to_value(schema: impl Into<RefOr<Schema>>) -> Value {
+    serde_json::to_value(schema.into()).unwrap_or(Value::Null)
+}
+
+fn extensions(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Option<Extensions> {
+    let mut extensions = Extensions::default();
+    extensions.extend(pairs.into_iter().map(|(key, value)| (key.to_owned(), value)));
+    Some(extensions)
+}
+
+/// Declares a documentation-only schema component: a marker type whose [`ToSchema`] is written by
+/// hand, so that its constraints can be computed from catalog-domain's constants (utoipa's
+/// attributes take literals only).
+macro_rules! component {
+    ($(#[$doc:meta])* $name:ident, [$($dep:ty),*], $body:block) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        hand_written_schema!($name, [$($dep),*], $body);
+    };
+}
+
+/// Implements [`ToSchema`] for `$name` from a block building its schema, registering the
+/// components it refers to.
+macro_rules! hand_written_schema {
+    ($name:ident, [$($dep:ty),*], $body:block) => {
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $body
+            }
+        }
+
+        impl ToSchema for $name {
+            #[allow(unused_variables)]
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                $(
+                    schemas.push((<$dep as ToSchema>::name().into_owned(), <$dep as utoipa::PartialSchema>::schema()));
+                    <$dep as ToSchema>::schemas(schemas);
+                )*
+            }
+        }
+    };
+}
+
+component!(
+    /// A native item or category id: `[A-Za-z0-9_-]{1,250}`.
+    NativeId, [], {
+        let max = Dialect::Native.limits().max_id_len.unwrap_or(MAX_ID_LEN);
+        string_schema()
+            .min_length(Some(1))
+            .max_length(Some(max))
+            .pattern(Some(safe_name_pattern(max)))
+            .description(Some("A native id: letters, digits, `-` and `_`."))
+            .into()
+    }
+);
+
+component!(
+    /// A catalog name: `[A-Za-z0-9_-]{1,250}`, the same in every dialect.
+    CatalogName, [], {
+        string_schema()
+            .min_length(Some(1))
+            .max_length(Some(MAX_CATALOG_NAME_LEN))
+            .pattern(Some(safe_name_pattern(MAX_CATALOG_NAME_LEN)))
+            .description(Some("A catalog name: letters, digits, `-` and `_`, unique in the project."))
+            .into()
+    }
+);
+
+component!(
+    /// Free text a job or catalog carries: anything but NUL.
+    FreeText, [], {
+        string_schema().pattern(Some(NO_NUL_PATTERN)).description(Some("Free text without NUL (U+0000).")).into()
+    }
+);
+
+component!(
+    /// A value in an item's fields: any JSON with no NUL in any string or key, at any depth.
+    FieldValue, [], {
+        let no_nul = || string_schema().pattern(Some(NO_NUL_PATTERN));
+        let value = reference::<FieldValue>();
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(no_nul())
+            .item(ArrayBuilder::new().items(value.clone()))
+            .item(
+                ObjectBuilder::new()
+                    .property_names(Some(no_nul()))
+                    .additional_properties(Some(AdditionalProperties::RefOr(value))),
+            )
+            .description(Some("Any JSON value without NUL (U+0000) in a string or key, at any depth."))
+            .into()
+    }
+);
+
+/// An item's fields: an object of [`FieldValue`]s.
+fn fields_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .property_names(Some(string_schema().pattern(Some(NO_NUL_PATTERN))))
+        .additional_properties(Some(AdditionalProperties::RefOr(reference::<FieldValue>())))
+}
+
+component!(
+    /// One item an upsert or patch accepts.
+    ItemInputSchema, [NativeId, FieldValue], {
+        ObjectBuilder::new()
+            .property("id", reference::<NativeId>())
+            .required("id")
+            .property(
+                "fields",
+                fields_schema().description(Some("The fields (upsert: all of them; patch: those to change).")),
+            )
+            .description(Some("An item that is accepted: its id is valid and unique in the request."))
+            .into()
+    }
+);
+
+component!(
+    /// One entry of `items`, as the request as a whole needs it: an object, with `fields` an
+    /// object when present. Everything else is checked entry by entry.
+    ItemEntry, [], {
+        ObjectBuilder::new()
+            .property("id", ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
+                "Checked on its own: a missing, non-string or invalid id rejects this entry only (see `results`).",
+            )))
+            .property("fields", ObjectBuilder::new().description(Some("The fields.")))
+            .description(Some(
+                "One entry, checked on its own: an entry that breaks the rules of `ItemInputSchema` is answered \
+                 `rejected` in `results` and left out of the job.",
+            ))
+            .into()
+    }
+);
+
+component!(
+    /// One category a category request accepts.
+    CategoryInputSchema, [NativeId, FreeText], {
+        ObjectBuilder::new()
+            .property("id", reference::<NativeId>())
+            .required("id")
+            .property("external_id", nullable(reference::<FreeText>()))
+            .property("name", nullable(reference::<FreeText>()))
+            .property(
+                "item_ids",
+                nullable(
+                    ArrayBuilder::new()
+                        .items(reference::<NativeId>())
+                        .description(Some("Replaces the category's item set when present.")),
+                ),
+            )
+            .description(Some("A category that is accepted: its id and every item id in it are valid."))
+            .into()
+    }
+);
+
+component!(
+    /// One entry of `categories`, as the request as a whole needs it.
+    CategoryEntry, [], {
+        let text = || nullable(string_schema());
+        ObjectBuilder::new()
+            .property("id", ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
+                "Checked on its own: a missing, non-string or invalid id rejects this entry only (see `results`).",
+            )))
+            .property("external_id", text())
+            .property("name", text())
+            .property("item_ids", nullable(ArrayBuilder::new().items(string_schema())))
+            .description(Some(
+                "One entry, checked on its own: an entry that breaks the rules of `CategoryInputSchema` is answered \
+                 `rejected` in `results` and left out of the job.",
+            ))
+            .into()
+    }
+);
+
+/// The schema of a job-creating body: `inputs` (1 to the native limit of entries, each `entry`,
+/// at least one `valid`), the job fields, and `atomic`, under which every entry must be `valid`.
+fn job_body_schema(
+    description: &str,
+    inputs: &'static str,
+    entry: RefOr<Schema>,
+    valid: RefOr<Schema>,
+    unique: bool,
+) -> RefOr<Schema> {
+    let max = Dialect::Native.limits().max_items_per_request;
+    let array = |items: RefOr<Schema>| ArrayBuilder::new().items(items).min_items(Some(1)).max_items(Some(max));
+    let inputs_schema = array(entry)
+        .description(Some(format!(
+            "1 to {max} entries, each judged on its own (see `results` in the answer); at least one must be valid, \
+             or the request is refused with `no_valid_items`."
+        )))
+        .extensions(extensions([("contains", schema_to_value(valid.clone()))]));
+    let atomic_inputs = array(valid).unique_items(unique);
+    let atomic_then = ObjectBuilder::new().property(inputs, atomic_inputs);
+    let atomic_if = ObjectBuilder::new()
+        .property("atomic", ObjectBuilder::new().schema_type(Type::Boolean).enum_values(Some([true])))
+        .required("atomic");
+    ObjectBuilder::new()
+        .description(Some(description))
+        .property(inputs, inputs_schema)
+        .required(inputs)
+        .property(
+            "start_at",
+            nullable(
+                string_schema()
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .description(Some("RFC 3339; a future time makes the job `scheduled` until then.")),
+            ),
+        )
+        .property("description", nullable(reference::<FreeText>()))
+        .property("reference_id", nullable(reference::<FreeText>()))
+        .property(
+            "atomic",
+            ObjectBuilder::new().schema_type(Type::Boolean).description(Some(
+                "Refuse the whole request (400, nothing created) unless every input is valid (and, for ids, unique).",
+            )),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .extensions(extensions([("if", schema_to_value(atomic_if)), ("then", schema_to_value(atomic_then))]))
+        .into()
 }
 
 fn bulk_response(outcome: &BulkOutcome) -> Response {
@@ -85,7 +384,8 @@ impl JobFields {
         let idempotency_key = match idempotency_header {
             None => None,
             Some(value) => {
-                let key = value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= 255);
+                let key =
+                    value.to_str().ok().map(str::trim).filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN);
                 Some(
                     key.ok_or_else(|| {
                         ApiError::new(
@@ -115,25 +415,32 @@ impl JobFields {
 }
 
 /// `POST /v1/catalogs`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateCatalogBody {
-    /// `[A-Za-z0-9_-]{1,250}`, unique in the project.
     name: String,
-    /// Free text.
     description: Option<String>,
 }
+
+hand_written_schema!(CreateCatalogBody, [CatalogName, FreeText], {
+    ObjectBuilder::new()
+        .description(Some("`POST /v1/catalogs`."))
+        .property("name", reference::<CatalogName>())
+        .required("name")
+        .property("description", nullable(reference::<FreeText>()))
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .into()
+});
 
 /// Declares a job-creating body: its inputs plus the [`JobFields`]. Written out per body rather
 /// than with `#[serde(flatten)]`, which serde cannot combine with `deny_unknown_fields`.
 macro_rules! job_body {
-    ($(#[$doc:meta])* $name:ident { $inputs:ident: $schema:ty }) => {
+    ($(#[$doc:meta])* $name:ident { $inputs:ident }) => {
         $(#[$doc])*
-        #[derive(Debug, Deserialize, ToSchema)]
+        #[derive(Debug, Deserialize)]
         #[serde(deny_unknown_fields)]
         struct $name {
-            /// The inputs; each is judged on its own (see `results` in the answer).
-            #[schema(value_type = $schema)]
+            /// The inputs, parsed one by one by the route.
             $inputs: Vec<Value>,
             /// RFC 3339; a future time makes the job `scheduled` until then.
             start_at: Option<String>,
@@ -162,16 +469,40 @@ macro_rules! job_body {
 
 job_body!(
     /// Ids to delete.
-    IdsBody { ids: Vec<String> }
+    IdsBody { ids }
 );
+hand_written_schema!(IdsBody, [NativeId, FreeText], {
+    let any = ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
+        "An id, checked on its own: a non-string, invalid or repeated id is answered `rejected` in `results`.",
+    ));
+    job_body_schema("Ids to delete.", "ids", any.into(), reference::<NativeId>(), true)
+});
 job_body!(
     /// Items to upsert or patch: `{"id": "...", "fields": {...}}`.
-    ItemsBody { items: Vec<ItemInputSchema> }
+    ItemsBody { items }
 );
+hand_written_schema!(ItemsBody, [ItemEntry, ItemInputSchema, FreeText], {
+    job_body_schema(
+        "Items to upsert or patch: `{\"id\": \"...\", \"fields\": {...}}`.",
+        "items",
+        reference::<ItemEntry>(),
+        reference::<ItemInputSchema>(),
+        false,
+    )
+});
 job_body!(
     /// Categories: `{"id", "external_id"?, "name"?, "item_ids"?}`.
-    CategoriesBody { categories: Vec<CategoryInputSchema> }
+    CategoriesBody { categories }
 );
+hand_written_schema!(CategoriesBody, [CategoryEntry, CategoryInputSchema, FreeText], {
+    job_body_schema(
+        "Categories: `{\"id\", \"external_id\"?, \"name\"?, \"item_ids\"?}`.",
+        "categories",
+        reference::<CategoryEntry>(),
+        reference::<CategoryInputSchema>(),
+        false,
+    )
+});
 
 /// A job-creating body: its inputs, and the fields every such body may carry.
 trait JobBody: DeserializeOwned {
@@ -221,42 +552,85 @@ fn raw_ids(inputs: Vec<Value>) -> Vec<RawId> {
         .collect()
 }
 
-/// One item of an upsert or patch request (documentation only: inputs are parsed one by one so a
-/// bad entry is reported in its result rather than failing the request).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ItemInputSchema {
-    /// `[A-Za-z0-9_-]{1,250}`.
-    id: String,
-    /// The fields (upsert: all of them; patch: those to change).
-    #[schema(value_type = Object)]
-    fields: Map<String, Value>,
+/// `limit`: 1 to [`MAX_PAGE_LIMIT`], default [`DEFAULT_PAGE_LIMIT`].
+fn limit_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_PAGE_LIMIT))
+        .default(Some(json!(DEFAULT_PAGE_LIMIT)))
+        .build()
 }
 
-/// One category of a category request (documentation only).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct CategoryInputSchema {
-    /// `[A-Za-z0-9_-]{1,250}`.
-    id: String,
-    /// An id in the caller's system.
-    external_id: Option<String>,
-    /// Display name.
-    name: Option<String>,
-    /// Replaces the category's item set when present.
-    item_ids: Option<Vec<String>>,
+/// A listing's cursor: its tag, then the hex of the position. A text position (a name or an id)
+/// is documented as ASCII bytes, which is all a real one holds; an integer one is 8 bytes.
+fn cursor_schema<const TAG: char, const TEXT: bool>() -> Object {
+    let body = if TEXT { "([2-7][0-9a-fA-F])+" } else { "[0-9a-fA-F]{16}" };
+    string_schema().pattern(Some(format!("^{TAG}{body}$"))).build()
 }
 
-/// Keyset paging.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    /// Rows per page, 1 to 1000 (default 100).
-    limit: Option<u32>,
-    /// The previous page's `next_cursor`.
-    cursor: Option<String>,
+/// Declares the keyset paging query of one listing, whose cursors carry `$tag`.
+macro_rules! page_query {
+    ($(#[$doc:meta])* $name:ident, $tag:literal, $text:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct $name {
+            /// Rows per page.
+            limit: Option<u32>,
+            /// The previous page's `next_cursor`, as given.
+            cursor: Option<String>,
+        }
+
+        impl IntoParams for $name {
+            fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+                vec![
+                    query_param("limit", "Rows per page.", limit_schema()),
+                    query_param("cursor", "The previous page's `next_cursor`, as given.", cursor_schema::<$tag, $text>()),
+                ]
+            }
+        }
+    };
 }
+
+/// An optional query parameter.
+fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+/// A path parameter.
+fn path_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Path)
+        .required(Required::True)
+        .description(Some(description))
+        .schema(Some(schema))
+        .build()
+}
+
+page_query!(
+    /// Paging of `GET /v1/catalogs`.
+    CatalogsPage, 'n', true
+);
+page_query!(
+    /// Paging of `GET /v1/catalogs/{catalog}/items`.
+    ItemsPage, 'i', true
+);
+page_query!(
+    /// Paging of `GET /v1/catalogs/{catalog}/categories`.
+    CategoriesPage, 'c', true
+);
+page_query!(
+    /// Paging of `GET /v1/jobs/{id}/errors`.
+    ErrorsPage, 'e', false
+);
 
 fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(DEFAULT_PAGE_LIMIT) {
@@ -348,7 +722,7 @@ fn category_inputs(categories: Vec<Value>) -> Result<Vec<CategoryInput>, ApiErro
 // ---------------------------------------------------------------------------------------------
 // Catalogs
 
-#[utoipa::path(post, path = "/v1/catalogs", tag = "catalogs", request_body = CreateCatalogBody, responses((status = 201, body = CatalogView), (status = 400, body = ErrorEnvelope), (status = 409, description = "Name taken", body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs", tag = "catalogs", request_body = CreateCatalogBody, responses((status = 201, description = "Created", body = CatalogView), BodyErrors, (status = 409, description = "`catalog_already_exists`: the name is taken", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn create_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -358,18 +732,18 @@ async fn create_catalog(
     Ok((StatusCode::CREATED, Json(CatalogView::from(&catalog))).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", params(PageQuery), responses((status = 200, body = PageView<CatalogView>), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", params(CatalogsPage), responses((status = 200, description = "A page of catalogs", body = PageView<CatalogView>), QueryErrors, GuardErrors), security(("bearer" = [])))]
 async fn list_catalogs(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<CatalogsPage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let page = state.store.list_catalogs(caller.project_id, query.cursor.as_deref(), limit).await?;
     Ok(Json(PageView::<CatalogView>::of(&page)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 200, body = CatalogView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(CatalogPath), responses((status = 200, description = "The catalog", body = CatalogView), CatalogNotFound, GuardErrors), security(("bearer" = [])))]
 async fn get_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -378,7 +752,7 @@ async fn get_catalog(
     Ok(Json(CatalogView::from(&state.store.get_catalog(caller.project_id, &catalog).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(("catalog" = String, Path, description = "Catalog name")), responses((status = 202, body = JobCreatedView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(CatalogPath), responses((status = 202, description = "The job that deletes the catalog", body = JobCreatedView), CatalogNotFound, GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn delete_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -391,19 +765,19 @@ async fn delete_catalog(
 // ---------------------------------------------------------------------------------------------
 // Items and categories
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), PageQuery), responses((status = 200, body = PageView<ItemView>), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items", tag = "items", params(CatalogPath, ItemsPage), responses((status = 200, description = "A page of items", body = PageView<ItemView>), QueryErrors, CatalogNotFound, GuardErrors), security(("bearer" = [])))]
 async fn list_items(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
     ApiPath(catalog): ApiPath<String>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ItemsPage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let page = state.store.list_items(caller.project_id, &catalog, query.cursor.as_deref(), limit).await?;
     Ok(Json(PageView::<ItemView>::of(&page)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(("catalog" = String, Path, description = "Catalog name"), ("id" = String, Path, description = "Item id")), responses((status = 200, body = ItemView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(ItemPath), responses((status = 200, description = "The item", body = ItemView), (status = 404, description = "`catalog_not_found` or `item_not_found`", body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
 async fn get_item(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -412,19 +786,19 @@ async fn get_item(
     Ok(Json(ItemView::from(&state.store.get_item(caller.project_id, &catalog, &id).await?)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/categories", tag = "categories", params(("catalog" = String, Path, description = "Catalog name"), PageQuery), responses((status = 200, body = PageView<CategoryView>), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/categories", tag = "categories", params(CatalogPath, CategoriesPage), responses((status = 200, description = "A page of categories", body = PageView<CategoryView>), QueryErrors, CatalogNotFound, GuardErrors), security(("bearer" = [])))]
 async fn list_categories(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
     ApiPath(catalog): ApiPath<String>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<CategoriesPage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let page = state.store.list_categories(caller.project_id, &catalog, query.cursor.as_deref(), limit).await?;
     Ok(Json(PageView::<CategoryView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn bulk_delete_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -434,7 +808,7 @@ async fn bulk_delete_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn bulk_upsert_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -447,7 +821,7 @@ async fn bulk_upsert_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn bulk_patch_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -460,7 +834,7 @@ async fn bulk_patch_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn bulk_update_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -473,7 +847,7 @@ async fn bulk_update_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn bulk_upsert_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -486,7 +860,7 @@ async fn bulk_upsert_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BulkErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn bulk_delete_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -502,24 +876,63 @@ async fn bulk_delete_categories(
 
 /// Filters and paging of `GET /v1/jobs`. `status` and `kind` take comma-separated lists; times are
 /// RFC 3339.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JobsQuery {
-    /// Comma-separated statuses: scheduled, queued, running, completed, failed, cancelled.
+    /// Comma-separated statuses.
     status: Option<String>,
-    /// Comma-separated kinds, e.g. item_bulk_delete.
+    /// Comma-separated kinds.
     kind: Option<String>,
     /// Only jobs of this catalog.
     catalog: Option<String>,
-    /// Created at or after this RFC 3339 time.
+    /// Created at or after this time.
     created_after: Option<String>,
-    /// Created before this RFC 3339 time.
+    /// Created before this time.
     created_before: Option<String>,
-    /// Rows per page, 1 to 1000 (default 100).
+    /// Rows per page.
     limit: Option<u32>,
-    /// The previous page's `next_cursor`.
+    /// The previous page's `next_cursor`, as given.
     cursor: Option<String>,
+}
+
+/// A comma-separated list of `words` (empty entries ignored), as [`word_list`] parses it.
+impl IntoParams for JobsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            query_param("status", "Comma-separated statuses.", status_list_schema()),
+            query_param("kind", "Comma-separated kinds.", kind_list_schema()),
+            query_param("catalog", "Only jobs of this catalog.", catalog_name_schema()),
+            query_param("created_after", "Created at or after this time (RFC 3339).", date_time_schema()),
+            query_param("created_before", "Created before this time (RFC 3339).", date_time_schema()),
+            query_param("limit", "Rows per page.", limit_schema()),
+            query_param("cursor", "The previous page's `next_cursor`, as given.", cursor_schema::<'j', false>()),
+        ]
+    }
+}
+
+fn word_list_schema(words: &[&str]) -> Object {
+    let alternatives = words.join("|");
+    string_schema().pattern(Some(format!("^,*(({alternatives})(,+|$))*$"))).build()
+}
+
+fn status_list_schema() -> Object {
+    word_list_schema(&JobStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+}
+
+fn kind_list_schema() -> Object {
+    word_list_schema(&JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>())
+}
+
+fn catalog_name_schema() -> RefOr<Schema> {
+    <CatalogName as utoipa::PartialSchema>::schema()
+}
+
+fn native_id_schema() -> RefOr<Schema> {
+    <NativeId as utoipa::PartialSchema>::schema()
+}
+
+fn date_time_schema() -> Object {
+    string_schema().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))).build()
 }
 
 /// Parses a comma-separated list of words (`status=queued,running`).
@@ -535,7 +948,7 @@ fn word_list<T: std::str::FromStr<Err = catalog_domain::job::UnknownWord>>(
     .unwrap_or_else(|| Ok(Vec::new()))
 }
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery), responses((status = 200, body = PageView<JobView>), (status = 400, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery), responses((status = 200, description = "A page of jobs", body = PageView<JobView>), QueryErrors, GuardErrors), security(("bearer" = [])))]
 async fn list_jobs(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -546,6 +959,10 @@ async fn list_jobs(
             .map(|t| parse_rfc3339(t).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("`{field}`: {e}"))))
             .transpose()
     };
+    if let Some(name) = query.catalog.as_deref() {
+        // The filter is refused as the schema refuses it, rather than matching nothing.
+        validate_catalog_name(name).map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("`catalog`: {e}")))?;
+    }
     let filter = JobFilter {
         statuses: word_list::<JobStatus>(query.status.as_deref())?,
         kinds: word_list::<JobKind>(query.kind.as_deref())?,
@@ -559,15 +976,25 @@ async fn list_jobs(
 }
 
 /// Long poll: hold the request until the job is finished or `wait` seconds (at most 60) pass.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
-    /// Seconds to wait for the job to finish, 0 to 60.
+    /// Seconds to wait for the job to finish.
     wait: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "Job id"), WaitQuery), responses((status = 200, body = JobView), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+impl IntoParams for WaitQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![query_param("wait", "Seconds to hold the request until the job is finished.", wait_schema())]
+    }
+}
+
+/// `wait`: 0 to [`MAX_WAIT_SECS`].
+fn wait_schema() -> Object {
+    ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(MAX_WAIT_SECS)).build()
+}
+
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath, WaitQuery), responses((status = 200, description = "The job", body = JobView), QueryErrors, JobNotFound, GuardErrors), security(("bearer" = [])))]
 async fn get_job(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -589,19 +1016,19 @@ async fn get_job(
     Ok(Json(JobView::from(&job)))
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}/errors", tag = "jobs", params(("id" = i64, Path, description = "Job id"), PageQuery), responses((status = 200, body = PageView<JobErrorView>), (status = 404, body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/errors", tag = "jobs", params(JobPath, ErrorsPage), responses((status = 200, description = "A page of the job's per-input errors", body = PageView<JobErrorView>), QueryErrors, JobNotFound, GuardErrors), security(("bearer" = [])))]
 async fn list_job_errors(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
     ApiPath(id): ApiPath<i64>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<ErrorsPage>,
 ) -> Result<impl IntoResponse, ApiError> {
     let limit = page_limit(query.limit)?;
     let page = state.store.list_job_errors(caller.project_id, JobId(id), query.cursor.as_deref(), limit).await?;
     Ok(Json(PageView::<JobErrorView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(("id" = i64, Path, description = "Job id")), responses((status = 200, body = JobView), (status = 404, body = ErrorEnvelope), (status = 409, description = "The job has finished", body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(JobPath), responses((status = 200, description = "The cancelled job", body = JobView), JobNotFound, (status = 409, description = "`job_not_cancellable`: the job has finished", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
 async fn cancel_job(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -610,23 +1037,58 @@ async fn cancel_job(
     Ok(Json(JobView::from(&state.store.cancel_job(caller.project_id, JobId(id)).await?)))
 }
 
-/// The catalog in a bulk route's path (documentation only: [`BulkRequest`] extracts it).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct CatalogPath {
-    /// Catalog name.
-    catalog: String,
+/// The catalog in a route's path (documentation only: routes extract it themselves).
+struct CatalogPath;
+
+impl IntoParams for CatalogPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![path_param("catalog", "Catalog name.", catalog_name_schema())]
+    }
+}
+
+/// An item's path (documentation only).
+struct ItemPath;
+
+impl IntoParams for ItemPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![
+            path_param("catalog", "Catalog name.", catalog_name_schema()),
+            path_param("id", "Item id.", native_id_schema()),
+        ]
+    }
+}
+
+/// A job's path (documentation only).
+struct JobPath;
+
+impl IntoParams for JobPath {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let id =
+            ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)));
+        vec![path_param("id", "Job id.", id)]
+    }
+}
+
+/// The `Idempotency-Key` header as [`JobFields::options`] reads it: visible ASCII, spaces and tabs,
+/// of which 1 to 255 characters are left once the spaces and tabs around them are trimmed.
+fn idempotency_key_schema() -> Object {
+    let inner = MAX_IDEMPOTENCY_KEY_LEN.saturating_sub(2);
+    string_schema().pattern(Some(format!("^[\\t ]*[!-~]([\\t -~]{{0,{inner}}}[!-~])?[\\t ]*$"))).build()
 }
 
 /// The header every job-creating route reads (documentation only).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-struct IdempotencyHeader {
-    /// A retry with the same key and body returns the first job.
-    #[param(rename = "Idempotency-Key")]
-    idempotency_key: Option<String>,
+struct IdempotencyHeader;
+
+impl IntoParams for IdempotencyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        vec![ParameterBuilder::new()
+            .name("Idempotency-Key")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("A retry with the same key and body returns the first job instead of a second one."))
+            .schema(Some(idempotency_key_schema()))
+            .build()]
+    }
 }
 
 /// The successful answers of every bulk route (documentation only).
@@ -641,57 +1103,93 @@ enum BulkResponses {
     Replayed(BulkView),
 }
 
-/// The errors of the guard every `/v1` route sits behind (documentation only).
+/// The errors of the guard every `/v1` route sits behind, and of the store behind every route
+/// (documentation only).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 enum GuardErrors {
-    /// No valid API key.
+    /// `unauthenticated`: no valid API key.
     #[response(status = 401)]
     Unauthenticated(ErrorEnvelope),
-    /// The key lacks the route's scope.
+    /// `forbidden`: the key lacks the route's scope.
     #[response(status = 403)]
     Forbidden(ErrorEnvelope),
-    /// Rate limited; see `Retry-After`.
-    #[response(status = 429)]
+    /// `rate_limited` (see `Retry-After`), or `too_many_jobs_in_progress`.
+    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
     RateLimited(ErrorEnvelope),
+    /// `internal`: a fault of the server, never caused by the request.
+    #[response(status = 500)]
+    Internal(ErrorEnvelope),
+    /// `unavailable`: the database cannot be reached or is shutting down; retry after `Retry-After`.
+    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
+    Unavailable(ErrorEnvelope),
 }
 
-/// The errors of the bulk routes besides the guard's (documentation only).
+/// The errors of a route with a query string (documentation only).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum BulkErrors {
-    /// Invalid body, or no valid input.
+enum QueryErrors {
+    /// `invalid_query`: an unknown, malformed or out-of-range query parameter.
+    #[response(status = 400)]
+    InvalidQuery(ErrorEnvelope),
+}
+
+/// The errors of a route with a JSON body (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum BodyErrors {
+    /// The body breaks the schema (`invalid_json`, `invalid_request`, `invalid_catalog_name`,
+    /// `too_many_items`), or no input is valid (`no_valid_items`, or any invalid one under
+    /// `atomic`: `invalid_item_id`).
     #[response(status = 400)]
     Invalid(ErrorEnvelope),
-    /// No such catalog.
-    #[response(status = 404)]
-    CatalogNotFound(ErrorEnvelope),
-    /// Idempotency-Key reused with another body.
-    #[response(status = 409)]
-    IdempotencyKeyReused(ErrorEnvelope),
-    /// Body too large.
+    /// `payload_too_large`: the body is over the limit (10 MiB by default).
     #[response(status = 413)]
     PayloadTooLarge(ErrorEnvelope),
-    /// Not JSON.
+    /// `unsupported_media_type`: the body is not `application/json`.
     #[response(status = 415)]
     UnsupportedMediaType(ErrorEnvelope),
 }
 
-/// The native API's OpenAPI document.
+/// The errors of a route that writes (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum WriteErrors {
+    /// `insufficient_storage`: the database has no room left; nothing was written.
+    #[response(status = 507)]
+    InsufficientStorage(ErrorEnvelope),
+}
+
+/// A route under a catalog (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum CatalogNotFound {
+    /// `catalog_not_found`: no catalog of that name in the caller's project.
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+}
+
+/// A route under a job (documentation only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum JobNotFound {
+    /// `job_not_found`: no job of that id in the caller's project.
+    #[response(status = 404)]
+    NotFound(ErrorEnvelope),
+}
+
+/// The native API's OpenAPI document, without its paths: [`routes`] adds each with its route.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "catalogd native API", description = "Catalogs whose bulk changes run as durable asynchronous jobs."),
-    paths(
-        create_catalog, list_catalogs, get_catalog, delete_catalog, list_items, get_item, list_categories,
-        bulk_delete_items, bulk_upsert_items, bulk_patch_items, bulk_update_categories, bulk_upsert_categories,
-        bulk_delete_categories, list_jobs, get_job, list_job_errors, cancel_job
-    ),
+    components(schemas(BulkView, InputResult, InputError, JobView, ErrorEnvelope, ErrorBody)),
     modifiers(&BearerAuth),
     tags(
         (name = "catalogs", description = "Catalogs of a project"),
         (name = "items", description = "Items, and their bulk jobs"),
         (name = "categories", description = "Categories, and their bulk jobs"),
         (name = "jobs", description = "List, inspect, wait for and cancel jobs"),
+        (name = "service", description = "Health, readiness, metrics and this document; no key needed"),
     )
 )]
 pub struct NativeApiDoc;
@@ -707,11 +1205,25 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The OpenAPI document as pretty JSON, exactly as committed in `docs/openapi.json`.
-pub fn openapi_json() -> String {
-    let mut doc = NativeApiDoc::openapi();
+/// The OpenAPI document of every documented route: the service routes and the native API, taken
+/// from the routers that serve them.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    // The native document comes first: `merge` keeps the receiver's `info`.
+    let mut doc = routes().merge(crate::app::service_routes()).into_openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
-    let mut text = doc.to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    text.push('\n');
-    text
+    doc
+}
+
+/// The OpenAPI document as pretty JSON, exactly as committed in `docs/openapi.json`; computed once.
+/// It goes through a `serde_json::Value`, whose maps are sorted, because the keywords utoipa
+/// carries as extensions sit in a `HashMap`, whose order changes from process to process.
+pub fn openapi_json() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = serde_json::to_value(openapi())
+            .and_then(|doc| serde_json::to_string_pretty(&doc))
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        text.push('\n');
+        text
+    })
 }
