@@ -722,7 +722,7 @@ fn category_inputs(categories: Vec<Value>) -> Result<Vec<CategoryInput>, ApiErro
 // ---------------------------------------------------------------------------------------------
 // Catalogs
 
-#[utoipa::path(post, path = "/v1/catalogs", tag = "catalogs", request_body = CreateCatalogBody, responses((status = 201, description = "Created", body = CatalogView), BodyErrors, (status = 409, description = "`catalog_already_exists`: the name is taken", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs", tag = "catalogs", request_body = CreateCatalogBody, responses(GuardErrors, (status = 201, description = "Created", body = CatalogView), BodyErrors, (status = 409, description = "`catalog_already_exists`: the name is taken", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn create_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -732,7 +732,7 @@ async fn create_catalog(
     Ok((StatusCode::CREATED, Json(CatalogView::from(&catalog))).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", params(CatalogsPage), responses((status = 200, description = "A page of catalogs", body = PageView<CatalogView>), QueryErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs", tag = "catalogs", params(CatalogsPage), responses(GuardErrors, (status = 200, description = "A page of catalogs", body = PageView<CatalogView>), QueryErrors), security(("bearer" = [])))]
 async fn list_catalogs(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -743,7 +743,7 @@ async fn list_catalogs(
     Ok(Json(PageView::<CatalogView>::of(&page)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(CatalogPath), responses((status = 200, description = "The catalog", body = CatalogView), CatalogNotFound, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(CatalogPath), responses(GuardErrors, (status = 200, description = "The catalog", body = CatalogView), CatalogNotFound), security(("bearer" = [])))]
 async fn get_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -752,7 +752,7 @@ async fn get_catalog(
     Ok(Json(CatalogView::from(&state.store.get_catalog(caller.project_id, &catalog).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(CatalogPath), responses((status = 202, description = "The job that deletes the catalog", body = JobCreatedView), CatalogNotFound, GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/v1/catalogs/{catalog}", tag = "catalogs", params(CatalogPath), responses(GuardErrors, (status = 202, description = "The job that deletes the catalog", body = JobCreatedView), CatalogNotFound, WriteErrors), security(("bearer" = [])))]
 async fn delete_catalog(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -765,7 +765,7 @@ async fn delete_catalog(
 // ---------------------------------------------------------------------------------------------
 // Items and categories
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items", tag = "items", params(CatalogPath, ItemsPage), responses((status = 200, description = "A page of items", body = PageView<ItemView>), QueryErrors, CatalogNotFound, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items", tag = "items", params(CatalogPath, ItemsPage), responses(GuardErrors, (status = 200, description = "A page of items", body = PageView<ItemView>), QueryErrors, CatalogNotFound), security(("bearer" = [])))]
 async fn list_items(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -777,7 +777,7 @@ async fn list_items(
     Ok(Json(PageView::<ItemView>::of(&page)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(ItemPath), responses((status = 200, description = "The item", body = ItemView), (status = 404, description = "`catalog_not_found` or `item_not_found`", body = ErrorEnvelope), GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/items/{id}", tag = "items", params(ItemPath), responses(GuardErrors, (status = 200, description = "The item", body = ItemView), (status = 404, description = "`catalog_not_found` or `item_not_found`", body = ErrorEnvelope)), security(("bearer" = [])))]
 async fn get_item(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -786,7 +786,7 @@ async fn get_item(
     Ok(Json(ItemView::from(&state.store.get_item(caller.project_id, &catalog, &id).await?)))
 }
 
-#[utoipa::path(get, path = "/v1/catalogs/{catalog}/categories", tag = "categories", params(CatalogPath, CategoriesPage), responses((status = 200, description = "A page of categories", body = PageView<CategoryView>), QueryErrors, CatalogNotFound, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/catalogs/{catalog}/categories", tag = "categories", params(CatalogPath, CategoriesPage), responses(GuardErrors, (status = 200, description = "A page of categories", body = PageView<CategoryView>), QueryErrors, CatalogNotFound), security(("bearer" = [])))]
 async fn list_categories(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -798,7 +798,7 @@ async fn list_categories(
     Ok(Json(PageView::<CategoryView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-delete", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(GuardErrors, BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn bulk_delete_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -808,7 +808,7 @@ async fn bulk_delete_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-upsert", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(GuardErrors, BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn bulk_upsert_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -821,7 +821,7 @@ async fn bulk_upsert_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/items/bulk-patch", tag = "items", params(CatalogPath, IdempotencyHeader), request_body = ItemsBody, responses(GuardErrors, BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn bulk_patch_items(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<ItemsBody>,
@@ -834,7 +834,7 @@ async fn bulk_patch_items(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-update", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(GuardErrors, BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn bulk_update_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -847,7 +847,7 @@ async fn bulk_update_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-upsert", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = CategoriesBody, responses(GuardErrors, BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn bulk_upsert_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<CategoriesBody>,
@@ -860,7 +860,7 @@ async fn bulk_upsert_categories(
     Ok(bulk_response(&outcome))
 }
 
-#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/catalogs/{catalog}/categories/bulk-delete", tag = "categories", params(CatalogPath, IdempotencyHeader), request_body = IdsBody, responses(GuardErrors, BulkResponses, BodyErrors, CatalogNotFound, (status = 409, description = "`idempotency_key_reused`: the Idempotency-Key was used with another request", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn bulk_delete_categories(
     state: axum::extract::State<AppState>,
     BulkRequest(bulk, _): BulkRequest<IdsBody>,
@@ -948,7 +948,7 @@ fn word_list<T: std::str::FromStr<Err = catalog_domain::job::UnknownWord>>(
     .unwrap_or_else(|| Ok(Vec::new()))
 }
 
-#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery), responses((status = 200, description = "A page of jobs", body = PageView<JobView>), QueryErrors, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(JobsQuery), responses(GuardErrors, (status = 200, description = "A page of jobs", body = PageView<JobView>), QueryErrors), security(("bearer" = [])))]
 async fn list_jobs(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -994,7 +994,7 @@ fn wait_schema() -> Object {
     ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(MAX_WAIT_SECS)).build()
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath, WaitQuery), responses((status = 200, description = "The job", body = JobView), QueryErrors, JobNotFound, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(JobPath, WaitQuery), responses(GuardErrors, (status = 200, description = "The job", body = JobView), QueryErrors, JobNotFound), security(("bearer" = [])))]
 async fn get_job(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -1016,7 +1016,7 @@ async fn get_job(
     Ok(Json(JobView::from(&job)))
 }
 
-#[utoipa::path(get, path = "/v1/jobs/{id}/errors", tag = "jobs", params(JobPath, ErrorsPage), responses((status = 200, description = "A page of the job's per-input errors", body = PageView<JobErrorView>), QueryErrors, JobNotFound, GuardErrors), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/jobs/{id}/errors", tag = "jobs", params(JobPath, ErrorsPage), responses(GuardErrors, (status = 200, description = "A page of the job's per-input errors", body = PageView<JobErrorView>), QueryErrors, JobNotFound), security(("bearer" = [])))]
 async fn list_job_errors(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -1028,7 +1028,7 @@ async fn list_job_errors(
     Ok(Json(PageView::<JobErrorView>::of(&page)))
 }
 
-#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(JobPath), responses((status = 200, description = "The cancelled job", body = JobView), JobNotFound, (status = 409, description = "`job_not_cancellable`: the job has finished", body = ErrorEnvelope), GuardErrors, WriteErrors), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs", params(JobPath), responses(GuardErrors, (status = 200, description = "The cancelled job", body = JobView), JobNotFound, (status = 409, description = "`job_not_cancellable`: the job has finished", body = ErrorEnvelope), WriteErrors), security(("bearer" = [])))]
 async fn cancel_job(
     state: axum::extract::State<AppState>,
     Caller(caller): Caller,
@@ -1104,10 +1104,14 @@ enum BulkResponses {
 }
 
 /// The errors of the guard every `/v1` route sits behind, and of the store behind every route
-/// (documentation only).
+/// (documentation only). Listed first in each route's `responses`: a route's own 400 (query,
+/// body) replaces this one, and says the same of the header.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 enum GuardErrors {
+    /// `invalid_request`: more than one `Authorization` header.
+    #[response(status = 400)]
+    RepeatedAuthorization(ErrorEnvelope),
     /// `unauthenticated`: no valid API key.
     #[response(status = 401)]
     Unauthenticated(ErrorEnvelope),
@@ -1129,7 +1133,8 @@ enum GuardErrors {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 enum QueryErrors {
-    /// `invalid_query`: an unknown, malformed or out-of-range query parameter.
+    /// `invalid_query`: an unknown, malformed or out-of-range query parameter; or
+    /// `invalid_request`: more than one `Authorization` header.
     #[response(status = 400)]
     InvalidQuery(ErrorEnvelope),
 }
@@ -1140,7 +1145,7 @@ enum QueryErrors {
 enum BodyErrors {
     /// The body breaks the schema (`invalid_json`, `invalid_request`, `invalid_catalog_name`,
     /// `too_many_items`), or no input is valid (`no_valid_items`, or any invalid one under
-    /// `atomic`: `invalid_item_id`).
+    /// `atomic`: `invalid_item_id`); or `invalid_request`: more than one `Authorization` header.
     #[response(status = 400)]
     Invalid(ErrorEnvelope),
     /// `payload_too_large`: the body is over the limit (10 MiB by default).
