@@ -84,7 +84,7 @@ impl PendingJob {
     /// A runner may take it now: it is queued or due, or it is running and its lease has ended.
     fn may_be_claimed(&self, now: i64) -> bool {
         match self.status {
-            JobStatus::Running => self.lease_expires_at.is_none_or(|end| end < now),
+            JobStatus::Running => self.lease_expires_at.is_none_or(|end| end <= now),
             _ => self.is_due(now),
         }
     }

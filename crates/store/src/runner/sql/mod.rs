@@ -194,7 +194,7 @@ pub(super) fn likely_next_job(due: &str, now: &str, hint: impl Fn(&str) -> Strin
     format!(
         "SELECT id FROM (
              SELECT id, {due} AS due FROM jobs {holding}
-             WHERE {HOLDING} AND (status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at < {now})
+             WHERE {HOLDING} AND (status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
              UNION ALL
              SELECT queued.id, queued.due FROM (
                  SELECT id, project_id, catalog_id, {due} AS due FROM jobs {queue}
@@ -244,7 +244,7 @@ pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, hint: impl Fn(
                  THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs {holding}
                                        WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
                                        ORDER BY {due}, id LIMIT 1) AS holder
-                       WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at < {now})
+                       WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
                  ELSE (SELECT id FROM jobs {waiting}
                        WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
                          AND (status = 'queued' OR {due} <= {now})

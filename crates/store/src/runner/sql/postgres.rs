@@ -59,7 +59,7 @@ fn claim_from(with: &str, candidate_ids: &str) -> String {
              SELECT j.id, j.catalog_id, j.status FROM jobs j
              WHERE j.id = {candidate_ids}
                AND j.status IN ('queued', 'scheduled', 'running')
-               AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at < {NOW})
+               AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at <= {NOW})
              ORDER BY {due_j}, j.id LIMIT 1
              FOR UPDATE OF j SKIP LOCKED),
          turn AS (
