@@ -210,10 +210,13 @@ async fn a_read_only_database_is_refused_at_start(db: &TestDb) {
     assert!(error.to_string().contains("cannot be written"), "{error}");
     if let Raw::Pg(pool) = &db.raw {
         let name = database_name(&db.url);
-        sqlx::raw_sql(&format!("ALTER DATABASE {name} RESET default_transaction_read_only"))
-            .execute(pool)
-            .await
-            .unwrap();
+        // The pool may have opened this connection after the ALTER, read-only by default itself.
+        sqlx::raw_sql(&format!(
+            "SET default_transaction_read_only = off; ALTER DATABASE {name} RESET default_transaction_read_only"
+        ))
+        .execute(pool)
+        .await
+        .unwrap();
     }
 }
 
