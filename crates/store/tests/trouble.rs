@@ -210,13 +210,12 @@ async fn a_read_only_database_is_refused_at_start(db: &TestDb) {
     assert!(error.to_string().contains("cannot be written"), "{error}");
     if let Raw::Pg(pool) = &db.raw {
         let name = database_name(&db.url);
-        // The pool may have opened this connection after the ALTER, read-only by default itself.
-        sqlx::raw_sql(&format!(
-            "SET default_transaction_read_only = off; ALTER DATABASE {name} RESET default_transaction_read_only"
-        ))
-        .execute(pool)
-        .await
-        .unwrap();
+        // The pool may have opened this connection after the ALTER, read-only by default itself:
+        // the reset runs in a transaction that says it writes.
+        sqlx::raw_sql(&format!("BEGIN READ WRITE; ALTER DATABASE {name} RESET default_transaction_read_only; COMMIT"))
+            .execute(pool)
+            .await
+            .unwrap();
     }
 }
 
