@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "CATALOGD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Largest request body accepted, in bytes (larger ones get 413 while they are read).
+    /// Largest request body accepted, in bytes: a larger declared `Content-Length` gets 413 before
+    /// the body is read, and a body that turns out larger while it is read gets 413 then.
     #[arg(long, env = "CATALOGD_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// Days a finished job is kept before it is purged.

@@ -38,7 +38,7 @@ fn main() -> ExitCode {
 async fn admin(database: DatabaseArgs, command: AdminCommand) -> Result<(), String> {
     let store = Store::connect(&database.database_url, StoreConfig::default())
         .await
-        .map_err(|e| format!("cannot open {}: {e}", database.database_url))?;
+        .map_err(|e| format!("cannot open {}: {e}", catalog_api::serve::redact(&database.database_url)))?;
     let outcome = run_admin(&store, command).await;
     store.close().await;
     outcome

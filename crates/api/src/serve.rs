@@ -87,7 +87,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let limits = connection_limits(&args.connections, raise_open_file_limit());
     let store = Store::connect(&args.database.database_url, store_config(&args))
         .await
-        .map_err(|e| format!("cannot open {}: {e}", args.database.database_url))?;
+        .map_err(|e| format!("cannot open {}: {e}", redact(&args.database.database_url)))?;
     if store.list_projects().await.map_err(|e| e.to_string())?.is_empty() {
         tracing::info!(
             "the database has no project yet; create one and a key with:\n  catalogd admin project create my-project\n  catalogd admin key create --project my-project --scopes catalogs:read,catalogs:write,jobs:read,jobs:write"
@@ -146,7 +146,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
 }
 
 /// The URL without its password, for logs.
-fn redact(url: &str) -> String {
+/// The database URL with its password replaced by `***`, for logs and error messages.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];
