@@ -17,13 +17,13 @@ use axum::Router;
 use base64::Engine as _;
 use catalog_api::limits::RateLimits;
 use catalog_api::metrics::Metrics;
+use catalog_api::testing::{Backend, ScratchDatabase};
 use catalog_api::AppState;
 use catalog_domain::ErrorCode;
 use catalog_store::{Runner, RunnerConfig, Scope, Store, StoreConfig};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sqlx::Connection;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -207,75 +207,32 @@ fn assert_ready(answer: &Answer) {
     assert_eq!((answer.status, &answer.body), (StatusCode::OK, &json!({"status": "ready"})));
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst))
-}
-
-/// A temporary SQLite file, removed on drop.
-struct TempFile(std::path::PathBuf);
-
-impl TempFile {
-    fn new() -> TempFile {
-        TempFile(std::env::temp_dir().join(format!("{}.db", unique("catalogd_trouble"))))
-    }
-
-    fn url(&self) -> String {
-        format!("sqlite://{}", self.0.display())
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut path = self.0.clone().into_os_string();
-            path.push(suffix);
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A fresh PostgreSQL database of the test's own, dropped on drop; `None` (skipped) when the
-/// server is unreachable and `CI` is not set.
+/// A fresh PostgreSQL database of the test's own (the harness's [`ScratchDatabase`]); `None`
+/// (skipped) when the server is unreachable and `CI` is not set.
 struct PgDatabase {
-    name: String,
+    scratch: ScratchDatabase,
     url: String,
 }
 
 impl PgDatabase {
     async fn create() -> Option<PgDatabase> {
-        let admin = pg_admin_url();
-        let mut connection = match sqlx::PgConnection::connect(&admin).await {
-            Ok(connection) => connection,
-            Err(e) if std::env::var_os("CI").is_none() => {
-                eprintln!("SKIPPED: PostgreSQL at {admin} is unreachable ({e})");
-                return None;
-            }
-            Err(e) => panic!("PostgreSQL at {admin} is unreachable and CI is set: {e}"),
-        };
-        let name = unique("catalogd_trouble");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await.unwrap();
-        let (base, _) = admin.rsplit_once('/').unwrap();
-        Some(PgDatabase { url: format!("{base}/{name}"), name })
+        if !Backend::Postgres.available().await {
+            return None;
+        }
+        let scratch = ScratchDatabase::new(Backend::Postgres).await;
+        Some(PgDatabase { url: scratch.url().to_owned(), scratch })
     }
 
     /// The URL through `port` on 127.0.0.1 instead of the server's own address.
     fn url_via(&self, port: u16) -> String {
-        let admin = pg_admin_url();
-        let (scheme, rest) = admin.split_once("://").unwrap();
-        let (authority, _) = rest.split_once('/').unwrap();
+        let (scheme, rest) = self.scratch.url().split_once("://").unwrap();
+        let (authority, path) = rest.split_once('/').unwrap();
         let credentials = authority.rsplit_once('@').map_or(String::new(), |(c, _)| format!("{c}@"));
-        format!("{scheme}://{credentials}127.0.0.1:{port}/{}", self.name)
+        format!("{scheme}://{credentials}127.0.0.1:{port}/{path}")
     }
 
     fn server_address(&self) -> String {
-        let admin = pg_admin_url();
-        let rest = admin.split_once("://").unwrap().1;
+        let rest = self.scratch.url().split_once("://").unwrap().1;
         let authority = rest.split_once('/').unwrap().0;
         let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
         if host.contains(':') {
@@ -291,36 +248,19 @@ impl PgDatabase {
     }
 }
 
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let (admin, name) = (pg_admin_url(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                if let Ok(mut connection) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut connection)
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // SQLite
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_full_database_is_507_on_every_surface_until_there_is_room() {
-    let file = TempFile::new();
+    let file = ScratchDatabase::new(Backend::Sqlite).await;
     // The catalogs and room to free later first, then the file capped at its size.
     {
-        let setup = App::open(&file.url(), StoreConfig::default()).await;
+        let setup = App::open(file.url(), StoreConfig::default()).await;
         setup.create_catalogs().await;
         setup.store.close().await;
-        let mut raw = sqlx::SqliteConnection::connect(&file.url()).await.unwrap();
+        let mut raw = sqlx::SqliteConnection::connect(file.url()).await.unwrap();
         sqlx::raw_sql(
             "CREATE TABLE filler (b BLOB);
              WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64)
@@ -332,12 +272,11 @@ async fn sqlite_a_full_database_is_507_on_every_surface_until_there_is_room() {
         raw.close().await.unwrap();
     }
     let pages: u32 = {
-        let mut raw = sqlx::SqliteConnection::connect(&file.url()).await.unwrap();
+        let mut raw = sqlx::SqliteConnection::connect(file.url()).await.unwrap();
         let pages: i64 = sqlx::query_scalar("PRAGMA page_count").fetch_one(&mut raw).await.unwrap();
         pages.try_into().unwrap()
     };
-    let app =
-        App::open(&file.url(), StoreConfig { sqlite_max_page_count: Some(pages), ..StoreConfig::default() }).await;
+    let app = App::open(file.url(), StoreConfig { sqlite_max_page_count: Some(pages), ..StoreConfig::default() }).await;
     let mut refused = None;
     for _ in 0..100 {
         let answer = app.upsert(50).await;
@@ -355,7 +294,7 @@ async fn sqlite_a_full_database_is_507_on_every_surface_until_there_is_room() {
     assert_eq!(app.native(Method::GET, "/v1/catalogs", None).await.status, StatusCode::OK);
 
     // Room is made: ready again, and writes are accepted and applied.
-    let mut raw = sqlx::SqliteConnection::connect(&file.url()).await.unwrap();
+    let mut raw = sqlx::SqliteConnection::connect(file.url()).await.unwrap();
     sqlx::query("DELETE FROM filler").execute(&mut raw).await.unwrap();
     assert_ready(&app.readyz().await);
     let accepted = app.upsert(50).await;
@@ -368,11 +307,11 @@ async fn sqlite_a_full_database_is_507_on_every_surface_until_there_is_room() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_database_locked_by_another_process_is_503() {
-    let file = TempFile::new();
+    let file = ScratchDatabase::new(Backend::Sqlite).await;
     let app =
-        App::open(&file.url(), StoreConfig { busy_timeout: Duration::from_millis(20), ..StoreConfig::default() }).await;
+        App::open(file.url(), StoreConfig { busy_timeout: Duration::from_millis(20), ..StoreConfig::default() }).await;
     app.create_catalogs().await;
-    let holder = sqlx::SqlitePool::connect(&file.url()).await.unwrap();
+    let holder = sqlx::SqlitePool::connect(file.url()).await.unwrap();
     let lock = holder.begin_with("BEGIN IMMEDIATE").await.unwrap();
     assert_trouble("native", &app.upsert(5).await, ErrorCode::Unavailable);
     for (dialect, answer) in facade_writes(&app).await {
