@@ -108,6 +108,22 @@ async fn metrics(State(state): State<AppState>) -> Response {
             out.push_str("# HELP catalogd_runner_lag_seconds Age of the oldest due job not yet claimed.\n");
             out.push_str("# TYPE catalogd_runner_lag_seconds gauge\n");
             let _ = writeln!(out, "catalogd_runner_lag_seconds {}", jobs.oldest_due_ms as f64 / 1_000.0);
+            // Overall only: a series per project would grow with the number of projects.
+            out.push_str("# HELP catalogd_queue_jobs Unfinished jobs (queued, scheduled, running), all projects.\n");
+            out.push_str("# TYPE catalogd_queue_jobs gauge\n");
+            let _ = writeln!(out, "catalogd_queue_jobs {}", jobs.queued_jobs);
+            out.push_str(
+                "# HELP catalogd_queue_inputs Inputs of unfinished jobs not yet applied, all projects (the queue limits bound it).\n",
+            );
+            out.push_str("# TYPE catalogd_queue_inputs gauge\n");
+            let _ = writeln!(out, "catalogd_queue_inputs {}", jobs.queued_inputs);
+            if let Some(rate) = jobs.drain_rate {
+                out.push_str(
+                    "# HELP catalogd_queue_drain_rate Inputs applied per second by this process's runners over the last minute.\n",
+                );
+                out.push_str("# TYPE catalogd_queue_drain_rate gauge\n");
+                let _ = writeln!(out, "catalogd_queue_drain_rate {rate}");
+            }
         }
         Err(error) => tracing::warn!(%error, "cannot read job metrics"),
     }

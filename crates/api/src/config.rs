@@ -67,6 +67,14 @@ pub struct ServeArgs {
     /// Days a finished job is kept before it is purged.
     #[arg(long, env = "CATALOGD_JOB_RETENTION_DAYS", default_value_t = 30)]
     pub job_retention_days: u32,
+    /// The most inputs (ids, items, categories) one project may have waiting in unfinished jobs;
+    /// a request that would pass it gets 429 `queue_full` and creates nothing.
+    #[arg(long, env = "CATALOGD_MAX_QUEUED_INPUTS_PER_PROJECT", default_value_t = catalog_store::queue::DEFAULT_MAX_QUEUED_INPUTS_PER_PROJECT)]
+    pub max_queued_inputs_per_project: u64,
+    /// The most inputs all projects together may have waiting in unfinished jobs (429
+    /// `queue_full` past it).
+    #[arg(long, env = "CATALOGD_MAX_QUEUED_INPUTS", default_value_t = catalog_store::queue::DEFAULT_MAX_QUEUED_INPUTS)]
+    pub max_queued_inputs: u64,
     /// Jobs this process runs at once; 0 serves HTTP only and leaves the jobs to other processes
     /// sharing the database (PostgreSQL).
     #[arg(long, env = "CATALOGD_RUNNER_WORKERS", default_value_t = 2)]

@@ -51,7 +51,10 @@ impl From<StoreError> for ApiError {
             ErrorCode::Internal => "internal error",
             ErrorCode::Unavailable => "service unavailable; retry after the Retry-After seconds",
             ErrorCode::InsufficientStorage => "the database has no room left; retry after the Retry-After seconds",
-            _ => return ApiError::new(code, error.to_string()),
+            _ => {
+                let retry_after_secs = queue_retry_after(&error);
+                return ApiError { retry_after_secs, ..ApiError::new(code, error.to_string()) };
+            }
         };
         if code.is_storage_trouble() {
             tracing::warn!(%error, "storage trouble");
@@ -59,6 +62,14 @@ impl From<StoreError> for ApiError {
             tracing::error!(%error, "store error");
         }
         ApiError::new(code, message)
+    }
+}
+
+/// The `Retry-After` seconds of a `queue_full` refusal (computed by the store from the drain rate).
+pub(crate) fn queue_retry_after(error: &StoreError) -> Option<u64> {
+    match error {
+        StoreError::QueueFull { retry_after_secs, .. } => Some(*retry_after_secs),
+        _ => None,
     }
 }
 

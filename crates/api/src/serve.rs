@@ -31,7 +31,12 @@ pub fn init_logging(format: LogFormat) {
 
 /// The store configuration `serve` uses.
 pub fn store_config(args: &ServeArgs) -> StoreConfig {
-    StoreConfig { retention_ms: i64::from(args.job_retention_days) * 24 * 60 * 60 * 1_000, ..StoreConfig::default() }
+    StoreConfig {
+        retention_ms: i64::from(args.job_retention_days) * 24 * 60 * 60 * 1_000,
+        max_queued_inputs_per_project: args.max_queued_inputs_per_project,
+        max_queued_inputs: args.max_queued_inputs,
+        ..StoreConfig::default()
+    }
 }
 
 /// The connection bounds of `args`, the cap lowered to what `open_file_limit` can hold.

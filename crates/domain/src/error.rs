@@ -84,6 +84,10 @@ error_codes! {
     RateLimited => ("rate_limited", 429),
     /// The project has too many jobs in progress.
     TooManyJobsInProgress => ("too_many_jobs_in_progress", 429),
+    /// The job would pass a queue limit (the project's queued inputs, or the whole queue's);
+    /// nothing was created. Retry after the `Retry-After` seconds, computed from how fast the
+    /// queue drains.
+    QueueFull => ("queue_full", 429),
     /// An unexpected server-side failure. Never caused by client input.
     Internal => ("internal", 500),
     /// The service cannot serve right now (database unreachable, restarting or busy, shutting

@@ -30,6 +30,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (5, include_str!("../migrations/sqlite/0005_job_payload_parts.sql")),
     (6, include_str!("../migrations/sqlite/0006_catalog_order.sql")),
     (7, include_str!("../migrations/sqlite/0007_storage_probe.sql")),
+    (8, include_str!("../migrations/sqlite/0008_queue_inputs.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -39,6 +40,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (5, include_str!("../migrations/postgres/0005_job_payload_parts.sql")),
     (6, include_str!("../migrations/postgres/0006_catalog_order.sql")),
     (7, include_str!("../migrations/postgres/0007_storage_probe.sql")),
+    (8, include_str!("../migrations/postgres/0008_queue_inputs.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

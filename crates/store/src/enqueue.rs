@@ -15,6 +15,7 @@ use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn
 use crate::error::StoreError;
 use crate::hooks::{injected_error, reach, Breakpoint, InstalledHooks};
 use crate::model::{CatalogId, Job, JobId, ProjectId};
+use crate::queue::QueueBounds;
 use crate::store::Health;
 use crate::supervise::panic_message;
 use catalog_domain::{JobKind, JobStatus};
@@ -126,9 +127,16 @@ pub(crate) struct Enqueuer {
 impl Enqueuer {
     /// Starts the writer task for `db`; it ends when the last handle is dropped.
     /// Every batch's outcome is reported to `health` (storage trouble, or a write that succeeded).
-    pub(crate) fn start(db: Db, turns: WriteTurns, hooks: InstalledHooks, health: Arc<Health>) -> Enqueuer {
+    /// Jobs that would pass a limit of `queue` are refused (see `queue.rs`).
+    pub(crate) fn start(
+        db: Db,
+        turns: WriteTurns,
+        hooks: InstalledHooks,
+        health: Arc<Health>,
+        queue: Arc<QueueBounds>,
+    ) -> Enqueuer {
         let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tokio::spawn(supervised_writer(db, turns, hooks, health, receiver));
+        tokio::spawn(supervised_writer(db, turns, hooks, health, queue, receiver));
         Enqueuer { sender }
     }
 
@@ -160,11 +168,13 @@ async fn supervised_writer(
     turns: WriteTurns,
     hooks: InstalledHooks,
     health: Arc<Health>,
+    queue: Arc<QueueBounds>,
     mut receiver: mpsc::Receiver<Message>,
 ) {
     loop {
-        let run =
-            AssertUnwindSafe(writer(db.clone(), turns.clone(), &hooks, &health, &mut receiver)).catch_unwind().await;
+        let run = AssertUnwindSafe(writer(db.clone(), turns.clone(), &hooks, &health, &queue, &mut receiver))
+            .catch_unwind()
+            .await;
         match run {
             Ok(()) => return,
             Err(panic) => {
@@ -179,6 +189,7 @@ async fn writer(
     turns: WriteTurns,
     hooks: &InstalledHooks,
     health: &Health,
+    queue: &QueueBounds,
     receiver: &mut mpsc::Receiver<Message>,
 ) {
     let mut writer =
@@ -228,6 +239,24 @@ async fn writer(
                     let _ = request.reply.send(Err(StoreError::Database(injected_error())));
                 }
                 writer.after_batch(false);
+                continue;
+            }
+            // Jobs over a queue limit leave the batch with their refusal; the rest go in.
+            match writer.refuse_over_limits(queue, &mut batch).await {
+                Ok(()) => {}
+                // The queue could not be read: nothing of the batch goes in unchecked.
+                Err(error) => {
+                    health.failed(&error);
+                    for request in batch.drain(1..) {
+                        let _ = request.reply.send(Err(crate::queue::echo(&error)));
+                    }
+                    if let Some(first) = batch.pop() {
+                        let _ = first.reply.send(Err(error));
+                    }
+                }
+            }
+            if batch.is_empty() {
+                writer.after_batch(!receiver.is_empty());
                 continue;
             }
             let inserted = writer.insert_all(&mut batch).await;
@@ -316,6 +345,35 @@ struct Writer {
 }
 
 impl Writer {
+    /// Answers each job of `batch` that would pass a queue limit with [`StoreError::QueueFull`]
+    /// and takes it out of the batch. The queue is read once for the whole batch, outside its
+    /// insert's transaction: jobs other writers insert meanwhile (other processes on PostgreSQL)
+    /// are not seen, the tolerance docs/RULES.md states.
+    async fn refuse_over_limits(&mut self, queue: &QueueBounds, batch: &mut Vec<Request>) -> Result<(), StoreError> {
+        let mut projects: Vec<i64> = batch.iter().map(|r| r.job.project_id).collect();
+        projects.sort_unstable();
+        projects.dedup();
+        let (per_project, total) = crate::queue::queued(&self.db, self.connection.as_deref_mut(), &projects).await?;
+        let verdicts =
+            queue.admit(batch.iter().map(|r| (r.job.project_id, count(r.job.total_count))), per_project, total);
+        if verdicts.iter().all(Option::is_none) {
+            return Ok(());
+        }
+        let rate = queue.drain_rate();
+        let mut kept = Vec::with_capacity(batch.len());
+        for (request, verdict) in batch.drain(..).zip(verdicts) {
+            match verdict {
+                None => kept.push(request),
+                Some((limit, excess)) => {
+                    let retry_after_secs = crate::queue::retry_after_secs(excess, rate);
+                    let _ = request.reply.send(Err(StoreError::QueueFull { limit, excess, retry_after_secs }));
+                }
+            }
+        }
+        *batch = kept;
+        Ok(())
+    }
+
     /// Inserts every job of `jobs` with its payload in one transaction. A job is inserted only
     /// when its key (if any) is not revoked and its catalog not deleted at that moment: this is
     /// the fence that lets callers look both up in a cache (see `cache.rs`).

@@ -100,6 +100,17 @@ pub enum StoreError {
     /// Another rule of the request was broken (the message says which).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The job would pass a queue limit; nothing was created (see `queue.rs`).
+    #[error("{limit} is full: {excess} inputs over its limit; retry after {retry_after_secs} s")]
+    QueueFull {
+        /// Which limit.
+        limit: crate::queue::QueueLimit,
+        /// How many inputs must drain before the job fits.
+        excess: u64,
+        /// When to try again: `excess` over the measured drain rate, bounded (see
+        /// [`crate::queue::retry_after_secs`]).
+        retry_after_secs: u64,
+    },
 }
 
 fn invalid_count(results: &[IdVerdict]) -> usize {
@@ -136,6 +147,7 @@ impl StoreError {
             StoreError::InvalidItems { .. } => ErrorCode::InvalidItemId,
             StoreError::NoValidItems { .. } => ErrorCode::NoValidItems,
             StoreError::InvalidCursor => ErrorCode::InvalidQuery,
+            StoreError::QueueFull { .. } => ErrorCode::QueueFull,
         }
     }
 

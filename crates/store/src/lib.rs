@@ -30,6 +30,7 @@ mod klaviyo_support;
 mod model;
 mod ops;
 mod projects;
+pub mod queue;
 mod rate;
 mod runner;
 mod store;

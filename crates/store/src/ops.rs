@@ -8,7 +8,7 @@ use crate::store::Store;
 use catalog_domain::JobStatus;
 
 /// Job gauges across every project, read at scrape time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobMetrics {
     /// Jobs stored, by canonical status (every status present, zero when none).
     pub by_status: Vec<(JobStatus, u64)>,
@@ -18,6 +18,14 @@ pub struct JobMetrics {
     pub items_processed: u64,
     /// How long the oldest due job has waited for a runner, in ms (0 when none waits).
     pub oldest_due_ms: i64,
+    /// Unfinished jobs (queued, scheduled or running) over every project: the queue's depth in
+    /// jobs, as the queue limits count it (see `queue.rs`).
+    pub queued_jobs: u64,
+    /// Their inputs not yet applied: the queue's depth in inputs, which the limits bound.
+    pub queued_inputs: u64,
+    /// Inputs this process's runners applied per second over the last minute, the rate a
+    /// `queue_full` refusal's `Retry-After` is computed from (`None` until measured).
+    pub drain_rate: Option<f64>,
 }
 
 impl Store {
@@ -52,6 +60,16 @@ impl Store {
             .fetch_one(pool)
             .await?;
             metrics.oldest_due_ms = row.opt_int("since")?.map_or(0, |since| (now - since).max(0));
+            // `queue_inputs` holds one row per catalog with unfinished work (migration 0008).
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(jobs), 0) AS BIGINT) AS jobs, CAST(COALESCE(SUM(inputs), 0) AS BIGINT) AS inputs
+                 FROM queue_inputs",
+            )
+            .fetch_one(pool)
+            .await?;
+            metrics.queued_jobs = count(row.int("jobs")?);
+            metrics.queued_inputs = count(row.int("inputs")?);
+            metrics.drain_rate = self.inner.queue.drain_rate();
             Ok(metrics)
         })
     }

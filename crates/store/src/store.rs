@@ -32,6 +32,13 @@ pub struct StoreConfig {
     /// SQLite: the most pages (of 4 KiB) the database file may grow to; a write past it fails as
     /// on a full disk (507). `None`: as large as the disk allows.
     pub sqlite_max_page_count: Option<u32>,
+    /// The most inputs one project may have queued (unfinished jobs' inputs not yet applied); a
+    /// job that would pass it is refused (`queue_full`). Default
+    /// [`crate::queue::DEFAULT_MAX_QUEUED_INPUTS_PER_PROJECT`].
+    pub max_queued_inputs_per_project: u64,
+    /// The most inputs all projects together may have queued. Default
+    /// [`crate::queue::DEFAULT_MAX_QUEUED_INPUTS`].
+    pub max_queued_inputs: u64,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +51,8 @@ impl Default for StoreConfig {
             wait_poll_interval: Duration::from_millis(500),
             acquire_timeout: Duration::from_secs(5),
             sqlite_max_page_count: None,
+            max_queued_inputs_per_project: crate::queue::DEFAULT_MAX_QUEUED_INPUTS_PER_PROJECT,
+            max_queued_inputs: crate::queue::DEFAULT_MAX_QUEUED_INPUTS,
         }
     }
 }
@@ -68,7 +77,9 @@ pub(crate) struct Inner {
     /// Signalled when a job reaches a terminal status in this process: wakes long polls.
     pub(crate) job_finished: Notify,
     /// Inputs this process's runners have applied (completed or failed) since it started.
-    pub(crate) items_processed: AtomicU64,
+    pub(crate) items_processed: Arc<AtomicU64>,
+    /// The queue limits and the drain rate a refusal's `Retry-After` comes from (see `queue.rs`).
+    pub(crate) queue: Arc<crate::queue::QueueBounds>,
     /// GCRA state on SQLite (see `rate.rs`): quota key → theoretical arrival time.
     pub(crate) local_quotas: Mutex<HashMap<String, f64>>,
     /// The group-commit writer every job creation goes through (see `enqueue.rs`).
@@ -165,16 +176,29 @@ impl Store {
             }
             Err(error) => return Err(error),
         }
+        let items_processed = Arc::new(AtomicU64::new(0));
+        let queue = Arc::new(crate::queue::QueueBounds::new(
+            config.max_queued_inputs_per_project,
+            config.max_queued_inputs,
+            items_processed.clone(),
+        ));
         let store = Store {
             inner: Arc::new(Inner {
-                enqueuer: Enqueuer::start(db.clone(), write_turns.clone(), hooks.clone(), health.clone()),
+                enqueuer: Enqueuer::start(
+                    db.clone(),
+                    write_turns.clone(),
+                    hooks.clone(),
+                    health.clone(),
+                    queue.clone(),
+                ),
+                queue,
                 health,
                 db,
                 relaxed_sqlite,
                 config,
                 job_enqueued: Notify::new(),
                 job_finished: Notify::new(),
-                items_processed: AtomicU64::new(0),
+                items_processed,
                 local_quotas: Mutex::new(HashMap::new()),
                 cache: LookupCache::default(),
                 write_turns,

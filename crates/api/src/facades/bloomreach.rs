@@ -65,11 +65,13 @@ struct Failure {
     status: StatusCode,
     message: String,
     rate: Option<RateDecision>,
+    /// Seconds for `Retry-After` of a `queue_full` refusal (a rate limit's come with `rate`).
+    retry_after: Option<u64>,
 }
 
 impl Failure {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into(), rate: None }
+        Failure { status, message: message.into(), rate: None, retry_after: None }
     }
 
     fn bad_request(message: impl Into<String>) -> Self {
@@ -88,7 +90,7 @@ impl IntoResponse for Failure {
         if let Some(decision) = &self.rate {
             insert_ratelimit_headers(response.headers_mut(), decision);
         }
-        if let Some(secs) = crate::error::storage_retry_after(self.status) {
+        if let Some(secs) = self.retry_after.or(crate::error::storage_retry_after(self.status)) {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         response
@@ -104,6 +106,14 @@ impl From<StoreError> for Failure {
             | StoreError::InvalidCatalogName(_)
             | StoreError::InvalidCursor
             | StoreError::InvalidRequest(_) => Failure::bad_request(error.to_string()),
+            // Worded as Bloomreach's own throttling answer (see `refuse_if_limited`).
+            StoreError::QueueFull { retry_after_secs, .. } => Failure {
+                retry_after: Some(retry_after_secs),
+                ..Failure::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!("Rate limit exceeded. Retry after {retry_after_secs} seconds"),
+                )
+            },
             other if other.code().is_storage_trouble() => {
                 tracing::warn!(error = %other, "storage trouble");
                 let code = other.code();
@@ -178,6 +188,7 @@ fn refuse_if_limited(decision: Option<RateDecision>) -> Result<Option<RateDecisi
             status: StatusCode::TOO_MANY_REQUESTS,
             message: format!("Rate limit exceeded. Retry after {} seconds", decision.retry_after_secs),
             rate: Some(decision),
+            retry_after: None,
         }),
         other => Ok(other),
     }

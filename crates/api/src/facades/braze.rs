@@ -145,6 +145,16 @@ fn store_failure(error: StoreError, catalog: &str) -> Failure {
             error.parameter_values = vec![id];
             Failure::many(StatusCode::NOT_FOUND, vec![error])
         }
+        // Braze's own throttling answer, as for its rate limit.
+        StoreError::QueueFull { retry_after_secs, .. } => {
+            let mut failure = Failure::one(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limit-exceeded",
+                "Too many items are waiting to be applied; retry after the Retry-After seconds",
+            );
+            failure.retry_after = Some(retry_after_secs);
+            failure
+        }
         other => {
             let code = other.code();
             if code.is_storage_trouble() {

@@ -51,11 +51,18 @@ pub struct KlaviyoError {
     pub entries: Vec<ErrorEntry>,
     /// The quota decision to report in `RateLimit-*` (and `Retry-After` on 429) headers.
     pub rate: Option<RateDecision>,
+    /// `Retry-After` of a `queue_full` refusal (a rate limit's comes from `rate`).
+    pub retry_after: Option<u64>,
 }
 
 impl KlaviyoError {
     fn one(status: StatusCode, code: &'static str, title: &'static str, detail: String, source: Source) -> Self {
-        KlaviyoError { status, entries: vec![ErrorEntry { code, title, detail, source }], rate: None }
+        KlaviyoError {
+            status,
+            entries: vec![ErrorEntry { code, title, detail, source }],
+            rate: None,
+            retry_after: None,
+        }
     }
 
     /// 400 `invalid` about a query (or header) parameter.
@@ -85,7 +92,7 @@ impl KlaviyoError {
                 source: Source::Pointer(pointer),
             })
             .collect();
-        KlaviyoError { status: StatusCode::BAD_REQUEST, entries, rate: None }
+        KlaviyoError { status: StatusCode::BAD_REQUEST, entries, rate: None, retry_after: None }
     }
 
     /// 401 `not_authenticated`: no `Authorization: Klaviyo-API-Key` header.
@@ -209,6 +216,18 @@ impl KlaviyoError {
 impl From<StoreError> for KlaviyoError {
     fn from(error: StoreError) -> Self {
         let code = error.code();
+        // Klaviyo's own throttling answer, as for its rate limit (see `throttled`).
+        if let StoreError::QueueFull { retry_after_secs, .. } = error {
+            let mut throttled = Self::one(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "Request was throttled.",
+                format!("Request was throttled. Expected available in {retry_after_secs} second(s)."),
+                Source::None,
+            );
+            throttled.retry_after = Some(retry_after_secs);
+            return throttled;
+        }
         match code.http_status() {
             404 => KlaviyoError::not_found(error.to_string()),
             400 | 409 | 422 => KlaviyoError::pointer("/data", error.to_string()),
@@ -257,7 +276,7 @@ impl IntoResponse for KlaviyoError {
         if let Some(decision) = &self.rate {
             crate::auth::insert_ratelimit_headers(headers, decision);
         }
-        if let Some(secs) = crate::error::storage_retry_after(self.status) {
+        if let Some(secs) = self.retry_after.or(crate::error::storage_retry_after(self.status)) {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
