@@ -1118,7 +1118,8 @@ enum GuardErrors {
     /// `forbidden`: the key lacks the route's scope.
     #[response(status = 403)]
     Forbidden(ErrorEnvelope),
-    /// `rate_limited` (see `Retry-After`), or `too_many_jobs_in_progress`.
+    /// `rate_limited` (see `Retry-After`), `too_many_jobs_in_progress`, or, on a request that creates
+    /// a job, `queue_full`: the queue limits (see `Retry-After`).
     #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
     RateLimited(ErrorEnvelope),
     /// `internal`: a fault of the server, never caused by the request.
