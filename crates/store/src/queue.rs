@@ -89,6 +89,11 @@ impl QueueBounds {
         QueueBounds { per_project, total, processed, samples: Mutex::new(VecDeque::new()) }
     }
 
+    /// True when neither limit can be reached (both `u64::MAX`): the writer then reads nothing.
+    pub(crate) fn unbounded(&self) -> bool {
+        self.per_project == u64::MAX && self.total == u64::MAX
+    }
+
     /// Records a sample of the processed count now, and answers the inputs applied per second over
     /// the window: `None` until the samples span a second.
     pub(crate) fn drain_rate(&self) -> Option<f64> {

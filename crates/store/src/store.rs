@@ -37,7 +37,8 @@ pub struct StoreConfig {
     /// [`crate::queue::DEFAULT_MAX_QUEUED_INPUTS_PER_PROJECT`].
     pub max_queued_inputs_per_project: u64,
     /// The most inputs all projects together may have queued. Default
-    /// [`crate::queue::DEFAULT_MAX_QUEUED_INPUTS`].
+    /// [`crate::queue::DEFAULT_MAX_QUEUED_INPUTS`]. With both limits at `u64::MAX` the queue is not
+    /// read before a batch at all.
     pub max_queued_inputs: u64,
 }
 
