@@ -64,12 +64,12 @@ conformance!(
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 7);
+    assert_eq!(db.store.schema_version().await.unwrap(), 8);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 7);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 7);
+    assert_eq!(again.schema_version().await.unwrap(), 8);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 8);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -83,6 +83,7 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         "job_payloads",
         "job_payload_parts",
         "rate_limits",
+        "queue_inputs",
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
     }
@@ -1003,7 +1004,7 @@ async fn migration_2_moves_pending_payloads(db: &TestDb) {
     )
     .await;
     let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 7);
+    assert_eq!(store.schema_version().await.unwrap(), 8);
     let p = store.get_project_by_key("old").await.unwrap().id;
     let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
     let j = store.get_job(p, id).await.unwrap();
