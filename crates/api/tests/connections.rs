@@ -15,7 +15,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::{create_project_and_key, free_port, temp_dir, Server, BIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,35 +28,14 @@ const CLOSE_BOUND: Duration = Duration::from_secs(60);
 /// Starts `catalogd serve` in `dir` on `port` from a shell that first runs `ulimit ULIMIT`, with
 /// `extra` flags, and waits for `/healthz`.
 fn start_under(dir: &Path, ulimit: &str, port: u16, extra: &[&str]) -> Server {
-    let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("server log");
-    let child = Command::new("sh")
-        .current_dir(dir)
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(format!("ulimit {ulimit} && exec \"$0\" \"$@\""))
         .arg(BIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", support::SQLITE])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start catalogd serve");
-    let server = Server { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
-            let mut answer = String::new();
-            let _ = stream.read_to_string(&mut answer);
-            if answer.starts_with("HTTP/1.1 200") {
-                return server;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("catalogd did not answer /healthz on port {port}");
+        .args(support::serve_args(support::SQLITE, port))
+        .args(extra);
+    support::launch(command, dir, port)
 }
 
 fn server_log(dir: &Path, port: u16) -> String {

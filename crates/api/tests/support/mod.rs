@@ -96,11 +96,22 @@ pub fn start(dir: &Path, port: u16, extra: &[&str]) -> Server {
 
 /// [`start`] on `database_url`; the log is `dir/server-PORT.log`.
 pub fn start_on(dir: &Path, database_url: &str, port: u16, extra: &[&str]) -> Server {
+    let mut command = Command::new(BIN);
+    command.args(serve_args(database_url, port)).args(extra);
+    launch(command, dir, port)
+}
+
+/// The arguments of `catalogd serve` on `database_url`, listening on `port`.
+pub fn serve_args(database_url: &str, port: u16) -> Vec<String> {
+    ["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url].map(str::to_owned).to_vec()
+}
+
+/// Runs `command` (a `catalogd serve` listening on `port`, perhaps through a wrapper) in `dir`,
+/// its log in `dir/server-PORT.log`, and waits for `/healthz`.
+pub fn launch(mut command: Command, dir: &Path, port: u16) -> Server {
     let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("server log");
-    let child = Command::new(BIN)
+    let child = command
         .current_dir(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", database_url])
-        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)
