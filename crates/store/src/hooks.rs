@@ -23,6 +23,14 @@ pub enum Breakpoint {
         /// The chunk's first input.
         cursor: u64,
     },
+    /// `job`'s last chunk is about to be applied together with the `joined` due jobs behind it
+    /// in its catalog's order (a batch); no transaction is open yet.
+    BatchFormed {
+        /// The leading job.
+        job: JobId,
+        /// How many jobs joined it.
+        joined: usize,
+    },
     /// A chunk's data changes of `job` are written in its open transaction, not yet checkpointed
     /// or committed (the general path; an item-delete chunk is one statement and has no such
     /// point).

@@ -44,3 +44,33 @@ impl<'q> Encode<'q, Postgres> for IdList {
         <Vec<String> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
     }
 }
+
+/// Job ids bound as one parameter: a JSON array on SQLite (`json_each($n)`), a `bigint[]` on
+/// PostgreSQL (`= ANY($n)`), like [`IdList`].
+#[derive(Debug, Clone)]
+pub(crate) struct IntList(pub Vec<i64>);
+
+impl Type<Sqlite> for IntList {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for IntList {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        let text = serde_json::to_string(&self.0)?;
+        <String as Encode<'q, Sqlite>>::encode(text, buf)
+    }
+}
+
+impl Type<Postgres> for IntList {
+    fn type_info() -> PgTypeInfo {
+        <Vec<i64> as Type<Postgres>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Postgres> for IntList {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <Vec<i64> as Encode<'q, Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}

@@ -1335,7 +1335,7 @@ async fn a_last_chunk_can_claim_the_next_job(db: &TestDb) {
         let job = s.bulk_delete_items(p, "c", Dialect::Native, ids(start..start + 10), &opts()).await.unwrap();
         jobs.push(job.job.unwrap().id);
     }
-    let r = runner(s, "r", 1000);
+    let r = unbatched_runner(s, "r", 1000); // one claim per job, to chain them
     let next_of = |lease: Option<catalog_store::Lease>| {
         let r = r.clone();
         async move {
@@ -1448,7 +1448,7 @@ async fn claims_take_the_oldest_due_job_of_any_status(db: &TestDb) {
     let due_later = delete(later.clone()).await; // scheduled, becomes due
     let queued = delete(opts()).await;
     let not_due = delete(later).await; // scheduled, stays in the future
-    let r = runner(s, "r", 1000);
+    let r = unbatched_runner(s, "r", 1000); // one claim per job: the claim's order is the point
     let lease = r.claim().await.unwrap().unwrap();
     assert_eq!(lease.job_id(), abandoned);
     drop(lease); // its runner "dies" holding it

@@ -212,31 +212,6 @@ fn config(owner: &str, chunk_size: usize, workers: usize) -> RunnerConfig {
     }
 }
 
-/// Runs `runner` in the background until the returned sender is dropped or sent to.
-fn start(runner: Runner) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        runner
-            .run(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
-    (stop, handle)
-}
-
-async fn stop(running: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)) {
-    let _ = running.0.send(());
-    running.1.await.unwrap();
-}
-
-async fn finished(store: &Store, p: ProjectId, id: JobId) -> catalog_store::Job {
-    let job = store.wait_for_job(p, id, Duration::from_secs(120)).await.unwrap();
-    assert!(job.status.is_terminal(), "job {} did not finish: {job:?}", id.0);
-    job
-}
-
 async fn job_row(db: &TestDb, id: JobId, column: &str) -> i64 {
     db.scalar(&format!("SELECT {column} FROM jobs WHERE id = {}", id.0)).await
 }
@@ -246,22 +221,6 @@ async fn text_of(db: &TestDb, sql: &str) -> Option<String> {
     match &db.raw {
         Raw::Sqlite(pool) => sqlx::query(sql).fetch_one(pool).await.unwrap().get::<Option<String>, _>(0),
         Raw::Pg(pool) => sqlx::query(sql).fetch_one(pool).await.unwrap().get::<Option<String>, _>(0),
-    }
-}
-
-/// Every item of `catalog`, id → fields.
-async fn items_of(store: &Store, p: ProjectId, catalog: &str) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    let mut cursor = None;
-    loop {
-        let page = store.list_items(p, catalog, cursor.as_deref(), 1000).await.unwrap();
-        for item in page.rows {
-            out.insert(item.id, Value::Object(item.fields));
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => return out,
-        }
     }
 }
 

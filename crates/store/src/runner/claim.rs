@@ -20,6 +20,7 @@ const CLAIM_TRIES: usize = 4;
 #[derive(Debug)]
 pub(super) struct Claimed {
     job_id: JobId,
+    project_id: i64,
     catalog_id: Option<i64>,
     kind: String,
     attempt: i64,
@@ -43,6 +44,7 @@ impl Claimed {
         let state = before.claim().map_err(|e| corrupt(job_id.0, e))?;
         Ok(Claimed {
             job_id,
+            project_id: row.int("project_id")?,
             catalog_id: row.opt_int("catalog_id")?,
             kind: row.text("kind")?,
             attempt: row.int("attempt")?,
@@ -169,6 +171,7 @@ impl Runner {
         Lease {
             runner: self.clone(),
             job_id: claimed.job_id,
+            project_id: claimed.project_id,
             catalog_id: claimed.catalog_id,
             kind,
             attempt: claimed.attempt,

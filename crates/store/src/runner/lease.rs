@@ -22,6 +22,7 @@ use std::time::Duration;
 pub struct Lease {
     pub(super) runner: Runner,
     pub(super) job_id: JobId,
+    pub(super) project_id: i64,
     pub(super) catalog_id: Option<i64>,
     pub(super) kind: JobKind,
     /// The fencing token: every write of this lease matches only while the job's `attempt` is this.

@@ -18,6 +18,7 @@
 //! configuration, and [`Runner::run`], which supervises the workers, the purge and the LISTEN loop.
 
 mod apply;
+mod batch;
 mod checkpoint;
 mod claim;
 mod lease;
@@ -33,6 +34,10 @@ use crate::store::Store;
 use crate::supervise::supervise;
 use crate::util::{hex, random_bytes};
 use catalog_domain::job::DEFAULT_CHUNK_SIZE;
+
+/// The most jobs a batch applies together unless told otherwise: with the default chunk of 1,000
+/// inputs, a batch of jobs of one input each.
+pub const DEFAULT_MAX_BATCH_JOBS: usize = 1_000;
 use catalog_domain::{JobState, JobStatus};
 use sql::Statements;
 use std::future::Future;
@@ -48,8 +53,11 @@ pub struct RunnerConfig {
     /// How long a claim, a checkpoint or a heartbeat keeps the job; another runner may take it
     /// over after. A heartbeat renews it every third of this while a chunk runs.
     pub lease_duration: Duration,
-    /// Inputs applied per transaction.
+    /// Inputs applied per transaction: a job's chunk, or a batch of a catalog's consecutive jobs.
     pub chunk_size: usize,
+    /// The most jobs one batch applies together (`catalog_domain::autobatch`); 1 applies every
+    /// job on its own.
+    pub max_batch_jobs: usize,
     /// How often an idle runner looks for due jobs without being woken (scheduled jobs, retries
     /// after a backoff, other nodes' jobs when LISTEN is unavailable).
     pub poll_interval: Duration,
@@ -74,6 +82,7 @@ impl Default for RunnerConfig {
             owner: format!("runner-{}-{suffix}", std::process::id()),
             lease_duration: Duration::from_secs(30),
             chunk_size: DEFAULT_CHUNK_SIZE,
+            max_batch_jobs: DEFAULT_MAX_BATCH_JOBS,
             poll_interval: Duration::from_secs(1),
             workers: 1,
             max_attempts: 10,

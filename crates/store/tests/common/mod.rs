@@ -11,6 +11,7 @@ use catalog_domain::RawId;
 use catalog_store::{ItemInput, JobId, JobOptions, ProjectId, Runner, RunnerConfig, Store, StoreConfig};
 use serde_json::{json, Map, Value};
 use sqlx::Connection;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -216,6 +217,12 @@ pub fn runner(store: &Store, owner: &str, chunk_size: usize) -> Runner {
     )
 }
 
+/// A runner that applies every job on its own (no batches), for tests of claims one job at a time.
+pub fn unbatched_runner(store: &Store, owner: &str, chunk_size: usize) -> Runner {
+    let config = RunnerConfig { max_batch_jobs: 1, ..runner(store, owner, chunk_size).config().clone() };
+    Runner::new(store.clone(), config)
+}
+
 pub async fn project(store: &Store, key: &str) -> ProjectId {
     store.create_project(key, key).await.unwrap().id
 }
@@ -258,4 +265,49 @@ pub async fn job(store: &Store, p: ProjectId, id: JobId) -> catalog_store::Job {
 
 pub async fn backdate_leases(db: &TestDb) {
     db.exec("UPDATE jobs SET lease_expires_at = 0 WHERE status = 'running'").await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runners in the background, and what they left
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `runner` in the background until the returned sender is dropped or sent to.
+pub fn start(runner: Runner) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        runner
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (stop, handle)
+}
+
+pub async fn stop(running: (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>)) {
+    let _ = running.0.send(());
+    running.1.await.unwrap();
+}
+
+pub async fn finished(store: &Store, p: ProjectId, id: JobId) -> catalog_store::Job {
+    let job = store.wait_for_job(p, id, Duration::from_secs(120)).await.unwrap();
+    assert!(job.status.is_terminal(), "job {} did not finish: {job:?}", id.0);
+    job
+}
+
+/// Every item of `catalog`, id → fields.
+pub async fn items_of(store: &Store, p: ProjectId, catalog: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list_items(p, catalog, cursor.as_deref(), 1000).await.unwrap();
+        for item in page.rows {
+            out.insert(item.id, Value::Object(item.fields));
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return out,
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::Savepoint;
 use crate::db::{to_i64, RowExt, WriteTx};
-use crate::idlist::IdList;
+use crate::idlist::{IdList, IntList};
 use crate::runner::checkpoint::CheckpointRow;
 use crate::runner::sql::Statements;
 use catalog_domain::apply::InputError;
@@ -74,6 +74,19 @@ pub(crate) trait ChunkData: Send {
 
     /// A savepoint step.
     fn savepoint(&mut self, step: Savepoint) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+
+    /// Runs `sql` (`$1` job ids) and answers the `id` column of its rows.
+    fn job_ids(&mut self, sql: &str, jobs: Vec<i64>) -> impl Future<Output = Result<Vec<i64>, sqlx::Error>> + Send;
+
+    /// Runs `sql` with `$1` rows as a JSON array, `$2` now and `$3` an expiry; answers the rows it
+    /// changed.
+    fn finish_jobs(
+        &mut self,
+        sql: &str,
+        rows: String,
+        now: i64,
+        expires_at: i64,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send;
 }
 
 macro_rules! impl_chunk_data {
@@ -166,6 +179,22 @@ macro_rules! impl_chunk_data {
 
             async fn savepoint(&mut self, step: Savepoint) -> Result<(), sqlx::Error> {
                 sqlx::query(step.sql()).execute(&mut **self).await.map(|_| ())
+            }
+
+            async fn job_ids(&mut self, sql: &str, jobs: Vec<i64>) -> Result<Vec<i64>, sqlx::Error> {
+                let rows = sqlx::query(sql).bind(IntList(jobs)).fetch_all(&mut **self).await?;
+                rows.iter().map(|row| sqlx::Row::try_get::<i64, _>(row, "id")).collect()
+            }
+
+            async fn finish_jobs(
+                &mut self,
+                sql: &str,
+                rows: String,
+                now: i64,
+                expires_at: i64,
+            ) -> Result<u64, sqlx::Error> {
+                let query = sqlx::query(sql).bind(rows).bind(now).bind(expires_at);
+                Ok(query.execute(&mut **self).await?.rows_affected())
             }
         }
     };

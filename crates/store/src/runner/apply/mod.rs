@@ -9,6 +9,7 @@
 //! [`write_isolating`], which finds the refused units by halves under savepoints: each refused
 //! unit's inputs fail with a per-item error, and every other input is applied.
 
+pub(super) mod batch;
 mod catalog_delete;
 mod category_delete;
 mod category_update;
@@ -201,6 +202,23 @@ impl Lease {
         };
         let store = self.runner.store.clone();
         store.hook(Breakpoint::ChunkStarting { job: self.job_id, cursor: inputs.start as u64 }).await?;
+        let followers = self.batch_followers(&inputs).await?;
+        if !followers.is_empty() {
+            store.hook(Breakpoint::BatchFormed { job: self.job_id, joined: followers.len() }).await?;
+            let committed = match self.batch_chunk(inputs.clone(), &followers, now, Isolation::Off).await {
+                Err(StoreError::Database(e)) if classify(&e) == DbErrorClass::Refused => {
+                    tracing::info!(job = self.job_id.0, error = %e, "the database refused an input; applying the batch by parts");
+                    self.batch_chunk(inputs, &followers, now, Isolation::On).await?
+                }
+                other => other?,
+            };
+            let Some(committed) = committed else {
+                return self.interrupted().await;
+            };
+            let processed = &self.runner.store.inner.items_processed;
+            processed.fetch_add(committed.followers_processed, std::sync::atomic::Ordering::Relaxed);
+            return self.checkpointed(Some(committed.leader)).await;
+        }
         let first_try = if self.kind == JobKind::ItemBulkDelete {
             self.delete_chunk(inputs.clone(), now).await
         } else {

@@ -10,8 +10,11 @@
 //! was accepted; the times a checkpoint writes (updated, finished) come from the node, bound as
 //! parameters.
 
+mod batch;
 mod postgres;
 mod sqlite;
+
+pub(crate) use batch::BatchStatements;
 
 use crate::idlist::in_list;
 
@@ -74,6 +77,8 @@ pub(super) struct Statements {
     /// Lets go of a job after a failed chunk; any runner resumes it after `$3` milliseconds. `$6`
     /// is 1 to give the attempt back (storage trouble), 0 to count it.
     pub retry_later: String,
+    /// The statements of a batch of a catalog's consecutive jobs (`runner/batch.rs`).
+    pub batch: BatchStatements,
 }
 
 impl Statements {
@@ -140,6 +145,7 @@ impl Statements {
                                  releases = releases + $6
                  WHERE id = $1 AND attempt = $2 AND status = 'running'"
             ),
+            batch: BatchStatements::new(pg),
         }
     }
 }

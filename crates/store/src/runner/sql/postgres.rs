@@ -13,7 +13,7 @@ pub(super) const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bi
 
 /// When a job became due (`catalog_domain::order::due_at`), as `jobs_waiting` indexes it; `table`
 /// is the alias to qualify the columns with, or empty.
-fn due(table: &str) -> String {
+pub(super) fn due(table: &str) -> String {
     if table.is_empty() {
         "GREATEST(created_at, start_at)".to_owned()
     } else {

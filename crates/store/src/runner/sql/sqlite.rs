@@ -13,7 +13,7 @@ pub(super) const NOW: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 A
 
 /// When a job became due (`catalog_domain::order::due_at`), as `jobs_waiting` indexes it; `table`
 /// is the alias to qualify the columns with, or empty.
-fn due(table: &str) -> String {
+pub(super) fn due(table: &str) -> String {
     let column = |name: &str| if table.is_empty() { name.to_owned() } else { format!("{table}.{name}") };
     format!("MAX({}, COALESCE({}, {}))", column("created_at"), column("start_at"), column("created_at"))
 }

@@ -1,0 +1,233 @@
+//! Batches: when a job's last chunk is applied, the due jobs right behind it in its catalog's
+//! order may join that chunk ([`catalog_domain::autobatch`] says which), so that many small jobs
+//! cost one transaction instead of one claim and one transaction each.
+//!
+//! The leading job is claimed as usual and holds its catalog, so no other runner starts a job of
+//! the catalog meanwhile: the jobs that join are never claimed. They go from waiting to finished
+//! in the batch's transaction, which also writes their data, their per-item errors and the
+//! leader's checkpoint (fenced by the leader's attempt, as every chunk). So:
+//! - a crash or a lost lease before the commit leaves every job of the batch as it was;
+//! - a job cancelled before the batch's transaction locks it leaves the batch; a cancel after
+//!   that waits for the commit (PostgreSQL's row lock, SQLite's write lock) and finds the job
+//!   finished;
+//! - at most one job of a catalog is ever started and unfinished, as the order rule wants.
+
+use super::apply::batch::{apply_batch, Member, MemberApplied};
+use super::apply::{Chunk, ChunkData, Isolation, Payload};
+use super::lease::Lease;
+use crate::db::{to_i64, with_db, Flavor, RowExt};
+use crate::error::StoreError;
+use crate::hooks::Breakpoint;
+use crate::idlist::IntList;
+use crate::jobs::joined_payload;
+use crate::model::JobId;
+use catalog_domain::autobatch::{autobatch, BatchLimits, Family, Leader, Waiting};
+use catalog_domain::{JobEvent, JobKind, JobState, JobStatus};
+use std::collections::HashMap;
+use std::ops::Range;
+
+/// The most bytes of stored payload the jobs joining a batch may hold together: a bound on the
+/// memory a batch of large items takes.
+pub const MAX_BATCH_PAYLOAD_BYTES: u64 = 32 * 1024 * 1024;
+
+/// A job that joins a batch, as read before the batch's transaction.
+#[derive(Debug)]
+pub(super) struct Follower {
+    job_id: JobId,
+    kind: JobKind,
+    /// Scheduled or queued, as read.
+    status: JobStatus,
+    flags: i64,
+    total: u64,
+    payload: Payload,
+}
+
+/// What a batch's transaction committed.
+#[derive(Debug)]
+pub(super) struct BatchCommitted {
+    /// The leader's state and cursor after the chunk.
+    pub leader: (JobState, usize),
+    /// Inputs the other jobs processed (applied or failed).
+    pub followers_processed: u64,
+}
+
+impl Lease {
+    /// The due jobs that join this lease's chunk `inputs` (its last), in order, with their
+    /// payloads; none when the chunk is not the job's last, its kind is never batched, or nothing
+    /// fits.
+    pub(super) async fn batch_followers(&self, inputs: &Range<usize>) -> Result<Vec<Follower>, StoreError> {
+        let config = &self.runner.config;
+        let limits = BatchLimits {
+            max_inputs: config.chunk_size.max(1) as u64,
+            max_jobs: config.max_batch_jobs,
+            max_payload_bytes: MAX_BATCH_PAYLOAD_BYTES,
+        };
+        let leader =
+            Leader { kind: self.kind, inputs: inputs.len() as u64, finishes_job: inputs.end >= self.payload.len() };
+        let room = limits.max_inputs.saturating_sub(leader.inputs);
+        let most = (limits.max_jobs.saturating_sub(1) as u64).min(room);
+        let Some(catalog) = self.catalog_id else { return Ok(Vec::new()) };
+        if Family::of(self.kind).is_none() || !leader.finishes_job || most == 0 || self.broken.is_some() {
+            return Ok(Vec::new());
+        }
+        let sql = &self.runner.sql.batch;
+        let candidates = with_db!(self.runner.store.db(), pool => {
+            let rows = sqlx::query(&sql.waiting).bind(self.project_id).bind(catalog).bind(to_i64(most)).fetch_all(pool).await?;
+            candidates_of(&rows)?
+        });
+        let waiting: Vec<Waiting> = candidates.iter().map(|c| c.waiting).collect();
+        let joining = &candidates[..autobatch(leader, &waiting, limits).min(candidates.len())];
+        if joining.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = joining.iter().map(|c| c.job_id.0).collect();
+        let mut payloads = with_db!(self.runner.store.db(), pool => {
+            let rows = sqlx::query(sql.payloads).bind(IntList(ids)).fetch_all(pool).await?;
+            payloads_of(&rows)?
+        });
+        let mut followers = Vec::with_capacity(joining.len());
+        for candidate in joining {
+            let payload = payloads.remove(&candidate.job_id.0);
+            // A payload that cannot be read stops the batch: the job fails on its own when claimed.
+            let Ok(payload) = Payload::parse(candidate.waiting.kind, payload.as_deref()) else { break };
+            if payload.len() as u64 != candidate.waiting.inputs {
+                break;
+            }
+            followers.push(Follower {
+                job_id: candidate.job_id,
+                kind: candidate.waiting.kind,
+                status: candidate.status,
+                flags: candidate.flags,
+                total: candidate.waiting.inputs,
+                payload,
+            });
+        }
+        Ok(followers)
+    }
+
+    /// Applies chunk `inputs` (this job's last) together with `followers`, in one transaction:
+    /// the data, each job's per-item errors, this job's checkpoint (fenced) and the followers'
+    /// ends. Answers `None` when this job's checkpoint matched nothing (everything was rolled
+    /// back; the caller finds out why).
+    pub(super) async fn batch_chunk(
+        &self,
+        inputs: Range<usize>,
+        followers: &[Follower],
+        now: i64,
+        isolation: Isolation,
+    ) -> Result<Option<BatchCommitted>, StoreError> {
+        let runner = self.runner.clone();
+        let store = &runner.store;
+        let sql = &runner.sql;
+        let retention = store.config().retention_ms;
+        let expires_at = now.saturating_add(retention);
+        let chunk = Chunk {
+            kind: self.kind,
+            catalog_id: self.catalog_id.unwrap_or_default(),
+            flags: self.flags,
+            payload: &self.payload,
+            inputs: inputs.clone(),
+            size: runner.config.chunk_size.max(1),
+            now,
+        };
+        let ids: Vec<i64> = followers.iter().map(|f| f.job_id.0).collect();
+        with_db!(store.db(), pool => {
+            let mut tx = pool.begin_write(&runner.turns).await?;
+            let live = tx.job_ids(sql.batch.lock_waiting, ids).await?;
+            // A job cancelled since it was read is no longer in the catalog's order: the batch
+            // goes on without it.
+            let joined: Vec<&Follower> = followers.iter().filter(|f| live.contains(&f.job_id.0)).collect();
+            let mut members = vec![Member { kind: self.kind, flags: self.flags, payload: &self.payload, inputs: inputs.clone() }];
+            members.extend(joined.iter().map(|f| Member { kind: f.kind, flags: f.flags, payload: &f.payload, inputs: 0..f.payload.len() }));
+            let mut applied = apply_batch(&mut tx, sql, &chunk, &members, isolation).await?.into_iter();
+            store.hook(Breakpoint::ChunkWritten { job: self.job_id }).await?;
+            let leader_applied = applied.next().unwrap_or_default();
+            tx.record_errors(sql, self.job_id.0, &leader_applied.failed).await?;
+            let next = self.after_chunk(leader_applied.completed, leader_applied.failed.len() as u64, true)?;
+            let row = self.checkpoint_row(&next, inputs.end, now);
+            if !tx.checkpoint(&sql.checkpoint, &row).await? {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let mut ends = Vec::with_capacity(joined.len());
+            let mut followers_processed = 0;
+            for (follower, done) in joined.iter().zip(applied) {
+                tx.record_errors(sql, follower.job_id.0, &done.failed).await?;
+                let end = follower.end(&done)?;
+                followers_processed += end.processed();
+                ends.push((follower.job_id.0, end.status.as_str(), to_i64(end.completed_count), to_i64(end.failed_count)));
+            }
+            let rows = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let finished = tx.finish_jobs(sql.batch.finish, rows, now, expires_at).await?;
+            if finished != joined.len() as u64 {
+                // The rows were locked (or the write lock held) since they were read: a bug.
+                tx.rollback().await?;
+                return Err(StoreError::Corrupt(format!(
+                    "a batch finished {finished} of its {} other jobs",
+                    joined.len()
+                )));
+            }
+            tx.commit().await?;
+            tracing::debug!(job = self.job_id.0, joined = joined.len(), "applied a batch");
+            Ok(Some(BatchCommitted { leader: (next, inputs.end), followers_processed }))
+        })
+    }
+}
+
+/// A due job behind the leader, as the batch's first query reads it.
+#[derive(Debug)]
+struct Candidate {
+    job_id: JobId,
+    status: JobStatus,
+    flags: i64,
+    waiting: Waiting,
+}
+
+/// The candidates of [`BatchStatements::waiting`](crate::runner::sql::BatchStatements)'s rows, up
+/// to the first of a kind or status this version does not know (that one fails when claimed).
+fn candidates_of(rows: &[impl RowExt]) -> Result<Vec<Candidate>, StoreError> {
+    let mut candidates = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (Ok(kind), Ok(status)) = (row.text("kind")?.parse::<JobKind>(), row.text("status")?.parse::<JobStatus>())
+        else {
+            break;
+        };
+        let waiting = Waiting {
+            kind,
+            inputs: u64::try_from(row.int("total_count")?).unwrap_or_default(),
+            payload_bytes: u64::try_from(row.int("payload_bytes")?).unwrap_or_default(),
+        };
+        candidates.push(Candidate { job_id: JobId(row.int("id")?), status, flags: row.int("flags")?, waiting });
+    }
+    Ok(candidates)
+}
+
+/// The payloads in `rows` (job id, part, payload; in job and part order), by job id.
+fn payloads_of<R: RowExt>(rows: &[R]) -> Result<HashMap<i64, String>, StoreError> {
+    let mut payloads = HashMap::new();
+    for parts in rows.chunk_by(|a, b| a.int("job_id").ok() == b.int("job_id").ok()) {
+        if let (Some(first), Some(payload)) = (parts.first(), joined_payload(parts)?) {
+            payloads.insert(first.int("job_id")?, payload);
+        }
+    }
+    Ok(payloads)
+}
+
+impl Follower {
+    /// The job's state at the end of the batch: claimed, checkpointed with what `done` says, and
+    /// finished, by the state machine's rules.
+    fn end(&self, done: &MemberApplied) -> Result<JobState, StoreError> {
+        let waiting = JobState {
+            status: self.status,
+            total_count: self.total,
+            completed_count: 0,
+            failed_count: 0,
+            cancel_requested: false,
+        };
+        waiting
+            .claim()
+            .and_then(|s| s.apply(JobEvent::Checkpoint { completed: done.completed, failed: done.failed.len() as u64 }))
+            .and_then(|s| s.apply(JobEvent::Finished))
+            .map_err(|e| super::checkpoint::corrupt(self.job_id.0, e))
+    }
+}

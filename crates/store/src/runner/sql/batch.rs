@@ -1,0 +1,84 @@
+//! The statements of a batch (`runner/batch.rs`): the due jobs waiting behind a leading job in its
+//! catalog's order, their payloads, the lock that keeps each one out of the batch if it was
+//! cancelled meanwhile, and the write that finishes them all in the batch's transaction.
+
+use super::{postgres, sqlite, WAITING};
+
+/// The statements of a batch, built once for the backend.
+#[derive(Debug)]
+pub(crate) struct BatchStatements {
+    /// The catalog's due jobs not yet started, in the order rule's order (`$1` project, `$2`
+    /// catalog, `$3` most rows): `id`, `kind`, `status`, `flags`, `total_count`, `payload_bytes`.
+    pub waiting: String,
+    /// The stored payloads of jobs `$1`: `job_id`, `part`, `payload`, in job and part order.
+    pub payloads: &'static str,
+    /// Of jobs `$1`, the ids still waiting and not cancelled; on PostgreSQL their rows are locked
+    /// until the batch commits, so a cancel waits for the batch and then finds the job finished.
+    pub lock_waiting: &'static str,
+    /// Finishes the batch's other jobs: `$1` a JSON array of `[id, status, completed, failed]`
+    /// (the cursor moves to the end), `$2` now, `$3` when they expire. Each job is started and
+    /// finished at `$2` with one attempt, as if claimed and applied in one chunk.
+    pub finish: &'static str,
+}
+
+impl BatchStatements {
+    /// The statements of PostgreSQL (`pg`) or SQLite.
+    pub(super) fn new(pg: bool) -> BatchStatements {
+        let (due, now, hint) = if pg {
+            (postgres::due(""), postgres::NOW, "")
+        } else {
+            (sqlite::due(""), sqlite::NOW, "INDEXED BY jobs_waiting")
+        };
+        let bytes = if pg {
+            "(SELECT octet_length(payload)::bigint FROM job_payloads WHERE job_id = jobs.id)"
+        } else {
+            "(SELECT length(CAST(payload AS BLOB)) FROM job_payloads WHERE job_id = jobs.id)
+             + (SELECT COALESCE(SUM(length(CAST(payload AS BLOB))), 0) FROM job_payload_parts WHERE job_id = jobs.id)"
+        };
+        BatchStatements {
+            waiting: format!(
+                "SELECT id, kind, status, flags, total_count, COALESCE({bytes}, 0) AS payload_bytes FROM jobs {hint}
+                 WHERE project_id = $1 AND catalog_id = $2 AND {WAITING} AND started_at IS NULL
+                   AND cancel_requested = 0 AND (status = 'queued' OR {due} <= {now})
+                 ORDER BY {due}, id LIMIT $3"
+            ),
+            payloads: if pg { PG_PAYLOADS } else { SQLITE_PAYLOADS },
+            lock_waiting: if pg { PG_LOCK_WAITING } else { SQLITE_LOCK_WAITING },
+            finish: if pg { PG_FINISH } else { SQLITE_FINISH },
+        }
+    }
+}
+
+/// Payloads are stored in parts on SQLite only: on PostgreSQL the first part is all of it.
+const PG_PAYLOADS: &str = "SELECT job_id, 0 AS part, payload FROM job_payloads WHERE job_id = ANY($1) ORDER BY job_id";
+
+const SQLITE_PAYLOADS: &str = "SELECT job_id, 0 AS part, payload FROM job_payloads
+     WHERE job_id IN (SELECT value FROM json_each($1))
+     UNION ALL SELECT job_id, part, payload FROM job_payload_parts WHERE job_id IN (SELECT value FROM json_each($1))
+     ORDER BY job_id, part";
+
+const PG_LOCK_WAITING: &str = "SELECT id FROM jobs
+     WHERE id = ANY($1) AND status IN ('queued', 'scheduled') AND started_at IS NULL AND cancel_requested = 0
+     ORDER BY id FOR UPDATE";
+
+/// The batch holds SQLite's write lock: what it reads stays true until it commits.
+const SQLITE_LOCK_WAITING: &str = "SELECT id FROM jobs
+     WHERE id IN (SELECT value FROM json_each($1)) AND status IN ('queued', 'scheduled') AND started_at IS NULL
+       AND cancel_requested = 0";
+
+const PG_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
+         completed_count = f.completed, failed_count = f.failed, started_at = $2, updated_at = $2,
+         finished_at = $2, expires_at = $3, lease_owner = NULL, lease_expires_at = NULL
+     FROM (SELECT (e->>0)::bigint AS id, e->>1 AS status, (e->>2)::bigint AS completed, (e->>3)::bigint AS failed
+           FROM json_array_elements($1::json) e) AS f
+     WHERE jobs.id = f.id AND jobs.status IN ('queued', 'scheduled') AND jobs.started_at IS NULL
+       AND jobs.cancel_requested = 0";
+
+const SQLITE_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
+         completed_count = f.completed, failed_count = f.failed, started_at = $2, updated_at = $2,
+         finished_at = $2, expires_at = $3, lease_owner = NULL, lease_expires_at = NULL
+     FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS status,
+                  json_extract(value, '$[2]') AS completed, json_extract(value, '$[3]') AS failed
+           FROM json_each($1)) AS f
+     WHERE jobs.id = f.id AND jobs.status IN ('queued', 'scheduled') AND jobs.started_at IS NULL
+       AND jobs.cancel_requested = 0";

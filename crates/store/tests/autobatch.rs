@@ -1,0 +1,429 @@
+//! Autobatching, on both backends: a catalog's consecutive due jobs of compatible kinds are
+//! applied together, in one transaction, and end exactly as if each had run alone — the same data,
+//! and for each job its own counts, per-item errors, status and times. A batch stops at the first
+//! job it cannot join and is a chunk measured in inputs; a job cancelled before the batch locks it
+//! leaves it; a batch that fails or whose lease is lost writes nothing; two runners batching one
+//! catalog end as the requests said. Races are made deterministic with the store's test hooks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+use common::*;
+
+use catalog_domain::{Dialect, JobKind, JobStatus};
+use catalog_store::hooks::{Breakpoint, HookFuture, Hooks, Injected};
+use catalog_store::{ItemInput, JobId, ProjectId, Runner, RunnerConfig, Store, StoreConfig, StoreError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+conformance!(
+    small_deletes_of_a_catalog_are_applied_together_each_with_its_own_counts,
+    writes_applied_together_end_as_if_applied_one_after_another,
+    a_batch_stops_at_the_first_job_it_cannot_join,
+    a_batch_is_a_chunk_measured_in_inputs,
+    a_job_cancelled_before_its_batch_locks_it_leaves_the_batch,
+    a_cancel_during_the_batch_waits_and_finds_the_job_finished,
+    a_failed_batch_applies_nothing_and_its_retry_applies_everything_once,
+    a_batch_whose_leader_lost_its_lease_writes_nothing,
+    two_runners_batching_one_catalog_end_as_the_requests_said,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// Stops at the first breakpoint `stop_at` matches, tells the test, and answers what the test
+/// sends back; every other breakpoint goes on (a heartbeat waits forever: leases are long here).
+#[derive(Debug, Clone)]
+struct StopOnce {
+    stop_at: fn(&Breakpoint) -> bool,
+    channels: Arc<Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<Injected>)>>>,
+}
+
+impl Hooks for StopOnce {
+    fn reached(&self, point: Breakpoint) -> HookFuture {
+        if matches!(point, Breakpoint::Heartbeat { .. }) {
+            return Box::pin(std::future::pending());
+        }
+        let stopped = if (self.stop_at)(&point) { self.channels.lock().unwrap().take() } else { None };
+        Box::pin(async move {
+            match stopped {
+                Some((reached, answer)) => {
+                    let _ = reached.send(());
+                    answer.await.unwrap_or(Injected::Continue)
+                }
+                None => Injected::Continue,
+            }
+        })
+    }
+}
+
+/// A store over `db` that stops at the first `stop_at`; the receiver says it was reached, the
+/// sender answers it.
+async fn stopping_store(
+    db: &TestDb,
+    stop_at: fn(&Breakpoint) -> bool,
+) -> (Store, oneshot::Receiver<()>, oneshot::Sender<Injected>) {
+    let (reached_tx, reached_rx) = oneshot::channel();
+    let (answer_tx, answer_rx) = oneshot::channel();
+    let hooks = StopOnce { stop_at, channels: Arc::new(Mutex::new(Some((reached_tx, answer_rx)))) };
+    let store = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
+    (store, reached_rx, answer_tx)
+}
+
+fn is_batch_formed(point: &Breakpoint) -> bool {
+    matches!(point, Breakpoint::BatchFormed { .. })
+}
+
+fn is_chunk_written(point: &Breakpoint) -> bool {
+    matches!(point, Breakpoint::ChunkWritten { .. })
+}
+
+fn quick_retries(store: &Store, owner: &str, chunk_size: usize) -> Runner {
+    let config = RunnerConfig { retry_backoff: Duration::ZERO, ..runner(store, owner, chunk_size).config().clone() };
+    Runner::new(store.clone(), config)
+}
+
+fn item(id: &str, fields: Value) -> ItemInput {
+    ItemInput { id: catalog_domain::RawId::String(id.to_owned()), fields: common::fields(fields) }
+}
+
+async fn delete(store: &Store, p: ProjectId, catalog: &str, range: std::ops::Range<usize>) -> JobId {
+    store.bulk_delete_items(p, catalog, Dialect::Native, ids(range), &opts()).await.unwrap().job.unwrap().id
+}
+
+/// What a job ended as, for comparing a batched job with the same job run alone.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    kind: JobKind,
+    status: JobStatus,
+    total: u64,
+    completed: u64,
+    failed: u64,
+    cursor: u64,
+    attempt: u32,
+    /// (index, item id, code, pointer) of each per-item error.
+    errors: Vec<(u64, Option<String>, String, Option<String>)>,
+}
+
+async fn outcome(store: &Store, p: ProjectId, id: JobId) -> Outcome {
+    let job = job(store, p, id).await;
+    assert!(job.started_at.is_some() && job.finished_at.is_some(), "{job:?}");
+    assert!(job.started_at <= job.finished_at && Some(job.created_at) <= job.started_at, "{job:?}");
+    let errors = store.list_job_errors(p, id, None, 1000).await.unwrap().rows;
+    Outcome {
+        kind: job.kind,
+        status: job.status,
+        total: job.total_count,
+        completed: job.completed_count,
+        failed: job.failed_count,
+        cursor: job.cursor,
+        attempt: job.attempt,
+        errors: errors.into_iter().map(|e| (e.index, e.item_id, e.code, e.pointer)).collect(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+async fn small_deletes_of_a_catalog_are_applied_together_each_with_its_own_counts(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "deletes").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 100).await;
+    let mut jobs = Vec::new();
+    for i in 0..4 {
+        jobs.push(delete(s, p, "c", i * 10..i * 10 + 10).await);
+    }
+    jobs.push(delete(s, p, "c", 35..45).await); // half of them already deleted: still done
+    let r = runner(s, "r", 1000);
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
+    assert_eq!(r.process_one().await.unwrap(), None, "one claim applied all five");
+    for id in jobs {
+        let done = outcome(s, p, id).await;
+        assert_eq!(
+            (done.status, done.total, done.completed, done.failed, done.cursor),
+            (JobStatus::Completed, 10, 10, 0, 10)
+        );
+        assert_eq!(done.attempt, 1);
+    }
+    assert_eq!(item_count(db).await, 55);
+}
+
+async fn writes_applied_together_end_as_if_applied_one_after_another(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "writes").await;
+    let send = |catalog: &'static str| {
+        let s = s.clone();
+        async move {
+            let o = opts();
+            let native = Dialect::Native;
+            let upsert = |items| s.bulk_upsert_items(p, catalog, native, items, &o);
+            let mut jobs = vec![
+                // A repeated id in one request: the later input wins.
+                upsert(vec![item("a", json!({"v": 1})), item("b", json!({"v": 1})), item("a", json!({"v": 2}))]).await,
+                // A patch of a missing item fails alone, with its own index.
+                s.bulk_patch_items(
+                    p,
+                    catalog,
+                    native,
+                    vec![item("a", json!({"w": 1})), item("c", json!({"w": 1}))],
+                    false,
+                    &o,
+                )
+                .await,
+                upsert(vec![item("c", json!({"v": 3})), item("b", json!({"v": 3}))]).await,
+                s.bulk_patch_items(
+                    p,
+                    catalog,
+                    native,
+                    vec![item("d", json!({"x": 1})), item("c", json!({"w": 2}))],
+                    true,
+                    &o,
+                )
+                .await,
+                s.bulk_patch_items(
+                    p,
+                    catalog,
+                    native,
+                    vec![item("e", json!({"x": 1})), item("a", json!({"v": 9}))],
+                    false,
+                    &o,
+                )
+                .await,
+            ];
+            jobs.drain(..).map(|job| job.unwrap().job.unwrap().id).collect::<Vec<_>>()
+        }
+    };
+    s.create_catalog(p, "alone", None).await.unwrap();
+    s.create_catalog(p, "together", None).await.unwrap();
+    let alone = send("alone").await;
+    unbatched_runner(s, "one-by-one", 1000).run_until_idle().await.unwrap();
+    let together = send("together").await;
+    let r = runner(s, "batching", 1000);
+    assert_eq!(r.process_one().await.unwrap(), Some(together[0]));
+    assert_eq!(r.process_one().await.unwrap(), None, "one claim applied all five");
+
+    let items = items_of(s, p, "together").await;
+    assert_eq!(items, items_of(s, p, "alone").await);
+    assert_eq!(items.get("a"), Some(&json!({"v": 9, "w": 1})));
+    assert_eq!(items.get("c"), Some(&json!({"v": 3, "w": 2})));
+    assert_eq!(items.get("e"), None);
+    for (a, t) in alone.iter().zip(&together) {
+        assert_eq!(outcome(s, p, *t).await, outcome(s, p, *a).await);
+    }
+    let patch_of_missing = outcome(s, p, together[1]).await;
+    assert_eq!((patch_of_missing.completed, patch_of_missing.failed), (1, 1));
+    assert_eq!(patch_of_missing.errors, [(1, Some("c".into()), "item_not_found".into(), Some("/items/1".into()))]);
+}
+
+async fn a_batch_stops_at_the_first_job_it_cannot_join(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "stops").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 40).await;
+    let first = delete(s, p, "c", 0..10).await;
+    let second = delete(s, p, "c", 10..20).await;
+    let category = catalog_domain::RawId::String("k".into());
+    let input =
+        catalog_store::CategoryInput { id: category, external_id: None, name: Some("k".into()), item_ids: None };
+    let categories = s.bulk_upsert_categories(p, "c", Dialect::Native, vec![input], &opts()).await.unwrap();
+    let categories = categories.job.unwrap().id;
+    let last = delete(s, p, "c", 20..30).await;
+    let r = runner(s, "r", 1000);
+    assert_eq!(r.process_one().await.unwrap(), Some(first));
+    assert_eq!(job(s, p, second).await.status, JobStatus::Completed);
+    assert_eq!(job(s, p, categories).await.status, JobStatus::Queued);
+    assert_eq!(job(s, p, last).await.status, JobStatus::Queued, "a job behind the category job waits for it");
+    assert_eq!(r.process_one().await.unwrap(), Some(categories));
+    assert_eq!(r.process_one().await.unwrap(), Some(last));
+    assert_eq!(r.process_one().await.unwrap(), None);
+}
+
+async fn a_batch_is_a_chunk_measured_in_inputs(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "inputs").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 100).await;
+    let large = delete(s, p, "c", 0..30).await; // chunks of 25 and 5
+    let fits = delete(s, p, "c", 30..40).await; // 5 + 10
+    let fills = delete(s, p, "c", 40..50).await; // 15 + 10 = 25, the chunk size
+    let waits = delete(s, p, "c", 50..53).await; // would make 28
+    let r = runner(s, "r", 25);
+    assert_eq!(r.process_one().await.unwrap(), Some(large));
+    for id in [large, fits, fills] {
+        assert_eq!(job(s, p, id).await.status, JobStatus::Completed);
+    }
+    assert_eq!(job(s, p, waits).await.status, JobStatus::Queued);
+    assert_eq!(r.process_one().await.unwrap(), Some(waits));
+    assert_eq!(item_count(db).await, 47);
+}
+
+async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb) {
+    let (hs, reached, answer) = stopping_store(db, is_batch_formed).await;
+    // Set up without the hooks: the seed's own chunks must not stop.
+    let p = project(&db.store, "cancel-before").await;
+    db.store.create_catalog(p, "c", None).await.unwrap();
+    seed(&db.store, p, "c", 30).await;
+    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await, delete(&hs, p, "c", 20..30).await];
+    let r = runner(&hs, "r", 1000);
+    let running = tokio::spawn(async move { r.process_one().await });
+    reached.await.unwrap();
+    assert_eq!(hs.cancel_job(p, jobs[1]).await.unwrap().status, JobStatus::Cancelled);
+    answer.send(Injected::Continue).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
+    assert_eq!(job(&hs, p, jobs[0]).await.status, JobStatus::Completed);
+    let cancelled = job(&hs, p, jobs[1]).await;
+    assert_eq!((cancelled.status, cancelled.completed_count, cancelled.attempt), (JobStatus::Cancelled, 0, 0));
+    assert_eq!(job(&hs, p, jobs[2]).await.status, JobStatus::Completed);
+    let left: Vec<String> = items_of(&hs, p, "c").await.into_keys().collect();
+    let expected: Vec<String> = (10..20).map(|i| format!("item-{i:05}")).collect();
+    assert_eq!(left, expected, "the cancelled job's items are untouched");
+    hs.close().await;
+}
+
+async fn a_cancel_during_the_batch_waits_and_finds_the_job_finished(db: &TestDb) {
+    let (hs, reached, answer) = stopping_store(db, is_chunk_written).await;
+    // Set up without the hooks: the seed's own chunks must not stop.
+    let p = project(&db.store, "cancel-during").await;
+    db.store.create_catalog(p, "c", None).await.unwrap();
+    seed(&db.store, p, "c", 20).await;
+    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await];
+    let r = runner(&hs, "r", 1000);
+    let running = tokio::spawn(async move { r.process_one().await });
+    reached.await.unwrap();
+    // The batch's transaction is open and holds the job: the cancel waits for its commit, however
+    // late it is answered.
+    let cancel = tokio::spawn({
+        let hs = hs.clone();
+        async move { hs.cancel_job(p, jobs[1]).await }
+    });
+    answer.send(Injected::Continue).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
+    match cancel.await.unwrap() {
+        Err(StoreError::JobNotCancellable { status, .. }) => assert_eq!(status, JobStatus::Completed),
+        other => panic!("the cancel should find the job finished: {other:?}"),
+    }
+    assert_eq!(job(&hs, p, jobs[1]).await.completed_count, 10);
+    assert_eq!(item_count(db).await, 0);
+    hs.close().await;
+}
+
+async fn a_failed_batch_applies_nothing_and_its_retry_applies_everything_once(db: &TestDb) {
+    let (hs, reached, answer) = stopping_store(db, is_chunk_written).await;
+    // Set up without the hooks: the seed's own chunks must not stop.
+    let p = project(&db.store, "fails").await;
+    db.store.create_catalog(p, "c", None).await.unwrap();
+    seed(&db.store, p, "c", 30).await;
+    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await, delete(&hs, p, "c", 20..30).await];
+    let r = quick_retries(&hs, "r", 1000);
+    let running = tokio::spawn({
+        let r = r.clone();
+        async move { r.process_one().await }
+    });
+    reached.await.unwrap();
+    answer.send(Injected::Failure).unwrap();
+    assert!(running.await.unwrap().is_err(), "the batch failed");
+    assert_eq!(item_count(db).await, 30, "nothing was applied");
+    for id in &jobs[1..] {
+        let waiting = job(&hs, p, *id).await;
+        assert_eq!((waiting.status, waiting.attempt, waiting.completed_count), (JobStatus::Queued, 0, 0));
+    }
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
+    assert_eq!(r.process_one().await.unwrap(), None);
+    for id in jobs {
+        let done = job(&hs, p, id).await;
+        assert_eq!((done.status, done.completed_count, done.failed_count), (JobStatus::Completed, 10, 0));
+    }
+    assert_eq!(job(&hs, p, jobs[0]).await.attempt, 2);
+    assert_eq!(item_count(db).await, 0);
+    hs.close().await;
+}
+
+async fn a_batch_whose_leader_lost_its_lease_writes_nothing(db: &TestDb) {
+    let (hs, reached, answer) = stopping_store(db, is_batch_formed).await;
+    // Set up without the hooks: the seed's own chunks must not stop.
+    let p = project(&db.store, "lost").await;
+    db.store.create_catalog(p, "c", None).await.unwrap();
+    seed(&db.store, p, "c", 20).await;
+    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await];
+    let r = runner(&hs, "r", 1000);
+    let running = tokio::spawn(async move { r.process_one().await });
+    reached.await.unwrap();
+    // Another runner took the leader over meanwhile (its attempt moved on).
+    db.exec(&format!("UPDATE jobs SET attempt = attempt + 1 WHERE id = {}", jobs[0].0)).await;
+    answer.send(Injected::Continue).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
+    assert_eq!(item_count(db).await, 20, "nothing was applied");
+    let follower = job(&hs, p, jobs[1]).await;
+    assert_eq!((follower.status, follower.attempt), (JobStatus::Queued, 0));
+    assert_eq!(job(&hs, p, jobs[0]).await.status, JobStatus::Running, "left to its new owner");
+    hs.close().await;
+}
+
+/// One request of the two-runner test.
+enum Request {
+    Upsert(std::ops::Range<usize>, usize),
+    Patch(std::ops::Range<usize>, usize),
+    Delete(std::ops::Range<usize>),
+}
+
+async fn two_runners_batching_one_catalog_end_as_the_requests_said(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "two").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    // Two stores: on PostgreSQL, two processes would be no different. Batches of 7 inputs at most.
+    let other = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
+    let two_workers = |store: &Store, owner| RunnerConfig { workers: 2, ..runner(store, owner, 7).config().clone() };
+    let first = start(Runner::new(s.clone(), two_workers(s, "one")));
+    let second = start(Runner::new(other.clone(), two_workers(&other, "two")));
+    let name = |i: usize| format!("item-{i:05}");
+    let mut model: BTreeMap<String, Value> = BTreeMap::new();
+    let mut jobs = Vec::new();
+    for step in 0..120usize {
+        let at = (step * 7) % 20;
+        let request = match step % 5 {
+            0 | 1 => Request::Upsert(at..at + 4, step),
+            2 => Request::Patch(at..at + 3, step),
+            _ => Request::Delete(at..at + 2),
+        };
+        let id = match &request {
+            Request::Upsert(range, v) => {
+                let items = range.clone().map(|i| item(&name(i), json!({ "v": v }))).collect();
+                for i in range.clone() {
+                    model.insert(name(i), json!({ "v": v }));
+                }
+                s.bulk_upsert_items(p, "c", Dialect::Native, items, &opts()).await
+            }
+            Request::Patch(range, v) => {
+                let items = range.clone().map(|i| item(&name(i), json!({ "p": v }))).collect();
+                for i in range.clone() {
+                    if let Some(Value::Object(fields)) = model.get_mut(&name(i)) {
+                        fields.insert("p".into(), json!(v));
+                    }
+                }
+                s.bulk_patch_items(p, "c", Dialect::Native, items, false, &opts()).await
+            }
+            Request::Delete(range) => {
+                for i in range.clone() {
+                    model.remove(&name(i));
+                }
+                s.bulk_delete_items(p, "c", Dialect::Native, ids(range.clone()), &opts()).await
+            }
+        };
+        jobs.push(id.unwrap().job.unwrap().id);
+    }
+    for id in &jobs {
+        let done = finished(s, p, *id).await;
+        assert_eq!(done.completed_count + done.failed_count, done.total_count, "{done:?}");
+        assert_eq!(done.attempt, 1, "{done:?}");
+    }
+    stop(first).await;
+    stop(second).await;
+    other.close().await;
+    assert_eq!(items_of(s, p, "c").await, model);
+}
