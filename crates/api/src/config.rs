@@ -83,9 +83,15 @@ pub struct ServeArgs {
     /// over by another runner after this long.
     #[arg(long, env = "CATALOGD_LEASE_SECONDS", default_value_t = 30)]
     pub lease_seconds: u64,
-    /// Items a job applies per transaction.
-    #[arg(long, env = "CATALOGD_CHUNK_SIZE", default_value_t = catalog_domain::job::DEFAULT_CHUNK_SIZE)]
-    pub chunk_size: usize,
+    /// Inputs a job applies per transaction (a chunk); a cancel takes effect between two. Default:
+    /// 1,000 on SQLite, whose write lock requests share; 10,000 on PostgreSQL.
+    #[arg(long, env = "CATALOGD_CHUNK_SIZE")]
+    pub chunk_size: Option<usize>,
+    /// The most inputs one transaction applies when a job's last chunk is applied together with
+    /// the due jobs of its catalog behind it (docs/RULES.md, "Small jobs applied together"); 0
+    /// applies every job on its own.
+    #[arg(long, env = "CATALOGD_BATCH_INPUTS", default_value_t = catalog_domain::autobatch::DEFAULT_BATCH_INPUTS)]
+    pub batch_inputs: u64,
     /// Override a rate-limit policy: `POLICY=LIMIT/PERIOD` (periods like `1s`, `10s`, `1m`) or
     /// `POLICY=off`. Repeatable; the environment variable takes a comma-separated list.
     /// Policies and defaults: see `docs/RULES.md`, "Rate limits".

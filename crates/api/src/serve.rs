@@ -12,7 +12,7 @@ use crate::limits::RateLimits;
 use crate::listener::{cap_for_file_limit, raise_open_file_limit, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::state::AppState;
-use catalog_store::{Runner, RunnerConfig, Store, StoreConfig};
+use catalog_store::{default_chunk_size, Runner, RunnerConfig, Store, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -111,7 +111,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let (stop_runner, runner_stopped) = watch::channel(false);
     let runner_config = RunnerConfig {
         workers: args.runner_workers,
-        chunk_size: args.chunk_size.max(1),
+        chunk_size: args.chunk_size.unwrap_or_else(|| default_chunk_size(store.is_postgres())).max(1),
+        batch_inputs: usize::try_from(args.batch_inputs).unwrap_or(usize::MAX),
         lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(1)),
         ..RunnerConfig::default()
     };

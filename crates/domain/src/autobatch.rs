@@ -12,12 +12,16 @@
 //! - anything else (a category job, a catalog delete) joins nothing and stops the batch: the jobs
 //!   behind it wait for it, as the order rule says.
 //!
-//! A batch is a chunk, measured in inputs, not jobs: a job joins only whole and only while the
-//! batch stays within [`BatchLimits`]. A job that does not fit ends the batch; it leads a batch of
+//! A batch is measured in inputs, not jobs: a job joins only whole and only while the batch stays
+//! within [`BatchLimits`]. A job that does not fit ends the batch; it leads a batch of
 //! its own later. So a batch is always a prefix of the catalog's order, and [`autobatch`] is a
 //! pure function of that order, tested by the table below.
 
 use crate::job::JobKind;
+
+/// Default [`BatchLimits::max_inputs`]: as many inputs as the 10,000-id transactions a raw delete
+/// loop would use, so that small jobs cost about what large ones do.
+pub const DEFAULT_BATCH_INPUTS: u64 = 10_000;
 
 /// Kinds of jobs that can be applied together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +49,8 @@ impl Family {
 /// How large a batch may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchLimits {
-    /// Inputs in the batch, the leading job's chunk included (the runner's chunk size).
+    /// Inputs in the batch, the leading job's chunk included; a chunk larger than this takes
+    /// nobody (0 turns batching off).
     pub max_inputs: u64,
     /// Jobs in the batch, the leading job included.
     pub max_jobs: usize,
@@ -200,6 +205,12 @@ mod tests {
                 1,
             ),
             ("a job of no inputs joins", last_chunk(ItemBulkDelete, 1_000), vec![job(ItemBulkDelete, 0)], 1),
+            (
+                "a leading chunk larger than the batch takes nobody",
+                last_chunk(ItemBulkDelete, 1_500),
+                vec![job(ItemBulkDelete, 0)],
+                0,
+            ),
         ];
         for (case, leader, waiting, expected) in table {
             assert_eq!(autobatch(leader, &waiting, LIMITS), expected, "{case}");

@@ -9,8 +9,15 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// Default size of a chunk the runner applies in one transaction.
+/// Default size of a chunk the runner applies in one transaction, on SQLite: its one write lock is
+/// shared with the requests being accepted, which wait for a chunk to commit, so a chunk stays
+/// short (a few milliseconds).
 pub const DEFAULT_CHUNK_SIZE: usize = 1_000;
+
+/// Default size of a chunk on PostgreSQL, where a chunk blocks no other writer: fewer, larger
+/// transactions cost less per input, and a cancel still takes effect within one chunk (tens of
+/// milliseconds).
+pub const DEFAULT_CHUNK_SIZE_POSTGRES: usize = 10_000;
 
 /// Default retention of a finished job before it is purged, in milliseconds (30 days).
 pub const DEFAULT_RETENTION_MS: i64 = 30 * 24 * 60 * 60 * 1_000;

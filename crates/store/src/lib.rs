@@ -45,5 +45,5 @@ pub use model::{
     JobErrorRecord, JobFilter, JobId, JobOptions, JobPaging, Page, Principal, Project, ProjectId, Scope,
 };
 pub use ops::JobMetrics;
-pub use runner::{Heartbeat, Lease, Runner, RunnerConfig, Step};
+pub use runner::{default_chunk_size, Heartbeat, Lease, Runner, RunnerConfig, Step};
 pub use store::{Store, StoreConfig};

@@ -23,7 +23,7 @@ conformance!(
     small_deletes_of_a_catalog_are_applied_together_each_with_its_own_counts,
     writes_applied_together_end_as_if_applied_one_after_another,
     a_batch_stops_at_the_first_job_it_cannot_join,
-    a_batch_is_a_chunk_measured_in_inputs,
+    a_batch_is_measured_in_inputs,
     a_job_cancelled_before_its_batch_locks_it_leaves_the_batch,
     a_cancel_during_the_batch_waits_and_finds_the_job_finished,
     a_failed_batch_applies_nothing_and_its_retry_applies_everything_once,
@@ -244,7 +244,7 @@ async fn a_batch_stops_at_the_first_job_it_cannot_join(db: &TestDb) {
     assert_eq!(r.process_one().await.unwrap(), None);
 }
 
-async fn a_batch_is_a_chunk_measured_in_inputs(db: &TestDb) {
+async fn a_batch_is_measured_in_inputs(db: &TestDb) {
     let s = &db.store;
     let p = project(s, "inputs").await;
     s.create_catalog(p, "c", None).await.unwrap();

@@ -205,6 +205,7 @@ fn config(owner: &str, chunk_size: usize, workers: usize) -> RunnerConfig {
     RunnerConfig {
         owner: owner.to_owned(),
         chunk_size,
+        batch_inputs: chunk_size,
         workers,
         poll_interval: Duration::from_millis(20),
         retry_backoff: Duration::ZERO,

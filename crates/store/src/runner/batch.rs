@@ -58,7 +58,7 @@ impl Lease {
     pub(super) async fn batch_followers(&self, inputs: &Range<usize>) -> Result<Vec<Follower>, StoreError> {
         let config = &self.runner.config;
         let limits = BatchLimits {
-            max_inputs: config.chunk_size.max(1) as u64,
+            max_inputs: config.batch_inputs as u64,
             max_jobs: config.max_batch_jobs,
             max_payload_bytes: MAX_BATCH_PAYLOAD_BYTES,
         };

@@ -33,10 +33,10 @@ use crate::model::JobId;
 use crate::store::Store;
 use crate::supervise::supervise;
 use crate::util::{hex, random_bytes};
-use catalog_domain::job::DEFAULT_CHUNK_SIZE;
+use catalog_domain::autobatch::DEFAULT_BATCH_INPUTS;
+use catalog_domain::job::{DEFAULT_CHUNK_SIZE, DEFAULT_CHUNK_SIZE_POSTGRES};
 
-/// The most jobs a batch applies together unless told otherwise: with the default chunk of 1,000
-/// inputs, a batch of jobs of one input each.
+/// The most jobs a batch applies together unless told otherwise: bounds a batch of one-input jobs.
 pub const DEFAULT_MAX_BATCH_JOBS: usize = 1_000;
 use catalog_domain::{JobState, JobStatus};
 use sql::Statements;
@@ -53,10 +53,12 @@ pub struct RunnerConfig {
     /// How long a claim, a checkpoint or a heartbeat keeps the job; another runner may take it
     /// over after. A heartbeat renews it every third of this while a chunk runs.
     pub lease_duration: Duration,
-    /// Inputs applied per transaction: a job's chunk, or a batch of a catalog's consecutive jobs.
+    /// Inputs of a job applied per transaction (a chunk).
     pub chunk_size: usize,
-    /// The most jobs one batch applies together (`catalog_domain::autobatch`); 1 applies every
-    /// job on its own.
+    /// The most inputs a batch applies in one transaction: a job's last chunk and the due jobs
+    /// behind it that join it (`catalog_domain::autobatch`); 0 applies every job on its own.
+    pub batch_inputs: usize,
+    /// The most jobs one batch applies together; 1 applies every job on its own.
     pub max_batch_jobs: usize,
     /// How often an idle runner looks for due jobs without being woken (scheduled jobs, retries
     /// after a backoff, other nodes' jobs when LISTEN is unavailable).
@@ -82,6 +84,7 @@ impl Default for RunnerConfig {
             owner: format!("runner-{}-{suffix}", std::process::id()),
             lease_duration: Duration::from_secs(30),
             chunk_size: DEFAULT_CHUNK_SIZE,
+            batch_inputs: usize::try_from(DEFAULT_BATCH_INPUTS).unwrap_or(usize::MAX),
             max_batch_jobs: DEFAULT_MAX_BATCH_JOBS,
             poll_interval: Duration::from_secs(1),
             workers: 1,
@@ -90,6 +93,16 @@ impl Default for RunnerConfig {
             max_retry_backoff: Duration::from_secs(60),
             purge_interval: Duration::from_secs(60),
         }
+    }
+}
+
+/// The chunk size a runner uses unless told otherwise: [`DEFAULT_CHUNK_SIZE`] on SQLite,
+/// [`DEFAULT_CHUNK_SIZE_POSTGRES`] on PostgreSQL (see both for why).
+pub fn default_chunk_size(postgres: bool) -> usize {
+    if postgres {
+        DEFAULT_CHUNK_SIZE_POSTGRES
+    } else {
+        DEFAULT_CHUNK_SIZE
     }
 }
 

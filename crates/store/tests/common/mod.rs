@@ -211,6 +211,8 @@ pub fn runner(store: &Store, owner: &str, chunk_size: usize) -> Runner {
         RunnerConfig {
             owner: owner.to_owned(),
             chunk_size,
+            // A batch is as large as a chunk here: the suites size their jobs by the chunk.
+            batch_inputs: chunk_size,
             poll_interval: Duration::from_millis(50),
             ..RunnerConfig::default()
         },

@@ -32,8 +32,8 @@ impl BatchStatements {
         let bytes = if pg {
             "(SELECT octet_length(payload)::bigint FROM job_payloads WHERE job_id = jobs.id)"
         } else {
-            "(SELECT length(CAST(payload AS BLOB)) FROM job_payloads WHERE job_id = jobs.id)
-             + (SELECT COALESCE(SUM(length(CAST(payload AS BLOB))), 0) FROM job_payload_parts WHERE job_id = jobs.id)"
+            "(SELECT octet_length(payload) FROM job_payloads WHERE job_id = jobs.id)
+             + (SELECT COALESCE(SUM(octet_length(payload)), 0) FROM job_payload_parts WHERE job_id = jobs.id)"
         };
         BatchStatements {
             waiting: format!(
@@ -61,9 +61,10 @@ const PG_LOCK_WAITING: &str = "SELECT id FROM jobs
      WHERE id = ANY($1) AND status IN ('queued', 'scheduled') AND started_at IS NULL AND cancel_requested = 0
      ORDER BY id FOR UPDATE";
 
-/// The batch holds SQLite's write lock: what it reads stays true until it commits.
+/// The batch holds SQLite's write lock: what it reads stays true until it commits. (`+status`
+/// keeps SQLite's planner on the primary key: through `jobs_queue` it would walk every queued job.)
 const SQLITE_LOCK_WAITING: &str = "SELECT id FROM jobs
-     WHERE id IN (SELECT value FROM json_each($1)) AND status IN ('queued', 'scheduled') AND started_at IS NULL
+     WHERE id IN (SELECT value FROM json_each($1)) AND +status IN ('queued', 'scheduled') AND started_at IS NULL
        AND cancel_requested = 0";
 
 const PG_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
@@ -74,11 +75,13 @@ const PG_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attem
      WHERE jobs.id = f.id AND jobs.status IN ('queued', 'scheduled') AND jobs.started_at IS NULL
        AND jobs.cancel_requested = 0";
 
+/// `+jobs.status`: as in [`SQLITE_LOCK_WAITING`], one primary-key lookup per job rather than a walk
+/// through every queued job (measured: 67 ms against 0.6 ms for 20 jobs with 3,000 queued).
 const SQLITE_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
          completed_count = f.completed, failed_count = f.failed, started_at = $2, updated_at = $2,
          finished_at = $2, expires_at = $3, lease_owner = NULL, lease_expires_at = NULL
      FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS status,
                   json_extract(value, '$[2]') AS completed, json_extract(value, '$[3]') AS failed
            FROM json_each($1)) AS f
-     WHERE jobs.id = f.id AND jobs.status IN ('queued', 'scheduled') AND jobs.started_at IS NULL
+     WHERE jobs.id = f.id AND +jobs.status IN ('queued', 'scheduled') AND jobs.started_at IS NULL
        AND jobs.cancel_requested = 0";

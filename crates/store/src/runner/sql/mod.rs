@@ -97,8 +97,10 @@ impl Statements {
             delete_and_checkpoint: if pg { postgres::delete_and_checkpoint() } else { sqlite::delete_and_checkpoint() },
             delete_checkpoint_and_claim: sqlite::delete_checkpoint_and_claim(),
             delete_items: format!("DELETE FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
+            // Most catalogs have no categories: then the ids are not even looked up.
             delete_members_of_items: format!(
-                "DELETE FROM category_items WHERE catalog_id = $1 AND {}",
+                "DELETE FROM category_items WHERE catalog_id = $1 AND {}
+                   AND EXISTS (SELECT 1 FROM category_items WHERE catalog_id = $1)",
                 list("item_id", "$2")
             ),
             select_items: format!("SELECT item_id, fields FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
