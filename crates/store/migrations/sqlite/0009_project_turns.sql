@@ -11,7 +11,13 @@ CREATE TABLE project_turns (
 -- The largest turn so far, in one seek.
 CREATE INDEX project_turns_served ON project_turns (served);
 
+-- No foreign key: a claim must never fail on a job whose catalog row is already gone. The row
+-- goes with its catalog instead.
 CREATE TABLE catalog_turns (
-    catalog_id INTEGER PRIMARY KEY REFERENCES catalogs(id) ON DELETE CASCADE,
+    catalog_id INTEGER PRIMARY KEY,
     served     INTEGER NOT NULL
 );
+CREATE TRIGGER catalog_turns_gone AFTER DELETE ON catalogs
+BEGIN
+    DELETE FROM catalog_turns WHERE catalog_id = OLD.id;
+END;

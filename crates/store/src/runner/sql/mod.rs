@@ -190,43 +190,48 @@ fn live(now: &str) -> String {
 /// never), and `due`: the candidates of `catalog_domain::turns::next_in_turn`, to be ordered by
 /// [`TURN_ORDER`]. `active` is a table or subquery of `(project_id, catalog_id)`; `catalog_turns`
 /// the table of catalog turns (`catalog_id`, `served`); with a `cap`, a project already running
-/// that many catalogs has no candidate. `due` and `now` as for [`next_jobs`], `due_n` the same
-/// expression on the alias `n`.
+/// that many catalogs has no candidate. `due` is the backend's form of
+/// `catalog_domain::order::due_at`, `now` its clock.
 pub(super) fn in_turn(
     active: &str,
     catalog_turns: &str,
     cap: Option<u32>,
-    (due, due_n, now): (&str, &str, &str),
+    (due, now): (&str, &str),
     hint: impl Fn(&str) -> String,
 ) -> String {
     let (waiting, holding) = (hint("jobs_waiting"), hint("jobs_holding"));
+    // Scalar subqueries rather than joins: each is a probe per catalog with work, where a join
+    // let PostgreSQL's generic plan hash all of `jobs` (and every catalog ever claimed).
     let capped = match cap {
         Some(cap) => format!(
-            "WHERE (SELECT COUNT(*) FROM jobs {holding} WHERE project_id = n.project_id AND {HOLDING} AND {}) < {cap}",
+            "WHERE (SELECT COUNT(*) FROM jobs {holding} WHERE project_id = a.project_id AND {HOLDING} AND {}) < {cap}",
             live(now)
         ),
         None => String::new(),
     };
+    // Materialized: SQLite would otherwise flatten it and evaluate each catalog's probes once per
+    // use of `id`.
     format!(
-        "SELECT n.id, n.project_id, n.catalog_id, COALESCE(pt.served, 0) AS project_served,
-                COALESCE(ct.served, 0) AS catalog_served, {due_n} AS due
-         FROM (SELECT CASE
-                   WHEN EXISTS (SELECT 1 FROM jobs AS h {holding}
-                                WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id AND {HOLDING})
-                   THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs {holding}
-                                         WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
-                                         ORDER BY {due}, id LIMIT 1) AS holder
-                         WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
-                   ELSE (SELECT id FROM jobs {waiting}
-                         WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
-                           AND (status = 'queued' OR {due} <= {now})
-                         ORDER BY {due}, id LIMIT 1)
-               END AS id
-               FROM {active} AS a) AS next
-         JOIN jobs n ON n.id = next.id
-         LEFT JOIN project_turns pt ON pt.project_id = n.project_id
-         LEFT JOIN {catalog_turns} ct ON ct.catalog_id = n.catalog_id
-         {capped}"
+        "WITH next_of AS MATERIALIZED (
+             SELECT CASE
+                 WHEN EXISTS (SELECT 1 FROM jobs AS h {holding}
+                              WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id AND {HOLDING})
+                 THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs {holding}
+                                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
+                                       ORDER BY {due}, id LIMIT 1) AS holder
+                       WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
+                 ELSE (SELECT id FROM jobs {waiting}
+                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
+                         AND (status = 'queued' OR {due} <= {now})
+                       ORDER BY {due}, id LIMIT 1)
+             END AS id, a.project_id, a.catalog_id
+             FROM {active} AS a {capped})
+         SELECT id, project_id, catalog_id,
+                COALESCE((SELECT served FROM project_turns WHERE project_id = n.project_id), 0) AS project_served,
+                COALESCE((SELECT served FROM {catalog_turns} WHERE catalog_id = n.catalog_id), 0) AS catalog_served,
+                (SELECT {due} FROM jobs WHERE id = n.id) AS due
+         FROM next_of AS n
+         WHERE id IS NOT NULL"
     )
 }
 

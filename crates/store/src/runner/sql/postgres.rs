@@ -7,7 +7,7 @@
 //! `project_turns` row (migration 0009: the turns and the cap are read from the snapshot too). Leases are computed on the database's
 //! clock, so nodes with different clocks agree on when one ends.
 
-use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, WAITING};
+use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
 
 /// The database's clock in epoch milliseconds.
 pub(super) const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
@@ -24,7 +24,7 @@ fn due(table: &str) -> String {
 
 /// The candidates over the catalogs of `active` in turn order ([`in_turn`]).
 fn candidates(active: &str, cap: Option<u32>) -> String {
-    in_turn(active, "catalog_claims", cap, (&due(""), &due("n"), NOW), |_| String::new())
+    in_turn(active, "catalog_claims", cap, (&due(""), NOW), |_| String::new())
 }
 
 /// The claim's second try, over every catalog the jobs say has work ([`next_jobs`]); see
@@ -46,20 +46,22 @@ pub(super) fn claim_likely(cap: Option<u32>) -> String {
 
 /// A claim, one autocommit statement (its commit need not wait for the WAL flush: a claim lost in
 /// a crash only leaves the job due again), from `with`, a WITH clause defining `candidate` (the
-/// columns of [`in_turn`]): locks the first candidate in turn order ([`TURN_ORDER`]) still
-/// claimable, bumps its catalog's claim version and its project's turn version, records the turn
-/// (one number of the `claim_turns` sequence) as both's last, leases the job, and answers one row —
-/// `candidates` (how many there were), and the claimed job with its payload, if any. Candidates
-/// without a claim mean another node claimed meanwhile in the catalog or the project: the caller
-/// tries again. `$1` owner, `$2` lease milliseconds, `$3` the claimed status.
+/// columns of [`in_turn`]): locks the first candidate in turn order ([`TURN_ORDER`]) if it is still
+/// claimable (found by its id alone: given a list, the generic plan walked every queued job), bumps
+/// its catalog's claim version and its project's turn version, records the turn (one number of the
+/// `claim_turns` sequence) as both's last, leases the job, and answers one row — `candidates` (how
+/// many there were), and the claimed job with its payload, if any. Candidates without a claim mean
+/// another node claimed meanwhile in the catalog or the project (or holds the first candidate's
+/// lock): the caller tries again on a fresh snapshot. `$1` owner, `$2` lease milliseconds, `$3`
+/// the claimed status.
 fn claim_from(with: &str) -> String {
     format!(
         "{with},
          pick AS MATERIALIZED (
-             SELECT j.id, j.project_id, j.catalog_id, j.status FROM candidate c JOIN jobs j ON j.id = c.id
-             WHERE j.status IN ('queued', 'scheduled', 'running')
+             SELECT j.id, j.project_id, j.catalog_id, j.status FROM jobs j
+             WHERE j.id = (SELECT id FROM candidate ORDER BY {TURN_ORDER} LIMIT 1)
+               AND j.status IN ('queued', 'scheduled', 'running')
                AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at <= {NOW})
-             ORDER BY c.project_served, c.catalog_served, c.due, c.id LIMIT 1
              FOR UPDATE OF j SKIP LOCKED),
          turn_number AS MATERIALIZED (SELECT nextval('claim_turns') AS served FROM pick),
          turn AS (

@@ -44,7 +44,7 @@ fn claim_statements(owner: &str, lease_ms: &str, status: &str, cap: Option<u32>)
     let first = |active: &str| {
         format!(
             "SELECT id FROM ({}) ORDER BY {TURN_ORDER} LIMIT 1",
-            in_turn(active, "catalog_turns", cap, (&due(""), &due("n"), NOW), hint)
+            in_turn(active, "catalog_turns", cap, (&due(""), NOW), hint)
         )
     };
     format!(
