@@ -86,11 +86,7 @@ pub const fn may_run_another(running: u64, cap: Option<u64>) -> bool {
 /// // Project 2 already runs its one allowed catalog: project 1 is served.
 /// assert_eq!(next_in_turn(&candidates, |p| if p == 2 { 1 } else { 0 }, Some(1)).map(|c| c.id), Some(1));
 /// ```
-pub fn next_in_turn(
-    candidates: &[Candidate],
-    running: impl Fn(i64) -> u64,
-    cap: Option<u64>,
-) -> Option<&Candidate> {
+pub fn next_in_turn(candidates: &[Candidate], running: impl Fn(i64) -> u64, cap: Option<u64>) -> Option<&Candidate> {
     candidates.iter().filter(|c| may_run_another(running(c.project), cap)).min_by_key(|c| c.turn_key())
 }
 
@@ -168,8 +164,7 @@ mod tests {
     #[test]
     fn a_new_project_is_served_after_one_job_of_a_backlog() {
         // Project 1: three catalogs, three jobs each, all due before project 2's job 10.
-        let mut jobs: Vec<(i64, i64, i64, i64)> =
-            (1..=9).map(|id| (id, 1, 100 + (id - 1) % 3, id)).collect();
+        let mut jobs: Vec<(i64, i64, i64, i64)> = (1..=9).map(|id| (id, 1, 100 + (id - 1) % 3, id)).collect();
         jobs.push((10, 2, 200, 50));
         let order = served_order(&jobs);
         assert_eq!(order[0], 1, "the oldest job first when nobody was served yet");
@@ -233,13 +228,21 @@ mod tests {
 
     #[test]
     fn ties_between_never_served_projects_go_to_the_oldest_due() {
-        let c = |id, project, due_at| Candidate { id, project, catalog: project * 10, due_at, project_turn: 0, catalog_turn: 0 };
+        let c = |id, project, due_at| Candidate {
+            id,
+            project,
+            catalog: project * 10,
+            due_at,
+            project_turn: 0,
+            catalog_turn: 0,
+        };
         assert_eq!(next_in_turn(&[c(5, 1, 30), c(6, 2, 20), c(4, 3, 20)], |_| 0, None).map(|c| c.id), Some(4));
     }
 
     #[test]
     fn the_cap_passes_over_a_project_running_enough_catalogs() {
-        let c = |id, project, turn| Candidate { id, project, catalog: id, due_at: id, project_turn: turn, catalog_turn: 0 };
+        let c =
+            |id, project, turn| Candidate { id, project, catalog: id, due_at: id, project_turn: turn, catalog_turn: 0 };
         let candidates = [c(1, 1, 1), c(2, 1, 1), c(3, 2, 5)];
         let running = |project| if project == 1 { 2 } else { 0 };
         assert_eq!(next_in_turn(&candidates, running, Some(2)).map(|c| c.id), Some(3));

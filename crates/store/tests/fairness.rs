@@ -256,7 +256,8 @@ async fn the_claims_second_try_serves_in_turn_too(db: &TestDb) {
         order.push(id);
         db.exec("DELETE FROM queue_inputs").await;
     }
-    let served: Vec<String> = order.iter().map(|&id| format!("{}{}", jobs.project_of(id), jobs.catalog_of(id))).collect();
+    let served: Vec<String> =
+        order.iter().map(|&id| format!("{}{}", jobs.project_of(id), jobs.catalog_of(id))).collect();
     assert_eq!(served, ["p1x", "p2x", "p1y", "p2y", "p1x", "p2x", "p1y", "p2y"]);
 }
 

@@ -71,7 +71,6 @@ pub struct RunnerConfig {
     pub max_running_catalogs_per_project: u32,
 }
 
-
 impl Default for RunnerConfig {
     fn default() -> Self {
         let suffix = random_bytes(4).map(|b| hex(&b)).unwrap_or_default();
