@@ -79,6 +79,12 @@ pub struct ServeArgs {
     /// sharing the database (PostgreSQL).
     #[arg(long, env = "CATALOGD_RUNNER_WORKERS", default_value_t = 2)]
     pub runner_workers: usize,
+    /// The most catalogs one project may run at once, over every process sharing the database;
+    /// a project at the cap waits while other projects' jobs are served. 0: no cap. See
+    /// `docs/RULES.md`, "Projects served in turn".
+    #[arg(long, env = "CATALOGD_MAX_RUNNING_CATALOGS_PER_PROJECT",
+          default_value_t = catalog_store::RunnerConfig::DEFAULT_MAX_RUNNING_CATALOGS_PER_PROJECT)]
+    pub max_running_catalogs_per_project: u32,
     /// Seconds a runner's lease on a job lasts without renewal; a job whose runner died is taken
     /// over by another runner after this long.
     #[arg(long, env = "CATALOGD_LEASE_SECONDS", default_value_t = 30)]

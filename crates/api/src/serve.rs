@@ -111,6 +111,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
     let (stop_runner, runner_stopped) = watch::channel(false);
     let runner_config = RunnerConfig {
         workers: args.runner_workers,
+        max_running_catalogs_per_project: args.max_running_catalogs_per_project,
         chunk_size: args.chunk_size.unwrap_or_else(|| default_chunk_size(store.is_postgres())).max(1),
         batch_inputs: usize::try_from(args.batch_inputs).unwrap_or(usize::MAX),
         lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(1)),

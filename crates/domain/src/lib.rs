@@ -4,8 +4,9 @@
 //! item id rules of every dialect and their limits, what every backend can store (`storable`),
 //! Klaviyo's compound ids, the catalog name rule,
 //! the job lifecycle and each dialect's status words, the order in which a catalog's jobs take
-//! effect (`order`), which of a catalog's due jobs are applied together (`autobatch`), the rules of
-//! applying a job's inputs (`apply`), and the table of error codes. The store, the
+//! effect (`order`), which project and catalog a worker serves next (`turns`), which of a catalog's
+//! due jobs are applied together (`autobatch`), the rules of applying a job's inputs (`apply`), and
+//! the table of error codes. The store, the
 //! HTTP layer and the client all call into this crate, so a rule changes in one place.
 //!
 //! This crate depends on no I/O crate (no tokio, sqlx, axum, hyper, reqwest); `cargo xtask ci`
@@ -24,6 +25,7 @@ pub mod order;
 pub mod rate;
 pub mod storable;
 pub mod time;
+pub mod turns;
 
 pub use catalog::{validate_catalog_name, CatalogNameError, MAX_CATALOG_NAME_LEN};
 pub use chunk::{chunk_count, chunk_ranges, chunks};

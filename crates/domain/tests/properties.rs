@@ -1,9 +1,10 @@
 //! Property tests of the id rules, chunking, the job state machine, the order of a catalog's
-//! jobs and Klaviyo's compound ids.
+//! jobs, the turns projects and catalogs are served in, and Klaviyo's compound ids.
 
 use catalog_domain::chunk::{chunk_ranges, effective_size};
 use catalog_domain::ids::{is_safe_char, IdCharset};
 use catalog_domain::order::{startable, PendingJob};
+use catalog_domain::turns::{next_in_turn, Candidate, Turns};
 use catalog_domain::{
     check_id, chunk_count, chunks, validate_ids, CompoundId, Dialect, IdProblem, JobEvent, JobState, JobStatus, RawId,
 };
@@ -326,6 +327,99 @@ proptest! {
             }
         }
         for catalog in 0..3 {
+            let keys: Vec<(i64, i64)> = finished.iter().filter(|j| j.catalog == catalog).map(|j| j.order_key()).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(keys, sorted, "catalog {} finished out of order", catalog);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Jobs of three projects (three catalogs each) arrive while up to three workers claim by the
+    /// order rule and the turns, under a cap of two running catalogs per project, and finish or
+    /// lose their leases: no project runs more than the cap, each catalog still finishes in order,
+    /// and a project that may be served is passed over at most once by each other project.
+    #[test]
+    fn projects_take_turns_under_the_cap_and_catalogs_keep_their_order(
+        arrivals in prop::collection::vec((0i64..3, 0i64..3), 1..40),
+        choices in prop::collection::vec(0usize..1000, 300),
+    ) {
+        const CAP: u64 = 2;
+        const WORKERS: usize = 3;
+        let mut now = 0i64;
+        let mut jobs: Vec<(i64, PendingJob)> = Vec::new();
+        let mut arrivals = arrivals.into_iter();
+        let mut finished: Vec<PendingJob> = Vec::new();
+        let mut turns = Turns::new();
+        let mut passed_over: HashMap<i64, usize> = HashMap::new();
+        let mut next_id = 1;
+        for choice in choices {
+            if choice % 2 == 0 {
+                if let Some((project, catalog)) = arrivals.next() {
+                    let job = PendingJob {
+                        id: next_id, catalog: project * 10 + catalog, status: JobStatus::Queued, due_at: now,
+                        started: false, lease_expires_at: None,
+                    };
+                    jobs.push((project, job));
+                    next_id += 1;
+                }
+            }
+            now += 1;
+            let live = |jobs: &[(i64, PendingJob)], project: i64| {
+                jobs.iter().filter(|(p, j)| *p == project && j.status == JobStatus::Running
+                    && j.lease_expires_at.is_some_and(|end| end > now)).count() as u64
+            };
+            let running: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].1.status == JobStatus::Running).collect();
+            match choice % 4 {
+                0 | 1 if running.len() < WORKERS => {
+                    let plain: Vec<PendingJob> = jobs.iter().map(|(_, j)| *j).collect();
+                    let candidates: Vec<Candidate> = startable(&plain, now)
+                        .into_iter()
+                        .filter_map(|job| jobs.iter().find(|(_, j)| j.id == job.id))
+                        .map(|(project, job)| turns.candidate(job, *project))
+                        .collect();
+                    let counts: HashMap<i64, u64> = (0..3).map(|p| (p, live(&jobs, p))).collect();
+                    let running_of = |p: i64| counts.get(&p).copied().unwrap_or(0);
+                    if let Some(next) = next_in_turn(&candidates, running_of, Some(CAP)).copied() {
+                        let eligible: std::collections::BTreeSet<i64> =
+                            candidates.iter().filter(|c| running_of(c.project) < CAP).map(|c| c.project).collect();
+                        for waiting in eligible {
+                            let count = passed_over.entry(waiting).or_insert(0);
+                            *count = if waiting == next.project { 0 } else { *count + 1 };
+                        }
+                        let waiting_projects: std::collections::HashSet<i64> =
+                            candidates.iter().map(|c| c.project).collect();
+                        for (project, count) in passed_over.iter_mut() {
+                            if !waiting_projects.contains(project) {
+                                *count = 0;
+                            }
+                        }
+                        for (project, count) in &passed_over {
+                            prop_assert!(*count <= 2, "project {} passed over {} times in a row", project, count);
+                        }
+                        turns.serve(next.project, next.catalog);
+                        let (_, job) = jobs.iter_mut().find(|(_, j)| j.id == next.id).expect("a candidate");
+                        *job = PendingJob { status: JobStatus::Running, started: true, lease_expires_at: Some(now + 5), ..*job };
+                    }
+                }
+                2 | 3 if !running.is_empty() => {
+                    let i = running[choice % running.len()];
+                    if choice % 8 < 6 {
+                        finished.push(jobs.remove(i).1);
+                    } else {
+                        jobs[i].1.lease_expires_at = Some(now - 1);
+                    }
+                }
+                _ => {}
+            }
+            for project in 0..3 {
+                prop_assert!(live(&jobs, project) <= CAP, "project {} runs more than {} catalogs", project, CAP);
+            }
+        }
+        for catalog in [0, 1, 2, 10, 11, 12, 20, 21, 22] {
             let keys: Vec<(i64, i64)> = finished.iter().filter(|j| j.catalog == catalog).map(|j| j.order_key()).collect();
             let mut sorted = keys.clone();
             sorted.sort_unstable();

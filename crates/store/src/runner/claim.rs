@@ -1,6 +1,8 @@
 //! Claiming: taking the next job under a fresh lease, by the order rule of
 //! [`catalog_domain::order`] (at most one job of a catalog at a time, each catalog's jobs in the
-//! order they became due), and reading its payload once.
+//! order they became due) and the turns of [`catalog_domain::turns`] (of the jobs that may start,
+//! the least recently served project's, then catalog's; none of a project at its cap of running
+//! catalogs), and reading its payload once.
 
 use super::apply::Payload;
 use super::checkpoint::corrupt;
@@ -13,7 +15,7 @@ use crate::model::JobId;
 use catalog_domain::{JobKind, JobState, JobStatus};
 
 /// How many times a claim on PostgreSQL is tried again when another node claimed in the same
-/// catalog between its snapshot and its write (each try sees the other's claim).
+/// catalog or project between its snapshot and its write (each try sees the other's claim).
 const CLAIM_TRIES: usize = 4;
 
 /// A job just claimed, as its row reads after the claim.
@@ -77,18 +79,19 @@ enum Claim {
     Claimed(Claimed),
     /// Nothing may start now.
     Nothing,
-    /// PostgreSQL: another node claimed in the picked job's catalog meanwhile.
+    /// PostgreSQL: another node claimed in the picked job's catalog or project meanwhile.
     Raced,
 }
 
 impl Runner {
-    /// Claims the next job the order rule lets start, if any, under a fresh lease.
+    /// Claims the next job the order rule lets start, in turn (`catalog_domain::turns`), if any,
+    /// under a fresh lease.
     pub async fn claim(&self) -> Result<Option<Lease>, StoreError> {
         for _ in 0..CLAIM_TRIES {
             match self.claim_once().await? {
                 Claim::Claimed(claimed) => return Ok(Some(self.lease(claimed))),
                 Claim::Nothing => return Ok(None),
-                Claim::Raced => tracing::debug!("another runner claimed in the same catalog; trying again"),
+                Claim::Raced => tracing::debug!("another runner claimed in the same catalog or project; trying again"),
             }
         }
         Ok(None)
@@ -100,7 +103,8 @@ impl Runner {
         // commit need not wait for the WAL flush. The payload is read once per claim.
         match self.store.db() {
             crate::db::Db::Pg(pool) => {
-                // The likely next job first; every catalog only when there is none.
+                // The catalogs of `queue_inputs` first; the jobs' own indexes only when that finds
+                // nothing.
                 for statement in [&self.sql.claim_likely, &self.sql.claim] {
                     let row = sqlx::query(statement)
                         .bind(&self.config.owner)

@@ -75,6 +75,10 @@ pub struct RunnerConfig {
     pub max_retry_backoff: Duration,
     /// How often [`Runner::run`] purges expired jobs.
     pub purge_interval: Duration,
+    /// The most catalogs one project may run at once (jobs a worker is applying, under a live
+    /// lease, counted over every process sharing the database); a project at the cap gets no
+    /// claim until one ends (`catalog_domain::turns`). 0: no cap.
+    pub max_running_catalogs_per_project: u32,
 }
 
 impl Default for RunnerConfig {
@@ -92,6 +96,7 @@ impl Default for RunnerConfig {
             retry_backoff: Duration::from_secs(1),
             max_retry_backoff: Duration::from_secs(60),
             purge_interval: Duration::from_secs(60),
+            max_running_catalogs_per_project: RunnerConfig::DEFAULT_MAX_RUNNING_CATALOGS_PER_PROJECT,
         }
     }
 }
@@ -107,6 +112,11 @@ pub fn default_chunk_size(postgres: bool) -> usize {
 }
 
 impl RunnerConfig {
+    /// The default of [`RunnerConfig::max_running_catalogs_per_project`] (docs/RULES.md,
+    /// "Projects served in turn"): it never binds with the default two workers of one process;
+    /// where more workers share the database, it keeps some of them for other projects.
+    pub const DEFAULT_MAX_RUNNING_CATALOGS_PER_PROJECT: u32 = 4;
+
     /// The wait before the attempt after attempt number `attempt` (1-based) failed.
     pub fn retry_delay(&self, attempt: u32) -> Duration {
         let doublings = attempt.saturating_sub(1).min(20);
@@ -140,7 +150,8 @@ pub struct Runner {
 impl Runner {
     /// A runner over `store`.
     pub fn new(store: Store, config: RunnerConfig) -> Runner {
-        let sql = Arc::new(Statements::new(store.is_postgres()));
+        let cap = Some(config.max_running_catalogs_per_project).filter(|&cap| cap > 0);
+        let sql = Arc::new(Statements::new(store.is_postgres(), cap));
         let turns = store.write_turns().background();
         let claimed_status = JobState::new(0, false).claim().map_or(JobStatus::Running, |s| s.status);
         Runner { store, config: Arc::new(config), sql, turns, claimed_status }

@@ -1,8 +1,8 @@
 //! Every statement of the runner, built once per backend ([`Statements::new`]).
 //!
 //! What is the same on both backends is written here once; `sqlite.rs` and `postgres.rs` hold
-//! what differs: the claim (one statement per backend, implementing
-//! [`catalog_domain::order::next_of_catalog`]), the one-round-trip item-delete chunk, and the
+//! what differs: the claim (implementing [`catalog_domain::order::next_of_catalog`] and
+//! [`catalog_domain::turns::next_in_turn`]), the one-round-trip item-delete chunk, and the
 //! bounded deletes of a catalog. Placeholders are numbered (`$1`) on both.
 //!
 //! Times: leases and claims are computed on the database's clock (`NOW` of each backend), so that
@@ -36,8 +36,9 @@ pub(super) struct Statements {
     /// milliseconds, `$3` the status of a claimed job. Answers the [`CLAIM_COLUMNS`] and
     /// `previous_status`; on PostgreSQL also `candidates`, `picked` and the payload.
     pub claim: String,
-    /// PostgreSQL: the claim's first try (see [`likely_next_job`]), answering like `claim`; when it
-    /// finds no candidate, `claim` visits every catalog. (SQLite does both in one statement.)
+    /// PostgreSQL: the claim's first try, over the catalogs of [`CATALOGS_WITH_WORK`], answering
+    /// like `claim`; when it finds no candidate, `claim` walks the jobs ([`next_jobs`]). (SQLite
+    /// does both in one statement.)
     pub claim_likely: String,
     /// SQLite: at start, makes every lease held by another owner end now (`$1` this owner).
     pub take_back_leases: String,
@@ -82,20 +83,21 @@ pub(super) struct Statements {
 }
 
 impl Statements {
-    /// The statements of PostgreSQL (`pg`) or SQLite.
-    pub(super) fn new(pg: bool) -> Statements {
+    /// The statements of PostgreSQL (`pg`) or SQLite; `cap`: the most catalogs one project may
+    /// run at once (`None`: no cap), which the claim enforces.
+    pub(super) fn new(pg: bool, cap: Option<u32>) -> Statements {
         let now = if pg { postgres::NOW } else { sqlite::NOW };
         let list = |column: &str, placeholder: &str| in_list(pg, column, placeholder);
         let pick = |sqlite: &'static str, postgres: &'static str| if pg { postgres } else { sqlite };
         Statements {
-            claim: if pg { postgres::claim() } else { sqlite::claim_script() },
-            claim_likely: if pg { postgres::claim_likely() } else { String::new() },
+            claim: if pg { postgres::claim(cap) } else { sqlite::claim_script(cap) },
+            claim_likely: if pg { postgres::claim_likely(cap) } else { String::new() },
             take_back_leases: format!(
                 "UPDATE jobs SET lease_expires_at = {now} - 1
                  WHERE status = 'running' AND lease_owner IS NOT NULL AND lease_owner <> $1"
             ),
             delete_and_checkpoint: if pg { postgres::delete_and_checkpoint() } else { sqlite::delete_and_checkpoint() },
-            delete_checkpoint_and_claim: sqlite::delete_checkpoint_and_claim(),
+            delete_checkpoint_and_claim: sqlite::delete_checkpoint_and_claim(cap),
             delete_items: format!("DELETE FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
             // Most catalogs have no categories: then the ids are not even looked up.
             delete_members_of_items: format!(
@@ -180,58 +182,84 @@ pub(super) fn checkpoint_sql(pg: bool, guard_catalog: bool) -> String {
     )
 }
 
-/// The claim's first try, as SQL answering the `id` of the job to claim (or nothing): the oldest of
-/// the jobs that hold a catalog and may be resumed, the oldest queued job and the oldest due
-/// scheduled job, the last two only if each is its catalog's next job and nothing holds its catalog
-/// (`catalog_domain::order::next_of_catalog`). A few index probes, where visiting every catalog
-/// ([`next_jobs`]) costs a few per catalog and a statement several times larger: most claims end
-/// here, and only one that finds nothing visits every catalog. `hint` as for [`next_jobs`].
-pub(super) fn likely_next_job(due: &str, now: &str, hint: impl Fn(&str) -> String) -> String {
-    let (waiting, holding, queue, scheduled) =
-        (hint("jobs_waiting"), hint("jobs_holding"), hint("jobs_queue"), hint("jobs_scheduled"));
-    let is_next_of_its_catalog = |job: &str| {
-        format!(
-            "NOT EXISTS (SELECT 1 FROM jobs {holding}
-                         WHERE project_id = {job}.project_id AND catalog_id = {job}.catalog_id AND {HOLDING})
-             AND {job}.id = (SELECT id FROM jobs {waiting}
-                             WHERE project_id = {job}.project_id AND catalog_id = {job}.catalog_id AND {WAITING}
-                               AND (status = 'queued' OR {due} <= {now})
-                             ORDER BY {due}, id LIMIT 1)"
-        )
+/// The turn order of the claim (`catalog_domain::turns`): least recently served project, then
+/// catalog, then oldest due, then lowest id, as columns of [`in_turn`].
+pub(super) const TURN_ORDER: &str = "project_served, catalog_served, due, id";
+
+/// Which jobs a worker is applying (under a live lease): what the per-project cap counts. A job
+/// waiting out a retry backoff has no owner and does not count.
+fn live(now: &str) -> String {
+    format!("status = 'running' AND lease_owner IS NOT NULL AND lease_expires_at > {now}")
+}
+
+/// The job of each catalog in `active` that the order rule lets start
+/// (`catalog_domain::order::next_of_catalog`), as SQL answering `id`, `project_id`, `catalog_id`,
+/// the turns its project and catalog were last served at (`project_served`, `catalog_served`, 0 if
+/// never), and `due`: the candidates of `catalog_domain::turns::next_in_turn`, to be ordered by
+/// [`TURN_ORDER`]. `active` is a table or subquery of `(project_id, catalog_id)`; `catalog_turns`
+/// the table of catalog turns (`catalog_id`, `served`); with a `cap`, a project already running
+/// that many catalogs has no candidate. `due` is the backend's form of
+/// `catalog_domain::order::due_at`, `now` its clock.
+pub(super) fn in_turn(
+    active: &str,
+    catalog_turns: &str,
+    cap: Option<u32>,
+    (due, now): (&str, &str),
+    hint: impl Fn(&str) -> String,
+) -> String {
+    let (waiting, holding) = (hint("jobs_waiting"), hint("jobs_holding"));
+    // Scalar subqueries rather than joins: each is a probe per catalog with work, where a join
+    // let PostgreSQL's generic plan hash all of `jobs` (and every catalog ever claimed).
+    let capped = match cap {
+        Some(cap) => format!(
+            "WHERE (SELECT COUNT(*) FROM jobs {holding} WHERE project_id = a.project_id AND {HOLDING} AND {}) < {cap}",
+            live(now)
+        ),
+        None => String::new(),
     };
+    // Materialized: SQLite would otherwise flatten it and evaluate each catalog's probes once per
+    // use of `id`.
     format!(
-        "SELECT id FROM (
-             SELECT id, {due} AS due FROM jobs {holding}
-             WHERE {HOLDING} AND (status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
-             UNION ALL
-             SELECT queued.id, queued.due FROM (
-                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs {queue}
-                 WHERE status = 'queued' ORDER BY id LIMIT 1) AS queued
-             WHERE {}
-             UNION ALL
-             SELECT scheduled.id, scheduled.due FROM (
-                 SELECT id, project_id, catalog_id, {due} AS due FROM jobs {scheduled}
-                 WHERE status = 'scheduled' AND start_at <= {now} ORDER BY start_at LIMIT 1) AS scheduled
-             WHERE {}
-         ) AS likely ORDER BY due, id LIMIT 1",
-        is_next_of_its_catalog("queued"),
-        is_next_of_its_catalog("scheduled"),
+        "WITH next_of AS MATERIALIZED (
+             SELECT CASE
+                 WHEN EXISTS (SELECT 1 FROM jobs AS h {holding}
+                              WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id AND {HOLDING})
+                 THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs {holding}
+                                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
+                                       ORDER BY {due}, id LIMIT 1) AS holder
+                       WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
+                 ELSE (SELECT id FROM jobs {waiting}
+                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
+                         AND (status = 'queued' OR {due} <= {now})
+                       ORDER BY {due}, id LIMIT 1)
+             END AS id, a.project_id, a.catalog_id
+             FROM {active} AS a {capped})
+         SELECT id, project_id, catalog_id,
+                COALESCE((SELECT served FROM project_turns WHERE project_id = n.project_id), 0) AS project_served,
+                COALESCE((SELECT served FROM {catalog_turns} WHERE catalog_id = n.catalog_id), 0) AS catalog_served,
+                (SELECT {due} FROM jobs WHERE id = n.id) AS due
+         FROM next_of AS n
+         WHERE id IS NOT NULL"
     )
 }
 
-/// The next job of each catalog with work and the one to claim, as SQL answering its `id`: the
-/// order rule of [`catalog_domain::order::next_of_catalog`] over every catalog, oldest due first.
+/// The catalogs with unfinished work, as the claim's first try enumerates them: `queue_inputs`
+/// (migration 0008) holds one row per catalog with a scheduled, queued or running job, kept by
+/// triggers in the transaction of every job change, and only those: a scan of a few rows where
+/// walking `jobs_waiting` costs a probe or two per catalog. Should it ever miss a catalog, the
+/// claim's second try ([`next_jobs`]) walks the jobs themselves.
+pub(super) const CATALOGS_WITH_WORK: &str = "queue_inputs";
+
+/// The catalogs with work as SQL defining the CTE `active(project_id, catalog_id)`, from the jobs
+/// themselves: the claim's second try, when its first ([`CATALOGS_WITH_WORK`]) found nothing.
 ///
 /// The catalogs with work are found by a loose index scan of `jobs_waiting` (a probe or two per
 /// catalog, whatever its backlog: the next catalog of the same project, else the first of the next
-/// project) plus the few that hold a started job (`jobs_holding`). For each,
-/// the job holding it may be resumed when it is queued (released) or its lease ended, and nothing
-/// else of it may start; with no holder, its earliest due job may start. `due` is the backend's
-/// form of `catalog_domain::order::due_at`; `now` its clock; `next_catalog` the recursive step
-/// (a correlated join on SQLite, a lateral one on PostgreSQL); `hint(index)` what makes the backend
-/// read `jobs` through that index (SQLite's planner, without statistics, would rather walk every
-/// queued job of `jobs_queue`; PostgreSQL's needs no hint).
-pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, hint: impl Fn(&str) -> String) -> String {
+/// project) plus the few that hold a started job (`jobs_holding`). `next_catalog` is the recursive
+/// step (a correlated join on SQLite, a lateral one on PostgreSQL); `hint(index)` what makes the
+/// backend read `jobs` through that index (SQLite's planner, without statistics, would rather walk
+/// every queued job of `jobs_queue`; PostgreSQL's needs no hint).
+pub(super) fn next_jobs(next_catalog: &str, hint: impl Fn(&str) -> String) -> String {
     let (waiting, holding) = (hint("jobs_waiting"), hint("jobs_holding"));
     format!(
         "WITH RECURSIVE waiting(project_id, catalog_id) AS (
@@ -244,21 +272,6 @@ pub(super) fn next_jobs(due: &str, now: &str, next_catalog: &str, hint: impl Fn(
              SELECT project_id, catalog_id FROM waiting
              UNION
              SELECT project_id, catalog_id FROM jobs {holding} WHERE {HOLDING}
-         ),
-         next(id) AS (
-             SELECT CASE
-                 WHEN EXISTS (SELECT 1 FROM jobs AS h {holding}
-                              WHERE h.project_id = a.project_id AND h.catalog_id = a.catalog_id AND {HOLDING})
-                 THEN (SELECT id FROM (SELECT id, status, lease_expires_at FROM jobs {holding}
-                                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {HOLDING}
-                                       ORDER BY {due}, id LIMIT 1) AS holder
-                       WHERE status = 'queued' OR lease_expires_at IS NULL OR lease_expires_at <= {now})
-                 ELSE (SELECT id FROM jobs {waiting}
-                       WHERE project_id = a.project_id AND catalog_id = a.catalog_id AND {WAITING}
-                         AND (status = 'queued' OR {due} <= {now})
-                       ORDER BY {due}, id LIMIT 1)
-             END
-             FROM active a
          )"
     )
 }

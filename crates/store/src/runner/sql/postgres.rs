@@ -1,12 +1,13 @@
 //! The runner's statements in PostgreSQL's own spelling.
 //!
 //! Several processes share the database, each statement reading its own snapshot, so the claim
-//! guards itself twice: the job row is locked (`FOR UPDATE SKIP LOCKED`, rechecked on its newest
-//! version), and the catalog's `catalog_claims` row is bumped only if no other claim of the catalog
-//! happened since the snapshot (migration 0006 says why). Leases are computed on the database's
+//! guards itself three times: the job row is locked (`FOR UPDATE SKIP LOCKED`, rechecked on its
+//! newest version), the catalog's `catalog_claims` row is bumped only if no other claim of the
+//! catalog happened since the snapshot (migration 0006 says why), and so is the project's
+//! `project_turns` row (migration 0009: the turns and the cap are read from the snapshot too). Leases are computed on the database's
 //! clock, so nodes with different clocks agree on when one ends.
 
-use super::{checkpoint_sql, likely_next_job, next_jobs, CLAIM_COLUMNS, WAITING};
+use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
 
 /// The database's clock in epoch milliseconds.
 pub(super) const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
@@ -21,65 +22,75 @@ pub(super) fn due(table: &str) -> String {
     }
 }
 
-/// The claim that visits every catalog with work ([`next_jobs`]); see [`claim_from`].
-pub(super) fn claim() -> String {
+/// The candidates over the catalogs of `active` in turn order ([`in_turn`]).
+fn candidates(active: &str, cap: Option<u32>) -> String {
+    in_turn(active, "catalog_claims", cap, (&due(""), NOW), |_| String::new())
+}
+
+/// The claim's second try, over every catalog the jobs say has work ([`next_jobs`]); see
+/// [`claim_from`].
+pub(super) fn claim(cap: Option<u32>) -> String {
     let next_catalog = format!(
         "SELECT n.project_id, n.catalog_id FROM waiting w CROSS JOIN LATERAL (
              SELECT project_id, catalog_id FROM jobs WHERE {WAITING} AND (project_id, catalog_id) > (w.project_id, w.catalog_id)
              ORDER BY project_id, catalog_id LIMIT 1) AS n"
     );
-    let next = next_jobs(&due(""), NOW, &next_catalog, |_| String::new());
-    claim_from(
-        &format!("{next}, candidate AS (SELECT id FROM next)"),
-        "ANY(ARRAY(SELECT id FROM candidate WHERE id IS NOT NULL))",
-    )
+    let active = next_jobs(&next_catalog, |_| String::new());
+    claim_from(&format!("{active}, candidate AS ({})", candidates("active", cap)))
 }
 
-/// The claim's first try, the likely next job ([`likely_next_job`]); see [`claim_from`].
-pub(super) fn claim_likely() -> String {
-    // One candidate at most: found by its id alone (given a list, the generic plan also walked
-    // every queued job of `jobs_queue` to match `status`).
-    claim_from(
-        &format!("WITH candidate AS ({})", likely_next_job(&due(""), NOW, |_| String::new())),
-        "(SELECT id FROM candidate)",
-    )
+/// The claim's first try, over the catalogs of [`CATALOGS_WITH_WORK`]; see [`claim_from`].
+pub(super) fn claim_likely(cap: Option<u32>) -> String {
+    claim_from(&format!("WITH candidate AS ({})", candidates(CATALOGS_WITH_WORK, cap)))
 }
 
 /// A claim, one autocommit statement (its commit need not wait for the WAL flush: a claim lost in
-/// a crash only leaves the job due again), from `with`, a WITH clause defining `candidate(id)`:
-/// locks the oldest candidate still claimable, bumps its catalog's claim version, leases it, and
-/// answers one row — `candidates` (how many there were), and the claimed job with its payload,
-/// if any. Candidates without a claim mean another node claimed meanwhile: the caller tries again.
-/// `candidate_ids` is how the job's id is matched against the candidates. `$1` owner, `$2` lease
-/// milliseconds, `$3` the claimed status.
-fn claim_from(with: &str, candidate_ids: &str) -> String {
+/// a crash only leaves the job due again), from `with`, a WITH clause defining `candidate` (the
+/// columns of [`in_turn`]): locks the first candidate in turn order ([`TURN_ORDER`]) if it is still
+/// claimable (found by its id alone: given a list, the generic plan walked every queued job), bumps
+/// its catalog's claim version and its project's turn version, records the turn (one number of the
+/// `claim_turns` sequence) as both's last, leases the job, and answers one row — `candidates` (how
+/// many there were), and the claimed job with its payload, if any. Candidates without a claim mean
+/// another node claimed meanwhile in the catalog or the project (or holds the first candidate's
+/// lock): the caller tries again on a fresh snapshot. `$1` owner, `$2` lease milliseconds, `$3`
+/// the claimed status.
+fn claim_from(with: &str) -> String {
     format!(
         "{with},
          pick AS MATERIALIZED (
-             SELECT j.id, j.catalog_id, j.status FROM jobs j
-             WHERE j.id = {candidate_ids}
+             SELECT j.id, j.project_id, j.catalog_id, j.status FROM jobs j
+             WHERE j.id = (SELECT id FROM candidate ORDER BY {TURN_ORDER} LIMIT 1)
                AND j.status IN ('queued', 'scheduled', 'running')
                AND (j.status <> 'running' OR j.lease_expires_at IS NULL OR j.lease_expires_at <= {NOW})
-             ORDER BY {due_j}, j.id LIMIT 1
              FOR UPDATE OF j SKIP LOCKED),
+         turn_number AS MATERIALIZED (SELECT nextval('claim_turns') AS served FROM pick),
          turn AS (
-             INSERT INTO catalog_claims AS c (catalog_id, version)
-             SELECT p.catalog_id, COALESCE((SELECT version FROM catalog_claims WHERE catalog_id = p.catalog_id), 0) + 1
+             INSERT INTO catalog_claims AS c (catalog_id, version, served)
+             SELECT p.catalog_id, COALESCE((SELECT version FROM catalog_claims WHERE catalog_id = p.catalog_id), 0) + 1,
+                    (SELECT served FROM turn_number)
              FROM pick p
-             ON CONFLICT (catalog_id) DO UPDATE SET version = c.version + 1 WHERE c.version = EXCLUDED.version - 1
+             ON CONFLICT (catalog_id) DO UPDATE SET version = c.version + 1, served = EXCLUDED.served
+                 WHERE c.version = EXCLUDED.version - 1
              RETURNING c.catalog_id),
+         project_turn AS (
+             INSERT INTO project_turns AS t (project_id, version, served)
+             SELECT p.project_id, COALESCE((SELECT version FROM project_turns WHERE project_id = p.project_id), 0) + 1,
+                    (SELECT served FROM turn_number)
+             FROM pick p WHERE EXISTS (SELECT 1 FROM turn)
+             ON CONFLICT (project_id) DO UPDATE SET version = t.version + 1, served = EXCLUDED.served
+                 WHERE t.version = EXCLUDED.version - 1
+             RETURNING t.project_id),
          claimed AS (
              UPDATE jobs SET status = $3, attempt = attempt + 1, lease_owner = $1, lease_expires_at = {NOW} + $2,
                  started_at = COALESCE(started_at, {NOW}), updated_at = {NOW}
-             WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM turn)
+             WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM project_turn)
              RETURNING {CLAIM_COLUMNS}),
          commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)
-         SELECT (SELECT COUNT(*) FROM candidate WHERE id IS NOT NULL) AS candidates, p.status AS previous_status,
+         SELECT (SELECT COUNT(*) FROM candidate) AS candidates, p.status AS previous_status,
                 c.*, payload.payload
          FROM (SELECT 1) AS one LEFT JOIN pick p ON true LEFT JOIN claimed c ON c.id = p.id
               LEFT JOIN job_payloads payload ON payload.job_id = c.id
-         WHERE (SELECT v FROM commit_mode) IS NOT NULL",
-        due_j = due("j"),
+         WHERE (SELECT v FROM commit_mode) IS NOT NULL"
     )
 }
 

@@ -5,7 +5,7 @@
 //! picks the next job and the one that leases it run in one immediate transaction. Multi-statement
 //! work is sent as one script (`sqlite_script`): one round trip to sqlx's connection thread.
 
-use super::{checkpoint_sql, likely_next_job, next_jobs, CLAIM_COLUMNS, WAITING};
+use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
 use crate::idlist::in_list;
 
 /// SQLite's clock in epoch milliseconds (the same clock as the process's: one machine).
@@ -24,10 +24,12 @@ const CREATE_PICK_TABLE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS claim_pick (slot INTEGER PRIMARY KEY, id INTEGER NOT NULL, status TEXT NOT NULL);";
 
 /// The statements of a claim, inside an open immediate transaction: pick the next job by the order
-/// rule (the likely one first, every catalog only when that finds nothing), then lease it (bump the
-/// attempt, the fencing token), answering the claimed row and its status before. Parameters are
-/// named by the caller's placeholders.
-fn claim_statements(owner: &str, lease_ms: &str, status: &str) -> String {
+/// rule and the turns (over the catalogs of [`CATALOGS_WITH_WORK`] first, over every catalog the
+/// jobs say has work only when that finds nothing), record the next turn number as its project's
+/// and its catalog's last, then lease it (bump the attempt, the fencing token), answering the
+/// claimed row and its status before. Parameters are named by the caller's placeholders; `cap` as
+/// for [`in_turn`].
+fn claim_statements(owner: &str, lease_ms: &str, status: &str, cap: Option<u32>) -> String {
     // Two seeks rather than one row-value range, which SQLite would only bound by `project_id`:
     // past a catalog with a long backlog that is a walk through all of it.
     let next_catalog = format!(
@@ -38,27 +40,41 @@ fn claim_statements(owner: &str, lease_ms: &str, status: &str) -> String {
              (SELECT id FROM jobs INDEXED BY jobs_waiting WHERE {WAITING} AND project_id > w.project_id
               ORDER BY project_id, catalog_id LIMIT 1))"
     );
+    let hint = |index: &str| format!("INDEXED BY {index}");
+    let first = |active: &str| {
+        format!(
+            "SELECT id FROM ({}) ORDER BY {TURN_ORDER} LIMIT 1",
+            in_turn(active, "catalog_turns", cap, (&due(""), NOW), hint)
+        )
+    };
     format!(
         "DELETE FROM temp.claim_pick;
          {next}
          INSERT INTO temp.claim_pick (slot, id, status)
          SELECT 0, j.id, j.status FROM jobs j
-         WHERE j.id = COALESCE(({likely}),
-                               (SELECT n.id FROM next JOIN jobs n ON n.id = next.id ORDER BY {due_n}, n.id LIMIT 1));
+         WHERE j.id = COALESCE(({likely}), ({every}));
+         INSERT INTO project_turns (project_id, served)
+         SELECT j.project_id, COALESCE((SELECT MAX(served) FROM project_turns), 0) + 1
+         FROM temp.claim_pick p JOIN jobs j ON j.id = p.id WHERE true
+         ON CONFLICT (project_id) DO UPDATE SET served = excluded.served;
+         INSERT INTO catalog_turns (catalog_id, served)
+         SELECT j.catalog_id, (SELECT MAX(served) FROM project_turns)
+         FROM temp.claim_pick p JOIN jobs j ON j.id = p.id WHERE j.catalog_id IS NOT NULL
+         ON CONFLICT (catalog_id) DO UPDATE SET served = excluded.served;
          UPDATE jobs SET status = {status}, attempt = attempt + 1, lease_owner = {owner},
              lease_expires_at = {NOW} + {lease_ms}, started_at = COALESCE(started_at, {NOW}), updated_at = {NOW}
          WHERE id = (SELECT id FROM temp.claim_pick)
          RETURNING {CLAIM_COLUMNS}, (SELECT status FROM temp.claim_pick) AS previous_status;",
-        next = next_jobs(&due(""), NOW, &next_catalog, |index| format!("INDEXED BY {index}")),
-        likely = likely_next_job(&due(""), NOW, |index| format!("INDEXED BY {index}")),
-        due_n = due("n"),
+        next = next_jobs(&next_catalog, hint),
+        likely = first(CATALOGS_WITH_WORK),
+        every = first("active"),
     )
 }
 
 /// The claim as a script for `sqlite_script`: `$1` owner, `$2` lease milliseconds, `$3` the
 /// claimed status.
-pub(super) fn claim_script() -> String {
-    format!("{CREATE_PICK_TABLE} BEGIN IMMEDIATE; {} COMMIT", claim_statements("$1", "$2", "$3"))
+pub(super) fn claim_script(cap: Option<u32>) -> String {
+    format!("{CREATE_PICK_TABLE} BEGIN IMMEDIATE; {} COMMIT", claim_statements("$1", "$2", "$3", cap))
 }
 
 /// An item-delete chunk and its checkpoint, the body of a script. The deletes are guarded by the
@@ -84,8 +100,12 @@ pub(super) fn delete_and_checkpoint() -> String {
 
 /// A job's last item-delete chunk, its checkpoint, and the claim of the next job, one script: a
 /// small job then costs one turn at the write lock, not two.
-pub(super) fn delete_checkpoint_and_claim() -> String {
-    format!("{CREATE_PICK_TABLE} BEGIN IMMEDIATE; {} {} COMMIT", delete_chunk(), claim_statements("$14", "$15", "$16"))
+pub(super) fn delete_checkpoint_and_claim(cap: Option<u32>) -> String {
+    format!(
+        "{CREATE_PICK_TABLE} BEGIN IMMEDIATE; {} {} COMMIT",
+        delete_chunk(),
+        claim_statements("$14", "$15", "$16", cap)
+    )
 }
 
 /// `WHERE true` resolves SQLite's parsing ambiguity of INSERT ... SELECT ... ON CONFLICT.
