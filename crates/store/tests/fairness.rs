@@ -50,7 +50,8 @@ impl Jobs {
     }
 }
 
-/// A runner with the given cap (0: none).
+/// A runner with the given cap (0: none) that claims every job on its own: the order of claims is
+/// what these tests read (small jobs applied together are `autobatch.rs`'s business).
 fn capped(store: &Store, owner: &str, cap: u32) -> Runner {
     Runner::new(
         store.clone(),
@@ -59,6 +60,7 @@ fn capped(store: &Store, owner: &str, cap: u32) -> Runner {
             chunk_size: 100,
             poll_interval: Duration::from_millis(50),
             max_running_catalogs_per_project: cap,
+            max_batch_jobs: 1,
             ..RunnerConfig::default()
         },
     )
