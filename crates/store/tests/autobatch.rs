@@ -35,12 +35,15 @@ conformance!(
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
+/// The test's ends of a stop: told when it is reached, and the answer it waits for.
+type StopChannels = (oneshot::Sender<()>, oneshot::Receiver<Injected>);
+
 /// Stops at the first breakpoint `stop_at` matches, tells the test, and answers what the test
 /// sends back; every other breakpoint goes on (a heartbeat waits forever: leases are long here).
 #[derive(Debug, Clone)]
 struct StopOnce {
     stop_at: fn(&Breakpoint) -> bool,
-    channels: Arc<Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<Injected>)>>>,
+    channels: Arc<Mutex<Option<StopChannels>>>,
 }
 
 impl Hooks for StopOnce {
