@@ -1,5 +1,5 @@
-//! `cargo xtask bench http`: the HTTP figures of docs/PERFORMANCE.md, against the real release
-//! `catalogd` binary on SQLite, each next to a reference measured in the same run:
+//! The `http` section: the release `catalogd` binary over TCP, each figure next to a reference
+//! measured in the same run:
 //!
 //! - latency to accept one 10,000-id bulk delete (p50/p99), next to `/healthz` latency;
 //! - accepted 50-id bulk deletes per second from 64 keep-alive connections, next to `/healthz`
@@ -7,263 +7,30 @@
 //! - job listing latency with 1,000,000 jobs stored, on page 1 and on page 10,000 (keyset), and
 //!   the latency of a `/metrics` scrape, which counts them by status;
 //! - the server's peak RSS while it accepts a 10 MB body, next to its RSS before.
-//!
-//! Usage: `bench_http --bin target/release/catalogd [--jobs N] [--seconds S] [--connections C]
-//! [--serve-arg FLAG ...] [--write docs/PERFORMANCE.md [--section NAME]]`.
 
+use crate::client::{load, Conn};
+use crate::setup::{commit, date, machine, Backend, Database, Server};
+use crate::{BoxError, Options};
 use serde_json::{json, Value};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::ConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Seconds per load unless `--seconds` says otherwise.
+const DEFAULT_SECONDS: u64 = 10;
 
-/// Makes the n-th request of a load: method, path, body.
-type RequestFn = Arc<dyn Fn(u64) -> (String, String, Option<Vec<u8>>) + Send + Sync>;
-
-struct Options {
-    bin: PathBuf,
-    /// Extra flags for `catalogd serve` (repeatable `--serve-arg`).
-    serve_args: Vec<String>,
-    jobs: u64,
-    seconds: u64,
-    connections: usize,
-    write: Option<PathBuf>,
-    /// The marker name of the PERFORMANCE.md section to write (`http` unless told).
-    section: String,
-}
-
-fn options() -> Result<Options, BoxError> {
-    let mut options = Options {
-        bin: PathBuf::from("target/release/catalogd"),
-        serve_args: Vec::new(),
-        jobs: 1_000_000,
-        seconds: 10,
-        connections: 64,
-        write: None,
-        section: "http".to_owned(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        match flag.as_str() {
-            "--bin" => options.bin = PathBuf::from(value),
-            "--serve-arg" => options.serve_args.push(value),
-            "--jobs" => options.jobs = value.parse()?,
-            "--seconds" => options.seconds = value.parse()?,
-            "--connections" => options.connections = value.parse()?,
-            "--write" => options.write = Some(PathBuf::from(value)),
-            "--section" => options.section = value,
-            other => return Err(format!("unknown flag {other}").into()),
-        }
-    }
-    Ok(options)
-}
-
-/// One keep-alive HTTP/1.1 connection; enough client for a benchmark of our own server.
-struct Conn {
-    reader: BufReader<TcpStream>,
-    token: String,
-}
-
-impl Conn {
-    async fn open(port: u16, token: &str) -> Result<Conn, BoxError> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn { reader: BufReader::new(stream), token: token.to_owned() })
-    }
-
-    async fn send(&mut self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), BoxError> {
-        let body = body.unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: bench\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-            self.token,
-            body.len()
-        );
-        let stream = self.reader.get_mut();
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(body).await?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).await?;
-        let status: u16 = line.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or("bad status line")?;
-        let mut length = 0usize;
-        loop {
-            line.clear();
-            self.reader.read_line(&mut line).await?;
-            let trimmed = line.trim_end();
-            if trimmed.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = trimmed.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse()?;
-                }
-            }
-        }
-        let mut payload = vec![0u8; length];
-        self.reader.read_exact(&mut payload).await?;
-        Ok((status, payload))
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1_000.0)
-}
-
-fn admin(bin: &Path, dir: &Path, args: &[&str]) -> Result<String, BoxError> {
-    let output = Command::new(bin)
-        .arg("admin")
-        .args(args)
-        .arg("--database-url")
-        .arg("sqlite://catalogd.db")
-        .current_dir(dir)
-        .output()?;
-    if !output.status.success() {
-        return Err(format!("admin {args:?}: {}", String::from_utf8_lossy(&output.stderr)).into());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-/// Inserts `n` finished jobs for project 1 in one statement, as if a busy project had run them.
-async fn seed_jobs(dir: &Path, n: u64) -> Result<(), BoxError> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", dir.join("catalogd.db").display()))?;
-    let mut conn = options.connect().await?;
-    sqlx::query(
-        "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $1)
-         INSERT INTO jobs (project_id, catalog_name, kind, status, total_count, completed_count, created_at, updated_at,
-                           finished_at, expires_at)
-         SELECT 1, 'archive', 'item_bulk_delete', 'completed', 50, 50, 1700000000000 + i, 1700000000000 + i,
-                1700000000000 + i, 4102444800000 FROM seq",
-    )
-    .bind(i64::try_from(n)?)
-    .execute(&mut conn)
-    .await?;
-    Ok(())
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs `connections` loops of `request` for `seconds`; returns answers with `want` status per second.
-async fn load(
-    port: u16,
-    token: &str,
-    connections: usize,
-    seconds: u64,
-    want: u16,
-    request: RequestFn,
-) -> Result<f64, BoxError> {
-    let ok = Arc::new(AtomicU64::new(0));
-    let other = Arc::new(AtomicU64::new(0));
-    let counter = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (ok, other, counter, request) = (ok.clone(), other.clone(), counter.clone(), request.clone());
-        let mut conn = Conn::open(port, token).await?;
-        tasks.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                let (method, path, body) = request(counter.fetch_add(1, Ordering::Relaxed));
-                match conn.send(&method, &path, body.as_deref()).await {
-                    Ok((status, _)) if status == want => ok.fetch_add(1, Ordering::Relaxed),
-                    _ => other.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        }));
-    }
-    let started = Instant::now();
-    for task in tasks {
-        task.await?;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    if other.load(Ordering::Relaxed) > 0 {
-        eprintln!("  ({} answers were not {want})", other.load(Ordering::Relaxed));
-    }
-    Ok(ok.load(Ordering::Relaxed) as f64 / elapsed)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{cpu}, {cores} cores")
-}
-
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    let options = options()?;
-    let bin = std::fs::canonicalize(&options.bin)?;
-    let dir = std::env::temp_dir().join(format!("catalogd_bench_http_{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    admin(&bin, &dir, &["project", "create", "acme"])?;
-    let token = admin(&bin, &dir, &["key", "create", "--project", "acme"])?
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned();
+/// Runs the section on a fresh database; returns its table.
+pub async fn run(options: &Options, backend: Backend, database: &Database) -> Result<String, BoxError> {
+    let seconds = options.seconds.unwrap_or(DEFAULT_SECONDS);
+    let token = database.project(&options.bin, "acme")?;
     eprintln!("seeding {} finished jobs…", options.jobs);
-    seed_jobs(&dir, options.jobs).await?;
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(&bin)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", "sqlite://catalogd.db"])
-        .args(["--rate-limit", "native-write=off", "--rate-limit", "native-read=off"])
-        .args(&options.serve_args)
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let pid = child.id();
-    let _server = Server(child);
-    let mut conn = loop {
-        if let Ok(mut conn) = Conn::open(port, &token).await {
-            if conn.send("GET", "/healthz", None).await.is_ok() {
-                break conn;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    let (status, _) = conn.send("POST", "/v1/catalogs", Some(br#"{"name":"shoes"}"#)).await?;
-    if status != 201 {
-        return Err(format!("create catalog: {status}").into());
-    }
+    seed_jobs(database, options.jobs).await?;
+    let server = Server::start(&options.bin, database, &options.serve_args).await?;
+    let (port, pid) = (server.port, server.pid());
+    let mut conn = Conn::open(port, &token).await?;
+    conn.expect("POST", "/v1/catalogs", Some(br#"{"name":"shoes"}"#), 201).await?;
 
     // Listing with 1,000,000 jobs stored: page 1 (repeated), then walk to page 10,000.
     eprintln!("job listing…");
@@ -329,12 +96,12 @@ async fn main() -> Result<(), BoxError> {
     health.sort();
 
     // Throughput: 50-id bulk deletes from many connections, then /healthz the same way.
-    eprintln!("throughput ({} connections, {} s each)…", options.connections, options.seconds);
+    eprintln!("throughput ({} connections, {seconds} s each)…", options.connections);
     let deletes = load(
-        port,
+        &[port],
         &token,
         options.connections,
-        options.seconds,
+        seconds,
         202,
         Arc::new(|n| {
             // Written directly rather than through serde_json: the load generator shares the
@@ -349,16 +116,18 @@ async fn main() -> Result<(), BoxError> {
             ("POST".to_owned(), "/v1/catalogs/shoes/items/bulk-delete".to_owned(), Some(body.into_bytes()))
         }),
     )
-    .await?;
+    .await?
+    .per_second();
     let healthz = load(
-        port,
+        &[port],
         &token,
         options.connections,
-        options.seconds,
+        seconds,
         200,
         Arc::new(|_| ("GET".to_owned(), "/healthz".to_owned(), None)),
     )
-    .await?;
+    .await?
+    .per_second();
 
     // Memory: peak RSS while a 10 MB body is accepted.
     eprintln!("10 MB body…");
@@ -370,17 +139,16 @@ async fn main() -> Result<(), BoxError> {
     let body = serde_json::to_vec(&json!({"items": items}))?;
     let (status, _) = conn.send("POST", "/v1/catalogs/shoes/items/bulk-upsert", Some(&body)).await?;
     let hwm_after = rss_kib(pid, "VmHWM:");
+    drop(server);
 
-    let date =
-        String::from_utf8_lossy(&Command::new("date").arg("-u").arg("+%Y-%m-%d").output()?.stdout).trim().to_owned();
     let flags = if options.serve_args.is_empty() {
         String::new()
     } else {
         format!(", server flags `{}`", options.serve_args.join(" "))
     };
     let table = format!(
-        "Measured {date} on {machine}, SQLite backend, release build, by `cargo xtask bench http` \
-         ({jobs} stored jobs, {conns} connections, {secs} s per load{flags}).\n\n\
+        "Measured {date} on {machine}, {backend} backend, release build of {commit}, by `cargo xtask bench http{flag}` \
+         ({jobs} stored jobs, {conns} connections, {seconds} s per load{flags}).\n\n\
          | figure | catalogd | reference (same run) | goal |\n|---|---|---|---|\n\
          | accept one 10,000-id bulk delete, p50 / p99 | {a50} / {a99} | `/healthz` p50 / p99: {h50} / {h99} | p99 ≤ 20 ms |\n\
          | accepted 50-id bulk deletes per second | {deletes:.0}/s | `/healthz`: {healthz:.0}/s | 20,000/s |\n\
@@ -388,10 +156,13 @@ async fn main() -> Result<(), BoxError> {
          | job listing page {pages}, p50 / p99 | {d50} / {d99} | page 1 (above) | p99 ≤ 5 ms, flat |\n\
          | `/metrics` scrape, p50 / p99 | {m50} / {m99} | `/healthz` (first row) | none set |\n\
          | peak RSS accepting a {mb:.1} MB body (status {status}) | {hwm_after} KiB | before: RSS {rss_before} KiB, peak {hwm_before} KiB | ≤ 100 MB |\n",
+        date = date(),
         machine = machine(),
+        backend = backend.label(),
+        commit = commit(),
+        flag = if backend == Backend::Postgres { " --backend postgres" } else { "" },
         jobs = options.jobs,
         conns = options.connections,
-        secs = options.seconds,
         a50 = ms(percentile(&accept, 0.5)),
         a99 = ms(percentile(&accept, 0.99)),
         h50 = ms(percentile(&health, 0.5)),
@@ -404,25 +175,53 @@ async fn main() -> Result<(), BoxError> {
         m99 = ms(percentile(&scrapes, 0.99)),
         mb = body.len() as f64 / 1_000_000.0,
     );
-    println!("{table}");
-    if let Some(path) = options.write {
-        write_section(&path, &options.section, &table)?;
-        eprintln!("wrote {}", path.display());
+    Ok(table)
+}
+
+/// Inserts `n` finished jobs for project 1 in one statement, as if a busy project had run them.
+async fn seed_jobs(database: &Database, n: u64) -> Result<(), BoxError> {
+    let n = i64::try_from(n)?;
+    if database.url.starts_with("sqlite:") {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&database.url)?.connect().await?;
+        sqlx::query(&format!(
+            "WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < $1) {SEED_JOBS} FROM seq"
+        ))
+        .bind(n)
+        .execute(&mut conn)
+        .await?;
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&database.url).await?;
+        sqlx::query(&format!("{SEED_JOBS} FROM generate_series(1, $1) AS seq(i)")).bind(n).execute(&mut conn).await?;
+        // As autovacuum would on a live table: the listing's plans need the statistics.
+        sqlx::query("ANALYZE jobs").execute(&mut conn).await?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
-/// Replaces the text between `<!-- bench:NAME:start -->` and `<!-- bench:NAME:end -->`, or
-/// appends the section when the markers are not there yet.
-fn write_section(path: &Path, name: &str, body: &str) -> Result<(), BoxError> {
-    let start = format!("<!-- bench:{name}:start -->");
-    let end = format!("<!-- bench:{name}:end -->");
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let replaced = match (text.find(&start), text.find(&end)) {
-        (Some(s), Some(e)) if s < e => format!("{}{start}\n{body}{}", &text[..s], &text[e..]),
-        _ => format!("{text}\n{start}\n{body}{end}\n"),
-    };
-    std::fs::write(path, replaced)?;
-    Ok(())
+/// The insert of [`seed_jobs`], whatever makes the sequence `i`.
+const SEED_JOBS: &str =
+    "INSERT INTO jobs (project_id, catalog_name, kind, status, total_count, completed_count, created_at, updated_at,
+                           finished_at, expires_at)
+         SELECT 1, 'archive', 'item_bulk_delete', 'completed', 50, 50, 1700000000000 + i, 1700000000000 + i,
+                1700000000000 + i, 4102444800000";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1_000.0)
+}
+
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
