@@ -406,13 +406,15 @@ fn today() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// The checkout's commit, `+` when it has uncommitted changes: what the figures were measured on.
+/// The checkout's commit, `+` when it has uncommitted changes other than to PERFORMANCE.md (which
+/// the benchmarks themselves rewrite): what the figures were measured on.
 fn commit() -> String {
     let git = |args: &[&str]| std::process::Command::new("git").args(args).output().ok().filter(|o| o.status.success());
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
         return "unknown".to_owned();
     };
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/PERFORMANCE.md"])
+        .is_some_and(|o| !o.stdout.is_empty());
     format!("{}{}", String::from_utf8_lossy(&head.stdout).trim(), if dirty { "+" } else { "" })
 }
 

@@ -9,7 +9,7 @@
 //! own timestamps.
 
 use crate::client::{ids_body, items_body, Conn};
-use crate::setup::{commit, date, machine, Backend, Database, Server};
+use crate::setup::{date, machine, Backend, Database, Server};
 use crate::{BoxError, Options};
 use catalog_domain::time::{format_rfc3339, parse_rfc3339};
 use serde_json::Value;
@@ -142,7 +142,7 @@ fn table(options: &Options, backend: Backend, jobs: u64, wait: i64, drain: i64) 
         date = date(),
         machine = machine(),
         label = backend.label(),
-        commit = commit(),
+        commit = options.commit,
         flag = if backend == Backend::Postgres { "postgres" } else { "sqlite" },
         after = AFTER.as_millis(),
         catalogs = options.catalogs.min(jobs),

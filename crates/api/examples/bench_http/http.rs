@@ -9,7 +9,7 @@
 //! - the server's peak RSS while it accepts a 10 MB body, next to its RSS before.
 
 use crate::client::{load, Conn};
-use crate::setup::{commit, date, machine, Backend, Database, Server};
+use crate::setup::{date, machine, Backend, Database, Server};
 use crate::{BoxError, Options};
 use serde_json::{json, Value};
 use sqlx::{ConnectOptions, Connection};
@@ -159,7 +159,7 @@ pub async fn run(options: &Options, backend: Backend, database: &Database) -> Re
         date = date(),
         machine = machine(),
         backend = backend.label(),
-        commit = commit(),
+        commit = options.commit,
         flag = if backend == Backend::Postgres { " --backend postgres" } else { "" },
         jobs = options.jobs,
         conns = options.connections,

@@ -56,6 +56,8 @@ pub struct Options {
     catalogs: u64,
     /// The PERFORMANCE.md to write the tables into.
     write: Option<PathBuf>,
+    /// The commit measured, read once before any table is written (see [`setup::commit`]).
+    commit: String,
 }
 
 fn options() -> Result<Options, BoxError> {
@@ -74,6 +76,7 @@ fn options() -> Result<Options, BoxError> {
         backlog: 1_000_000,
         catalogs: 4,
         write: None,
+        commit: setup::commit(),
     };
     let number = |value: &str| value.replace('_', "").parse::<u64>();
     let mut args = std::env::args().skip(1);

@@ -175,13 +175,15 @@ pub fn date() -> String {
     catalog_domain::time::format_rfc3339(i64::try_from(now).unwrap_or(0))[..10].to_owned()
 }
 
-/// The checkout's commit, `+` when it has uncommitted changes: what the figures were measured on.
+/// The checkout's commit, `+` when it has uncommitted changes other than to PERFORMANCE.md (which
+/// the benchmarks themselves rewrite): what the figures were measured on.
 pub fn commit() -> String {
     let git = |args: &[&str]| Command::new("git").args(args).output().ok().filter(|o| o.status.success());
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
         return "unknown commit".to_owned();
     };
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|o| !o.stdout.is_empty());
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no", "--", ".", ":!docs/PERFORMANCE.md"])
+        .is_some_and(|o| !o.stdout.is_empty());
     format!("{}{}", String::from_utf8_lossy(&head.stdout).trim(), if dirty { "+" } else { "" })
 }
 

@@ -14,7 +14,7 @@
 //! over two `catalogd serve` processes on the one database, against the one-process figure.
 
 use crate::client::{ids_body, items_body, load, Answers, Conn};
-use crate::setup::{commit, date, machine, Backend, Database, Server};
+use crate::setup::{date, machine, Backend, Database, Server};
 use crate::{BoxError, Options};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,7 +164,7 @@ fn measured(options: &Options, backend: Backend, section: &str, seconds: u64, ar
         date(),
         machine(),
         backend.label(),
-        commit(),
+        options.commit,
         if backend == Backend::Postgres { "postgres" } else { "sqlite" },
         options.items,
         options.connections,
