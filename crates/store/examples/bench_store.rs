@@ -14,7 +14,9 @@
 //! default 1,000), `--pg URL` (default `CATALOGD_BENCH_PG`, then `CATALOGD_TEST_PG`, then
 //! `postgres://postgres@127.0.0.1:5432/test`), `--batch N` (ids per request, default 10,000; small
 //! requests measure the runner's cost per job), `--raw-batch N` (ids per transaction of the raw
-//! loop, default 10,000), `--docs PATH` (default `docs/PERFORMANCE.md`; the
+//! loop, default 10,000), `--queued-first` (every job is enqueued before the runner starts, and
+//! only the runner is timed: what it applies, without the wait of requests sent one after another
+//! for their commits), `--docs PATH` (default `docs/PERFORMANCE.md`; the
 //! table is written between `<!-- bench:SECTION:start -->` and `<!-- bench:SECTION:end -->` when
 //! the file has those markers), `--section NAME` (default `store`), `--no-docs`.
 
@@ -42,6 +44,7 @@ struct Args {
     rounds: usize,
     batch: usize,
     raw_batch: usize,
+    queued_first: bool,
     section: String,
 }
 
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args, BoxError> {
         rounds: 3,
         batch: DEFAULT_BATCH,
         raw_batch: DEFAULT_BATCH,
+        queued_first: false,
         section: "store".to_owned(),
     };
     let mut it = std::env::args().skip(1);
@@ -78,9 +82,10 @@ fn parse_args() -> Result<Args, BoxError> {
             "--rounds" => args.rounds = value()?.parse::<usize>()?.max(1),
             "--batch" => args.batch = value()?.replace('_', "").parse::<usize>()?.max(1),
             "--raw-batch" => args.raw_batch = value()?.replace('_', "").parse::<usize>()?.max(1),
+            "--queued-first" => args.queued_first = true,
             "--section" => args.section = value()?,
             "--help" | "-h" => {
-                println!("bench_store [--items N] [--rounds R] [--chunk N] [--batch N] [--raw-batch N] [--backend sqlite|postgres|both] [--pg URL] [--docs PATH|--no-docs] [--section NAME]");
+                println!("bench_store [--items N] [--rounds R] [--chunk N] [--batch N] [--raw-batch N] [--queued-first] [--backend sqlite|postgres|both] [--pg URL] [--docs PATH|--no-docs] [--section NAME]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -235,26 +240,31 @@ fn regroup(batches: &[Vec<String>], size: usize) -> Vec<Vec<String>> {
 }
 
 /// The job path: every batch through `bulk_delete_items` (validation, payload, enqueue), applied
-/// by a running runner (claim, chunks, checkpoints); timed until the last job completes.
+/// by a running runner (claim, chunks, checkpoints); timed until the last job completes. With
+/// `queued_first`, every job is enqueued before the runner starts, and only the runner is timed.
 async fn job_path(
     store: &Store,
     project: ProjectId,
     batches: &[Vec<String>],
     chunk: usize,
+    queued_first: bool,
 ) -> Result<Duration, BoxError> {
     let runner = Runner::new(
         store.clone(),
         RunnerConfig { owner: "bench".into(), chunk_size: chunk, ..RunnerConfig::default() },
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(async move {
-        runner
-            .run(async {
-                let _ = stop_rx.await;
-            })
-            .await
+    let mut start_runner = Some(move || {
+        tokio::spawn(async move {
+            runner
+                .run(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
     });
-    let started = Instant::now();
+    let mut handle = if queued_first { None } else { start_runner.take().map(|start| start()) };
+    let mut started = Instant::now();
     let mut jobs: Vec<JobId> = Vec::with_capacity(batches.len());
     for batch in batches {
         let ids: Vec<RawId> = batch.iter().map(|id| RawId::String(id.clone())).collect();
@@ -262,6 +272,11 @@ async fn job_path(
         jobs.push(outcome.job.ok_or("no job created")?.id);
     }
     let enqueued = started.elapsed();
+    if queued_first {
+        started = Instant::now();
+        handle = start_runner.take().map(|start| start());
+    }
+    let handle = handle.ok_or("the runner did not start")?;
     for id in &jobs {
         let job = store.wait_for_job(project, *id, Duration::from_secs(3600)).await?;
         if job.status != JobStatus::Completed || job.completed_count != job.total_count {
@@ -344,7 +359,7 @@ async fn bench(name: &str, target: &Target, args: &Args) -> Result<Figures, BoxE
             seed(&raw, catalog.id.0, n).await?;
             analyze(&raw).await?;
             let (label, elapsed) = if job_first {
-                ("job path", job_path(&store, project, &batches, chunk).await?)
+                ("job path", job_path(&store, project, &batches, chunk, args.queued_first).await?)
             } else {
                 ("raw loop", raw_path(&raw, catalog.id.0, &raw_batches).await?)
             };
@@ -420,9 +435,11 @@ fn commit() -> String {
 
 fn table(args: &Args, rows: &[(&str, Option<&Figures>)]) -> String {
     let (n, chunk, rounds, batch, raw_batch) = (args.items, args.chunk, args.rounds, args.batch, args.raw_batch);
+    let timed =
+        if args.queued_first { ", every job queued before the runner starts and only the runner timed" } else { "" };
     let mut out = String::new();
     out.push_str(&format!(
-        "Bulk delete of {n} items in {batch}-id jobs (service layer + runner, chunks of {chunk}) against a raw loop \
+        "Bulk delete of {n} items in {batch}-id jobs (service layer + runner, chunks of {chunk}{timed}) against a raw loop \
          (one transaction and one set-based DELETE per {raw_batch} ids, same order); best of {rounds} alternating rounds each. \
          Measured {} on {}, commit {}.\n\n",
         today(),
