@@ -286,8 +286,9 @@ async fn job_path(
         }
     }
     let elapsed = started.elapsed();
+    let done = if queued_first { "then the runner applied them in" } else { "all done after" };
     println!(
-        "  enqueued {} jobs in {:.2} s, all done after {:.2} s",
+        "  enqueued {} jobs in {:.2} s, {done} {:.2} s",
         jobs.len(),
         enqueued.as_secs_f64(),
         elapsed.as_secs_f64()
