@@ -7,9 +7,11 @@
 //! - `cargo xtask schemathesis` — validates `docs/openapi.json` and runs schemathesis against a live
 //!   debug `catalogd` on a temporary SQLite database (both tools pinned, from PyPI, in a venv cached
 //!   outside the clone).
-//! - `cargo xtask bench store [--items N --batch N --section NAME]` — the store benchmark (see
-//!   docs/PERFORMANCE.md).
-//! - `cargo xtask bench http [...]` — the HTTP benchmark against the release binary.
+//! - `cargo xtask bench store [--items N --batch N --raw-batch N --backend B --section NAME]` — the
+//!   store benchmark (see docs/PERFORMANCE.md).
+//! - `cargo xtask bench http [--backend sqlite|postgres|both] [--section http|sustained|fairness|shared]
+//!   [...]` — the HTTP benchmarks against the release binary, one fresh database per section (see
+//!   docs/PERFORMANCE.md and `crates/api/examples/bench_http/main.rs`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -39,7 +41,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | schemathesis | bench store [--items N --batch N --section NAME] | bench http [--jobs N --seconds S --connections C]>";
+const USAGE: &str = "usage: cargo xtask <ci | check-deps | codegen [--check] | schemathesis | bench store [--items N --batch N --raw-batch N --backend B --section NAME] | bench http [--backend sqlite|postgres|both --section http|sustained|fairness|shared --seconds S --connections C --items N --backlog N --catalogs K --jobs N --serve-arg FLAG]>";
 
 /// Where the generated OpenAPI document is committed.
 const OPENAPI_PATH: &str = "docs/openapi.json";

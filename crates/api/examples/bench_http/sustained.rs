@@ -1,0 +1,238 @@
+//! The `sustained` and `shared` sections: what the runner applies while small requests keep
+//! coming, against what the same server applies from large requests.
+//!
+//! One project, one catalog of `--items` items (500,000), filled through 10,000-id bulk upserts.
+//! The reference: every item deleted through 10,000-id bulk deletes, timed from the first request
+//! until every job has finished (ids/s). Then the same items are upserted again, and
+//! `--connections` (64) closed loops send 50-id bulk deletes for `--seconds` (30): the figure is
+//! the ids of the accepted requests over the load plus the drain, until every accepted job has
+//! finished. The 50-id requests walk the items in order and start over when they have named them
+//! all, so the first pass deletes items and later ones find them gone (deletes are idempotent).
+//! 5xx and 429 answers are counted and printed.
+//!
+//! `shared` (PostgreSQL): the same, then the items upserted once more and the same load spread
+//! over two `catalogd serve` processes on the one database, against the one-process figure.
+
+use crate::client::{ids_body, items_body, load, Answers, Conn};
+use crate::setup::{date, machine, Backend, Database, Server};
+use crate::{BoxError, Options};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Ids per request of the reference (the native API's most).
+const LARGE: u64 = 10_000;
+/// Ids per request of the load (Braze's most).
+const SMALL: u64 = 50;
+/// Seconds of load unless `--seconds` says otherwise.
+const DEFAULT_SECONDS: u64 = 30;
+/// The queue bounds for this section, per project and overall: far above anything the load can
+/// queue, so that what is measured is the runner, not the bound (a refusal would be a 429).
+const QUEUE_BOUND: &str = "1000000000000";
+/// The catalog the section works on.
+const CATALOG: &str = "sustained";
+
+/// Ids applied over a stretch of time.
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    ids: u64,
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn rate(&self) -> f64 {
+        self.ids as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A load of 50-id deletes and the drain after it.
+#[derive(Debug, Clone, Copy)]
+struct SmallRun {
+    answers: Answers,
+    drain: Duration,
+}
+
+impl SmallRun {
+    /// Ids of the accepted requests per second of load plus drain.
+    fn applied_rate(&self) -> f64 {
+        (self.answers.wanted * SMALL) as f64 / (self.answers.elapsed + self.drain).as_secs_f64()
+    }
+
+    fn accepted_rate(&self) -> f64 {
+        self.answers.per_second()
+    }
+}
+
+/// Runs the section with `processes` servers (1: `sustained`; 2: `shared`); returns its table.
+pub async fn run(
+    options: &Options,
+    backend: Backend,
+    database: &Database,
+    processes: usize,
+) -> Result<String, BoxError> {
+    let seconds = options.seconds.unwrap_or(DEFAULT_SECONDS);
+    let token = database.project(&options.bin, "bench")?;
+    let args = serve_args(options);
+    let first = Server::start(&options.bin, database, &args).await?;
+    let mut conn = Conn::open(first.port, &token).await?;
+    conn.expect("POST", "/v1/catalogs", Some(format!(r#"{{"name":"{CATALOG}"}}"#).as_bytes()), 201).await?;
+
+    eprintln!("filling {} items…", options.items);
+    bulk(&mut conn, "bulk-upsert", options.items).await?;
+    eprintln!("reference: deleting them in {LARGE}-id requests…");
+    let reference = bulk(&mut conn, "bulk-delete", options.items).await?;
+    eprintln!("  {:.0} ids/s; upserting them again…", reference.rate());
+    let refill = bulk(&mut conn, "bulk-upsert", options.items).await?;
+    eprintln!("  {:.0} ids/s", refill.rate());
+    let one = small_deletes(&[first.port], &token, options, seconds, &mut conn).await?;
+    if processes < 2 {
+        return Ok(sustained_table(options, backend, seconds, &args, reference, refill, &one));
+    }
+    let second = Server::start(&options.bin, database, &args).await?;
+    eprintln!("upserting the items again for two processes…");
+    bulk(&mut conn, "bulk-upsert", options.items).await?;
+    let two = small_deletes(&[first.port, second.port], &token, options, seconds, &mut conn).await?;
+    Ok(shared_table(options, seconds, &args, reference, &one, &two))
+}
+
+/// `--serve-arg`s, plus the raised queue bounds unless those were given.
+fn serve_args(options: &Options) -> Vec<String> {
+    let mut args = options.serve_args.clone();
+    for flag in ["--max-queued-inputs-per-project", "--max-queued-inputs"] {
+        if !args.iter().any(|a| a == flag) {
+            args.extend([flag.to_owned(), QUEUE_BOUND.to_owned()]);
+        }
+    }
+    args
+}
+
+/// Sends items `0..n` through `route` in 10,000-id requests, one after another on `conn`, and
+/// waits until every job has finished; timed from the first request.
+async fn bulk(conn: &mut Conn, route: &str, n: u64) -> Result<Phase, BoxError> {
+    let path = format!("/v1/catalogs/{CATALOG}/items/{route}");
+    let started = Instant::now();
+    for start in (0..n).step_by(LARGE as usize) {
+        let ids = start..n.min(start + LARGE);
+        let body = if route == "bulk-upsert" { items_body(ids) } else { ids_body(ids, "") };
+        conn.expect("POST", &path, Some(&body), 202).await?;
+    }
+    let done = conn.drained().await?;
+    Ok(Phase { ids: n, elapsed: done - started })
+}
+
+/// The load: 50-id deletes from `--connections` loops over `ports` for `seconds`, walking the
+/// items in order; then the drain, watched on `conn`.
+async fn small_deletes(
+    ports: &[u16],
+    token: &str,
+    options: &Options,
+    seconds: u64,
+    conn: &mut Conn,
+) -> Result<SmallRun, BoxError> {
+    eprintln!(
+        "{SMALL}-id deletes: {} connections over {} process(es) for {seconds} s…",
+        options.connections,
+        ports.len()
+    );
+    let items = options.items;
+    let path = format!("/v1/catalogs/{CATALOG}/items/bulk-delete");
+    let answers = load(
+        ports,
+        token,
+        options.connections,
+        seconds,
+        202,
+        Arc::new(move |n| {
+            let first = n * SMALL;
+            let body = ids_body((first..first + SMALL).map(|i| i % items), "");
+            ("POST".to_owned(), path.clone(), Some(body))
+        }),
+    )
+    .await?;
+    let load_ended = Instant::now();
+    eprintln!("  {:.0} accepted/s; draining…", answers.per_second());
+    let drain = conn.drained().await? - load_ended;
+    let run = SmallRun { answers, drain };
+    eprintln!("  drained in {:.1} s: {:.0} ids/s applied over load + drain", drain.as_secs_f64(), run.applied_rate());
+    Ok(run)
+}
+
+/// The line every table of this section starts with.
+fn measured(options: &Options, backend: Backend, section: &str, seconds: u64, args: &[String]) -> String {
+    format!(
+        "Measured {} on {}, {} backend, release build of {}, by `cargo xtask bench http --backend {} --section {section}` \
+         ({} items, {} connections for {seconds} s, server flags `{}`).\n\n",
+        date(),
+        machine(),
+        backend.label(),
+        options.commit,
+        if backend == Backend::Postgres { "postgres" } else { "sqlite" },
+        options.items,
+        options.connections,
+        args.join(" "),
+    )
+}
+
+fn sustained_table(
+    options: &Options,
+    backend: Backend,
+    seconds: u64,
+    args: &[String],
+    reference: Phase,
+    refill: Phase,
+    run: &SmallRun,
+) -> String {
+    let a = run.answers;
+    format!(
+        "{head}\
+         | figure | catalogd | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n\
+         | {SMALL}-id bulk deletes, ids applied per second over load + drain | {applied:.0} ids/s | {LARGE}-id bulk deletes of the {items} items: {reference:.0} ids/s | {ratio:.2} | ≥ 0.7 |\n\
+         | {SMALL}-id bulk deletes accepted during the load | {accepted:.0}/s ({accepted_ids:.0} ids/s) | — | — | — |\n\
+         | drain after the load (until every accepted job finished) | {drain:.1} s | the load: {load:.1} s | — | — |\n\
+         | answers 5xx / 429 during the load | {errors} / {refused} | — | — | no 5xx |\n\
+         | {LARGE}-id bulk upserts of the same items, applied | {refill:.0} ids/s | — | — | none set |\n",
+        head = measured(options, backend, "sustained", seconds, args),
+        applied = run.applied_rate(),
+        items = options.items,
+        reference = reference.rate(),
+        ratio = run.applied_rate() / reference.rate(),
+        accepted = run.accepted_rate(),
+        accepted_ids = run.accepted_rate() * SMALL as f64,
+        drain = run.drain.as_secs_f64(),
+        load = a.elapsed.as_secs_f64(),
+        errors = a.server_errors,
+        refused = a.too_many,
+        refill = refill.rate(),
+    )
+}
+
+fn shared_table(
+    options: &Options,
+    seconds: u64,
+    args: &[String],
+    reference: Phase,
+    one: &SmallRun,
+    two: &SmallRun,
+) -> String {
+    let row = |label: &str, run: &SmallRun, against: &str| {
+        format!(
+            "| {label} | {:.0}/s | {:.0} ids/s | {:.1} s | {} / {} | {against} |\n",
+            run.accepted_rate(),
+            run.applied_rate(),
+            run.drain.as_secs_f64(),
+            run.answers.server_errors,
+            run.answers.too_many,
+        )
+    };
+    format!(
+        "{head}\
+         {LARGE}-id bulk deletes of the {items} items through one process (the reference of the sustained section): \
+         {reference:.0} ids/s.\n\n\
+         | {SMALL}-id bulk deletes through | accepted during the load | ids applied per second over load + drain | drain after the load | 5xx / 429 | against one process |\n\
+         |---|---|---|---|---|---|\n{one_row}{two_row}",
+        head = measured(options, Backend::Postgres, "shared", seconds, args),
+        items = options.items,
+        reference = reference.rate(),
+        one_row = row("one process", one, &format!("{:.2} of the reference", one.applied_rate() / reference.rate())),
+        two_row = row("two processes, connections split", two, &format!("{:.2}", two.applied_rate() / one.applied_rate())),
+    )
+}
