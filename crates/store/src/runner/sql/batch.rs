@@ -57,8 +57,10 @@ const SQLITE_PAYLOADS: &str = "SELECT job_id, 0 AS part, payload FROM job_payloa
      UNION ALL SELECT job_id, part, payload FROM job_payload_parts WHERE job_id IN (SELECT value FROM json_each($1))
      ORDER BY job_id, part";
 
+/// `status || ''` keeps the planner on the primary key, as `+status` does SQLite's (see
+/// [`PG_FINISH`]).
 const PG_LOCK_WAITING: &str = "SELECT id FROM jobs
-     WHERE id = ANY($1) AND status IN ('queued', 'scheduled') AND started_at IS NULL AND cancel_requested = 0
+     WHERE id = ANY($1) AND status || '' IN ('queued', 'scheduled') AND started_at IS NULL AND cancel_requested = 0
      ORDER BY id FOR UPDATE";
 
 /// The batch holds SQLite's write lock: what it reads stays true until it commits. (`+status`
@@ -67,12 +69,15 @@ const SQLITE_LOCK_WAITING: &str = "SELECT id FROM jobs
      WHERE id IN (SELECT value FROM json_each($1)) AND +status IN ('queued', 'scheduled') AND started_at IS NULL
        AND cancel_requested = 0";
 
+/// `jobs.status || ''`: on a plain `status`, PostgreSQL read every waiting job through
+/// `jobs_waiting` and matched each against every row of `$1` (measured: the statement ran for most
+/// of a batch's time with 1,160 jobs waiting); now one primary-key lookup per job.
 const PG_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
          completed_count = f.completed, failed_count = f.failed, started_at = $2, updated_at = $2,
          finished_at = $2, expires_at = $3, lease_owner = NULL, lease_expires_at = NULL
      FROM (SELECT (e->>0)::bigint AS id, e->>1 AS status, (e->>2)::bigint AS completed, (e->>3)::bigint AS failed
            FROM json_array_elements($1::json) e) AS f
-     WHERE jobs.id = f.id AND jobs.status IN ('queued', 'scheduled') AND jobs.started_at IS NULL
+     WHERE jobs.id = f.id AND jobs.status || '' IN ('queued', 'scheduled') AND jobs.started_at IS NULL
        AND jobs.cancel_requested = 0";
 
 /// `+jobs.status`: as in [`SQLITE_LOCK_WAITING`], one primary-key lookup per job rather than a walk
