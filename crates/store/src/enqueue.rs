@@ -478,7 +478,7 @@ static PG_INSERT: LazyLock<String> = LazyLock::new(|| {
 /// Several processes accept jobs for one database, each with its own clock; taken from one clock
 /// instead, a request sent after another was answered is always accepted later (its statement
 /// starts after the other's commit), whichever node each reached.
-pub(crate) const ACCEPTED_AT_PG: &str = "(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::bigint";
+pub(crate) const ACCEPTED_AT_PG: &str = "floor(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::bigint";
 
 /// PostgreSQL: the whole batch is one statement over arrays, so it needs no explicit transaction
 /// and costs one round trip whatever its size. Ids are drawn from the identity sequence first,

@@ -10,7 +10,9 @@
 use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
 
 /// The database's clock in epoch milliseconds.
-pub(super) const NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
+/// Truncated to the millisecond, as the node's clock is (`now_ms`): rounded, a job claimed on the
+/// database's clock could show a start a millisecond after the end its checkpoint wrote.
+pub(super) const NOW: &str = "floor(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::bigint";
 
 /// When a job became due (`catalog_domain::order::due_at`), as `jobs_waiting` indexes it; `table`
 /// is the alias to qualify the columns with, or empty.
