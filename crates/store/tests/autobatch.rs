@@ -423,7 +423,12 @@ async fn two_runners_batching_one_catalog_end_as_the_requests_said(db: &TestDb) 
     for id in &jobs {
         let done = finished(s, p, *id).await;
         assert_eq!(done.completed_count + done.failed_count, done.total_count, "{done:?}");
-        assert_eq!(done.attempt, 1, "{done:?}");
+        // On SQLite a runner that starts takes back the leases of any other owner (one process
+        // owns the file), so a job the first runner claimed before the second started may run
+        // again from its checkpoint; on PostgreSQL no lease is taken from a live runner.
+        if db.is_pg() {
+            assert_eq!(done.attempt, 1, "{done:?}");
+        }
     }
     stop(first).await;
     stop(second).await;
