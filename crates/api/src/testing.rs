@@ -14,7 +14,7 @@ use crate::state::AppState;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use catalog_store::{Project, Runner, RunnerConfig, Scope, Store, StoreConfig};
+use catalog_store::{with_database, Project, Runner, RunnerConfig, Scope, Store, StoreConfig};
 use http_body_util::BodyExt;
 use serde_json::Value;
 use sqlx::Connection as _;
@@ -93,17 +93,6 @@ macro_rules! on_both_backends {
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_base_url() -> String {
     std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base.get(scheme_end..).and_then(|rest| rest.find('/')).map_or(base.len(), |i| i + scheme_end);
-    format!("{}/{name}{query}", base.get(..path_start).unwrap_or(base))
 }
 
 /// A fresh, empty database, removed when dropped: what a [`TestApp`] runs on, or what a test that

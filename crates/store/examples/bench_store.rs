@@ -23,7 +23,9 @@
 //! the file has those markers), `--section NAME` (default `store`), `--no-docs`.
 
 use catalog_domain::{Dialect, JobStatus, RawId};
-use catalog_store::{default_chunk_size, JobId, JobOptions, ProjectId, Runner, RunnerConfig, Store, StoreConfig};
+use catalog_store::{
+    default_chunk_size, with_database, JobId, JobOptions, ProjectId, Runner, RunnerConfig, Store, StoreConfig,
+};
 use sqlx::Connection;
 use std::time::{Duration, Instant};
 
@@ -134,16 +136,6 @@ impl Target {
             }
         }
     }
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| i + scheme_end);
-    format!("{}/{name}{query}", &base[..path_start])
 }
 
 /// A raw pool on the bench database with the store's connection settings.

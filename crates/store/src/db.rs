@@ -532,6 +532,24 @@ pub(crate) fn to_i64(v: impl TryInto<i64>) -> i64 {
     v.try_into().unwrap_or(i64::MAX)
 }
 
+/// A PostgreSQL URL with its database name replaced by `name` (the query string kept): for tools
+/// and tests that create a scratch database next to the one a URL names.
+///
+/// ```
+/// use catalog_store::with_database;
+/// let url = with_database("postgres://u@h:5432/test?sslmode=disable", "scratch");
+/// assert_eq!(url, "postgres://u@h:5432/scratch?sslmode=disable");
+/// ```
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base.get(scheme_end..).and_then(|rest| rest.find('/')).map_or(base.len(), |i| i + scheme_end);
+    format!("{}/{name}{query}", base.get(..path_start).unwrap_or(base))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -37,7 +37,7 @@ mod store;
 mod supervise;
 mod util;
 
-pub use db::now_ms;
+pub use db::{now_ms, with_database};
 pub use error::StoreError;
 pub use klaviyo_support::{JobSelection, JobWindow};
 pub use model::{

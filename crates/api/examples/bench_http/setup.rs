@@ -4,6 +4,7 @@
 
 use crate::client::Conn;
 use crate::BoxError;
+use catalog_store::with_database;
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -104,17 +105,6 @@ impl Database {
         let created = self.admin(bin, &["key", "create", "--project", key])?;
         Ok(created.lines().last().unwrap_or_default().trim().to_owned())
     }
-}
-
-/// `url` with its database name replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| i + scheme_end);
-    format!("{}/{name}{query}", &base[..path_start])
 }
 
 /// A running `catalogd serve`, killed when dropped.

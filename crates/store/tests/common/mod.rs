@@ -8,6 +8,7 @@
 
 use catalog_domain::Dialect;
 use catalog_domain::RawId;
+pub use catalog_store::with_database;
 use catalog_store::{ItemInput, JobId, JobOptions, ProjectId, Runner, RunnerConfig, Store, StoreConfig};
 use serde_json::{json, Map, Value};
 use sqlx::Connection;
@@ -107,17 +108,6 @@ pub async fn sqlite_db() -> TestDb {
 
 pub fn pg_base_url() -> String {
     std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Replaces the database name of a PostgreSQL URL.
-pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| i + scheme_end);
-    format!("{}/{name}{query}", &base[..path_start])
 }
 
 pub async fn pg_db() -> Option<TestDb> {
