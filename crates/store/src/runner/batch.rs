@@ -38,7 +38,8 @@ pub(super) struct Follower {
     /// Scheduled or queued, as read.
     status: JobStatus,
     flags: i64,
-    total: u64,
+    /// All of its inputs (as many as its `total_count`: a job whose payload says otherwise does
+    /// not join).
     payload: Payload,
 }
 
@@ -98,7 +99,6 @@ impl Lease {
                 kind: candidate.waiting.kind,
                 status: candidate.status,
                 flags: candidate.flags,
-                total: candidate.waiting.inputs,
                 payload,
             });
         }
@@ -219,7 +219,7 @@ impl Follower {
     fn end(&self, done: &MemberApplied) -> Result<JobState, StoreError> {
         let waiting = JobState {
             status: self.status,
-            total_count: self.total,
+            total_count: self.payload.len() as u64,
             completed_count: 0,
             failed_count: 0,
             cancel_requested: false,
