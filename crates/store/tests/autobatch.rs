@@ -98,6 +98,19 @@ async fn delete(store: &Store, p: ProjectId, catalog: &str, range: std::ops::Ran
     store.bulk_delete_items(p, catalog, Dialect::Native, ids(range), &opts()).await.unwrap().job.unwrap().id
 }
 
+/// A catalog `c` of project `name` with `items` items and one 10-id delete job per ten of them,
+/// queued through `hs`. The items are seeded without the hooks: the seed's own chunks must not stop.
+async fn deletes_to_batch(db: &TestDb, hs: &Store, name: &str, items: usize) -> (ProjectId, Vec<JobId>) {
+    let p = project(&db.store, name).await;
+    db.store.create_catalog(p, "c", None).await.unwrap();
+    seed(&db.store, p, "c", items).await;
+    let mut jobs = Vec::new();
+    for start in (0..items).step_by(10) {
+        jobs.push(delete(hs, p, "c", start..start + 10).await);
+    }
+    (p, jobs)
+}
+
 /// What a job ended as, for comparing a batched job with the same job run alone.
 #[derive(Debug, PartialEq)]
 struct Outcome {
@@ -268,11 +281,7 @@ async fn a_batch_is_measured_in_inputs(db: &TestDb) {
 
 async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb) {
     let (hs, reached, answer) = stopping_store(db, is_batch_formed).await;
-    // Set up without the hooks: the seed's own chunks must not stop.
-    let p = project(&db.store, "cancel-before").await;
-    db.store.create_catalog(p, "c", None).await.unwrap();
-    seed(&db.store, p, "c", 30).await;
-    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await, delete(&hs, p, "c", 20..30).await];
+    let (p, jobs) = deletes_to_batch(db, &hs, "cancel-before", 30).await;
     let r = runner(&hs, "r", 1000);
     let running = tokio::spawn(async move { r.process_one().await });
     reached.await.unwrap();
@@ -291,11 +300,7 @@ async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb)
 
 async fn a_cancel_during_the_batch_waits_and_finds_the_job_finished(db: &TestDb) {
     let (hs, reached, answer) = stopping_store(db, is_chunk_written).await;
-    // Set up without the hooks: the seed's own chunks must not stop.
-    let p = project(&db.store, "cancel-during").await;
-    db.store.create_catalog(p, "c", None).await.unwrap();
-    seed(&db.store, p, "c", 20).await;
-    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await];
+    let (p, jobs) = deletes_to_batch(db, &hs, "cancel-during", 20).await;
     let r = runner(&hs, "r", 1000);
     let running = tokio::spawn(async move { r.process_one().await });
     reached.await.unwrap();
@@ -303,7 +308,8 @@ async fn a_cancel_during_the_batch_waits_and_finds_the_job_finished(db: &TestDb)
     // late it is answered.
     let cancel = tokio::spawn({
         let hs = hs.clone();
-        async move { hs.cancel_job(p, jobs[1]).await }
+        let second = jobs[1];
+        async move { hs.cancel_job(p, second).await }
     });
     answer.send(Injected::Continue).unwrap();
     assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
@@ -318,11 +324,7 @@ async fn a_cancel_during_the_batch_waits_and_finds_the_job_finished(db: &TestDb)
 
 async fn a_failed_batch_applies_nothing_and_its_retry_applies_everything_once(db: &TestDb) {
     let (hs, reached, answer) = stopping_store(db, is_chunk_written).await;
-    // Set up without the hooks: the seed's own chunks must not stop.
-    let p = project(&db.store, "fails").await;
-    db.store.create_catalog(p, "c", None).await.unwrap();
-    seed(&db.store, p, "c", 30).await;
-    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await, delete(&hs, p, "c", 20..30).await];
+    let (p, jobs) = deletes_to_batch(db, &hs, "fails", 30).await;
     let r = quick_retries(&hs, "r", 1000);
     let running = tokio::spawn({
         let r = r.clone();
@@ -338,8 +340,8 @@ async fn a_failed_batch_applies_nothing_and_its_retry_applies_everything_once(db
     }
     assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
     assert_eq!(r.process_one().await.unwrap(), None);
-    for id in jobs {
-        let done = job(&hs, p, id).await;
+    for id in &jobs {
+        let done = job(&hs, p, *id).await;
         assert_eq!((done.status, done.completed_count, done.failed_count), (JobStatus::Completed, 10, 0));
     }
     assert_eq!(job(&hs, p, jobs[0]).await.attempt, 2);
@@ -349,11 +351,7 @@ async fn a_failed_batch_applies_nothing_and_its_retry_applies_everything_once(db
 
 async fn a_batch_whose_leader_lost_its_lease_writes_nothing(db: &TestDb) {
     let (hs, reached, answer) = stopping_store(db, is_batch_formed).await;
-    // Set up without the hooks: the seed's own chunks must not stop.
-    let p = project(&db.store, "lost").await;
-    db.store.create_catalog(p, "c", None).await.unwrap();
-    seed(&db.store, p, "c", 20).await;
-    let jobs = [delete(&hs, p, "c", 0..10).await, delete(&hs, p, "c", 10..20).await];
+    let (p, jobs) = deletes_to_batch(db, &hs, "lost", 20).await;
     let r = runner(&hs, "r", 1000);
     let running = tokio::spawn(async move { r.process_one().await });
     reached.await.unwrap();
