@@ -38,6 +38,12 @@ pub enum Breakpoint {
         /// The job.
         job: JobId,
     },
+    /// A batch led by `job` has written everything (data, errors, the leader's checkpoint, the
+    /// followers' ends) in its open transaction and is about to commit.
+    BatchWritten {
+        /// The leading job.
+        job: JobId,
+    },
     /// The heartbeat of `job` is due: continuing renews the lease; a test that never answers holds
     /// the heartbeat, as a stalled node would.
     Heartbeat {

@@ -358,7 +358,9 @@ impl Store {
     }
 
     /// Deletes every job whose `expires_at` is at or before `now_ms`, with its errors and payload;
-    /// also drops rate-limit state that has fully replenished. Returns the number of jobs deleted.
+    /// also drops rate-limit state that has fully replenished and, on PostgreSQL, the queue counts
+    /// of catalogs left without work (see `queue::prune_idle_counts`). Returns the number of jobs
+    /// deleted.
     ///
     /// Jobs go in batches of [`PURGE_BATCH`], each its own transaction taken as background work
     /// (on SQLite a runner's turn at the write lock, after any waiting request), so a purge of a
@@ -399,6 +401,9 @@ impl Store {
             // A TAT in the past is the same as no state at all.
             sqlx::query("DELETE FROM rate_limits WHERE tat < $1").bind(now_ms as f64).execute(pool).await?;
         });
+        if let Db::Pg(pool) = self.db() {
+            crate::queue::prune_idle_counts(pool).await?;
+        }
         Ok(purged)
     }
 }

@@ -1,9 +1,11 @@
 //! The bounded queue: limits on the inputs waiting to be applied, per project and overall.
 //!
 //! "Queued inputs" are the inputs of unfinished jobs (queued, scheduled or running; a running job
-//! counts those not yet applied). Migration 0008 keeps them per catalog in `queue_inputs`, by
-//! triggers in the transaction of every job write, so the counts are those of the jobs table
-//! whichever process or path wrote it. The job writer (`enqueue.rs`) reads them once per
+//! counts those not yet applied). Migrations 0008 and 0010 keep them per catalog in `queue_inputs`,
+//! by triggers in the transaction of every job write, so the counts are those of the jobs table
+//! whichever process or path wrote it: two rows per catalog, one that job inserts add to and one
+//! that every later change subtracts from, so that accepting jobs never waits for a runner's
+//! transaction of the same catalog (migration 0010 says why). A catalog's queue is their sum. The job writer (`enqueue.rs`) reads them once per
 //! group-commit batch, adds the batch's jobs in order, and refuses each job that would pass a
 //! limit with [`StoreError::QueueFull`]; the others are inserted as usual. A refused request
 //! creates nothing. The rules and their tolerance are in docs/RULES.md, "Queue bounds".
@@ -182,6 +184,46 @@ fn read<R: RowExt>(rows: &[R]) -> Result<(HashMap<i64, u64>, u64), StoreError> {
         }
     }
     Ok((per_project, total))
+}
+
+/// PostgreSQL: deletes the counts of the catalogs left without work, answering how many rows went.
+///
+/// There a job's end no longer deletes them (it would wait for the job writer, see migration
+/// 0010); the purge calls this. Both rows of each idle catalog are locked first, in key order as
+/// the triggers upsert them, and the sums are read again after: a job accepted meanwhile has
+/// either committed (its catalog is not idle any more and keeps its rows) or waits for this
+/// transaction and then inserts a fresh row. Only the catalogs locked are deleted.
+pub(crate) async fn prune_idle_counts(pool: &sqlx::PgPool) -> Result<u64, StoreError> {
+    const IDLE: &str = "SELECT project_id, catalog_id FROM queue_inputs
+                        GROUP BY project_id, catalog_id HAVING SUM(jobs) = 0 AND SUM(inputs) = 0";
+    let mut tx = pool.begin().await?;
+    let locked = sqlx::query(&format!(
+        "SELECT DISTINCT project_id, catalog_id FROM (
+             SELECT project_id, catalog_id FROM queue_inputs WHERE (project_id, catalog_id) IN ({IDLE})
+             ORDER BY project_id, catalog_id, side FOR UPDATE) AS locked"
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
+    if locked.is_empty() {
+        return Ok(0);
+    }
+    let (mut projects, mut catalogs) = (Vec::with_capacity(locked.len()), Vec::with_capacity(locked.len()));
+    for row in &locked {
+        projects.push(row.int("project_id")?);
+        catalogs.push(row.int("catalog_id")?);
+    }
+    let deleted = sqlx::query(&format!(
+        "DELETE FROM queue_inputs WHERE (project_id, catalog_id) IN (
+             SELECT project_id, catalog_id FROM ({IDLE}) AS idle
+             WHERE (project_id, catalog_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[])))"
+    ))
+    .bind(&projects)
+    .bind(&catalogs)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(deleted)
 }
 
 /// An error like `error` for the other requests of a batch whose queue read failed (a database

@@ -59,8 +59,37 @@ async fn assert_counters_match(db: &TestDb) {
     assert_eq!(kept, counted, "queue_inputs drifted from the jobs table");
     let jobs = db.scalar("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'scheduled', 'running')").await;
     assert_eq!(db.scalar("SELECT CAST(COALESCE(SUM(jobs), 0) AS BIGINT) FROM queue_inputs").await, jobs);
-    // Rows of catalogs with nothing unfinished are removed.
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM queue_inputs WHERE jobs <= 0").await, 0);
+    // Catalog by catalog too: the catalogs the counts say have work are those with unfinished jobs,
+    // and none is below zero.
+    let with_work = db
+        .scalar(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT project_id, COALESCE(catalog_id, 0) AS c FROM jobs
+                 WHERE status IN ('queued', 'scheduled', 'running')) AS unfinished",
+        )
+        .await;
+    let counted_with_work = db
+        .scalar(
+            "SELECT COUNT(*) FROM (SELECT project_id, catalog_id FROM queue_inputs
+                 GROUP BY project_id, catalog_id HAVING SUM(jobs) > 0) AS busy",
+        )
+        .await;
+    assert_eq!(counted_with_work, with_work);
+    let below_zero = db
+        .scalar(
+            "SELECT COUNT(*) FROM (SELECT project_id, catalog_id FROM queue_inputs
+                 GROUP BY project_id, catalog_id HAVING SUM(jobs) < 0 OR SUM(inputs) < 0) AS negative",
+        )
+        .await;
+    assert_eq!(below_zero, 0);
+    // The counts of catalogs left without work go: at once on SQLite, with the purge on PostgreSQL.
+    db.store.purge_expired(0).await.unwrap();
+    let idle = db
+        .scalar(
+            "SELECT COUNT(*) FROM (SELECT project_id, catalog_id FROM queue_inputs
+                 GROUP BY project_id, catalog_id HAVING SUM(jobs) <= 0) AS idle",
+        )
+        .await;
+    assert_eq!(idle, 0);
 }
 
 fn assert_queue_full(error: StoreError, limit: QueueLimit, excess: u64) {

@@ -167,6 +167,7 @@ impl Lease {
                     joined.len()
                 )));
             }
+            store.hook(Breakpoint::BatchWritten { job: self.job_id }).await?;
             tx.commit().await?;
             tracing::debug!(job = self.job_id.0, joined = joined.len(), "applied a batch");
             Ok(Some(BatchCommitted { leader: (next, inputs.end), followers_processed }))

@@ -244,11 +244,13 @@ pub(super) fn in_turn(
 }
 
 /// The catalogs with unfinished work, as the claim's first try enumerates them: `queue_inputs`
-/// (migration 0008) holds one row per catalog with a scheduled, queued or running job, kept by
-/// triggers in the transaction of every job change, and only those: a scan of a few rows where
-/// walking `jobs_waiting` costs a probe or two per catalog. Should it ever miss a catalog, the
-/// claim's second try ([`next_jobs`]) walks the jobs themselves.
-pub(super) const CATALOGS_WITH_WORK: &str = "queue_inputs";
+/// (migrations 0008 and 0010) holds the counts of every catalog with a scheduled, queued or
+/// running job, kept by triggers in the transaction of every job change, and of few others (a
+/// catalog left without work keeps its rows until the next purge on PostgreSQL): a scan of a few
+/// rows where walking `jobs_waiting` costs a probe or two per catalog. Should it ever miss a
+/// catalog, the claim's second try ([`next_jobs`]) walks the jobs themselves.
+pub(super) const CATALOGS_WITH_WORK: &str =
+    "(SELECT project_id, catalog_id FROM queue_inputs GROUP BY project_id, catalog_id HAVING SUM(jobs) > 0)";
 
 /// The catalogs with work as SQL defining the CTE `active(project_id, catalog_id)`, from the jobs
 /// themselves: the claim's second try, when its first ([`CATALOGS_WITH_WORK`]) found nothing.
