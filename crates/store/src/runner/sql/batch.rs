@@ -72,13 +72,20 @@ const SQLITE_LOCK_WAITING: &str = "SELECT id FROM jobs
 /// `jobs.status || ''`: on a plain `status`, PostgreSQL read every waiting job through
 /// `jobs_waiting` and matched each against every row of `$1` (measured: the statement ran for most
 /// of a batch's time with 1,160 jobs waiting); now one primary-key lookup per job.
-const PG_FINISH: &str = "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
+///
+/// The rows are read out of the JSON once (`f`, materialized), and `jobs.id = ANY(...)` lets the
+/// planner reach the jobs by their key whatever it believes of `jobs`: with the statistics of a
+/// young table (it guessed one job left after the filters) it scanned every job and, for each, ran
+/// through the JSON again (measured: 125–235 ms per batch of 200 with 4,000 jobs stored).
+const PG_FINISH: &str = "WITH f AS MATERIALIZED (
+         SELECT (e->>0)::bigint AS id, e->>1 AS status, (e->>2)::bigint AS completed, (e->>3)::bigint AS failed
+         FROM json_array_elements($1::json) e)
+     UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
          completed_count = f.completed, failed_count = f.failed, started_at = $2, updated_at = $2,
          finished_at = $2, expires_at = $3, lease_owner = NULL, lease_expires_at = NULL
-     FROM (SELECT (e->>0)::bigint AS id, e->>1 AS status, (e->>2)::bigint AS completed, (e->>3)::bigint AS failed
-           FROM json_array_elements($1::json) e) AS f
-     WHERE jobs.id = f.id AND jobs.status || '' IN ('queued', 'scheduled') AND jobs.started_at IS NULL
-       AND jobs.cancel_requested = 0";
+     FROM f
+     WHERE jobs.id = f.id AND jobs.id = ANY(ARRAY(SELECT id FROM f))
+       AND jobs.status || '' IN ('queued', 'scheduled') AND jobs.started_at IS NULL AND jobs.cancel_requested = 0";
 
 /// `+jobs.status`: as in [`SQLITE_LOCK_WAITING`], one primary-key lookup per job rather than a walk
 /// through every queued job (measured: 67 ms against 0.6 ms for 20 jobs with 3,000 queued).
