@@ -14,6 +14,10 @@
 //!   `failed_count` with an error record, and the job goes on with its other inputs.
 
 use crate::error::ErrorCode;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 use crate::job::JobKind;
 
 /// Why one input of a job was not applied. The job goes on; the input is counted as failed, with

@@ -17,6 +17,10 @@
 //!   anything deeper than [`MAX_NESTING_DEPTH`] is refused.
 
 use crate::ids::{is_safe_char, BrazeError};
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Longest string value, in characters.
 pub const MAX_VALUE_CHARS: usize = 5_000;

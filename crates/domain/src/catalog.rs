@@ -2,6 +2,9 @@
 
 use crate::ids::is_safe_char;
 use crate::ErrorCode;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
 
 /// Longest catalog name, in characters.
 pub const MAX_CATALOG_NAME_LEN: usize = 250;

@@ -3,7 +3,7 @@
 //! A chunk size of 0 is treated as 1: a size comes from configuration, and a zero there should
 //! make the work slow, not make it loop forever or panic.
 
-use std::ops::Range;
+use core::ops::Range;
 
 /// The size actually used for a requested chunk size: at least 1.
 pub const fn effective_size(size: usize) -> usize {
@@ -16,7 +16,7 @@ pub const fn effective_size(size: usize) -> usize {
 
 /// The items in consecutive chunks of `size` (0 is treated as 1), in order; the last chunk may be
 /// shorter. No chunk is empty, and an empty slice has no chunks.
-pub fn chunks<T>(items: &[T], size: usize) -> std::slice::Chunks<'_, T> {
+pub fn chunks<T>(items: &[T], size: usize) -> core::slice::Chunks<'_, T> {
     items.chunks(effective_size(size))
 }
 

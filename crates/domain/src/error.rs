@@ -3,7 +3,7 @@
 //! A code is a stable snake_case string a client may match on, and the HTTP status the native API
 //! answers it with. Facades render the same codes in their own dialect's envelope.
 
-use std::fmt;
+use core::fmt;
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident => ($code:literal, $status:literal), )*) => {

@@ -34,9 +34,17 @@
 
 use crate::storable::{Unstorable, MAX_ID_BYTES};
 use crate::ErrorCode;
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::fmt;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+// The duplicate check's map: hashed where std has one, ordered (alloc's) elsewhere; both have the
+// same entry API, and the verdicts do not depend on which.
+#[cfg(not(feature = "std"))]
+use alloc::collections::btree_map::{BTreeMap as FirstSeen, Entry};
+#[cfg(feature = "std")]
+use std::collections::hash_map::{Entry, HashMap as FirstSeen};
 
 /// Longest item id in the dialects that cap it (native, Braze).
 pub const MAX_ID_LEN: usize = 250;
@@ -304,9 +312,21 @@ pub fn validate_ids(dialect: Dialect, ids: Vec<RawId>) -> Result<Vec<IdVerdict>,
     Ok(verdicts)
 }
 
+/// An empty map for the first index of each of `len` ids.
+#[cfg(feature = "std")]
+fn first_seen<'a>(len: usize) -> FirstSeen<&'a str, usize> {
+    FirstSeen::with_capacity(len)
+}
+
+/// An empty map for the first index of each id (a B-tree has no capacity to reserve).
+#[cfg(not(feature = "std"))]
+fn first_seen<'a>(_len: usize) -> FirstSeen<&'a str, usize> {
+    FirstSeen::new()
+}
+
 /// `(index, index of first occurrence)` of every valid id seen before.
 fn duplicates(verdicts: &[IdVerdict]) -> Vec<(usize, usize)> {
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(verdicts.len());
+    let mut first = first_seen(verdicts.len());
     let mut found = Vec::new();
     for (index, verdict) in verdicts.iter().enumerate() {
         if let Ok(id) = verdict {

@@ -6,8 +6,10 @@
 //! job is recorded as a request and takes effect at the next chunk boundary.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use core::fmt;
+use core::str::FromStr;
 
 /// Default size of a chunk the runner applies in one transaction, on SQLite: its one write lock is
 /// shared with the requests being accepted, which wait for a chunk to commit, so a chunk stays

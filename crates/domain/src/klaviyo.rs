@@ -6,8 +6,11 @@
 //! through another dialect can then still be named here), and only its emptiness is refused.
 
 use crate::ids::{self, BatchProblem, Dialect, IdProblem, RawId};
-use std::fmt;
-use std::str::FromStr;
+use alloc::borrow::ToOwned;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::str::FromStr;
 
 /// What separates the parts of a compound id.
 pub const SEPARATOR: &str = ":::";

@@ -12,6 +12,13 @@
 //! This crate depends on no I/O crate (no tokio, sqlx, axum, hyper, reqwest); `cargo xtask ci`
 //! checks that.
 
+// Unit tests run with std's prelude; the library itself never sees it.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod apply;
 pub mod autobatch;
 pub mod braze_fields;

@@ -21,6 +21,7 @@
 //!   start, not even the same job again.
 
 use crate::job::JobStatus;
+use alloc::vec::Vec;
 
 /// When a job becomes due: when it was accepted, or its `start_at` if that is later.
 ///

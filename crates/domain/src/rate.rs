@@ -66,9 +66,10 @@ pub fn check(quota: Quota, stored_tat_ms: Option<f64>, now_ms: i64) -> RateDecis
     // The small epsilon absorbs float rounding when limit does not divide the period evenly.
     let allowed = new_tat - now <= period + 1e-6;
     let effective_tat = if allowed { new_tat } else { tat };
-    let remaining = ((period - (effective_tat - now)) / interval + 1e-6).floor().max(0.0) as u32;
-    let reset_secs = ((effective_tat - now) / 1_000.0).ceil().max(0.0) as u64;
-    let retry_after_secs = if allowed { 0 } else { ((new_tat - now - period) / 1_000.0).ceil().max(1.0) as u64 };
+    // libm's `floor` and `ceil`, as core's `f64` has none (no_std); they are exact, like std's.
+    let remaining = libm::floor((period - (effective_tat - now)) / interval + 1e-6).max(0.0) as u32;
+    let reset_secs = libm::ceil((effective_tat - now) / 1_000.0).max(0.0) as u64;
+    let retry_after_secs = if allowed { 0 } else { libm::ceil((new_tat - now - period) / 1_000.0).max(1.0) as u64 };
     RateDecision { allowed, tat_ms: effective_tat, limit: quota.limit, remaining, reset_secs, retry_after_secs }
 }
 

@@ -25,6 +25,9 @@
 //! [`check_item_bytes`]. Each dialect renders an [`Unstorable`] with the methods below.
 
 use crate::ErrorCode;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
 
 /// Longest id every backend can index, in bytes of UTF-8, in every dialect.
 pub const MAX_ID_BYTES: usize = 1_024;

@@ -1,7 +1,9 @@
 //! RFC 3339 timestamps to and from epoch milliseconds, the one time representation catalogd
 //! stores. Hand-written (days-from-civil arithmetic) so the domain crate needs no date library.
 
-use std::fmt::Write as _;
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use core::fmt::Write as _;
 
 /// A timestamp that is not RFC 3339 (`2026-01-31T12:00:00Z`, optional fraction, `Z` or `±hh:mm`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

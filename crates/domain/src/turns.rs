@@ -24,6 +24,7 @@
 //! in many catalogs cannot take every worker, so another project's job finds one free.
 
 use crate::order::PendingJob;
+use alloc::collections::BTreeMap;
 
 /// A job the order rule lets start ([`crate::order::startable`]), with the turns the choice between
 /// projects and catalogs needs.
@@ -95,8 +96,8 @@ pub fn next_in_turn(candidates: &[Candidate], running: impl Fn(i64) -> u64, cap:
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Turns {
     last: u64,
-    projects: std::collections::BTreeMap<i64, u64>,
-    catalogs: std::collections::BTreeMap<i64, u64>,
+    projects: BTreeMap<i64, u64>,
+    catalogs: BTreeMap<i64, u64>,
 }
 
 impl Turns {
