@@ -33,8 +33,7 @@ async fn main() -> ExitCode {
     ExitCode::from(status)
 }
 
-/// What to delete, where.
-#[derive(Debug)]
+/// What to delete, where. (No `Debug`: it holds the token.)
 pub struct Settings {
     /// The server.
     pub url: String,
