@@ -1,7 +1,7 @@
 //! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
 //!
 //! - `cargo xtask ci` — everything CI checks: formatting, clippy, the architecture checks,
-//!   generated files up to date, and every test.
+//!   generated files up to date, the libraries' docs, no-std build and packages, and every test.
 //! - `cargo xtask check-deps` — the architecture invariant on catalog-domain's dependencies.
 //! - `cargo xtask codegen [--check]` — rewrites (or checks) the generated `docs/openapi.json`.
 //! - `cargo xtask schemathesis` — validates `docs/openapi.json` and runs schemathesis against a live
@@ -77,9 +77,24 @@ fn ci() -> Result {
     check_domain_dependencies()?;
     codegen(true)?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    libraries()?;
     run("cargo", &["test", "--workspace"])?;
     schemathesis()?;
     Ok(())
+}
+
+/// What other programs need of the libraries (catalog-domain, catalog-client): documentation
+/// without a warning (a broken intra-doc link is one), catalog-domain without std (built as a
+/// no-std crate, and its tests run on the no-std code paths), and both packaged as a registry
+/// would take them, each package built alone from its files.
+fn libraries() -> Result {
+    let documented = ["doc", "--no-deps", "--package", "catalog-domain", "--package", "catalog-client"];
+    run_with_env("cargo", &documented, &[("RUSTDOCFLAGS", "-D warnings")])?;
+    run("cargo", &["build", "--package", "catalog-domain", "--no-default-features"])?;
+    run("cargo", &["test", "--package", "catalog-domain", "--no-default-features", "--lib"])?;
+    // Together: catalog-client's package resolves catalog-domain from the one made beside it.
+    // `--allow-dirty`, so a developer's uncommitted work is checked too (CI's clone is clean).
+    run("cargo", &["package", "--package", "catalog-domain", "--package", "catalog-client", "--allow-dirty"])
 }
 
 /// The Python tools CI uses, pinned: the venv holding them is keyed by this list.
@@ -259,9 +274,16 @@ fn bench(args: &[String]) -> Result {
 
 /// Runs a command from the workspace root, failing with its exit status.
 fn run(program: &str, args: &[&str]) -> Result {
-    eprintln!("$ {program} {}", args.join(" "));
+    run_with_env(program, args, &[])
+}
+
+/// [`run`] with these environment variables set.
+fn run_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result {
+    let shown: Vec<String> = env.iter().map(|(name, value)| format!("{name}={value:?} ")).collect();
+    eprintln!("$ {}{program} {}", shown.concat(), args.join(" "));
     let status = Command::new(program)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .status()
         .map_err(|e| format!("cannot start {program}: {e}"))?;

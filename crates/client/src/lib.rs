@@ -24,7 +24,11 @@
 //! # Ok(()) }
 //! ```
 //!
-//! It depends on catalog-domain and never on the server crates.
+//! A complete program, `examples/bulk-delete.rs`, deletes the ids of a file and prints each
+//! job's outcome (`cargo run -p catalog-client --example bulk-delete -- --catalog shoes ids.txt`).
+//!
+//! It depends on catalog-domain and never on the server crates. What it promises across versions
+//! is in catalogd's `docs/ARCHITECTURE.md`, "What the libraries promise".
 
 pub mod bulk;
 mod client;

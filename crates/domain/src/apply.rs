@@ -15,6 +15,10 @@
 
 use crate::error::ErrorCode;
 use crate::job::JobKind;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Why one input of a job was not applied. The job goes on; the input is counted as failed, with
 /// an error record ([`InputFailure::record`]).
@@ -85,6 +89,13 @@ impl InputFailure {
 /// Jobs of items or categories keep each input's position in the request. A delete job keeps only
 /// its distinct ids, in id order (that is all it needs to run), so its `index` is the id's position
 /// in that order and there is no pointer; the record's id says which input it was.
+///
+/// ```
+/// use catalog_domain::apply::input_pointer;
+/// use catalog_domain::JobKind;
+/// assert_eq!(input_pointer(JobKind::CategoryBulkUpsert, 4).as_deref(), Some("/categories/4"));
+/// assert_eq!(input_pointer(JobKind::ItemBulkDelete, 4), None);
+/// ```
 pub fn input_pointer(kind: JobKind, index: u64) -> Option<String> {
     let list = match kind {
         JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch => "items",
@@ -228,6 +239,13 @@ pub fn update_category(
 
 /// A category upsert: the category becomes exactly what `change` says, whether or not it existed
 /// (an absent item list means no items).
+///
+/// ```
+/// use catalog_domain::apply::{upsert_category, CategoryChange};
+/// let outcome = upsert_category(CategoryChange { name: Some("Boots".into()), ..CategoryChange::default() });
+/// assert_eq!(outcome.fields.external_id, None); // what the upsert does not name is cleared
+/// assert_eq!(outcome.item_ids, Some(Vec::new()));
+/// ```
 pub fn upsert_category(change: CategoryChange) -> CategoryOutcome {
     CategoryOutcome {
         fields: CategoryFields { external_id: change.external_id, name: change.name },

@@ -34,6 +34,14 @@ pub enum Family {
 
 impl Family {
     /// The family of `kind`, or `None` for a kind that is never batched.
+    ///
+    /// ```
+    /// use catalog_domain::autobatch::Family;
+    /// use catalog_domain::JobKind;
+    /// assert_eq!(Family::of(JobKind::ItemBulkPatch), Some(Family::WriteItems));
+    /// assert_eq!(Family::of(JobKind::ItemBulkUpsert), Some(Family::WriteItems));
+    /// assert_eq!(Family::of(JobKind::CatalogDelete), None);
+    /// ```
     pub const fn of(kind: JobKind) -> Option<Family> {
         match kind {
             JobKind::ItemBulkDelete => Some(Family::DeleteItems),

@@ -17,6 +17,10 @@
 //!   anything deeper than [`MAX_NESTING_DEPTH`] is refused.
 
 use crate::ids::{is_safe_char, BrazeError};
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
 
 /// Longest string value, in characters.
 pub const MAX_VALUE_CHARS: usize = 5_000;
@@ -48,6 +52,11 @@ pub enum BrazeFieldProblem {
 
 impl BrazeFieldProblem {
     /// Braze's error id.
+    ///
+    /// ```
+    /// use catalog_domain::braze_fields::BrazeFieldProblem;
+    /// assert_eq!(BrazeFieldProblem::ValueTooLarge.error_id(), "items-too-large");
+    /// ```
     pub const fn error_id(self) -> &'static str {
         match self {
             BrazeFieldProblem::InvalidFieldName | BrazeFieldProblem::NulCharacter => "invalid-fields",
@@ -58,6 +67,11 @@ impl BrazeFieldProblem {
     }
 
     /// The message of the error entry (a choice: Braze documents only the ids).
+    ///
+    /// ```
+    /// use catalog_domain::braze_fields::BrazeFieldProblem;
+    /// assert_eq!(BrazeFieldProblem::ValueTooLarge.message(), "Item values can't be more than 5000 characters");
+    /// ```
     pub fn message(self) -> String {
         match self {
             BrazeFieldProblem::InvalidFieldName => format!(
@@ -76,6 +90,12 @@ impl BrazeFieldProblem {
 }
 
 /// Checks a top-level field name of an item (not `id`, which follows the id rule).
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_field_name, BrazeFieldProblem};
+/// assert_eq!(check_field_name("price_eur"), Ok(()));
+/// assert_eq!(check_field_name("price.eur"), Err(BrazeFieldProblem::InvalidFieldName));
+/// ```
 pub fn check_field_name(name: &str) -> Result<(), BrazeFieldProblem> {
     let len_past_cap = name.chars().take(MAX_FIELD_NAME_LEN + 1).count();
     if name.is_empty() || len_past_cap > MAX_FIELD_NAME_LEN || !name.chars().all(is_safe_char) {
@@ -85,6 +105,12 @@ pub fn check_field_name(name: &str) -> Result<(), BrazeFieldProblem> {
 }
 
 /// Checks a string value found at any depth.
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_string_value, BrazeFieldProblem};
+/// assert_eq!(check_string_value(&"é".repeat(5_000)), Ok(()));
+/// assert_eq!(check_string_value(&"é".repeat(5_001)), Err(BrazeFieldProblem::ValueTooLarge));
+/// ```
 pub fn check_string_value(value: &str) -> Result<(), BrazeFieldProblem> {
     if value.chars().take(MAX_VALUE_CHARS + 1).count() > MAX_VALUE_CHARS {
         return Err(BrazeFieldProblem::ValueTooLarge);
@@ -93,6 +119,12 @@ pub fn check_string_value(value: &str) -> Result<(), BrazeFieldProblem> {
 }
 
 /// Checks a key of an object nested in a field value.
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_object_key, BrazeFieldProblem};
+/// assert_eq!(check_object_key("size"), Ok(()));
+/// assert_eq!(check_object_key("$size"), Err(BrazeFieldProblem::InvalidKeyInValueObject));
+/// ```
 pub fn check_object_key(key: &str) -> Result<(), BrazeFieldProblem> {
     if key.contains('.') || key.contains('$') {
         return Err(BrazeFieldProblem::InvalidKeyInValueObject);
@@ -101,6 +133,12 @@ pub fn check_object_key(key: &str) -> Result<(), BrazeFieldProblem> {
 }
 
 /// Checks the container depth of a value (see the module notes for how depth is counted).
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_depth, BrazeFieldProblem, MAX_NESTING_DEPTH};
+/// assert_eq!(check_depth(MAX_NESTING_DEPTH), Ok(()));
+/// assert_eq!(check_depth(MAX_NESTING_DEPTH + 1), Err(BrazeFieldProblem::TooDeepNesting));
+/// ```
 pub fn check_depth(depth: usize) -> Result<(), BrazeFieldProblem> {
     if depth > MAX_NESTING_DEPTH {
         return Err(BrazeFieldProblem::TooDeepNesting);
@@ -109,6 +147,12 @@ pub fn check_depth(depth: usize) -> Result<(), BrazeFieldProblem> {
 }
 
 /// Braze error entries for `problems`: one per distinct error id, in first-seen order.
+///
+/// ```
+/// use catalog_domain::braze_fields::{braze_field_errors, BrazeFieldProblem::*};
+/// let errors = braze_field_errors([ValueTooLarge, InvalidFieldName, ValueTooLarge, NulCharacter]);
+/// assert_eq!(errors.iter().map(|error| error.id).collect::<Vec<_>>(), ["items-too-large", "invalid-fields"]);
+/// ```
 pub fn braze_field_errors(problems: impl IntoIterator<Item = BrazeFieldProblem>) -> Vec<BrazeError> {
     let mut errors: Vec<BrazeError> = Vec::new();
     for problem in problems {

@@ -2,6 +2,9 @@
 
 use crate::ids::is_safe_char;
 use crate::ErrorCode;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
 
 /// Longest catalog name, in characters.
 pub const MAX_CATALOG_NAME_LEN: usize = 250;
@@ -29,6 +32,14 @@ pub enum CatalogNameError {
 }
 
 /// Check a catalog name against `[A-Za-z0-9_-]{1,250}`.
+///
+/// ```
+/// use catalog_domain::{validate_catalog_name, CatalogNameError};
+/// assert_eq!(validate_catalog_name("spring-shoes_2026"), Ok(()));
+/// assert_eq!(validate_catalog_name("spring shoes"), Err(CatalogNameError::InvalidCharacter { ch: ' ' }));
+/// assert_eq!(validate_catalog_name(&"n".repeat(251)), Err(CatalogNameError::TooLong { max: 250, len: 251 }));
+/// assert_eq!(validate_catalog_name(""), Err(CatalogNameError::Empty));
+/// ```
 pub fn validate_catalog_name(name: &str) -> Result<(), CatalogNameError> {
     if name.is_empty() {
         return Err(CatalogNameError::Empty);
@@ -45,12 +56,23 @@ pub fn validate_catalog_name(name: &str) -> Result<(), CatalogNameError> {
 
 impl CatalogNameError {
     /// The error code of a refused name.
+    ///
+    /// ```
+    /// use catalog_domain::{CatalogNameError, ErrorCode};
+    /// assert_eq!(CatalogNameError::Empty.code(), ErrorCode::InvalidCatalogName);
+    /// ```
     pub const fn code(&self) -> ErrorCode {
         ErrorCode::InvalidCatalogName
     }
 
     /// Braze's error id (contracts/braze.md; `invalid_catalog_name` really is spelt with
     /// underscores there).
+    ///
+    /// ```
+    /// use catalog_domain::CatalogNameError;
+    /// assert_eq!(CatalogNameError::TooLong { max: 250, len: 300 }.braze_error_id(), "catalog-name-too-large");
+    /// assert_eq!(CatalogNameError::InvalidCharacter { ch: '.' }.braze_error_id(), "invalid_catalog_name");
+    /// ```
     pub const fn braze_error_id(&self) -> &'static str {
         match self {
             CatalogNameError::TooLong { .. } => "catalog-name-too-large",
@@ -59,6 +81,12 @@ impl CatalogNameError {
     }
 
     /// Braze's message for this error (a choice: Braze documents none).
+    ///
+    /// ```
+    /// use catalog_domain::CatalogNameError;
+    /// let error = CatalogNameError::TooLong { max: 250, len: 300 };
+    /// assert_eq!(error.braze_message(), "Catalog name can't be more than 250 characters");
+    /// ```
     pub fn braze_message(&self) -> String {
         match self {
             CatalogNameError::TooLong { max, .. } => {

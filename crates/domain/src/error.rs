@@ -3,11 +3,20 @@
 //! A code is a stable snake_case string a client may match on, and the HTTP status the native API
 //! answers it with. Facades render the same codes in their own dialect's envelope.
 
-use std::fmt;
+use core::fmt;
 
 macro_rules! error_codes {
     ($( $(#[$doc:meta])* $variant:ident => ($code:literal, $status:literal), )*) => {
         /// A stable error code, with the HTTP status the native API uses for it.
+        ///
+        /// ```
+        /// use catalog_domain::ErrorCode;
+        /// // The table, as a client may print it.
+        /// for code in ErrorCode::ALL {
+        ///     println!("{:>3} {code}", code.http_status());
+        /// }
+        /// assert!(ErrorCode::ALL.contains(&ErrorCode::QueueFull));
+        /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum ErrorCode {
@@ -19,11 +28,23 @@ macro_rules! error_codes {
             pub const ALL: &'static [ErrorCode] = &[ $( ErrorCode::$variant, )* ];
 
             /// The snake_case code a client sees.
+            ///
+            /// ```
+            /// use catalog_domain::ErrorCode;
+            /// assert_eq!(ErrorCode::CatalogNotFound.as_str(), "catalog_not_found");
+            /// assert_eq!(ErrorCode::CatalogNotFound.to_string(), "catalog_not_found");
+            /// ```
             pub const fn as_str(self) -> &'static str {
                 match self { $( ErrorCode::$variant => $code, )* }
             }
 
             /// The HTTP status of this code on the native API.
+            ///
+            /// ```
+            /// use catalog_domain::ErrorCode;
+            /// assert_eq!(ErrorCode::TooManyItems.http_status(), 400);
+            /// assert_eq!(ErrorCode::QueueFull.http_status(), 429);
+            /// ```
             pub const fn http_status(self) -> u16 {
                 match self { $( ErrorCode::$variant => $status, )* }
             }
@@ -109,6 +130,12 @@ pub const INSUFFICIENT_STORAGE_RETRY_AFTER_SECS: u64 = 30;
 impl ErrorCode {
     /// The `Retry-After` every surface sends with this code, when the code alone decides it: the
     /// storage-trouble codes. (A rate limit computes its own; other codes send none.)
+    ///
+    /// ```
+    /// use catalog_domain::ErrorCode;
+    /// assert_eq!(ErrorCode::Unavailable.retry_after_secs(), Some(1));
+    /// assert_eq!(ErrorCode::RateLimited.retry_after_secs(), None);
+    /// ```
     pub const fn retry_after_secs(self) -> Option<u64> {
         match self {
             ErrorCode::Unavailable => Some(UNAVAILABLE_RETRY_AFTER_SECS),
@@ -119,6 +146,12 @@ impl ErrorCode {
 
     /// True for the codes of storage trouble (the database unreachable, busy or full): the
     /// request may succeed later unchanged, and the cause is logged, not shown to the client.
+    ///
+    /// ```
+    /// use catalog_domain::ErrorCode;
+    /// assert!(ErrorCode::InsufficientStorage.is_storage_trouble());
+    /// assert!(!ErrorCode::Internal.is_storage_trouble());
+    /// ```
     pub const fn is_storage_trouble(self) -> bool {
         matches!(self, ErrorCode::Unavailable | ErrorCode::InsufficientStorage)
     }

@@ -34,9 +34,17 @@
 
 use crate::storable::{Unstorable, MAX_ID_BYTES};
 use crate::ErrorCode;
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
-use std::fmt;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+// The duplicate check's map: hashed where std has one, ordered (alloc's) elsewhere; both have the
+// same entry API, and the verdicts do not depend on which.
+#[cfg(not(feature = "std"))]
+use alloc::collections::btree_map::{BTreeMap as FirstSeen, Entry};
+#[cfg(feature = "std")]
+use std::collections::hash_map::{Entry, HashMap as FirstSeen};
 
 /// Longest item id in the dialects that cap it (native, Braze).
 pub const MAX_ID_LEN: usize = 250;
@@ -85,6 +93,15 @@ impl Dialect {
     pub const ALL: &'static [Dialect] = &[Dialect::Native, Dialect::Braze, Dialect::Bloomreach, Dialect::Klaviyo];
 
     /// The per-request limits of this dialect (DESIGN §3).
+    ///
+    /// ```
+    /// use catalog_domain::Dialect;
+    /// let braze = Dialect::Braze.limits();
+    /// assert_eq!((braze.max_items_per_request, braze.max_id_len), (50, Some(250)));
+    /// // Bloomreach sets no character cap: only the 1,024-byte storage cap applies.
+    /// assert_eq!(Dialect::Bloomreach.limits().max_id_len, None);
+    /// assert_eq!(Dialect::Bloomreach.limits().max_id_bytes, 1_024);
+    /// ```
     pub const fn limits(self) -> DialectLimits {
         match self {
             Dialect::Native => DialectLimits {
@@ -115,6 +132,14 @@ impl Dialect {
     }
 
     /// The characters an id may contain in this dialect.
+    ///
+    /// ```
+    /// use catalog_domain::ids::IdCharset;
+    /// use catalog_domain::Dialect;
+    /// assert_eq!(Dialect::Braze.charset(), IdCharset::Safe);
+    /// assert_eq!(Dialect::Bloomreach.charset(), IdCharset::NoSlash);
+    /// assert_eq!(Dialect::Klaviyo.charset(), IdCharset::Any);
+    /// ```
     pub const fn charset(self) -> IdCharset {
         match self {
             Dialect::Native | Dialect::Braze => IdCharset::Safe,
@@ -124,11 +149,23 @@ impl Dialect {
     }
 
     /// Whether the same id twice in one request is refused.
+    ///
+    /// ```
+    /// use catalog_domain::Dialect;
+    /// assert!(Dialect::Native.requires_unique_ids());
+    /// assert!(!Dialect::Bloomreach.requires_unique_ids());
+    /// ```
     pub const fn requires_unique_ids(self) -> bool {
         !matches!(self, Dialect::Bloomreach)
     }
 
     /// A lowercase name, for logs and configuration.
+    ///
+    /// ```
+    /// use catalog_domain::Dialect;
+    /// let names: Vec<&str> = Dialect::ALL.iter().map(|dialect| dialect.as_str()).collect();
+    /// assert_eq!(names, ["native", "braze", "bloomreach", "klaviyo"]);
+    /// ```
     pub const fn as_str(self) -> &'static str {
         match self {
             Dialect::Native => "native",
@@ -237,11 +274,27 @@ pub type IdVerdict = Result<String, IdProblem>;
 
 /// True for the characters of the native (and Braze) id rule and the catalog name rule:
 /// ASCII letters, digits, `-` and `_`.
+///
+/// ```
+/// use catalog_domain::ids::is_safe_char;
+/// assert!("Sku-9_a".chars().all(is_safe_char));
+/// assert!(!is_safe_char('/') && !is_safe_char(' ') && !is_safe_char('é'));
+/// ```
 pub const fn is_safe_char(ch: char) -> bool {
     ch.is_ascii_alphanumeric() || ch == '-' || ch == '_'
 }
 
 /// Check one id against a dialect's charset/length rule (no uniqueness).
+///
+/// ```
+/// use catalog_domain::{check_id, Dialect, IdProblem};
+/// assert_eq!(check_id(Dialect::Native, "sku-1"), Ok(()));
+/// assert_eq!(check_id(Dialect::Native, "sku 1"), Err(IdProblem::InvalidCharacter { ch: ' ' }));
+/// assert_eq!(check_id(Dialect::Braze, &"x".repeat(251)), Err(IdProblem::TooLong { max: 250, len: 251 }));
+/// assert_eq!(check_id(Dialect::Bloomreach, "sku 1"), Ok(())); // anything but `/`
+/// assert_eq!(check_id(Dialect::Bloomreach, "a/b"), Err(IdProblem::ContainsSlash));
+/// assert_eq!(check_id(Dialect::Klaviyo, ""), Err(IdProblem::Empty));
+/// ```
 pub fn check_id(dialect: Dialect, id: &str) -> Result<(), IdProblem> {
     if id.is_empty() {
         return Err(IdProblem::Empty);
@@ -269,6 +322,14 @@ pub fn check_id(dialect: Dialect, id: &str) -> Result<(), IdProblem> {
 }
 
 /// Check a request's item count against a dialect's limit.
+///
+/// ```
+/// use catalog_domain::ids::check_batch_len;
+/// use catalog_domain::{BatchProblem, Dialect};
+/// assert_eq!(check_batch_len(Dialect::Braze, 50), Ok(()));
+/// assert_eq!(check_batch_len(Dialect::Braze, 51), Err(BatchProblem::TooManyItems { max: 50, got: 51 }));
+/// assert_eq!(check_batch_len(Dialect::Native, 0), Err(BatchProblem::Empty));
+/// ```
 pub fn check_batch_len(dialect: Dialect, len: usize) -> Result<(), BatchProblem> {
     let max = dialect.limits().max_items_per_request;
     if len > max {
@@ -284,6 +345,31 @@ pub fn check_batch_len(dialect: Dialect, len: usize) -> Result<(), BatchProblem>
 ///
 /// Refuses the whole batch when it is empty or larger than the dialect allows; otherwise every id
 /// gets a verdict of its own, including duplicates where the dialect refuses them.
+///
+/// ```
+/// use catalog_domain::{validate_ids, BatchProblem, Dialect, IdProblem, RawId};
+/// let request = || vec![RawId::from("sku-1"), RawId::from("sku 2"), RawId::from("sku-1"), RawId::NotAString];
+///
+/// // Native and Braze: letters, digits, `-` and `_`, each id once.
+/// let native = validate_ids(Dialect::Native, request()).expect("within the limits");
+/// assert_eq!(native[0], Ok("sku-1".to_owned()));
+/// assert_eq!(native[1], Err(IdProblem::InvalidCharacter { ch: ' ' }));
+/// assert_eq!(native[2], Err(IdProblem::Duplicate { first_index: 0 }));
+/// assert_eq!(native[3], Err(IdProblem::NotAString));
+///
+/// // Bloomreach: any text without `/`, and an id may come twice.
+/// let bloomreach = validate_ids(Dialect::Bloomreach, request()).expect("within the limits");
+/// assert!(bloomreach[..3].iter().all(Result::is_ok));
+///
+/// // Klaviyo (the external part of a compound id): free text, each once.
+/// let klaviyo = validate_ids(Dialect::Klaviyo, request()).expect("within the limits");
+/// assert_eq!(klaviyo[1], Ok("sku 2".to_owned()));
+/// assert_eq!(klaviyo[2], Err(IdProblem::Duplicate { first_index: 0 }));
+///
+/// // A request over the dialect's item limit is refused whole, before any id is looked at.
+/// let too_many = validate_ids(Dialect::Braze, vec![RawId::Missing; 51]);
+/// assert_eq!(too_many, Err(BatchProblem::TooManyItems { max: 50, got: 51 }));
+/// ```
 pub fn validate_ids(dialect: Dialect, ids: Vec<RawId>) -> Result<Vec<IdVerdict>, BatchProblem> {
     check_batch_len(dialect, ids.len())?;
     let mut verdicts: Vec<IdVerdict> = ids
@@ -304,9 +390,21 @@ pub fn validate_ids(dialect: Dialect, ids: Vec<RawId>) -> Result<Vec<IdVerdict>,
     Ok(verdicts)
 }
 
+/// An empty map for the first index of each of `len` ids.
+#[cfg(feature = "std")]
+fn first_seen<'a>(len: usize) -> FirstSeen<&'a str, usize> {
+    FirstSeen::with_capacity(len)
+}
+
+/// An empty map for the first index of each id (a B-tree has no capacity to reserve).
+#[cfg(not(feature = "std"))]
+fn first_seen<'a>(_len: usize) -> FirstSeen<&'a str, usize> {
+    FirstSeen::new()
+}
+
 /// `(index, index of first occurrence)` of every valid id seen before.
 fn duplicates(verdicts: &[IdVerdict]) -> Vec<(usize, usize)> {
-    let mut first: HashMap<&str, usize> = HashMap::with_capacity(verdicts.len());
+    let mut first = first_seen(verdicts.len());
     let mut found = Vec::new();
     for (index, verdict) in verdicts.iter().enumerate() {
         if let Ok(id) = verdict {
@@ -322,12 +420,24 @@ fn duplicates(verdicts: &[IdVerdict]) -> Vec<(usize, usize)> {
 }
 
 /// True when a request body of `len` bytes is over the dialect's limit.
+///
+/// ```
+/// use catalog_domain::{body_too_large, Dialect};
+/// assert!(!body_too_large(Dialect::Klaviyo, 5 * 1024 * 1024));
+/// assert!(body_too_large(Dialect::Klaviyo, 5 * 1024 * 1024 + 1));
+/// ```
 pub fn body_too_large(dialect: Dialect, len: usize) -> bool {
     len > dialect.limits().max_body_bytes
 }
 
 impl IdProblem {
     /// The error code of a refused id.
+    ///
+    /// ```
+    /// use catalog_domain::{ErrorCode, IdProblem};
+    /// assert_eq!(IdProblem::Empty.code(), ErrorCode::InvalidItemId);
+    /// assert_eq!(ErrorCode::InvalidItemId.http_status(), 400);
+    /// ```
     pub const fn code(&self) -> ErrorCode {
         match self {
             IdProblem::Unstorable(problem) => problem.code(),
@@ -336,6 +446,12 @@ impl IdProblem {
     }
 
     /// A stable snake_case reason for the native API's per-item result.
+    ///
+    /// ```
+    /// use catalog_domain::IdProblem;
+    /// assert_eq!(IdProblem::Duplicate { first_index: 0 }.reason(), "duplicate_id");
+    /// assert_eq!(IdProblem::TooLong { max: 250, len: 300 }.reason(), "id_too_long");
+    /// ```
     pub const fn reason(&self) -> &'static str {
         match self {
             IdProblem::Unstorable(problem) => problem.reason(),
@@ -351,6 +467,12 @@ impl IdProblem {
     }
 
     /// Braze's error id for this problem (contracts/braze.md).
+    ///
+    /// ```
+    /// use catalog_domain::IdProblem;
+    /// assert_eq!(IdProblem::InvalidCharacter { ch: '@' }.braze_error_id(), "invalid-ids");
+    /// assert_eq!(IdProblem::Duplicate { first_index: 0 }.braze_error_id(), "ids-not-unique");
+    /// ```
     pub const fn braze_error_id(&self) -> &'static str {
         match self {
             IdProblem::Missing => "items-missing-ids",
@@ -365,6 +487,12 @@ impl IdProblem {
 
     /// Braze's documented message for this problem's error id (contracts/braze.md). For a missing
     /// id this counts the one item; [`braze_errors`] counts them all.
+    ///
+    /// ```
+    /// use catalog_domain::IdProblem;
+    /// let problem = IdProblem::TooLong { max: 250, len: 300 };
+    /// assert_eq!(problem.braze_message(), "Item IDs can't be more than 250 characters");
+    /// ```
     pub fn braze_message(&self) -> String {
         match self {
             IdProblem::Missing => braze_missing_ids_message(1),
@@ -380,6 +508,11 @@ impl IdProblem {
     }
 
     /// The text under `_global` in a Bloomreach per-item failure.
+    ///
+    /// ```
+    /// use catalog_domain::IdProblem;
+    /// assert_eq!(IdProblem::ContainsSlash.bloomreach_message(), "Invalid item id. Item id should not contain '/'");
+    /// ```
     pub fn bloomreach_message(&self) -> String {
         match self {
             IdProblem::Missing => "Missing item id. Item should have an item_id".to_owned(),
@@ -408,6 +541,14 @@ impl IdProblem {
 
     /// The `detail` of Klaviyo's JSON:API error for this problem. The id is the external id of a
     /// compound id, so the wording names that.
+    ///
+    /// ```
+    /// use catalog_domain::IdProblem;
+    /// assert_eq!(
+    ///     IdProblem::Duplicate { first_index: 2 }.klaviyo_detail(),
+    ///     "Duplicate id: the same id is already at index 2 of this request."
+    /// );
+    /// ```
     pub fn klaviyo_detail(&self) -> String {
         match self {
             IdProblem::Missing => "The resource object has no `id`.".to_owned(),
@@ -457,6 +598,15 @@ pub struct BrazeError {
 /// `items-missing-ids` counts every item without an id. `parameters` and `parameter_values` are
 /// empty (a choice: Braze documents parameters only for `catalog-not-found`, and a verdict keeps no
 /// copy of a refused id to show). An empty result means every id passed.
+///
+/// ```
+/// use catalog_domain::{braze_errors, validate_ids, Dialect, RawId};
+/// let ids = vec![RawId::Missing, "ok".into(), "b@d".into(), RawId::Missing];
+/// let verdicts = validate_ids(Dialect::Braze, ids).expect("within the limits");
+/// let errors = braze_errors(&verdicts);
+/// assert_eq!(errors.iter().map(|error| error.id).collect::<Vec<_>>(), ["items-missing-ids", "invalid-ids"]);
+/// assert_eq!(errors[0].message, "There are 2 item(s) that do not have ids");
+/// ```
 pub fn braze_errors(verdicts: &[IdVerdict]) -> Vec<BrazeError> {
     let mut errors: Vec<BrazeError> = Vec::new();
     let problems = verdicts.iter().filter_map(|verdict| verdict.as_ref().err());
@@ -479,12 +629,23 @@ pub fn braze_errors(verdicts: &[IdVerdict]) -> Vec<BrazeError> {
 }
 
 /// Braze's `items-missing-ids` message for `count` items without an id.
+///
+/// ```
+/// use catalog_domain::ids::braze_missing_ids_message;
+/// assert_eq!(braze_missing_ids_message(3), "There are 3 item(s) that do not have ids");
+/// ```
 pub fn braze_missing_ids_message(count: usize) -> String {
     format!("There are {count} item(s) that do not have ids")
 }
 
 impl BatchProblem {
     /// The error code of a refused batch.
+    ///
+    /// ```
+    /// use catalog_domain::{BatchProblem, ErrorCode};
+    /// assert_eq!(BatchProblem::TooManyItems { max: 50, got: 51 }.code(), ErrorCode::TooManyItems);
+    /// assert_eq!(BatchProblem::Empty.code(), ErrorCode::InvalidRequest);
+    /// ```
     pub const fn code(&self) -> ErrorCode {
         match self {
             BatchProblem::TooManyItems { .. } => ErrorCode::TooManyItems,
@@ -494,6 +655,13 @@ impl BatchProblem {
 
     /// Braze's error for a refused batch. An empty batch has no documented id; it is rendered as
     /// `item-array-invalid`, the error of a malformed `items`.
+    ///
+    /// ```
+    /// use catalog_domain::BatchProblem;
+    /// let error = BatchProblem::TooManyItems { max: 50, got: 51 }.braze_error();
+    /// assert_eq!(error.id, "request-includes-too-many-items");
+    /// assert_eq!(error.message, "The item limit per request is 50");
+    /// ```
     pub fn braze_error(&self) -> BrazeError {
         let (id, message) = match self {
             BatchProblem::TooManyItems { max, .. } => {
@@ -505,6 +673,14 @@ impl BatchProblem {
     }
 
     /// The text under `_global` of Bloomreach's whole-request 400.
+    ///
+    /// ```
+    /// use catalog_domain::BatchProblem;
+    /// assert_eq!(
+    ///     BatchProblem::TooManyItems { max: 10_000, got: 10_001 }.bloomreach_message(),
+    ///     "Too many items. At most 10000 item ids are allowed per request, got 10001"
+    /// );
+    /// ```
     pub fn bloomreach_message(&self) -> String {
         match self {
             BatchProblem::TooManyItems { max, got } => {
@@ -515,6 +691,11 @@ impl BatchProblem {
     }
 
     /// The `detail` of Klaviyo's JSON:API error for a refused batch.
+    ///
+    /// ```
+    /// use catalog_domain::BatchProblem;
+    /// assert_eq!(BatchProblem::Empty.klaviyo_detail(), "A job must include at least one resource.");
+    /// ```
     pub fn klaviyo_detail(&self) -> String {
         match self {
             BatchProblem::TooManyItems { max, got } => {

@@ -5,9 +5,11 @@
 //! running, advanced chunk by chunk, and ends completed, failed or cancelled. A cancel of a running
 //! job is recorded as a request and takes effect at the next chunk boundary.
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use core::fmt;
+use core::str::FromStr;
 use serde::{Deserialize, Serialize};
-use std::fmt;
-use std::str::FromStr;
 
 /// Default size of a chunk the runner applies in one transaction, on SQLite: its one write lock is
 /// shared with the requests being accepted, which wait for a chunk to commit, so a chunk stays
@@ -33,7 +35,15 @@ macro_rules! string_enum {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[ $( $name::$variant, )* ];
 
-            /// The snake_case word stored in the database and shown by the native API.
+            /// The snake_case word stored in the database and shown by the native API; `FromStr`
+            /// reads it back.
+            ///
+            /// ```
+            /// use catalog_domain::{JobKind, JobStatus};
+            /// assert_eq!(JobKind::ItemBulkDelete.as_str(), "item_bulk_delete");
+            /// assert_eq!("running".parse::<JobStatus>(), Ok(JobStatus::Running));
+            /// assert!("done".parse::<JobStatus>().is_err());
+            /// ```
             pub const fn as_str(self) -> &'static str {
                 match self { $( $name::$variant => $text, )* }
             }
@@ -105,11 +115,23 @@ string_enum! {
 
 impl JobStatus {
     /// True for completed, failed and cancelled: no transition leaves these.
+    ///
+    /// ```
+    /// use catalog_domain::JobStatus;
+    /// assert!(JobStatus::Cancelled.is_terminal());
+    /// assert!(!JobStatus::Running.is_terminal());
+    /// ```
     pub const fn is_terminal(self) -> bool {
         matches!(self, JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled)
     }
 
     /// The word Klaviyo's job resources use.
+    ///
+    /// ```
+    /// use catalog_domain::JobStatus;
+    /// assert_eq!(JobStatus::Running.klaviyo_word(), "processing");
+    /// assert_eq!(JobStatus::Failed.klaviyo_word(), "complete");
+    /// ```
     pub const fn klaviyo_word(self) -> &'static str {
         match self {
             JobStatus::Scheduled | JobStatus::Queued => "queued",
@@ -121,6 +143,12 @@ impl JobStatus {
 
     /// The canonical statuses a Klaviyo `equals(status,"...")` filter selects; `None` for a word
     /// Klaviyo does not use.
+    ///
+    /// ```
+    /// use catalog_domain::JobStatus;
+    /// assert_eq!(JobStatus::from_klaviyo_word("queued"), Some(&[JobStatus::Scheduled, JobStatus::Queued][..]));
+    /// assert_eq!(JobStatus::from_klaviyo_word("running"), None);
+    /// ```
     pub fn from_klaviyo_word(word: &str) -> Option<&'static [JobStatus]> {
         match word {
             "queued" => Some(&[JobStatus::Scheduled, JobStatus::Queued]),
@@ -132,6 +160,12 @@ impl JobStatus {
     }
 
     /// The word OpenReplay's jobs API uses.
+    ///
+    /// ```
+    /// use catalog_domain::JobStatus;
+    /// assert_eq!(JobStatus::Queued.openreplay_word(), "scheduled");
+    /// assert_eq!(JobStatus::Completed.openreplay_word(), "completed");
+    /// ```
     pub const fn openreplay_word(self) -> &'static str {
         match self {
             JobStatus::Scheduled | JobStatus::Queued => "scheduled",
@@ -230,6 +264,12 @@ impl JobEvent {
 
 impl JobState {
     /// A new job of `total_count` items: scheduled when it starts in the future, else queued.
+    ///
+    /// ```
+    /// use catalog_domain::{JobState, JobStatus};
+    /// assert_eq!(JobState::new(10, true).status, JobStatus::Scheduled);
+    /// assert_eq!(JobState::new(10, false).status, JobStatus::Queued);
+    /// ```
     pub const fn new(total_count: u64, scheduled: bool) -> Self {
         JobState {
             status: if scheduled { JobStatus::Scheduled } else { JobStatus::Queued },
@@ -242,6 +282,15 @@ impl JobState {
 
     /// The state after a runner claims the job: a scheduled job becomes due first, and a running
     /// job whose lease ended is released first (and keeps its counts).
+    ///
+    /// ```
+    /// use catalog_domain::{JobEvent, JobState, JobStatus};
+    /// let running = JobState::new(10, true).claim().expect("a scheduled job becomes due, then runs");
+    /// assert_eq!(running.status, JobStatus::Running);
+    /// let halfway = running.apply(JobEvent::Checkpoint { completed: 5, failed: 0 }).expect("a chunk");
+    /// // Its runner's lease ended: the next claim resumes it with its counts.
+    /// assert_eq!(halfway.claim().map(|job| job.completed_count), Ok(5));
+    /// ```
     pub fn claim(self) -> Result<JobState, TransitionError> {
         match self.status {
             JobStatus::Scheduled => self.apply(JobEvent::BecameDue)?.apply(JobEvent::Claimed),
@@ -251,11 +300,35 @@ impl JobState {
     }
 
     /// Items counted so far, completed or failed.
+    ///
+    /// ```
+    /// use catalog_domain::JobState;
+    /// let job = JobState { completed_count: 3, failed_count: 1, ..JobState::new(10, false) };
+    /// assert_eq!(job.processed(), 4);
+    /// ```
     pub const fn processed(&self) -> u64 {
         self.completed_count + self.failed_count
     }
 
     /// The state after `event`, or why it cannot happen. The state itself is never changed.
+    ///
+    /// ```
+    /// use catalog_domain::{JobEvent, JobState, JobStatus, TransitionError};
+    /// let job = JobState::new(2_000, false).apply(JobEvent::Claimed).expect("a queued job runs");
+    /// let job = job.apply(JobEvent::Checkpoint { completed: 999, failed: 1 }).expect("first chunk");
+    /// // A cancel of a running job is recorded, and honoured at the next chunk boundary.
+    /// let job = job.apply(JobEvent::CancelRequested).expect("a running job takes a cancel");
+    /// assert_eq!(job.status, JobStatus::Running);
+    /// let job = job.apply(JobEvent::Checkpoint { completed: 500, failed: 0 }).expect("second chunk");
+    /// assert_eq!((job.status, job.completed_count, job.failed_count), (JobStatus::Cancelled, 1_499, 1));
+    /// // Nothing leaves a finished job; a checkpoint may not count more than the job has.
+    /// assert_eq!(job.apply(JobEvent::CancelRequested), Err(TransitionError::AlreadyFinished(JobStatus::Cancelled)));
+    /// let running = JobState::new(5, false).apply(JobEvent::Claimed).expect("runs");
+    /// assert_eq!(
+    ///     running.apply(JobEvent::Checkpoint { completed: 6, failed: 0 }),
+    ///     Err(TransitionError::CountsExceedTotal { would_be: 6, total: 5 })
+    /// );
+    /// ```
     pub fn apply(self, event: JobEvent) -> Result<JobState, TransitionError> {
         use JobStatus::*;
         if self.status.is_terminal() {

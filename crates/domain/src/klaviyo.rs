@@ -6,8 +6,11 @@
 //! through another dialect can then still be named here), and only its emptiness is refused.
 
 use crate::ids::{self, BatchProblem, Dialect, IdProblem, RawId};
-use std::fmt;
-use std::str::FromStr;
+use alloc::borrow::ToOwned;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::str::FromStr;
 
 /// What separates the parts of a compound id.
 pub const SEPARATOR: &str = ":::";
@@ -60,6 +63,12 @@ pub enum CompoundIdError {
 
 impl CompoundIdError {
     /// The `detail` of the JSON:API error.
+    ///
+    /// ```
+    /// use catalog_domain::CompoundId;
+    /// let error = CompoundId::parse("$custom:::other:::A").expect_err("an unsupported catalog");
+    /// assert_eq!(error.detail(), "Unsupported catalog `other`; only `$default` is supported.");
+    /// ```
     pub fn detail(&self) -> String {
         self.to_string()
     }
@@ -67,6 +76,12 @@ impl CompoundIdError {
 
 impl CompoundId {
     /// The compound id of `external_id` in the `$custom` integration's `$default` catalog.
+    ///
+    /// ```
+    /// use catalog_domain::CompoundId;
+    /// let id = CompoundId::custom_default("SKU-1");
+    /// assert_eq!((id.integration.as_str(), id.catalog.as_str()), ("$custom", "$default"));
+    /// ```
     pub fn custom_default(external_id: impl Into<String>) -> Self {
         CompoundId {
             integration: CUSTOM_INTEGRATION.to_owned(),
@@ -76,6 +91,17 @@ impl CompoundId {
     }
 
     /// Parse `{integration}:::{catalog}:::{external id}`, accepting only `$custom` and `$default`.
+    ///
+    /// ```
+    /// use catalog_domain::{CompoundId, CompoundIdError};
+    /// assert_eq!(CompoundId::parse("$custom:::$default:::SKU-1"), Ok(CompoundId::custom_default("SKU-1")));
+    /// // The external id is what follows the second separator, so it may hold more of them.
+    /// assert_eq!(CompoundId::parse("$custom:::$default:::a:::b").map(|id| id.external_id), Ok("a:::b".to_owned()));
+    /// assert_eq!(
+    ///     CompoundId::parse("SKU-1"),
+    ///     Err(CompoundIdError::WrongNumberOfParts { id: "SKU-1".to_owned(), parts: 1 })
+    /// );
+    /// ```
     pub fn parse(id: &str) -> Result<CompoundId, CompoundIdError> {
         let mut parts = id.splitn(3, SEPARATOR);
         let (Some(integration), Some(catalog), Some(external_id)) = (parts.next(), parts.next(), parts.next()) else {
@@ -98,12 +124,22 @@ impl CompoundId {
     }
 
     /// The compound id as Klaviyo writes it.
+    ///
+    /// ```
+    /// use catalog_domain::CompoundId;
+    /// assert_eq!(CompoundId::custom_default("SKU-1").render(), "$custom:::$default:::SKU-1");
+    /// ```
     pub fn render(&self) -> String {
         self.to_string()
     }
 }
 
 /// Parse a compound id; the same as [`CompoundId::parse`].
+///
+/// ```
+/// use catalog_domain::{klaviyo, CompoundId};
+/// assert_eq!(klaviyo::parse("$custom:::$default:::A"), Ok(CompoundId::custom_default("A")));
+/// ```
 pub fn parse(id: &str) -> Result<CompoundId, CompoundIdError> {
     CompoundId::parse(id)
 }
@@ -135,6 +171,13 @@ pub enum KlaviyoIdProblem {
 
 impl KlaviyoIdProblem {
     /// The `detail` of the JSON:API error.
+    ///
+    /// ```
+    /// use catalog_domain::klaviyo::validate_compound_ids;
+    /// let verdicts = validate_compound_ids(vec!["$custom:::$default:::".into()]).expect("one id is within the limits");
+    /// let problem = verdicts[0].as_ref().expect_err("an empty external id");
+    /// assert_eq!(problem.detail(), "The id `$custom:::$default:::` has an empty external id.");
+    /// ```
     pub fn detail(&self) -> String {
         self.to_string()
     }
@@ -146,6 +189,20 @@ pub type KlaviyoIdVerdict = Result<String, KlaviyoIdProblem>;
 /// Validate the compound ids of a Klaviyo request in one go: one verdict per input, in request
 /// order, each carrying the external id to use. Parsing comes first, then the rules of
 /// [`Dialect::Klaviyo`] (see [`ids::validate_ids`]) apply to the external ids.
+///
+/// ```
+/// use catalog_domain::klaviyo::{validate_compound_ids, KlaviyoIdProblem};
+/// use catalog_domain::IdProblem;
+/// let verdicts = validate_compound_ids(vec![
+///     "$custom:::$default:::SKU-1".into(),
+///     "SKU-2".into(),                      // not a compound id
+///     "$custom:::$default:::SKU-1".into(), // the same external id again
+/// ])
+/// .expect("within Klaviyo's 100 resources");
+/// assert_eq!(verdicts[0], Ok("SKU-1".to_owned()));
+/// assert!(matches!(verdicts[1], Err(KlaviyoIdProblem::Compound(_))));
+/// assert_eq!(verdicts[2], Err(KlaviyoIdProblem::Id(IdProblem::Duplicate { first_index: 0 })));
+/// ```
 pub fn validate_compound_ids(ids: Vec<RawId>) -> Result<Vec<KlaviyoIdVerdict>, BatchProblem> {
     ids::check_batch_len(Dialect::Klaviyo, ids.len())?;
     let mut parse_errors: Vec<Option<CompoundIdError>> = Vec::with_capacity(ids.len());

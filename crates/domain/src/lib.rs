@@ -1,16 +1,10 @@
-//! catalog-domain: catalogd's rules, with no I/O.
-//!
-//! Everything the service decides about its input lives here once, as data and pure functions:
-//! item id rules of every dialect and their limits, what every backend can store (`storable`),
-//! Klaviyo's compound ids, the catalog name rule,
-//! the job lifecycle and each dialect's status words, the order in which a catalog's jobs take
-//! effect (`order`), which project and catalog a worker serves next (`turns`), which of a catalog's
-//! due jobs are applied together (`autobatch`), the rules of applying a job's inputs (`apply`), and
-//! the table of error codes. The store, the
-//! HTTP layer and the client all call into this crate, so a rule changes in one place.
-//!
-//! This crate depends on no I/O crate (no tokio, sqlx, axum, hyper, reqwest); `cargo xtask ci`
-//! checks that.
+#![doc = include_str!("../README.md")]
+// Unit tests run with std's prelude; the library itself never sees it.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 pub mod apply;
 pub mod autobatch;

@@ -21,6 +21,7 @@
 //!   start, not even the same job again.
 
 use crate::job::JobStatus;
+use alloc::vec::Vec;
 
 /// When a job becomes due: when it was accepted, or its `start_at` if that is later.
 ///
@@ -58,6 +59,13 @@ pub struct PendingJob {
 
 impl PendingJob {
     /// The position of the job in its catalog's order: earlier due first, then lower id.
+    ///
+    /// ```
+    /// use catalog_domain::order::PendingJob;
+    /// use catalog_domain::JobStatus;
+    /// let job = PendingJob { id: 7, catalog: 1, status: JobStatus::Queued, due_at: 500, started: false, lease_expires_at: None };
+    /// assert_eq!(job.order_key(), (500, 7));
+    /// ```
     pub const fn order_key(&self) -> (i64, i64) {
         (self.due_at, self.id)
     }
@@ -96,6 +104,17 @@ impl PendingJob {
 ///   when it is queued (released) or its lease has ended, and otherwise nothing may start.
 /// - Else the earliest due job by [`PendingJob::order_key`] may start. A scheduled job whose time
 ///   has not come does not hold back later jobs that are due.
+///
+/// ```
+/// use catalog_domain::order::{next_of_catalog, PendingJob};
+/// use catalog_domain::JobStatus;
+/// let job = |id, status, due_at| PendingJob { id, catalog: 1, status, due_at, started: false, lease_expires_at: None };
+/// let jobs = [job(1, JobStatus::Scheduled, 50), job(2, JobStatus::Queued, 60)];
+/// // Once its start time has come, a scheduled job takes its place in the order...
+/// assert_eq!(next_of_catalog(&jobs, 70).map(|j| j.id), Some(1));
+/// // ...and before that it holds back nothing.
+/// assert_eq!(next_of_catalog(&jobs, 40).map(|j| j.id), Some(2));
+/// ```
 pub fn next_of_catalog<'a>(catalog_jobs: impl IntoIterator<Item = &'a PendingJob>, now: i64) -> Option<&'a PendingJob> {
     let mut holder: Option<&PendingJob> = None;
     let mut head: Option<&PendingJob> = None;

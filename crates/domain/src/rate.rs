@@ -16,16 +16,31 @@ pub struct Quota {
 
 impl Quota {
     /// A quota of `limit` requests per `period_ms` milliseconds.
+    ///
+    /// ```
+    /// use catalog_domain::rate::Quota;
+    /// assert_eq!(Quota::new(100, 60_000), Quota::per_minute(100));
+    /// ```
     pub const fn new(limit: u32, period_ms: i64) -> Self {
         Quota { limit, period_ms }
     }
 
     /// `limit` requests per second.
+    ///
+    /// ```
+    /// use catalog_domain::rate::Quota;
+    /// assert_eq!(Quota::per_second(5).period_ms, 1_000);
+    /// ```
     pub const fn per_second(limit: u32) -> Self {
         Quota::new(limit, 1_000)
     }
 
     /// `limit` requests per minute.
+    ///
+    /// ```
+    /// use catalog_domain::rate::Quota;
+    /// assert_eq!(Quota::per_minute(5).period_ms, 60_000);
+    /// ```
     pub const fn per_minute(limit: u32) -> Self {
         Quota::new(limit, 60_000)
     }
@@ -56,6 +71,17 @@ pub struct RateDecision {
 }
 
 /// Asks `quota` for one request at `now_ms`, given the stored TAT (`None` for a fresh key).
+///
+/// ```
+/// use catalog_domain::rate::{check, Quota};
+/// let quota = Quota::per_second(2);
+/// let first = check(quota, None, 0);
+/// let second = check(quota, Some(first.tat_ms), 0);
+/// let third = check(quota, Some(second.tat_ms), 0);
+/// assert!(first.allowed && second.allowed);
+/// assert!(!third.allowed); // a burst of two, then wait
+/// assert_eq!((third.remaining, third.retry_after_secs), (0, 1));
+/// ```
 pub fn check(quota: Quota, stored_tat_ms: Option<f64>, now_ms: i64) -> RateDecision {
     let now = now_ms as f64;
     let interval = quota.emission_interval_ms();
@@ -66,9 +92,10 @@ pub fn check(quota: Quota, stored_tat_ms: Option<f64>, now_ms: i64) -> RateDecis
     // The small epsilon absorbs float rounding when limit does not divide the period evenly.
     let allowed = new_tat - now <= period + 1e-6;
     let effective_tat = if allowed { new_tat } else { tat };
-    let remaining = ((period - (effective_tat - now)) / interval + 1e-6).floor().max(0.0) as u32;
-    let reset_secs = ((effective_tat - now) / 1_000.0).ceil().max(0.0) as u64;
-    let retry_after_secs = if allowed { 0 } else { ((new_tat - now - period) / 1_000.0).ceil().max(1.0) as u64 };
+    // libm's `floor` and `ceil`, as core's `f64` has none (no_std); they are exact, like std's.
+    let remaining = libm::floor((period - (effective_tat - now)) / interval + 1e-6).max(0.0) as u32;
+    let reset_secs = libm::ceil((effective_tat - now) / 1_000.0).max(0.0) as u64;
+    let retry_after_secs = if allowed { 0 } else { libm::ceil((new_tat - now - period) / 1_000.0).max(1.0) as u64 };
     RateDecision { allowed, tat_ms: effective_tat, limit: quota.limit, remaining, reset_secs, retry_after_secs }
 }
 

@@ -25,6 +25,9 @@
 //! [`check_item_bytes`]. Each dialect renders an [`Unstorable`] with the methods below.
 
 use crate::ErrorCode;
+use alloc::borrow::ToOwned;
+use alloc::format;
+use alloc::string::String;
 
 /// Longest id every backend can index, in bytes of UTF-8, in every dialect.
 pub const MAX_ID_BYTES: usize = 1_024;
@@ -33,6 +36,11 @@ pub const MAX_ID_BYTES: usize = 1_024;
 pub const MAX_ITEM_BYTES: usize = 256 * 1024;
 
 /// True when `text` holds a NUL character, which PostgreSQL cannot store in `text`.
+///
+/// ```
+/// use catalog_domain::storable::has_nul;
+/// assert!(has_nul("a\0b") && !has_nul("ab"));
+/// ```
 pub fn has_nul(text: &str) -> bool {
     text.contains('\0')
 }
@@ -64,6 +72,13 @@ pub enum Unstorable {
 }
 
 /// Refuses fields of `bytes` bytes (their compact JSON) when over [`MAX_ITEM_BYTES`].
+///
+/// ```
+/// use catalog_domain::storable::check_item_bytes;
+/// use catalog_domain::{Unstorable, MAX_ITEM_BYTES};
+/// assert_eq!(check_item_bytes(MAX_ITEM_BYTES), Ok(()));
+/// assert_eq!(check_item_bytes(MAX_ITEM_BYTES + 1), Err(Unstorable::TooLarge { max: MAX_ITEM_BYTES, bytes: MAX_ITEM_BYTES + 1 }));
+/// ```
 pub fn check_item_bytes(bytes: usize) -> Result<(), Unstorable> {
     if bytes > MAX_ITEM_BYTES {
         Err(Unstorable::TooLarge { max: MAX_ITEM_BYTES, bytes })
@@ -73,6 +88,13 @@ pub fn check_item_bytes(bytes: usize) -> Result<(), Unstorable> {
 }
 
 /// Refuses a member of an input (`name`, `external_id`) that holds a NUL.
+///
+/// ```
+/// use catalog_domain::storable::check_member;
+/// use catalog_domain::Unstorable;
+/// assert_eq!(check_member("name", "Shoes"), Ok(()));
+/// assert_eq!(check_member("name", "Sh\0es"), Err(Unstorable::NulIn { member: "name" }));
+/// ```
 pub fn check_member(member: &'static str, text: &str) -> Result<(), Unstorable> {
     if has_nul(text) {
         Err(Unstorable::NulIn { member })
@@ -91,12 +113,24 @@ pub struct UnstorableText {
 
 impl UnstorableText {
     /// The error code of the refused request.
+    ///
+    /// ```
+    /// use catalog_domain::storable::UnstorableText;
+    /// use catalog_domain::ErrorCode;
+    /// assert_eq!(UnstorableText { field: "description" }.code(), ErrorCode::InvalidRequest);
+    /// ```
     pub const fn code(&self) -> ErrorCode {
         ErrorCode::InvalidRequest
     }
 }
 
 /// Refuses a request's own text (`description`, `reference_id`) that holds a NUL.
+///
+/// ```
+/// use catalog_domain::storable::{check_text, UnstorableText};
+/// assert_eq!(check_text("reference_id", "ok"), Ok(()));
+/// assert_eq!(check_text("reference_id", "\0"), Err(UnstorableText { field: "reference_id" }));
+/// ```
 pub fn check_text(field: &'static str, text: &str) -> Result<(), UnstorableText> {
     if has_nul(text) {
         Err(UnstorableText { field })
@@ -107,6 +141,14 @@ pub fn check_text(field: &'static str, text: &str) -> Result<(), UnstorableText>
 
 /// Appends one reference token to a JSON pointer (RFC 6901: `~` is `~0`, `/` is `~1`). A NUL is
 /// written `\u0000`, so a pointer never carries the character it reports.
+///
+/// ```
+/// use catalog_domain::storable::push_pointer_token;
+/// let mut pointer = String::new();
+/// push_pointer_token(&mut pointer, "sizes/eu");
+/// push_pointer_token(&mut pointer, "0");
+/// assert_eq!(pointer, "/sizes~1eu/0");
+/// ```
 pub fn push_pointer_token(pointer: &mut String, token: &str) {
     pointer.push('/');
     for ch in token.chars() {
@@ -121,11 +163,21 @@ pub fn push_pointer_token(pointer: &mut String, token: &str) {
 
 impl Unstorable {
     /// The error code of the refused input.
+    ///
+    /// ```
+    /// use catalog_domain::{ErrorCode, Unstorable};
+    /// assert_eq!(Unstorable::NulIn { member: "name" }.code(), ErrorCode::InvalidItem);
+    /// ```
     pub const fn code(&self) -> ErrorCode {
         ErrorCode::InvalidItem
     }
 
     /// A stable snake_case reason for the native API's per-item result.
+    ///
+    /// ```
+    /// use catalog_domain::Unstorable;
+    /// assert_eq!(Unstorable::TooLarge { max: 262_144, bytes: 300_000 }.reason(), "item_too_large");
+    /// ```
     pub const fn reason(&self) -> &'static str {
         match self {
             Unstorable::NulInFields { .. } | Unstorable::NulIn { .. } => "nul_character",
@@ -135,6 +187,11 @@ impl Unstorable {
 
     /// Braze's error id: Braze documents none for a NUL, and `invalid-fields` is its error for a
     /// field it cannot take; a size problem is its `items-too-large`.
+    ///
+    /// ```
+    /// use catalog_domain::Unstorable;
+    /// assert_eq!(Unstorable::NulIn { member: "name" }.braze_error_id(), "invalid-fields");
+    /// ```
     pub const fn braze_error_id(&self) -> &'static str {
         match self {
             Unstorable::NulInFields { .. } | Unstorable::NulIn { .. } => "invalid-fields",
@@ -143,6 +200,12 @@ impl Unstorable {
     }
 
     /// The message of the Braze error entry.
+    ///
+    /// ```
+    /// use catalog_domain::Unstorable;
+    /// let problem = Unstorable::TooLarge { max: 262_144, bytes: 300_000 };
+    /// assert_eq!(problem.braze_message(), "Items can't be more than 262144 bytes as JSON");
+    /// ```
     pub fn braze_message(&self) -> String {
         match self {
             Unstorable::NulInFields { .. } | Unstorable::NulIn { .. } => {
@@ -153,6 +216,12 @@ impl Unstorable {
     }
 
     /// The text under `_global` in a Bloomreach per-item failure.
+    ///
+    /// ```
+    /// use catalog_domain::Unstorable;
+    /// let problem = Unstorable::NulInFields { pointer: "/colors/0".to_owned() };
+    /// assert!(problem.bloomreach_message().ends_with("found at /colors/0"));
+    /// ```
     pub fn bloomreach_message(&self) -> String {
         match self {
             Unstorable::NulInFields { pointer } => {
@@ -170,6 +239,12 @@ impl Unstorable {
     }
 
     /// The `detail` of Klaviyo's JSON:API error.
+    ///
+    /// ```
+    /// use catalog_domain::Unstorable;
+    /// let problem = Unstorable::NulIn { member: "name" };
+    /// assert_eq!(problem.klaviyo_detail(), "'name' contains the NUL character (U+0000), which is not allowed.");
+    /// ```
     pub fn klaviyo_detail(&self) -> String {
         match self {
             Unstorable::NulInFields { pointer } => {

@@ -1,7 +1,9 @@
 //! RFC 3339 timestamps to and from epoch milliseconds, the one time representation catalogd
 //! stores. Hand-written (days-from-civil arithmetic) so the domain crate needs no date library.
 
-use std::fmt::Write as _;
+use alloc::borrow::ToOwned;
+use alloc::string::String;
+use core::fmt::Write as _;
 
 /// A timestamp that is not RFC 3339 (`2026-01-31T12:00:00Z`, optional fraction, `Z` or `±hh:mm`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +38,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// Formats epoch milliseconds as RFC 3339 in UTC with millisecond precision:
 /// `2026-01-31T12:00:00.000Z`.
+///
+/// ```
+/// use catalog_domain::time::format_rfc3339;
+/// assert_eq!(format_rfc3339(1_769_860_800_000), "2026-01-31T12:00:00.000Z");
+/// ```
 pub fn format_rfc3339(ms: i64) -> String {
     let (days, ms_of_day) = (ms.div_euclid(MS_PER_DAY), ms.rem_euclid(MS_PER_DAY));
     let (year, month, day) = civil_from_days(days);
@@ -52,6 +59,11 @@ pub fn format_rfc3339(ms: i64) -> String {
 }
 
 /// Formats epoch milliseconds as Klaviyo does: RFC 3339 with a `+00:00` offset.
+///
+/// ```
+/// use catalog_domain::time::format_rfc3339_offset;
+/// assert_eq!(format_rfc3339_offset(1_769_860_800_000), "2026-01-31T12:00:00.000+00:00");
+/// ```
 pub fn format_rfc3339_offset(ms: i64) -> String {
     let mut text = format_rfc3339(ms);
     text.pop();
@@ -60,6 +72,13 @@ pub fn format_rfc3339_offset(ms: i64) -> String {
 }
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds (sub-millisecond digits are truncated).
+///
+/// ```
+/// use catalog_domain::time::parse_rfc3339;
+/// assert_eq!(parse_rfc3339("2026-01-31T12:00:00Z"), Ok(1_769_860_800_000));
+/// assert_eq!(parse_rfc3339("2026-01-31T13:00:00.5+01:00"), Ok(1_769_860_800_500));
+/// assert!(parse_rfc3339("2026-02-30T00:00:00Z").is_err());
+/// ```
 pub fn parse_rfc3339(text: &str) -> Result<i64, BadTimestamp> {
     parse(text.as_bytes()).ok_or_else(|| BadTimestamp(text.to_owned()))
 }

@@ -24,6 +24,7 @@
 //! in many catalogs cannot take every worker, so another project's job finds one free.
 
 use crate::order::PendingJob;
+use alloc::collections::BTreeMap;
 
 /// A job the order rule lets start ([`crate::order::startable`]), with the turns the choice between
 /// projects and catalogs needs.
@@ -45,12 +46,28 @@ pub struct Candidate {
 
 impl Candidate {
     /// A startable job of `project` and the turns its project and catalog were last served at.
+    ///
+    /// ```
+    /// use catalog_domain::order::PendingJob;
+    /// use catalog_domain::turns::Candidate;
+    /// use catalog_domain::JobStatus;
+    /// let job = PendingJob { id: 7, catalog: 3, status: JobStatus::Queued, due_at: 500, started: false, lease_expires_at: None };
+    /// let candidate = Candidate::new(&job, 1, 4, 2);
+    /// assert_eq!((candidate.project, candidate.catalog, candidate.project_turn), (1, 3, 4));
+    /// ```
     pub const fn new(job: &PendingJob, project: i64, project_turn: u64, catalog_turn: u64) -> Candidate {
         Candidate { id: job.id, project, catalog: job.catalog, due_at: job.due_at, project_turn, catalog_turn }
     }
 
     /// The candidate's place in the turn order: least recently served project, then catalog, then
     /// oldest due, then lowest id. The claim's SQL orders by the same four values.
+    ///
+    /// ```
+    /// use catalog_domain::turns::Candidate;
+    /// let served_long_ago = Candidate { id: 9, project: 2, catalog: 20, due_at: 900, project_turn: 1, catalog_turn: 1 };
+    /// let older_but_just_served = Candidate { id: 1, project: 1, catalog: 10, due_at: 100, project_turn: 5, catalog_turn: 5 };
+    /// assert!(served_long_ago.turn_key() < older_but_just_served.turn_key());
+    /// ```
     pub const fn turn_key(&self) -> (u64, u64, i64, i64) {
         (self.project_turn, self.catalog_turn, self.due_at, self.id)
     }
@@ -95,32 +112,69 @@ pub fn next_in_turn(candidates: &[Candidate], running: impl Fn(i64) -> u64, cap:
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Turns {
     last: u64,
-    projects: std::collections::BTreeMap<i64, u64>,
-    catalogs: std::collections::BTreeMap<i64, u64>,
+    projects: BTreeMap<i64, u64>,
+    catalogs: BTreeMap<i64, u64>,
 }
 
 impl Turns {
     /// No project or catalog served yet.
+    ///
+    /// ```
+    /// use catalog_domain::turns::Turns;
+    /// assert_eq!(Turns::new().of_project(1), 0);
+    /// ```
     pub fn new() -> Turns {
         Turns::default()
     }
 
     /// The turn `project` was last served at; 0 if never.
+    ///
+    /// ```
+    /// use catalog_domain::turns::Turns;
+    /// let mut turns = Turns::new();
+    /// turns.serve(1, 10);
+    /// assert_eq!((turns.of_project(1), turns.of_project(2)), (1, 0));
+    /// ```
     pub fn of_project(&self, project: i64) -> u64 {
         self.projects.get(&project).copied().unwrap_or(0)
     }
 
     /// The turn `catalog` was last served at; 0 if never.
+    ///
+    /// ```
+    /// use catalog_domain::turns::Turns;
+    /// let mut turns = Turns::new();
+    /// turns.serve(1, 10);
+    /// assert_eq!((turns.of_catalog(10), turns.of_catalog(11)), (1, 0));
+    /// ```
     pub fn of_catalog(&self, catalog: i64) -> u64 {
         self.catalogs.get(&catalog).copied().unwrap_or(0)
     }
 
     /// `job` of `project` as a candidate, with the turns recorded so far.
+    ///
+    /// ```
+    /// use catalog_domain::order::PendingJob;
+    /// use catalog_domain::turns::Turns;
+    /// use catalog_domain::JobStatus;
+    /// let mut turns = Turns::new();
+    /// turns.serve(1, 10);
+    /// let job = PendingJob { id: 7, catalog: 10, status: JobStatus::Queued, due_at: 0, started: false, lease_expires_at: None };
+    /// assert_eq!(turns.candidate(&job, 1).turn_key(), (1, 1, 0, 7));
+    /// ```
     pub fn candidate(&self, job: &PendingJob, project: i64) -> Candidate {
         Candidate::new(job, project, self.of_project(project), self.of_catalog(job.catalog))
     }
 
     /// Records a claim of a job of `project` in `catalog`: the next turn is theirs.
+    ///
+    /// ```
+    /// use catalog_domain::turns::Turns;
+    /// let mut turns = Turns::new();
+    /// assert_eq!(turns.serve(1, 10), 1);
+    /// assert_eq!(turns.serve(2, 20), 2);
+    /// assert_eq!(turns.of_project(2), 2);
+    /// ```
     pub fn serve(&mut self, project: i64, catalog: i64) -> u64 {
         self.last += 1;
         self.projects.insert(project, self.last);

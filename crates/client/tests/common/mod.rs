@@ -1,6 +1,7 @@
 //! A real catalogd for the integration tests: the built `catalogd` binary, started as a
-//! subprocess on a free loopback port with a SQLite file in a temporary directory, and a project
-//! and key made with its admin CLI. Going through the binary keeps catalog-client free of any
+//! subprocess on a free loopback port with a SQLite file in a temporary directory (or, with
+//! [`Server::start_on`], a fresh PostgreSQL database on the server at `CATALOGD_TEST_PG`), and a
+//! project and key made with its admin CLI. Going through the binary keeps catalog-client free of any
 //! dependency on the server crates, even for tests.
 //!
 //! The binary is `$CATALOGD_BIN`, else `catalogd` in `$CARGO_TARGET_DIR/debug` or the workspace's
@@ -67,12 +68,63 @@ impl Drop for TempDir {
     }
 }
 
-/// A running catalogd, killed on drop.
+/// Where a test server keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh database on the PostgreSQL server at `CATALOGD_TEST_PG` (default
+/// `postgres://postgres@127.0.0.1:5432/test`), made and dropped with `psql`, dropped on drop.
+pub struct PgDatabase {
+    server_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// A new database, or `None` (with a message) when the server cannot be reached and `CI` is
+    /// not set; with `CI` set that fails the test instead.
+    pub fn create(label: &str) -> Option<PgDatabase> {
+        let test_pg =
+            std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let unique =
+            catalog_client::new_idempotency_key().to_lowercase().replace(|c: char| !c.is_ascii_alphanumeric(), "");
+        let name = format!("catalog_client_{label}_{}_{unique}", std::process::id()).replace('-', "_");
+        let output = psql(&test_pg, &format!("CREATE DATABASE {name}"));
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(std::env::var_os("CI").is_none(), "PostgreSQL at {test_pg} is needed with CI set: {stderr}");
+            eprintln!("SKIPPED: PostgreSQL at {test_pg} is unreachable ({stderr}); set CATALOGD_TEST_PG");
+            return None;
+        }
+        Some(PgDatabase { server_url: test_pg, name })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> String {
+        let server = self.server_url.rsplit_once('/').map_or(self.server_url.as_str(), |(server, _)| server);
+        format!("{server}/{}", self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(&self.server_url, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(url: &str, command: &str) -> Output {
+    Command::new("psql").args(["--quiet", "--no-psqlrc", url, "-c", command]).output().expect("psql runs")
+}
+
+/// A running catalogd, killed on drop (before its database, if any, is dropped).
 pub struct Server {
     pub url: String,
     pub token: String,
     child: Child,
     pub dir: TempDir,
+    database: Option<PgDatabase>,
 }
 
 impl Drop for Server {
@@ -102,9 +154,25 @@ fn admin(bin: &Path, database_url: &str, args: &[&str]) -> Output {
 impl Server {
     /// Starts catalogd with extra `serve` arguments (e.g. rate limits) and waits for /healthz.
     pub fn start(label: &str, serve_args: &[&str]) -> Server {
-        let bin = catalogd_bin();
         let dir = TempDir::new(label);
         let database_url = format!("sqlite://{}", dir.0.join("catalogd.db").display());
+        Server::start_with(dir, database_url, None, serve_args)
+    }
+
+    /// Starts catalogd on `backend`; `None` when PostgreSQL is unreachable and `CI` is not set.
+    pub fn start_on(backend: Backend, label: &str, serve_args: &[&str]) -> Option<Server> {
+        match backend {
+            Backend::Sqlite => Some(Server::start(label, serve_args)),
+            Backend::Postgres => {
+                let database = PgDatabase::create(label)?;
+                let url = database.url();
+                Some(Server::start_with(TempDir::new(label), url, Some(database), serve_args))
+            }
+        }
+    }
+
+    fn start_with(dir: TempDir, database_url: String, database: Option<PgDatabase>, serve_args: &[&str]) -> Server {
+        let bin = catalogd_bin();
         admin(&bin, &database_url, &["project", "create", "test"]);
         let output = admin(
             &bin,
@@ -123,7 +191,7 @@ impl Server {
             .stderr(log)
             .spawn()
             .expect("catalogd starts");
-        let server = Server { url: format!("http://127.0.0.1:{port}"), token, child, dir };
+        let server = Server { url: format!("http://127.0.0.1:{port}"), token, child, dir, database };
         server.wait_healthy();
         server
     }
