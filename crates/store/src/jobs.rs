@@ -7,6 +7,7 @@ use crate::model::{CatalogId, Job, JobErrorRecord, JobFilter, JobId, JobPaging, 
 use crate::store::Store;
 use crate::util::{clamp_limit, decode_int_cursor, encode_int_cursor};
 use catalog_domain::{JobEvent, JobKind, JobState, JobStatus, TransitionError};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The columns [`job_from_row`] reads. The payload is left out: listings never need it.
@@ -331,8 +332,9 @@ impl Store {
         Ok(job)
     }
 
-    /// Waits until the job is terminal or `timeout` passes, then returns it as it is. Woken at
-    /// once by a finish in this process; re-reads every `wait_poll_interval` for other nodes.
+    /// Waits until the job is terminal, `timeout` passes or the process shuts down
+    /// ([`Store::end_waits`]), then returns it as it is. Woken at once by a finish in this process;
+    /// re-reads every `wait_poll_interval` for other nodes.
     pub async fn wait_for_job(&self, project: ProjectId, id: JobId, timeout: Duration) -> Result<Job, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -343,9 +345,11 @@ impl Store {
             notified.as_mut().enable();
             let job = self.get_job(project, id).await?;
             let now = tokio::time::Instant::now();
-            if job.status.is_terminal() || now >= deadline {
+            if job.status.is_terminal() || now >= deadline || self.inner.waits_ended.load(Ordering::SeqCst) {
                 return Ok(job);
             }
+            // The shutdown test waits for this line before it sends its signal.
+            tracing::debug!(job = id.0, "long poll waiting for the job to finish");
             let nap = (deadline - now).min(self.config().wait_poll_interval);
             let _ = tokio::time::timeout(nap, notified).await;
         }
