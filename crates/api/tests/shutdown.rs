@@ -64,6 +64,7 @@ fn start(dir: &Path, database_url: &str, port: u16) -> Server {
     command
         .args(serve_args(database_url, port))
         .args(["--runner-workers", "0"])
+        // The default level, plus the long poll's debug line the test waits for.
         .env("RUST_LOG", "info,catalog_store::jobs=debug");
     launch(command, dir, port)
 }
@@ -96,6 +97,11 @@ async fn sigterm_answers_long_polls_and_exits_zero() {
     let log = log(&dir, port);
     let said = |line: &str| log.find(line).unwrap_or_else(|| panic!("no {line:?} in the log:\n{log}"));
     assert!(said("shutting down") < said("catalogd stopped"), "{log}");
+    // The access log: one line per request at the default level, the poll's among them.
+    let poll_line = log.lines().find(|line| line.contains("route=/v1/jobs/{id} ")).expect("the poll's access line");
+    for part in [" INFO ", "method=GET", "status=200", "latency_ms=", r#"project="acme""#] {
+        assert!(poll_line.contains(part), "{part} in {poll_line}");
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
