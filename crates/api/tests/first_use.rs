@@ -105,3 +105,25 @@ fn flags_over_environment_over_file_over_defaults() {
     assert!(text(&typo.stderr).contains("unknown key `listne`"), "{}", text(&typo.stderr));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// docs/config.example.toml, every setting in it uncommented, is read and its values accepted:
+/// `serve` gets past the parsing and fails only at the database it is pointed at.
+#[test]
+fn the_configuration_example_is_accepted_whole() {
+    let dir = temp_dir("first_use_example");
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/config.example.toml")).unwrap();
+    let every_setting: String = example
+        .lines()
+        .map(|line| line.strip_prefix("# ").filter(|rest| rest.contains(" = ")).unwrap_or(line))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(every_setting.contains("\nmax_connections = 4096"), "{every_setting}");
+    std::fs::write(dir.join("all.toml"), every_setting).unwrap();
+    let missing = dir.join("no-such-dir").join("catalogd.db");
+    let url = format!("sqlite://{}", missing.display());
+    let serve = catalogd(&dir, &["--config", "all.toml", "serve", "--database-url", &url], &[]);
+    assert_eq!(serve.status.code(), Some(1), "not a usage error (2): {}", text(&serve.stderr));
+    assert!(text(&serve.stderr).contains("cannot open"), "{}", text(&serve.stderr));
+    let _ = std::fs::remove_dir_all(dir);
+}
