@@ -317,11 +317,14 @@ async fn first_use_errors_and_empty_listings_say_what_to_do() {
     assert_eq!(String::from_utf8_lossy(&items.stdout), "no items\n");
 }
 
-/// `catalogctl completions SHELL` prints a script for that shell, with no server or token.
+/// `catalogctl completions SHELL` prints a script for that shell, with no server or token; `--help`
+/// speaks to a user.
 #[test]
-fn completions_are_printed_without_settings() {
+fn completions_and_help_need_no_settings() {
     let dir = common::TempDir::new("completions");
     let bash = catalogctl_alone(&dir, &["completions", "bash"], &[]);
     assert!(bash.status.success(), "{}", String::from_utf8_lossy(&bash.stderr));
     assert!(String::from_utf8_lossy(&bash.stdout).contains("_catalogctl()"));
+    let help = catalogctl_alone(&dir, &["--help"], &[]);
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("catalogctl manages a catalogd server"));
 }

@@ -22,9 +22,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// catalogctl: manage catalogd catalogs, bulk item changes and jobs.
+/// catalogctl manages a catalogd server's catalogs, bulk item changes and jobs: it checks ids
+/// before sending, splits any number of them into requests, retries rate-limited ones and shows
+/// progress.
+///
+/// Set the server and the key first: `export CATALOGD_URL=http://127.0.0.1:8080
+/// CATALOGD_TOKEN=...` (the token is the last line of `catalogd admin key create --project NAME`).
 #[derive(Debug, Parser)]
-#[command(name = "catalogctl", version, about)]
+#[command(name = "catalogctl", version)]
 struct Cli {
     /// Server base URL (default http://127.0.0.1:8080, or the config file's `url`).
     #[arg(long, env = "CATALOGD_URL", global = true)]
