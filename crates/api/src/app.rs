@@ -166,7 +166,8 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let (status, elapsed) = (response.status().as_u16(), started.elapsed());
     state.metrics.observe_request(&route, status, elapsed);
     let project = project.as_deref().unwrap_or("-");
-    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    // Microsecond precision: more digits are noise in a log line.
+    let latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
     if status >= 500 {
         tracing::warn!(%method, %route, status, latency_ms, project, "request failed");
     } else {
