@@ -233,8 +233,10 @@ fn schemathesis_on(bin: &Path, catalogd: &Path, dir: &Path, database: &str) -> R
         "examples,coverage,fuzzing,stateful",
         "--max-time",
         SCHEMATHESIS_SECONDS,
+        // Above the longest `?wait=` long poll (60 s): a poll on a job scheduled for later holds
+        // its whole wait, and that is the contract, not a hang.
         "--request-timeout",
-        "10",
+        "65",
         // One worker: with several, the stateful phase interleaves differently from run to run.
         "--workers",
         "1",
