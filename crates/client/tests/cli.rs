@@ -315,6 +315,12 @@ async fn first_use_errors_and_empty_listings_say_what_to_do() {
     let items = server.catalogctl(&["items", "list", "--catalog", "empty"]);
     assert!(items.status.success(), "{}", String::from_utf8_lossy(&items.stderr));
     assert_eq!(String::from_utf8_lossy(&items.stdout), "no items\n");
+    let deleted = server.catalogctl(&["catalogs", "delete", "empty", "--wait", "--output", "json"]);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let job = stdout_json(&deleted)["jobs"][0]["id"].as_i64().expect("the delete's job id").to_string();
+    let errors = server.catalogctl(&["jobs", "errors", &job]);
+    assert!(errors.status.success(), "{}", String::from_utf8_lossy(&errors.stderr));
+    assert_eq!(String::from_utf8_lossy(&errors.stdout), "no errors\n");
 }
 
 /// `catalogctl completions SHELL` prints a script for that shell, with no server or token; `--help`

@@ -761,6 +761,8 @@ async fn jobs(client: &Client, ui: &Ui, command: JobsCommand) -> Result<Outcome,
             let page = client.job_errors(id, limit, cursor.as_deref()).await?;
             if ui.json() {
                 ui.print_json(&to_json(&page));
+            } else if page.data.is_empty() {
+                println!("no errors");
             } else {
                 for error in &page.data {
                     println!(
