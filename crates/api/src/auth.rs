@@ -84,7 +84,9 @@ pub async fn authenticate_bearer(state: &AppState, headers: &HeaderMap, cached: 
         })?;
     let principal =
         if cached { state.store.authenticate_cached(token).await? } else { state.store.authenticate(token).await? };
-    principal.ok_or_else(unknown_key)
+    let principal = principal.ok_or_else(unknown_key)?;
+    crate::app::note_project(&principal);
+    Ok(principal)
 }
 
 fn unknown_key() -> ApiError {

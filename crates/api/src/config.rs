@@ -1,16 +1,119 @@
-//! Command line and environment: `catalogd serve` and `catalogd admin ...`.
+//! Command line, environment and configuration file: `catalogd serve`, `catalogd admin ...`.
+//!
+//! A setting comes from, in this order (as Meilisearch does): its flag, its environment variable,
+//! the TOML configuration file (`--config FILE` or `CATALOGD_CONFIG`), the built-in default. The
+//! file's keys are the environment variables' names without `CATALOGD_`, in lower case
+//! (`database_url`, `listen`, `rate_limits`, ...); [`with_config_file`] makes its values clap's
+//! defaults, so clap's own precedence and value checks apply to them. `docs/config.example.toml`
+//! lists every key.
 
 use crate::limits::RateLimitSetting;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
-/// catalogd: a self-hosted catalog service whose bulk changes run as durable jobs.
+/// catalogd keeps product catalogs and applies bulk changes to them (delete, upsert, patch items;
+/// reassign categories) as durable jobs: each request is answered at once and its job runs in the
+/// background, in order per catalog. Besides its native API it speaks the Braze, Bloomreach,
+/// Klaviyo and OpenReplay catalog dialects.
+///
+/// Start: `catalogd admin project create acme`, `catalogd admin key create --project acme`, then
+/// `catalogd serve` (SQLite in ./catalogd.db, http://127.0.0.1:8080).
 #[derive(Debug, Parser)]
-#[command(name = "catalogd", version, about)]
+#[command(name = "catalogd", version)]
 pub struct Cli {
+    /// TOML configuration file; its keys are the environment variables' names without
+    /// `CATALOGD_`, in lower case (docs/config.example.toml). Flags and environment variables
+    /// override it.
+    #[arg(long, env = "CATALOGD_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The subcommands whose settings a configuration file may give.
+const CONFIGURABLE: &[&str] = &["serve", "admin"];
+
+/// The configuration file named by `args` (`--config FILE` or `--config=FILE`), else by
+/// `CATALOGD_CONFIG`: read before clap parses, since its values become clap's defaults.
+pub fn config_file_of(args: &[OsString]) -> Option<PathBuf> {
+    let mut args = args.iter().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--config" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(path) = arg.to_str().and_then(|arg| arg.strip_prefix("--config=")) {
+            return Some(PathBuf::from(path));
+        }
+    }
+    std::env::var_os("CATALOGD_CONFIG").filter(|path| !path.is_empty()).map(PathBuf::from)
+}
+
+/// `command` with the values of the TOML file at `path` as its defaults. An unknown key, or a
+/// value that is not a string, number, boolean or array of them, is an error naming the file.
+pub fn with_config_file(command: clap::Command, path: &Path) -> Result<clap::Command, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut command = command;
+    for (key, value) in table {
+        let values = config_values(&value).ok_or_else(|| {
+            format!("{}: `{key}` must be a string, a number, a boolean or an array of them", path.display())
+        })?;
+        let mut known = false;
+        for name in CONFIGURABLE {
+            let takes_it = command
+                .find_subcommand(name)
+                .is_some_and(|sub| sub.get_arguments().any(|arg| arg.get_id() == key.as_str() && key != "config"));
+            if takes_it {
+                known = true;
+                let values = values.clone();
+                command = command.mut_subcommand(name, |sub| {
+                    sub.mut_arg(key.as_str(), |arg| {
+                        arg.default_values(values.into_iter().map(clap::builder::OsStr::from))
+                    })
+                });
+            }
+        }
+        if !known {
+            return Err(format!(
+                "{}: unknown key `{key}`; the keys are the environment variables' names without `CATALOGD_`, in \
+                 lower case (see docs/config.example.toml)",
+                path.display()
+            ));
+        }
+    }
+    Ok(command)
+}
+
+/// A TOML value as the command-line values it stands for.
+fn config_values(value: &toml::Value) -> Option<Vec<String>> {
+    let scalar = |value: &toml::Value| match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Float(number) => Some(number.to_string()),
+        toml::Value::Boolean(flag) => Some(flag.to_string()),
+        _ => None,
+    };
+    match value {
+        toml::Value::Array(values) => values.iter().map(scalar).collect(),
+        other => scalar(other).map(|value| vec![value]),
+    }
+}
+
+/// The file of a `sqlite:` database URL (`sqlite://catalogd.db`, `sqlite:data/c.db?mode=rwc`);
+/// `None` for PostgreSQL and in-memory databases.
+pub fn sqlite_file(database_url: &str) -> Option<PathBuf> {
+    let rest = database_url.strip_prefix("sqlite://").or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory") {
+        return None;
+    }
+    Some(PathBuf::from(path))
 }
 
 /// The top-level commands.
@@ -20,7 +123,14 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the native API's OpenAPI document (as committed in docs/openapi.json).
     Openapi,
-    /// Manage projects and API keys in the database.
+    /// Print a shell completion script, e.g. `catalogd completions bash >
+    /// ~/.local/share/bash-completion/completions/catalogd`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Manage projects and API keys in the database. Only `project create` creates a SQLite
+    /// database that does not exist yet; the others refuse, naming the file they looked for.
     Admin {
         /// Database to manage.
         #[command(flatten)]

@@ -1,14 +1,31 @@
 //! The `catalogd` binary: `serve` and `admin`.
 
-use catalog_api::config::{AdminCommand, Cli, Command, DatabaseArgs, KeyCommand, ProjectCommand};
+use catalog_api::config::{
+    config_file_of, sqlite_file, with_config_file, AdminCommand, Cli, Command, DatabaseArgs, KeyCommand, ProjectCommand,
+};
 use catalog_api::serve::serve;
 use catalog_domain::time::format_rfc3339;
 use catalog_store::{ApiKeyId, Scope, Store, StoreConfig};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
+use std::time::Duration;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<_> = std::env::args_os().collect();
+    let command = match config_file_of(&args) {
+        Some(path) => match with_config_file(Cli::command(), &path) {
+            Ok(command) => command,
+            Err(message) => {
+                eprintln!("catalogd: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Cli::command(),
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches_from(args)) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -23,9 +40,15 @@ fn main() -> ExitCode {
                 print!("{}", catalog_api::native::openapi_json());
                 Ok(())
             }
+            Command::Completions { shell } => {
+                clap_complete::generate(shell, &mut Cli::command(), "catalogd", &mut std::io::stdout());
+                Ok(())
+            }
             Command::Admin { database, command } => admin(database, command).await,
         }
     });
+    // Whatever a task still holds (a connection being closed) does not hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(500));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -36,6 +59,19 @@ fn main() -> ExitCode {
 }
 
 async fn admin(database: DatabaseArgs, command: AdminCommand) -> Result<(), String> {
+    // Run in the wrong directory, `admin` would otherwise create an empty database there and then
+    // find no project in it. Only creating a project may start a database.
+    if let Some(file) = sqlite_file(&database.database_url).filter(|file| !file.exists()) {
+        let absolute = std::path::absolute(&file).unwrap_or_else(|_| file.clone());
+        if !matches!(command, AdminCommand::Project { command: ProjectCommand::Create { .. } }) {
+            return Err(format!(
+                "no database at {}: run catalogd admin where catalogd serve runs, or name the database with \
+                 --database-url, CATALOGD_DATABASE_URL or --config",
+                absolute.display()
+            ));
+        }
+        eprintln!("catalogd: creating a new database at {}", absolute.display());
+    }
     let store = Store::connect(&database.database_url, StoreConfig::default())
         .await
         .map_err(|e| format!("cannot open {}: {e}", catalog_api::serve::redact(&database.database_url)))?;

@@ -20,7 +20,7 @@ use catalog_domain::{Dialect, ErrorCode, JobKind, JobStatus, RawId};
 use catalog_store::{BulkOutcome, CategoryInput, ItemInput, JobFilter, JobId, JobOptions, JobPaging, ProjectId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -240,6 +240,7 @@ component!(
                 "fields",
                 fields_schema().description(Some("The fields (upsert: all of them; patch: those to change).")),
             )
+            .required("fields")
             .description(Some("An item that is accepted: its id is valid and unique in the request."))
             .into()
     }
@@ -247,13 +248,14 @@ component!(
 
 component!(
     /// One entry of `items`, as the request as a whole needs it: an object, with `fields` an
-    /// object when present. Everything else is checked entry by entry.
+    /// object. Everything else is checked entry by entry.
     ItemEntry, [], {
         ObjectBuilder::new()
             .property("id", ObjectBuilder::new().schema_type(SchemaType::AnyValue).description(Some(
                 "Checked on its own: a missing, non-string or invalid id rejects this entry only (see `results`).",
             )))
-            .property("fields", ObjectBuilder::new().description(Some("The fields.")))
+            .property("fields", ObjectBuilder::new().description(Some("The fields; required (a request with an entry without them is refused whole).")))
+            .required("fields")
             .description(Some(
                 "One entry, checked on its own: an entry that breaks the rules of `ItemInputSchema` is answered \
                  `rejected` in `results` and left out of the job.",
@@ -661,7 +663,18 @@ fn item_inputs(items: Vec<Value>, collection: &str) -> Result<Vec<ItemInput>, Ap
             };
             let id = raw_id(item.get("id"));
             let fields = match item.remove("fields") {
-                None => Map::new(),
+                // A flat item (`{"id": "x", "title": "Boot"}`) would otherwise be stored with no
+                // fields at all, its members silently dropped.
+                None => {
+                    return Err(ApiError::new(
+                        ErrorCode::InvalidJson,
+                        format!(
+                            "{collection}[{index}] has no `fields`: an item's fields go under it, as in \
+                             {{\"id\": \"sku-1\", \"fields\": {{\"title\": \"Boot\"}}}}"
+                        ),
+                    )
+                    .with_details(json!({"pointer": format!("/{collection}/{index}/fields")})))
+                }
                 Some(Value::Object(fields)) => fields,
                 Some(_) => {
                     return Err(ApiError::new(

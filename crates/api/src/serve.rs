@@ -3,9 +3,11 @@
 //! Connections are served by [`crate::listener`], under its timeouts and cap; at start the soft
 //! open-file limit is raised to the hard one, and the cap lowered if the limit still cannot hold it.
 //!
-//! Shutdown (SIGTERM or ctrl-c): stop accepting connections and finish the requests in flight,
-//! then let the runner finish or checkpoint its chunk in flight and release its leases, then close
-//! the pool. Exit status 0.
+//! Shutdown (SIGTERM or ctrl-c): stop accepting connections, answer every `?wait=` long poll at
+//! once with its job as it stands, finish the other requests in flight, then let the runner finish
+//! or checkpoint its chunk in flight and release its leases, then close the pool; each step is
+//! logged, and the exit status is 0. A second signal meanwhile exits at once (status 130 after
+//! SIGINT, 143 after SIGTERM).
 
 use crate::config::{ConnectionArgs, LogFormat, ServeArgs};
 use crate::limits::RateLimits;
@@ -58,32 +60,75 @@ pub fn connection_limits(args: &ConnectionArgs, open_file_limit: Option<u64>) ->
     }
 }
 
-/// Resolves when SIGTERM or ctrl-c arrives.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+/// The signals that stop the server: SIGINT (ctrl-c) and SIGTERM, listened for from the start so
+/// that none is missed between the first and the second.
+struct ShutdownSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+/// A signal that arrived: its name for the log, and the exit status a second one ends with
+/// (128 + its number, as a shell reports a process killed by it).
+#[derive(Debug, Clone, Copy)]
+struct Received {
+    name: &'static str,
+    exit_status: i32,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self, String> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind, name| signal(kind).map_err(|e| format!("cannot listen for {name}: {e}"));
+            Ok(ShutdownSignals {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
+                terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(ShutdownSignals {})
+    }
+
+    /// The next SIGINT or SIGTERM.
+    async fn next(&mut self) -> Received {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => Received { name: "SIGINT", exit_status: 130 },
+                _ = self.terminate.recv() => Received { name: "SIGTERM", exit_status: 143 },
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
+            Received { name: "ctrl-c", exit_status: 130 }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
+}
+
+/// Resolves at the first signal, once every long poll has been told to answer; from then on a
+/// second signal ends the process at once, without waiting for requests or the runner.
+async fn first_signal(mut signals: ShutdownSignals, store: Store) {
+    let first = signals.next().await;
+    tracing::info!(
+        signal = first.name,
+        "shutting down: answering long polls with their job as it stands, finishing requests in flight, then \
+         letting the runner checkpoint (a second signal exits at once)"
+    );
+    store.end_waits();
+    tokio::spawn(async move {
+        let second = signals.next().await;
+        tracing::warn!(
+            signal = second.name,
+            "second signal: exiting at once, without waiting for requests or the runner"
+        );
+        std::process::exit(second.exit_status);
+    });
 }
 
 /// Runs the server until a shutdown signal.
@@ -98,6 +143,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             "the database has no project yet; create one and a key with:\n  catalogd admin project create my-project\n  catalogd admin key create --project my-project --scopes catalogs:read,catalogs:write,jobs:read,jobs:write"
         );
     }
+    let signals = ShutdownSignals::install()?;
     let state = AppState {
         store: store.clone(),
         rate_limits: Arc::new(RateLimits::new(&args.rate_limits)),
@@ -140,8 +186,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         keep_alive_s = limits.keep_alive_timeout.as_secs(),
         "catalogd listening"
     );
-    crate::listener::serve(listener, crate::router(state), limits, shutdown_signal()).await;
-    tracing::info!("shutting down: letting the runner checkpoint and release its leases");
+    crate::listener::serve(listener, crate::router(state), limits, first_signal(signals, store.clone())).await;
+    tracing::info!("requests finished; the runner checkpoints and releases its leases");
     let _ = stop_runner.send(true);
     match runner_task.await {
         Ok(Ok(())) => {}
@@ -149,10 +195,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         Err(error) => tracing::error!(%error, "runner task failed"),
     }
     store.close().await;
+    tracing::info!("catalogd stopped");
     Ok(())
 }
 
-/// The URL without its password, for logs.
 /// The database URL with its password replaced by `***`, for logs and error messages.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

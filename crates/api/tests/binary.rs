@@ -224,21 +224,12 @@ async fn a_job_survives_sigkill_of_its_server() {
 /// Several `catalogd serve` processes on one PostgreSQL database share the work: jobs submitted to
 /// either are all completed exactly once, whichever runner takes them.
 #[tokio::test]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 async fn two_servers_share_one_postgres_database() {
     use sqlx::Connection;
-    let admin_url =
-        std::env::var("CATALOGD_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let mut conn = match sqlx::PgConnection::connect(&admin_url).await {
-        Ok(conn) => conn,
-        Err(error) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "PostgreSQL at {admin_url} is unreachable and CI is set: {error}"
-            );
-            eprintln!("SKIPPED: PostgreSQL at {admin_url} is unreachable ({error}); set CATALOGD_TEST_PG");
-            return;
-        }
-    };
+    catalog_api::testing::Backend::Postgres.require().await;
+    let admin_url = catalog_api::testing::postgres_base_url();
+    let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("PostgreSQL answers");
     let name = format!("catalogd_bin_{}", std::process::id());
     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut conn).await;
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");

@@ -176,7 +176,8 @@ async fn jobs_list_filters_and_pages() {
         let response = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": [format!("x{i}")]})).await;
         assert_eq!(response.status, StatusCode::ACCEPTED);
     }
-    let upsert_response = app.post("/v1/catalogs/shoes/items/bulk-upsert", &json!({"items": [{"id": "u"}]})).await;
+    let upsert_response =
+        app.post("/v1/catalogs/shoes/items/bulk-upsert", &json!({"items": [{"id": "u", "fields": {}}]})).await;
     assert_eq!(upsert_response.status, StatusCode::ACCEPTED);
 
     let deletes = app.get("/v1/jobs?kind=item_bulk_delete").await.json();
@@ -615,7 +616,22 @@ async fn a_nul_in_a_path_or_query_matches_nothing_and_is_never_a_500() {
     assert_eq!((bulk.status, error_code(&bulk.json())), (StatusCode::NOT_FOUND, "catalog_not_found"));
 }
 
+/// A flat item (its fields beside its id, no `fields`) is refused with a pointer, on upsert and
+/// patch, and nothing is created; an empty `fields` is an item with no fields.
+async fn an_item_without_fields_is_refused_with_a_pointer() {
+    let app = app_with_catalog().await;
+    for route in ["bulk-upsert", "bulk-patch"] {
+        let body = json!({"items": [{"id": "a", "fields": {}}, {"id": "x", "title": "flat"}]});
+        let response = app.post(&format!("/v1/catalogs/shoes/items/{route}"), &body).await;
+        let answer = response.json();
+        assert_eq!((response.status, error_code(&answer)), (StatusCode::BAD_REQUEST, "invalid_json"), "{route}");
+        assert_eq!(answer["error"]["details"]["pointer"], "/items/1/fields", "{route}");
+    }
+    assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
+}
+
 catalog_api::on_both_backends!(
+    an_item_without_fields_is_refused_with_a_pointer,
     health_ready_metrics_and_openapi_need_no_key,
     catalogs_create_list_get_delete,
     items_upsert_patch_get_list_and_delete,

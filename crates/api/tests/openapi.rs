@@ -140,9 +140,10 @@ fn documented_constraints_are_the_domain_rules() {
         assert!(valid.is_some(), "{body}: `contains` does not resolve");
     }
     // Per-input rules are not schema-required of each element: an element without `id` is a
-    // per-input rejection, not a refused request.
-    assert!(schemas["ItemEntry"].get("required").is_none());
-    assert_eq!(schemas["ItemInputSchema"]["required"], json!(["id"]));
+    // per-input rejection, not a refused request. `fields` is the request's shape: an element
+    // without it (a flat item) refuses the request.
+    assert_eq!(schemas["ItemEntry"]["required"], json!(["fields"]));
+    assert_eq!(schemas["ItemInputSchema"]["required"], json!(["id", "fields"]));
 
     let jobs = &doc["paths"]["/v1/jobs"]["get"]["parameters"];
     let param = |name: &str| jobs.as_array().unwrap().iter().find(|p| p["name"] == name).unwrap()["schema"].clone();
@@ -204,13 +205,14 @@ async fn the_server_refuses_what_the_schema_refuses_at_each_boundary() {
     let full = app.post("/v1/catalogs/shoes/items/bulk-delete", &json!({"ids": ids(max_items)})).await;
     assert_eq!(full.status, StatusCode::ACCEPTED, "{}", full.text);
     // `contains`: one valid input is enough, the others are rejected one by one...
-    let mixed =
-        app.post("/v1/catalogs/shoes/items/bulk-upsert", &json!({"items": [{"fields": {}}, {"id": "ok"}]})).await;
+    let mixed = app
+        .post("/v1/catalogs/shoes/items/bulk-upsert", &json!({"items": [{"fields": {}}, {"id": "ok", "fields": {}}]}))
+        .await;
     assert_eq!(mixed.status, StatusCode::ACCEPTED, "{}", mixed.text);
     assert_eq!(mixed.json()["results"][0]["status"], "rejected");
     // ...none is refused, and so is any invalid one under `atomic`.
     assert!(refused(&app.post("/v1/catalogs/shoes/items/bulk-upsert", &json!({"items": [{"fields": {}}]})).await));
-    let atomic = json!({"items": [{"fields": {}}, {"id": "ok"}], "atomic": true});
+    let atomic = json!({"items": [{"fields": {}}, {"id": "ok", "fields": {}}], "atomic": true});
     assert!(refused(&app.post("/v1/catalogs/shoes/items/bulk-upsert", &atomic).await));
 }
 
@@ -220,11 +222,11 @@ async fn real_cursors_match_their_documented_patterns() {
     for name in ["a", "b"] {
         assert_eq!(app.post("/v1/catalogs", &json!({"name": name})).await.status, StatusCode::CREATED);
     }
-    let items = json!({"items": [{"id": "x"}, {"id": "y"}]});
+    let items = json!({"items": [{"id": "x", "fields": {}}, {"id": "y", "fields": {}}]});
     assert_eq!(app.post("/v1/catalogs/a/items/bulk-upsert", &items).await.status, StatusCode::ACCEPTED);
     let categories = json!({"categories": [{"id": "x"}, {"id": "y"}]});
     assert_eq!(app.post("/v1/catalogs/a/categories/bulk-upsert", &categories).await.status, StatusCode::ACCEPTED);
-    let patch = json!({"items": [{"id": "missing1"}, {"id": "missing2"}]});
+    let patch = json!({"items": [{"id": "missing1", "fields": {}}, {"id": "missing2", "fields": {}}]});
     let patched = app.post("/v1/catalogs/a/items/bulk-patch", &patch).await.json();
     app.run_jobs().await;
     let job = patched["job"]["id"].as_i64().expect("a job");

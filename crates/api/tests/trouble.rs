@@ -207,8 +207,8 @@ fn assert_ready(answer: &Answer) {
     assert_eq!((answer.status, &answer.body), (StatusCode::OK, &json!({"status": "ready"})));
 }
 
-/// A fresh PostgreSQL database of the test's own (the harness's [`ScratchDatabase`]); `None`
-/// (skipped) when the server is unreachable and `CI` is not set.
+/// A fresh PostgreSQL database of the test's own (the harness's [`ScratchDatabase`]); an
+/// unreachable server fails the test.
 struct PgDatabase {
     scratch: ScratchDatabase,
     url: String,
@@ -216,9 +216,7 @@ struct PgDatabase {
 
 impl PgDatabase {
     async fn create() -> Option<PgDatabase> {
-        if !Backend::Postgres.available().await {
-            return None;
-        }
+        Backend::Postgres.require().await;
         let scratch = ScratchDatabase::new(Backend::Postgres).await;
         Some(PgDatabase { url: scratch.url().to_owned(), scratch })
     }
@@ -346,6 +344,7 @@ fn serve_refuses_a_read_only_database_at_start() {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 async fn postgres_trouble_is_answered_in_every_dialect_and_readyz_follows_it() {
     let Some(db) = PgDatabase::create().await else { return };
     let app = App::open(&db.url, StoreConfig { max_connections: 4, ..StoreConfig::default() }).await;
@@ -449,6 +448,7 @@ impl Drop for Proxy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 async fn postgres_gone_requests_fail_after_the_acquire_timeout_and_the_runner_carries_on() {
     let Some(db) = PgDatabase::create().await else { return };
     let proxy = Proxy::start(db.server_address()).await;

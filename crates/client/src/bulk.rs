@@ -657,7 +657,7 @@ where
         run.add(index, input).await;
         index += 1;
         // Now and then, record finished chunks so progress is heard while input is still read.
-        if index % 1_024 == 0 {
+        if index.is_multiple_of(1_024) {
             run.reap();
         }
     }

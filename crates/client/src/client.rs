@@ -11,6 +11,7 @@ use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,11 @@ struct Inner {
     auth: Option<HeaderValue>,
     retry: RetryPolicy,
     timeout: Duration,
+    /// Whether a connection that cannot be opened is retried before the server has answered once
+    /// ([`ClientBuilder::retry_before_first_answer`]).
+    retry_unreached: bool,
+    /// Set at the first answer from the server.
+    answered: AtomicBool,
 }
 
 /// Builds a [`Client`].
@@ -44,6 +50,7 @@ pub struct ClientBuilder {
     timeout: Duration,
     connect_timeout: Duration,
     user_agent: String,
+    retry_unreached: bool,
 }
 
 impl ClientBuilder {
@@ -63,6 +70,16 @@ impl ClientBuilder {
     /// time on top.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Whether a connection that cannot be opened is retried before the server has answered this
+    /// client once (default: yes, as any connection failure). A command line sets `false`: until
+    /// the first answer, a refused connection means a wrong URL or a server that is down, which
+    /// the user should hear at once rather than after a minute of backoff; after it, a refused
+    /// connection is a restart, and it is retried.
+    pub fn retry_before_first_answer(mut self, retry: bool) -> Self {
+        self.retry_unreached = retry;
         self
     }
 
@@ -101,7 +118,17 @@ impl ClientBuilder {
             .user_agent(self.user_agent)
             .build()
             .map_err(|e| Error::InvalidInput(format!("cannot set up HTTP: {e}")))?;
-        Ok(Client { inner: Arc::new(Inner { http, base, auth, retry: self.retry, timeout: self.timeout }) })
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                auth,
+                retry: self.retry,
+                timeout: self.timeout,
+                retry_unreached: self.retry_unreached,
+                answered: AtomicBool::new(false),
+            }),
+        })
     }
 }
 
@@ -220,6 +247,7 @@ impl Client {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            retry_unreached: true,
             user_agent: concat!("catalog-client/", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
@@ -288,7 +316,10 @@ impl Client {
                 Err(error) => error,
             };
             failures += 1;
-            let retryable = if call.idempotent { error.is_retryable_idempotent() } else { error.is_retryable_unsent() };
+            let never_reached =
+                !self.inner.retry_unreached && error.is_connect() && !self.inner.answered.load(Ordering::Relaxed);
+            let retryable = !never_reached
+                && if call.idempotent { error.is_retryable_idempotent() } else { error.is_retryable_unsent() };
             if !retryable || !self.inner.retry.allows_retry(failures) {
                 return Err(error);
             }
@@ -310,6 +341,7 @@ impl Client {
             request = request.header(CONTENT_TYPE, "application/json").body(body.clone());
         }
         let response = request.send().await.map_err(Error::Transport)?;
+        self.inner.answered.store(true, Ordering::Relaxed);
         let status = response.status().as_u16();
         let retry_after = retry_after(response.headers());
         let body = response.bytes().await.map_err(Error::Transport)?.to_vec();

@@ -23,7 +23,7 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
     /// The request never got an answer: connection refused or reset, timeout, broken body.
-    #[error("transport error: {0}")]
+    #[error("{}", transport_message(.0))]
     Transport(#[source] reqwest::Error),
     /// The server answered success with a body this client cannot read.
     #[error("unexpected response body (HTTP {status}): {message}")]
@@ -46,7 +46,39 @@ pub enum Error {
     },
 }
 
+/// What a user can act on: the server's address and what happened, with the root cause.
+fn transport_message(error: &reqwest::Error) -> String {
+    let url = error.url().map_or_else(
+        || "the server".to_owned(),
+        |url| {
+            let mut base = url.clone();
+            base.set_path("");
+            base.set_query(None);
+            base.to_string().trim_end_matches('/').to_owned()
+        },
+    );
+    let mut cause = String::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        cause = inner.to_string();
+        source = inner.source();
+    }
+    let cause = if cause.is_empty() { error.to_string() } else { cause };
+    if error.is_connect() {
+        format!("cannot connect to {url}: {cause} (is catalogd running there? set CATALOGD_URL or --url)")
+    } else if error.is_timeout() {
+        format!("no answer from {url} in time: {cause}")
+    } else {
+        format!("the connection to {url} failed: {cause}")
+    }
+}
+
 impl Error {
+    /// True when the connection to the server could not be opened (nothing was sent).
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Error::Transport(error) if error.is_connect())
+    }
+
     /// The server's error code, for [`Error::Api`].
     pub fn code(&self) -> Option<&str> {
         match self {

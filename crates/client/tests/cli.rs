@@ -268,3 +268,69 @@ async fn upsert_file_then_jobs_and_catalogs_commands() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("job_not_found"));
 }
+
+/// `catalogctl ARGS` with no server settings but `extra_env`, and no config file.
+fn catalogctl_alone(dir: &common::TempDir, args: &[&str], extra_env: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(common::catalogctl_bin());
+    command
+        .args(args)
+        .env("HOME", &dir.0)
+        .env_remove("CATALOGD_URL")
+        .env_remove("CATALOGD_TOKEN")
+        .env_remove("CATALOGCTL_CONFIG")
+        .env_remove("XDG_CONFIG_HOME");
+    for (name, value) in extra_env {
+        command.env(name, value);
+    }
+    command.output().expect("catalogctl runs")
+}
+
+/// First use: no token says how to set one and sends nothing; a server that is down is named
+/// (`cannot connect to URL`) without a retry; an empty listing says it is empty.
+#[tokio::test]
+async fn first_use_errors_and_empty_listings_say_what_to_do() {
+    let dir = common::TempDir::new("first-use");
+    let down = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://127.0.0.1:{}", listener.local_addr().expect("address").port())
+    };
+
+    let no_token = catalogctl_alone(&dir, &["--url", &down, "jobs", "list"], &[]);
+    let stderr = String::from_utf8_lossy(&no_token.stderr);
+    assert_eq!(no_token.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no API token: set CATALOGD_TOKEN"), "{stderr}");
+
+    let server_down = catalogctl_alone(&dir, &["--url", &down, "jobs", "list"], &[("CATALOGD_TOKEN", "t")]);
+    let stderr = String::from_utf8_lossy(&server_down.stderr);
+    assert_eq!(server_down.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot connect to {down}")), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("retry"), "a server never reached is not retried: {stderr}");
+
+    let server = Server::start("first-use", &[]);
+    let jobs = server.catalogctl(&["jobs", "list"]);
+    assert!(jobs.status.success(), "{}", String::from_utf8_lossy(&jobs.stderr));
+    assert_eq!(String::from_utf8_lossy(&jobs.stdout), "no jobs\n");
+    let created = server.catalogctl(&["catalogs", "create", "empty"]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let items = server.catalogctl(&["items", "list", "--catalog", "empty"]);
+    assert!(items.status.success(), "{}", String::from_utf8_lossy(&items.stderr));
+    assert_eq!(String::from_utf8_lossy(&items.stdout), "no items\n");
+    let deleted = server.catalogctl(&["catalogs", "delete", "empty", "--wait", "--output", "json"]);
+    assert!(deleted.status.success(), "{}", String::from_utf8_lossy(&deleted.stderr));
+    let job = stdout_json(&deleted)["jobs"][0]["id"].as_i64().expect("the delete's job id").to_string();
+    let errors = server.catalogctl(&["jobs", "errors", &job]);
+    assert!(errors.status.success(), "{}", String::from_utf8_lossy(&errors.stderr));
+    assert_eq!(String::from_utf8_lossy(&errors.stdout), "no errors\n");
+}
+
+/// `catalogctl completions SHELL` prints a script for that shell, with no server or token; `--help`
+/// speaks to a user.
+#[test]
+fn completions_and_help_need_no_settings() {
+    let dir = common::TempDir::new("completions");
+    let bash = catalogctl_alone(&dir, &["completions", "bash"], &[]);
+    assert!(bash.status.success(), "{}", String::from_utf8_lossy(&bash.stderr));
+    assert!(String::from_utf8_lossy(&bash.stdout).contains("_catalogctl()"));
+    let help = catalogctl_alone(&dir, &["--help"], &[]);
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("catalogctl manages a catalogd server"));
+}

@@ -7,6 +7,7 @@ use crate::model::{CatalogId, Job, JobErrorRecord, JobFilter, JobId, JobPaging, 
 use crate::store::Store;
 use crate::util::{clamp_limit, decode_int_cursor, encode_int_cursor};
 use catalog_domain::{JobEvent, JobKind, JobState, JobStatus, TransitionError};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// The columns [`job_from_row`] reads. The payload is left out: listings never need it.
@@ -275,48 +276,55 @@ impl Store {
         let select = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
         let job = with_db!(self.db(), pool => {
             let mut tx = pool.begin_write(self.write_turns()).await?;
-            let row = sqlx::query(&lock).bind(id.0).bind(project.0).fetch_optional(&mut *tx).await?;
-            let next = match row.as_ref().map(job_from_row).transpose()? {
-                None => Err(StoreError::JobNotFound(id.0)),
-                // The catalog disappeared when the delete was asked for; a cancelled delete would
-                // leave it hidden with its items forever.
-                Some(job) if job.kind == JobKind::CatalogDelete => {
-                    Err(StoreError::JobNotCancellable { id: id.0, status: job.status })
+            let decided: Result<Job, StoreError> = async {
+                let row = sqlx::query(&lock).bind(id.0).bind(project.0).fetch_optional(&mut *tx).await?;
+                let next = match row.as_ref().map(job_from_row).transpose()? {
+                    None => return Err(StoreError::JobNotFound(id.0)),
+                    // The catalog disappeared when the delete was asked for; a cancelled delete
+                    // would leave it hidden with its items forever.
+                    Some(job) if job.kind == JobKind::CatalogDelete => {
+                        return Err(StoreError::JobNotCancellable { id: id.0, status: job.status })
+                    }
+                    Some(job) => match state_of(&job).apply(JobEvent::CancelRequested) {
+                        Ok(next) => next,
+                        Err(TransitionError::AlreadyFinished(status)) => {
+                            return Err(StoreError::JobNotCancellable { id: id.0, status })
+                        }
+                        Err(e) => return Err(StoreError::Corrupt(e.to_string())),
+                    },
+                };
+                let finished = next.status.is_terminal();
+                sqlx::query(
+                    "UPDATE jobs SET status = $2, cancel_requested = $3, updated_at = $4,
+                         finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END,
+                         expires_at = CASE WHEN $5 = 1 THEN $6 ELSE expires_at END
+                     WHERE id = $1",
+                )
+                .bind(id.0)
+                .bind(next.status.as_str())
+                .bind(i64::from(next.cancel_requested))
+                .bind(now)
+                .bind(i64::from(finished))
+                .bind(now.saturating_add(retention))
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(&select).bind(id.0).fetch_one(&mut *tx).await?;
+                job_from_row(&row)
+            }
+            .await;
+            match decided {
+                Ok(job) => {
+                    tx.commit().await?;
+                    job
                 }
-                Some(job) => match state_of(&job).apply(JobEvent::CancelRequested) {
-                    Ok(next) => Ok(next),
-                    Err(TransitionError::AlreadyFinished(status)) => Err(StoreError::JobNotCancellable { id: id.0, status }),
-                    Err(e) => Err(StoreError::Corrupt(e.to_string())),
-                },
-            };
-            let next = match next {
-                Ok(next) => next,
                 Err(refused) => {
-                    // At once, not when the connection is next used: until then the row stays
-                    // locked, and a runner's claim (SKIP LOCKED) would pass over it.
-                    tx.rollback().await?;
+                    // At once, on every way out, not when the pool next uses the connection: until
+                    // then the row stays locked, and a runner's claim (SKIP LOCKED) passes over it.
+                    // The refusal is the answer; a failed rollback ends the connection anyway.
+                    let _ = tx.rollback().await;
                     return Err(refused);
                 }
-            };
-            let finished = next.status.is_terminal();
-            sqlx::query(
-                "UPDATE jobs SET status = $2, cancel_requested = $3, updated_at = $4,
-                     finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END,
-                     expires_at = CASE WHEN $5 = 1 THEN $6 ELSE expires_at END
-                 WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(next.status.as_str())
-            .bind(i64::from(next.cancel_requested))
-            .bind(now)
-            .bind(i64::from(finished))
-            .bind(now.saturating_add(retention))
-            .execute(&mut *tx)
-            .await?;
-            let row = sqlx::query(&select).bind(id.0).fetch_one(&mut *tx).await?;
-            let job = job_from_row(&row)?;
-            tx.commit().await?;
-            job
+            }
         });
         if job.status.is_terminal() {
             self.job_finished();
@@ -324,8 +332,9 @@ impl Store {
         Ok(job)
     }
 
-    /// Waits until the job is terminal or `timeout` passes, then returns it as it is. Woken at
-    /// once by a finish in this process; re-reads every `wait_poll_interval` for other nodes.
+    /// Waits until the job is terminal, `timeout` passes or the process shuts down
+    /// ([`Store::end_waits`]), then returns it as it is. Woken at once by a finish in this process;
+    /// re-reads every `wait_poll_interval` for other nodes.
     pub async fn wait_for_job(&self, project: ProjectId, id: JobId, timeout: Duration) -> Result<Job, StoreError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -336,9 +345,11 @@ impl Store {
             notified.as_mut().enable();
             let job = self.get_job(project, id).await?;
             let now = tokio::time::Instant::now();
-            if job.status.is_terminal() || now >= deadline {
+            if job.status.is_terminal() || now >= deadline || self.inner.waits_ended.load(Ordering::SeqCst) {
                 return Ok(job);
             }
+            // The shutdown test waits for this line before it sends its signal.
+            tracing::debug!(job = id.0, "long poll waiting for the job to finish");
             let nap = (deadline - now).min(self.config().wait_poll_interval);
             let _ = tokio::time::timeout(nap, notified).await;
         }

@@ -77,6 +77,8 @@ pub(crate) struct Inner {
     pub(crate) job_enqueued: Notify,
     /// Signalled when a job reaches a terminal status in this process: wakes long polls.
     pub(crate) job_finished: Notify,
+    /// Set once the process shuts down ([`Store::end_waits`]): long polls answer at once.
+    pub(crate) waits_ended: AtomicBool,
     /// Inputs this process's runners have applied (completed or failed) since it started.
     pub(crate) items_processed: Arc<AtomicU64>,
     /// The queue limits and the drain rate a refusal's `Retry-After` comes from (see `queue.rs`).
@@ -199,6 +201,7 @@ impl Store {
                 config,
                 job_enqueued: Notify::new(),
                 job_finished: Notify::new(),
+                waits_ended: AtomicBool::new(false),
                 items_processed,
                 local_quotas: Mutex::new(HashMap::new()),
                 cache: LookupCache::default(),
@@ -286,6 +289,14 @@ impl Store {
 
     /// Wakes this process's long polls: a job finished.
     pub(crate) fn job_finished(&self) {
+        self.inner.job_finished.notify_waiters();
+    }
+
+    /// Answers every long poll of this process ([`Store::wait_for_job`]) at once with the job as it
+    /// stands, now and from now on: the process is shutting down, and a poll held for its full
+    /// wait would hold the exit for up to a minute.
+    pub fn end_waits(&self) {
+        self.inner.waits_ended.store(true, Ordering::SeqCst);
         self.inner.job_finished.notify_waiters();
     }
 }

@@ -155,6 +155,7 @@ async fn authorize(
         .split_once(':')
         .ok_or_else(|| unauthorized("The Basic credentials must be `<api key id>:<api secret>`"))?;
     let principal = state.store.authenticate(secret).await?.ok_or_else(|| unauthorized("Invalid API key"))?;
+    crate::app::note_project(&principal);
     // The id is not a secret, but a pair that does not match is someone else's credentials.
     if principal.key_id.0.to_string() != key_id {
         return Err(unauthorized("Invalid API key"));

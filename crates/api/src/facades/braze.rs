@@ -248,7 +248,10 @@ async fn authorize(
         return Err(unauthenticated("Send the REST API key as `Authorization: Bearer <key>`"));
     };
     let principal = match state.store.authenticate(token).await {
-        Ok(Some(principal)) => principal,
+        Ok(Some(principal)) => {
+            crate::app::note_project(&principal);
+            principal
+        }
         Ok(None) => return Err(unauthenticated("Invalid API key")),
         Err(error) => return Err((store_failure(error, ""), RateHeaders::untouched(state, policy))),
     };

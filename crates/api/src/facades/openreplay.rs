@@ -131,6 +131,7 @@ async fn authorize(
         .map_err(|_| Failure::error(StatusCode::BAD_REQUEST, RepeatedAuthorization::MESSAGE))?
         .ok_or(Failure::Unauthorized)?;
     let principal = state.store.authenticate(token).await?.ok_or(Failure::Unauthorized)?;
+    crate::app::note_project(&principal);
     if principal.project_key != path_project_key {
         return Err(Failure::Unauthorized);
     }

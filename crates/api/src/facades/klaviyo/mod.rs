@@ -134,6 +134,7 @@ async fn guard(state: &AppState, headers: &HeaderMap, write: bool) -> Result<Gua
         .map_err(|_| KlaviyoError::parameter("Authorization", RepeatedAuthorization::MESSAGE))?
         .ok_or_else(KlaviyoError::not_authenticated)?;
     let principal = state.store.authenticate(token).await?.ok_or_else(KlaviyoError::authentication_failed)?;
+    crate::app::note_project(&principal);
     let scope = if write { Scope::CatalogsWrite } else { Scope::CatalogsRead };
     if !principal.has_scope(scope) {
         return Err(KlaviyoError::permission_denied(scope.as_str()));

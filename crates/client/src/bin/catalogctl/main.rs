@@ -22,9 +22,14 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// catalogctl: manage catalogd catalogs, bulk item changes and jobs.
+/// catalogctl manages a catalogd server's catalogs, bulk item changes and jobs: it checks ids
+/// before sending, splits any number of them into requests, retries rate-limited ones and shows
+/// progress.
+///
+/// Set the server and the key first: `export CATALOGD_URL=http://127.0.0.1:8080
+/// CATALOGD_TOKEN=...` (the token is the last line of `catalogd admin key create --project NAME`).
 #[derive(Debug, Parser)]
-#[command(name = "catalogctl", version, about)]
+#[command(name = "catalogctl", version)]
 struct Cli {
     /// Server base URL (default http://127.0.0.1:8080, or the config file's `url`).
     #[arg(long, env = "CATALOGD_URL", global = true)]
@@ -72,6 +77,11 @@ enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+    },
+    /// Print a shell completion script, e.g. `catalogctl completions bash > ~/.local/share/bash-completion/completions/catalogctl`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -310,20 +320,39 @@ fn report_error(output: Output, error: &CliError) {
     }
 }
 
+/// How long catalogctl tries to open a connection: a server that is down or a wrong URL is
+/// reported within it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn run(cli: Cli) -> Result<Outcome, CliError> {
-    let settings = config::resolve(cli.url.clone(), cli.token.clone(), cli.config.as_deref())?;
-    let retry = RetryPolicy { max_attempts: cli.max_attempts.max(1), ..RetryPolicy::default() };
-    let mut builder =
-        Client::builder(settings.url).retry_policy(retry).user_agent(concat!("catalogctl/", env!("CARGO_PKG_VERSION")));
-    if let Some(token) = settings.token {
-        builder = builder.token(token);
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "catalogctl", &mut std::io::stdout());
+        return Ok(Outcome::Success);
     }
-    let client = builder.build()?;
+    let settings = config::resolve(cli.url.clone(), cli.token.clone(), cli.config.as_deref())?;
+    let token = settings.token.ok_or_else(|| {
+        CliError::Other(
+            "no API token: set CATALOGD_TOKEN (or pass --token, or put \"token\" in the config file, see --help); \
+             `catalogd admin key create --project NAME` creates one and prints it on its last line"
+                .to_owned(),
+        )
+    })?;
+    let retry = RetryPolicy { max_attempts: cli.max_attempts.max(1), ..RetryPolicy::default() };
+    let client = Client::builder(settings.url)
+        .token(token)
+        .retry_policy(retry)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .retry_before_first_answer(false)
+        .user_agent(concat!("catalogctl/", env!("CARGO_PKG_VERSION")))
+        .build()?;
     let ui = Ui { output: cli.output, progress: !cli.no_progress && cli.output == Output::Text };
     match cli.command {
         Command::Catalogs { command } => catalogs(&client, &ui, command).await,
         Command::Items { command } => items(&client, &ui, command).await,
         Command::Jobs { command } => jobs(&client, &ui, command).await,
+        // Answered above, before any setting is read.
+        Command::Completions { .. } => Ok(Outcome::Success),
     }
 }
 
@@ -436,6 +465,8 @@ async fn items(client: &Client, ui: &Ui, command: ItemsCommand) -> Result<Outcom
             }
             if ui.json() {
                 ui.print_json(&json!({"data": to_json(&rows), "next_cursor": cursor}));
+            } else if rows.is_empty() {
+                println!("no items");
             } else if let Some(cursor) = cursor {
                 eprintln!("more: --cursor {cursor}");
             }
@@ -687,6 +718,8 @@ async fn jobs(client: &Client, ui: &Ui, command: JobsCommand) -> Result<Outcome,
             }
             if ui.json() {
                 ui.print_json(&json!({"data": to_json(&rows), "next_cursor": cursor}));
+            } else if rows.is_empty() {
+                println!("no jobs");
             } else {
                 print_job_table(&rows);
                 if let Some(cursor) = cursor {
@@ -728,6 +761,8 @@ async fn jobs(client: &Client, ui: &Ui, command: JobsCommand) -> Result<Outcome,
             let page = client.job_errors(id, limit, cursor.as_deref()).await?;
             if ui.json() {
                 ui.print_json(&to_json(&page));
+            } else if page.data.is_empty() {
+                println!("no errors");
             } else {
                 for error in &page.data {
                     println!(
