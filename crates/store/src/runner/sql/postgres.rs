@@ -8,6 +8,7 @@
 //! clock, so nodes with different clocks agree on when one ends.
 
 use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
+use crate::idlist::opaque_list_pg;
 
 /// The database's clock in epoch milliseconds.
 /// Truncated to the millisecond, as the node's clock is (`now_ms`): rounded, a job claimed on the
@@ -101,7 +102,8 @@ fn claim_from(with: &str) -> String {
 /// running, no cancel, catalog alive and share-locked); the deletes and the update act only when it
 /// does, so a statement whose guard fails changes nothing. `$14` is this transaction's
 /// synchronous_commit (only a job's last chunk waits for the WAL flush); the CTE is materialized so
-/// it runs before the commit.
+/// it runs before the commit. The ids are read through [`opaque_list_pg`], as every list of ids
+/// is (see `idlist::in_list`).
 pub(super) fn delete_and_checkpoint() -> String {
     format!(
         "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', $14, true) AS v),
@@ -112,11 +114,12 @@ pub(super) fn delete_and_checkpoint() -> String {
                     AND (SELECT v FROM commit_mode) IS NOT NULL
                   FOR UPDATE),
               members AS (DELETE FROM category_items
-                          WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job)),
+                          WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job)),
               gone AS (DELETE FROM items
-                       WHERE catalog_id = $12 AND item_id = ANY($13) AND EXISTS (SELECT 1 FROM job))
-         {} AND id IN (SELECT id FROM job)",
-        checkpoint_sql(true, false)
+                       WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job))
+         {checkpoint} AND id IN (SELECT id FROM job)",
+        ids = opaque_list_pg("$13"),
+        checkpoint = checkpoint_sql(true, false)
     )
 }
 
