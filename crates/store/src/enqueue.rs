@@ -192,8 +192,15 @@ async fn writer(
     queue: &QueueBounds,
     receiver: &mut mpsc::Receiver<Message>,
 ) {
-    let mut writer =
-        Writer { db, turns, connection: None, sqlite: SqliteStatements::new(), turn: None, batches_this_turn: 0 };
+    let mut writer = Writer {
+        db,
+        turns,
+        connection: None,
+        sqlite: SqliteStatements::new(),
+        turn: None,
+        batches_this_turn: 0,
+        side: WriterSide::draw(),
+    };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut release = None;
     // A large job met while gathering a batch: the first of the next one.
@@ -342,6 +349,8 @@ struct Writer {
     /// (see [`BATCHES_PER_TURN`]), and the batches written during it.
     turn: Option<Turn>,
     batches_this_turn: usize,
+    /// PostgreSQL: the row of the queue's counts this writer adds to.
+    side: WriterSide,
 }
 
 impl Writer {
@@ -383,7 +392,9 @@ impl Writer {
     async fn insert_all(&mut self, batch: &mut [Request]) -> Result<Vec<Inserted>, StoreError> {
         self.take_turn().await;
         let pool = match &self.db {
-            Db::Pg(pool) => return insert_all_pg(pool, &batch.iter().map(|r| &r.job).collect::<Vec<_>>()).await,
+            Db::Pg(pool) => {
+                return insert_all_pg(pool, &batch.iter().map(|r| &r.job).collect::<Vec<_>>(), self.side).await
+            }
             Db::Sqlite(pool) => pool,
         };
         let mut connection = match self.connection.take() {
@@ -448,14 +459,16 @@ static PG_INSERT: LazyLock<String> = LazyLock::new(|| {
     let fenced =
         format!("{} AND {}", key_live("i.requested_by", "FOR SHARE"), catalog_live("i.catalog_id", "FOR SHARE"));
     format!(
-        "WITH input AS MATERIALIZED (
+        "WITH side AS MATERIALIZED (SELECT set_config('catalogd.queue_side', $16, true) AS v),
+         input AS MATERIALIZED (
              SELECT r.*, nextval(pg_get_serial_sequence('jobs', 'id')) AS id
              FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
                          $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[],
                          $15::text[])
                   WITH ORDINALITY AS r(project_id, catalog_id, catalog_name, kind, status, total_count, flags,
                                        description, reference_id, idempotency_key, request_hash, created_at, start_at,
-                                       requested_by, payload, ord)),
+                                       requested_by, payload, ord)
+             WHERE (SELECT v FROM side) IS NOT NULL),
          job AS (
              INSERT INTO jobs (id, {COLUMNS}) OVERRIDING SYSTEM VALUE
              SELECT i.id, i.project_id, i.catalog_id, i.catalog_name, i.kind, i.status, i.total_count, i.flags,
@@ -480,11 +493,38 @@ static PG_INSERT: LazyLock<String> = LazyLock::new(|| {
 /// starts after the other's commit), whichever node each reached.
 pub(crate) const ACCEPTED_AT_PG: &str = "floor(EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::bigint";
 
+/// The row of the queue's counts (`queue_inputs.side`, migration 0010) a process's job writer adds
+/// to on PostgreSQL: one of 2 to 17, drawn when the writer starts, so that two processes' writers
+/// rarely add to the same row, and never wait for each other's commit when they do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WriterSide(u8);
+
+impl WriterSide {
+    /// Sides a writer draws from.
+    const SIDES: u32 = 16;
+    /// The first of them (0 holds the counts from before migration 0010, 1 the runner's).
+    const FIRST: u32 = 2;
+
+    /// A side for a writer starting now: from the process id and the clock, so processes started on
+    /// one machine or on several are spread alike.
+    pub(crate) fn draw() -> WriterSide {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let mixed = (std::process::id() ^ nanos).wrapping_mul(0x9e37_79b1) >> 16;
+        WriterSide((Self::FIRST + mixed % Self::SIDES) as u8)
+    }
+
+    /// As the insert binds it (`catalogd.queue_side`, read by the insert trigger).
+    fn as_setting(self) -> String {
+        self.0.to_string()
+    }
+}
+
 /// PostgreSQL: the whole batch is one statement over arrays, so it needs no explicit transaction
 /// and costs one round trip whatever its size. Ids are drawn from the identity sequence first,
 /// so each input row knows its job's id whether or not it was inserted. `FOR SHARE` makes a
-/// concurrent revocation or catalog delete wait for this insert, or this insert see it.
-async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inserted>, StoreError> {
+/// concurrent revocation or catalog delete wait for this insert, or this insert see it. The
+/// queue's counts go to the writer's own `side`.
+async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob], side: WriterSide) -> Result<Vec<Inserted>, StoreError> {
     macro_rules! column {
         ($field:ident) => {
             jobs.iter().map(|job| job.$field.clone()).collect::<Vec<_>>()
@@ -506,6 +546,7 @@ async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inse
         .bind(column!(start_at))
         .bind(column!(requested_by))
         .bind(jobs.iter().map(|job| job.payload.as_str()).collect::<Vec<_>>())
+        .bind(side.as_setting())
         .fetch_all(pool)
         .await?;
     if rows.len() != jobs.len() {

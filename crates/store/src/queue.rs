@@ -188,37 +188,49 @@ fn read<R: RowExt>(rows: &[R]) -> Result<(HashMap<i64, u64>, u64), StoreError> {
 
 /// PostgreSQL: deletes the counts of the catalogs left without work, answering how many rows went.
 ///
-/// There a job's end no longer deletes them (it would wait for the job writer, see migration
-/// 0010); the purge calls this. Both rows of each idle catalog are locked first, in key order as
-/// the triggers upsert them, and the sums are read again after: a job accepted meanwhile has
-/// either committed (its catalog is not idle any more and keeps its rows) or waits for this
-/// transaction and then inserts a fresh row. Only the catalogs locked are deleted.
+/// There a job's end no longer deletes them (it would wait for the job writers, see migration
+/// 0010); the purge calls this. The rows of the catalogs whose counts sum to nothing are locked
+/// first, in key order as the triggers upsert them, and a catalog's locked rows are deleted only if
+/// their own counts, as locked, sum to nothing: a locked row cannot change until this commits, so
+/// what is deleted adds up to zero and every catalog's sum stays what it was, whatever rows other
+/// transactions add meanwhile (a writer waiting on a locked row inserts a fresh one after).
 pub(crate) async fn prune_idle_counts(pool: &sqlx::PgPool) -> Result<u64, StoreError> {
-    const IDLE: &str = "SELECT project_id, catalog_id FROM queue_inputs
-                        GROUP BY project_id, catalog_id HAVING SUM(jobs) = 0 AND SUM(inputs) = 0";
     let mut tx = pool.begin().await?;
-    let locked = sqlx::query(&format!(
-        "SELECT DISTINCT project_id, catalog_id FROM (
-             SELECT project_id, catalog_id FROM queue_inputs WHERE (project_id, catalog_id) IN ({IDLE})
-             ORDER BY project_id, catalog_id, side FOR UPDATE) AS locked"
-    ))
+    let locked = sqlx::query(
+        "SELECT project_id, catalog_id, side::int8 AS side, jobs, inputs FROM queue_inputs
+         WHERE (project_id, catalog_id) IN (SELECT project_id, catalog_id FROM queue_inputs
+                                            GROUP BY project_id, catalog_id HAVING SUM(jobs) = 0 AND SUM(inputs) = 0)
+         ORDER BY project_id, catalog_id, side FOR UPDATE",
+    )
     .fetch_all(&mut *tx)
     .await?;
-    if locked.is_empty() {
+    let mut sums: HashMap<(i64, i64), (i64, i64, Vec<i64>)> = HashMap::new();
+    for row in &locked {
+        let entry = sums.entry((row.int("project_id")?, row.int("catalog_id")?)).or_default();
+        entry.0 += row.int("jobs")?;
+        entry.1 += row.int("inputs")?;
+        entry.2.push(row.int("side")?);
+    }
+    let (mut projects, mut catalogs, mut sides) = (Vec::new(), Vec::new(), Vec::new());
+    for ((project, catalog), (jobs, inputs, its_sides)) in sums {
+        if jobs == 0 && inputs == 0 {
+            for side in its_sides {
+                projects.push(project);
+                catalogs.push(catalog);
+                sides.push(side);
+            }
+        }
+    }
+    if projects.is_empty() {
         return Ok(0);
     }
-    let (mut projects, mut catalogs) = (Vec::with_capacity(locked.len()), Vec::with_capacity(locked.len()));
-    for row in &locked {
-        projects.push(row.int("project_id")?);
-        catalogs.push(row.int("catalog_id")?);
-    }
-    let deleted = sqlx::query(&format!(
-        "DELETE FROM queue_inputs WHERE (project_id, catalog_id) IN (
-             SELECT project_id, catalog_id FROM ({IDLE}) AS idle
-             WHERE (project_id, catalog_id) IN (SELECT * FROM unnest($1::int8[], $2::int8[])))"
-    ))
+    let deleted = sqlx::query(
+        "DELETE FROM queue_inputs WHERE (project_id, catalog_id, side) IN
+             (SELECT * FROM unnest($1::int8[], $2::int8[], $3::int8[]))",
+    )
     .bind(&projects)
     .bind(&catalogs)
+    .bind(&sides)
     .execute(&mut *tx)
     .await?
     .rows_affected();

@@ -1,18 +1,22 @@
--- The queue's counts in two rows per catalog (docs/RULES.md, "Queue bounds"): side 0 is what
--- job inserts added, side 1 what every later change took away (a start, checkpoint, end, cancel
--- or delete; negative counts). A catalog's queue is the sum of its rows.
+-- The queue's counts in several rows per catalog (docs/RULES.md, "Queue bounds"): side 1 is what
+-- every change after a job's insert took away (a checkpoint, end, cancel or delete; negative
+-- counts), and the other sides what job inserts added: each process's job writer adds to a side of
+-- its own (2 to 17, drawn when it starts, `enqueue::WriterSide`; set for the insert's transaction in
+-- `catalogd.queue_side`), side 0 holds what was counted before this migration and what an insert
+-- without a side adds. A catalog's queue is the sum of its rows.
 --
 -- Why: with one row per catalog, every accepted batch of jobs and every runner transaction of that
 -- catalog updated the same row, so each held its lock until its commit and each waited for the
 -- other's: under a load of small requests the job writer spent most of its time waiting for the
--- runner's transactions, and the runner for the writer's. Now job inserts touch only side 0 and
--- the runner only side 1, of which it holds the catalog's only writer (one job of a catalog runs
--- at a time); a cancel or a catalog delete still writes side 1, briefly.
+-- runner's transactions, and the runner for the writer's; two processes' writers waited for each
+-- other likewise. Now a writer touches only its own side and the runner only side 1, of which it
+-- holds the catalog's only writer (one job of a catalog runs at a time); a cancel or a catalog
+-- delete still writes side 1, briefly.
 --
--- A change no longer deletes the rows of a catalog left without work: that would lock side 0 and
--- wait for the job writer again. The purge does it (`queue::prune_idle_counts`), locking both rows
--- first, so the claim's first try (which enumerates the catalogs with a positive sum) meets a
--- few idle catalogs at most between two purges.
+-- A change no longer deletes the rows of a catalog left without work: that would lock the
+-- writers' rows and wait for them again. The purge does it (`queue::prune_idle_counts`), locking
+-- the rows first, so the claim's first try (which enumerates the catalogs with a positive sum)
+-- meets a few idle catalogs at most between two purges.
 ALTER TABLE queue_inputs ADD COLUMN side SMALLINT NOT NULL DEFAULT 0;
 ALTER TABLE queue_inputs DROP CONSTRAINT queue_inputs_pkey, ADD PRIMARY KEY (project_id, catalog_id, side);
 ALTER TABLE queue_inputs ALTER COLUMN side DROP DEFAULT;
@@ -20,7 +24,8 @@ ALTER TABLE queue_inputs ALTER COLUMN side DROP DEFAULT;
 CREATE OR REPLACE FUNCTION queue_inputs_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO queue_inputs (project_id, catalog_id, side, jobs, inputs)
-    SELECT project_id, COALESCE(catalog_id, 0), 0, COUNT(*),
+    SELECT project_id, COALESCE(catalog_id, 0),
+           COALESCE(NULLIF(current_setting('catalogd.queue_side', true), '')::smallint, 0), COUNT(*),
            SUM(GREATEST(total_count - completed_count - failed_count, 0))
     FROM inserted WHERE status IN ('queued', 'scheduled', 'running')
     GROUP BY project_id, COALESCE(catalog_id, 0)

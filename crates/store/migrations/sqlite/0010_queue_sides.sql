@@ -1,7 +1,8 @@
--- The queue's counts in two rows per catalog, as on PostgreSQL (see its 0010 for why there):
--- side 0 is what job inserts added, side 1 what every later change took away (negative counts),
--- and a catalog's queue is the sum of its rows. One writer at a time holds SQLite's database, so
--- nothing here waits on a row; the shape is shared so that both backends read the queue alike.
+-- The queue's counts in rows per catalog and side, as on PostgreSQL (see its 0010 for why there):
+-- here side 0 is what job inserts added, side 1 what every later change took away (negative
+-- counts), and a catalog's queue is the sum of its rows. One writer at a time holds SQLite's
+-- database, so nothing here waits on a row and one side for the inserts is enough; the shape is
+-- shared so that both backends read the queue alike.
 -- A change that leaves a catalog without work deletes its rows at once, as before.
 DROP TRIGGER queue_inputs_insert;
 DROP TRIGGER queue_inputs_update;
