@@ -84,6 +84,22 @@ enum Claim {
 }
 
 impl Runner {
+    /// Whether a claim that found the listed catalogs all busy should still walk the jobs: when no
+    /// walk happened in the last poll interval (then this one counts as it).
+    fn walk_due(&self) -> bool {
+        let now = std::time::Instant::now();
+        let Ok(mut last) = self.last_walk.lock() else { return true };
+        match *last {
+            Some(at) if now.duration_since(at) < self.config.poll_interval => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
+        }
+    }
+}
+
+impl Runner {
     /// Claims the next job the order rule lets start, in turn (`catalog_domain::turns`), if any,
     /// under a fresh lease.
     pub async fn claim(&self) -> Result<Option<Lease>, StoreError> {
@@ -118,6 +134,14 @@ impl Runner {
                     }
                     if row.int("candidates")? > 0 {
                         return Ok(Claim::Raced);
+                    }
+                    // Catalogs with work, none startable (each holds a started job): walking the
+                    // jobs would find the same. Idle workers are woken by every accepted batch, and
+                    // walked them on each (seen in `pg_stat_activity` under two processes' load);
+                    // the walk, which guards against counts that missed a catalog, is kept to one
+                    // per poll interval then.
+                    if row.opt_int("catalogs_with_work")?.unwrap_or(0) > 0 && !self.walk_due() {
+                        return Ok(Claim::Nothing);
                     }
                 }
                 Ok(Claim::Nothing)

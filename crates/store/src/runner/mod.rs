@@ -145,6 +145,9 @@ pub struct Runner {
     turns: WriteTurns,
     /// The status a claim moves a job to (the state machine's, see [`JobState::claim`]).
     claimed_status: JobStatus,
+    /// PostgreSQL: when a claim last walked the jobs after the listed catalogs were all busy
+    /// (`claim::walk_due`).
+    last_walk: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Runner {
@@ -154,7 +157,7 @@ impl Runner {
         let sql = Arc::new(Statements::new(store.is_postgres(), cap));
         let turns = store.write_turns().background();
         let claimed_status = JobState::new(0, false).claim().map_or(JobStatus::Running, |s| s.status);
-        Runner { store, config: Arc::new(config), sql, turns, claimed_status }
+        Runner { store, config: Arc::new(config), sql, turns, claimed_status, last_walk: Arc::default() }
     }
 
     /// This runner's configuration.

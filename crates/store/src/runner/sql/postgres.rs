@@ -39,12 +39,15 @@ pub(super) fn claim(cap: Option<u32>) -> String {
              ORDER BY project_id, catalog_id LIMIT 1) AS n"
     );
     let active = next_jobs(&next_catalog, |_| String::new());
-    claim_from(&format!("{active}, candidate AS ({})", candidates("active", cap)))
+    claim_from(&format!("{active}, candidate AS ({})", candidates("active", cap)), "NULL::int8")
 }
 
 /// The claim's first try, over the catalogs of [`CATALOGS_WITH_WORK`]; see [`claim_from`].
 pub(super) fn claim_likely(cap: Option<u32>) -> String {
-    claim_from(&format!("WITH candidate AS ({})", candidates(CATALOGS_WITH_WORK, cap)))
+    claim_from(
+        &format!("WITH candidate AS ({})", candidates(CATALOGS_WITH_WORK, cap)),
+        &format!("(SELECT COUNT(*) FROM {CATALOGS_WITH_WORK} AS listed)"),
+    )
 }
 
 /// A claim, one autocommit statement (its commit need not wait for the WAL flush: a claim lost in
@@ -55,9 +58,10 @@ pub(super) fn claim_likely(cap: Option<u32>) -> String {
 /// `claim_turns` sequence) as both's last, leases the job, and answers one row — `candidates` (how
 /// many there were), and the claimed job with its payload, if any. Candidates without a claim mean
 /// another node claimed meanwhile in the catalog or the project (or holds the first candidate's
-/// lock): the caller tries again on a fresh snapshot. `$1` owner, `$2` lease milliseconds, `$3`
-/// the claimed status.
-fn claim_from(with: &str) -> String {
+/// lock): the caller tries again on a fresh snapshot. `catalogs_with_work` is SQL answering how
+/// many catalogs the candidates were looked for in (NULL when not counted). `$1` owner, `$2` lease
+/// milliseconds, `$3` the claimed status.
+fn claim_from(with: &str, catalogs_with_work: &str) -> String {
     format!(
         "{with},
          pick AS MATERIALIZED (
@@ -89,7 +93,8 @@ fn claim_from(with: &str) -> String {
              WHERE id = (SELECT id FROM pick) AND EXISTS (SELECT 1 FROM project_turn)
              RETURNING {CLAIM_COLUMNS}),
          commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true) AS v)
-         SELECT (SELECT COUNT(*) FROM candidate) AS candidates, p.status AS previous_status,
+         SELECT (SELECT COUNT(*) FROM candidate) AS candidates, {catalogs_with_work} AS catalogs_with_work,
+                p.status AS previous_status,
                 c.*, payload.payload
          FROM (SELECT 1) AS one LEFT JOIN pick p ON true LEFT JOIN claimed c ON c.id = p.id
               LEFT JOIN job_payloads payload ON payload.job_id = c.id
