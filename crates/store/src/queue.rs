@@ -3,9 +3,10 @@
 //! "Queued inputs" are the inputs of unfinished jobs (queued, scheduled or running; a running job
 //! counts those not yet applied). Migrations 0008 and 0010 keep them per catalog in `queue_inputs`,
 //! by triggers in the transaction of every job write, so the counts are those of the jobs table
-//! whichever process or path wrote it: two rows per catalog, one that job inserts add to and one
-//! that every later change subtracts from, so that accepting jobs never waits for a runner's
-//! transaction of the same catalog (migration 0010 says why). A catalog's queue is their sum. The job writer (`enqueue.rs`) reads them once per
+//! whichever process or path wrote it: rows per catalog and side, job inserts adding to their
+//! writer's side and every later change subtracting from side 1, so that accepting jobs never
+//! waits for a runner's transaction of the same catalog, nor for another process's writer
+//! (migration 0010 says why). A catalog's queue is the sum of its rows. The job writer (`enqueue.rs`) reads them once per
 //! group-commit batch, adds the batch's jobs in order, and refuses each job that would pass a
 //! limit with [`StoreError::QueueFull`]; the others are inserted as usual. A refused request
 //! creates nothing. The rules and their tolerance are in docs/RULES.md, "Queue bounds".
