@@ -505,12 +505,11 @@ impl WriterSide {
     /// The first of them (0 holds the counts from before migration 0010, 1 the runner's).
     const FIRST: u32 = 2;
 
-    /// A side for a writer starting now: from the process id and the clock, so processes started on
-    /// one machine or on several are spread alike.
+    /// A side for a writer starting now, at random (the first one if the system has no randomness:
+    /// then writers share a row, which is slower, not wrong).
     pub(crate) fn draw() -> WriterSide {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-        let mixed = (std::process::id() ^ nanos).wrapping_mul(0x9e37_79b1) >> 16;
-        WriterSide((Self::FIRST + mixed % Self::SIDES) as u8)
+        let drawn = crate::util::random_bytes(1).ok().and_then(|bytes| bytes.first().copied()).unwrap_or(0);
+        WriterSide((Self::FIRST + u32::from(drawn) % Self::SIDES) as u8)
     }
 
     /// As the insert binds it (`catalogd.queue_side`, read by the insert trigger).
