@@ -93,6 +93,7 @@ async fn open(url: &str, mode: Mode) -> Result<(Store, ProjectId), BoxError> {
     if matches!(mode, Mode::Unbounded) {
         let drop =
             "DROP TRIGGER IF EXISTS queue_inputs_insert ON jobs; DROP TRIGGER IF EXISTS queue_inputs_update ON jobs;
+                    DROP TRIGGER IF EXISTS jobs_updated ON jobs;
                     DROP TRIGGER IF EXISTS queue_inputs_delete ON jobs;";
         if url.starts_with("sqlite:") {
             let mut c = sqlx::SqliteConnection::connect(url).await?;

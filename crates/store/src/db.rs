@@ -45,6 +45,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (8, include_str!("../migrations/postgres/0008_queue_inputs.sql")),
     (9, include_str!("../migrations/postgres/0009_project_turns.sql")),
     (10, include_str!("../migrations/postgres/0010_queue_sides.sql")),
+    (11, include_str!("../migrations/postgres/0011_statement_triggers.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.
@@ -511,6 +512,15 @@ impl Db {
                 .await?;
             row.int("v")
         })
+    }
+
+    /// The version the last of this backend's migrations brings the schema to.
+    pub(crate) fn latest_schema_version(&self) -> i64 {
+        let migrations = match self {
+            Db::Sqlite(_) => SQLITE_MIGRATIONS,
+            Db::Pg(_) => POSTGRES_MIGRATIONS,
+        };
+        migrations.last().map_or(0, |(version, _)| *version)
     }
 
     /// True on PostgreSQL.

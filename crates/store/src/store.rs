@@ -239,6 +239,13 @@ impl Store {
         self.inner.db.schema_version().await
     }
 
+    /// The schema version this build's migrations bring its backend to: what
+    /// [`Store::schema_version`] answers once they are applied (the backends' lists differ: a
+    /// change one of them does not need has no migration there).
+    pub fn latest_schema_version(&self) -> i64 {
+        self.inner.db.latest_schema_version()
+    }
+
     /// Checks the database answers (for readiness probes).
     pub async fn ping(&self) -> Result<(), StoreError> {
         crate::db::with_db!(self.db(), pool => { sqlx::query("SELECT 1").execute(pool).await?; });

@@ -64,12 +64,14 @@ conformance!(
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 10);
+    let latest = db.store.latest_schema_version();
+    assert_eq!(latest, if db.store.is_postgres() { 11 } else { 10 });
+    assert_eq!(db.store.schema_version().await.unwrap(), latest);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 10);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 10);
+    assert_eq!(again.schema_version().await.unwrap(), latest);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, latest);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -1004,7 +1006,7 @@ async fn migration_2_moves_pending_payloads(db: &TestDb) {
     )
     .await;
     let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 10);
+    assert_eq!(store.schema_version().await.unwrap(), store.latest_schema_version());
     let p = store.get_project_by_key("old").await.unwrap().id;
     let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
     let j = store.get_job(p, id).await.unwrap();
@@ -1479,4 +1481,63 @@ async fn the_store_closes_after_enqueues(db: &TestDb) {
     }
     store.close().await;
     assert!(store.list_catalogs(p, None, 10).await.is_err(), "a closed store answers nothing");
+}
+
+/// On PostgreSQL, job changes reach the other processes as notifications (the runners' and long
+/// polls' `LISTEN`): one per channel and transaction, whatever the number of jobs a statement
+/// changes (migration 0011's statement-level triggers), with an empty payload. A listener gets the
+/// notifications of committed transactions in commit order, so a marker notified after each step
+/// closes that step's list: nothing here waits for time to pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
+async fn postgres_notifies_each_change_once_per_transaction() {
+    let Some(db) = pg_db().await else { return };
+    let s = &db.store;
+    let p = project(s, "notify").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 40).await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen_all(["catalogd_jobs", "catalogd_jobs_done", "test_step"]).await.unwrap();
+    // The channels notified since the last step, up to this step's marker.
+    let mut step = async || {
+        db.exec("SELECT pg_notify('test_step', '')").await;
+        let mut channels = Vec::new();
+        loop {
+            let note = listener.recv().await.unwrap();
+            if note.channel() == "test_step" {
+                return channels;
+            }
+            assert_eq!(note.payload(), "", "a notification only wakes: its payload is empty");
+            channels.push(note.channel().to_owned());
+        }
+    };
+
+    // One accepted job, one transaction: the runners are woken once.
+    let first = s.bulk_delete_items(p, "c", Dialect::Native, ids(0..10), &opts()).await.unwrap().job.unwrap().id;
+    assert_eq!(step().await, ["catalogd_jobs"]);
+    let mut jobs = vec![first];
+    for range in [10..20, 20..30] {
+        jobs.push(s.bulk_delete_items(p, "c", Dialect::Native, ids(range), &opts()).await.unwrap().job.unwrap().id);
+    }
+    let accepted = step().await;
+    assert!(!accepted.is_empty() && accepted.iter().all(|c| c == "catalogd_jobs"), "{accepted:?}");
+
+    // A claim starts a job: nobody is woken.
+    let r = runner(s, "r", 1000);
+    let lease = r.claim().await.unwrap().unwrap();
+    assert_eq!(lease.job_id(), first);
+    assert_eq!(step().await, Vec::<String>::new());
+    // A release puts it back in the queue: the runners are woken.
+    lease.release().await.unwrap();
+    assert_eq!(step().await, ["catalogd_jobs"]);
+
+    // One claim applies the three jobs together and finishes them in one transaction (the
+    // leader's checkpoint and the others' end, two statements): long polls are woken once.
+    r.process_one().await.unwrap().unwrap();
+    assert_eq!(step().await, ["catalogd_jobs_done"]);
+    for id in jobs {
+        assert_eq!(job(s, p, id).await.status, JobStatus::Completed);
+    }
+    assert_eq!(db.scalar("SELECT COALESCE(SUM(jobs), 0)::bigint FROM queue_inputs").await, 0);
+    db.store.close().await;
 }

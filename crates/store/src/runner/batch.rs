@@ -66,7 +66,12 @@ impl Lease {
         let leader =
             Leader { kind: self.kind, inputs: inputs.len() as u64, finishes_job: inputs.end >= self.payload.len() };
         let room = limits.max_inputs.saturating_sub(leader.inputs);
-        let most = (limits.max_jobs.saturating_sub(1) as u64).min(room);
+        // Rows read: as many as could join, but no more than twice what would fill the room with
+        // jobs of the leader's size. Reading every job that could join (up to 999 of one input
+        // each) cost a batch of 50-id jobs a few milliseconds for rows it never took; a batch
+        // of smaller jobs is only cut shorter, and the next claim goes on from there.
+        let likely = room.saturating_mul(2) / leader.inputs.max(1) + 16;
+        let most = (limits.max_jobs.saturating_sub(1) as u64).min(room).min(likely);
         let Some(catalog) = self.catalog_id else { return Ok(Vec::new()) };
         if Family::of(self.kind).is_none() || !leader.finishes_job || most == 0 || self.broken.is_some() {
             return Ok(Vec::new());
