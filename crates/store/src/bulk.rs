@@ -440,7 +440,12 @@ impl Store {
             request.opt_str(options.start_at.map(|t| t.to_string()).as_deref());
             request.opt_str(options.description.as_deref());
             request.opt_str(options.reference_id.as_deref());
-            request.0.update([u8::from(options.atomic), u8::from(options.in_progress_cap)]);
+            request.0.update([u8::from(options.atomic)]);
+            // Only when set, so that the hashes of requests stored before the cap existed still
+            // match their retries.
+            if options.in_progress_cap {
+                request.0.update([1]);
+            }
             h.update(request.0.finalize());
             crate::util::hex(&h.finalize())
         });
