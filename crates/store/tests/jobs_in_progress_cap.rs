@@ -5,6 +5,8 @@
 //! while another store on the same database (another process, on PostgreSQL) creates the job
 //! that reaches the cap.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
 mod common;
 use common::*;
 
