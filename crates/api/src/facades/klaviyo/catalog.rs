@@ -119,18 +119,15 @@ async fn list(state: AppState, resource: Resource, request: Request) -> Response
         let query = parse_query(request.uri(), resource, true)?;
         let (project, catalog) = (guard.principal.project_id, &*state.klaviyo_catalog);
         let cursor = query.cursor.as_deref();
+        let base = base_url(request.headers());
         let page: Result<Page<Value>, StoreError> = match resource {
             Resource::Item => state.store.list_items(project, catalog, cursor, PAGE_SIZE).await.map(|page| Page {
-                rows: page.rows.iter().map(|item| item_resource(&base_url(request.headers()), item, None)).collect(),
+                rows: page.rows.iter().map(|item| item_resource(&base, item, None)).collect(),
                 next_cursor: page.next_cursor,
             }),
             Resource::Category => {
                 state.store.list_categories(project, catalog, cursor, PAGE_SIZE).await.map(|page| Page {
-                    rows: page
-                        .rows
-                        .iter()
-                        .map(|category| category_resource(&base_url(request.headers()), category, None))
-                        .collect(),
+                    rows: page.rows.iter().map(|category| category_resource(&base, category, None)).collect(),
                     next_cursor: page.next_cursor,
                 })
             }
@@ -144,7 +141,6 @@ async fn list(state: AppState, resource: Resource, request: Request) -> Response
             }
             Err(error) => return Err(error.into()),
         };
-        let base = base_url(request.headers());
         let data: Vec<Value> =
             page.rows.into_iter().map(|resource| sparse(resource, query.fields.as_deref())).collect();
         let collection = format!("{base}/api/{}", resource.path());

@@ -103,13 +103,14 @@ impl KlaviyoError {
         KlaviyoError { status: StatusCode::BAD_REQUEST, entries, rate: None, retry_after: None }
     }
 
-    /// 401 `not_authenticated`: no `Authorization: Klaviyo-API-Key` header.
+    /// 401 `not_authenticated`: no `Authorization: Klaviyo-API-Key` (or `Bearer`) header.
     pub fn not_authenticated() -> Self {
         Self::one(
             StatusCode::UNAUTHORIZED,
             "not_authenticated",
             "Authentication credentials were not provided.",
-            "Missing or invalid authorization scheme. Please use Klaviyo-API-Key.".to_owned(),
+            "Missing or invalid authorization scheme. Please use Klaviyo-API-Key (or Bearer with an OAuth token)."
+                .to_owned(),
             Source::None,
         )
     }
