@@ -807,6 +807,28 @@ async fn the_500th_job_in_progress_is_the_last_one_accepted() {
     assert_valid("bulk_update_catalog_categories", &refused);
 }
 
+async fn concurrent_creates_at_the_cap_let_exactly_one_in() {
+    let app = app().await;
+    store_delete_jobs(&app, 499).await;
+    // Three requests at once, each finding the project at 499 if it counted before its insert:
+    // the insert counts, so exactly one gets the last place, whatever the interleaving.
+    let bodies =
+        [delete_body(&["A"]), category_body(&[("SHOES", None, &[])]), item_create_body(vec![new_item("N1", "x")])];
+    let (a, b, c) = tokio::join!(
+        post(&app, ITEM_JOBS, &bodies[0]),
+        post(&app, CATEGORY_JOBS, &bodies[1]),
+        post(&app, ITEM_CREATE_JOBS, &bodies[2]),
+    );
+    let accepted = [&a, &b, &c].iter().filter(|r| r.status == StatusCode::ACCEPTED).count();
+    assert_eq!(accepted, 1, "{}\n{}\n{}", a.text, b.text, c.text);
+    for refused in [&a, &b, &c].into_iter().filter(|r| r.status != StatusCode::ACCEPTED) {
+        let entry = assert_error(refused, StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(entry["source"]["pointer"], "/data");
+    }
+    let in_progress = app.store.count_jobs_in_progress(app.project.id).await.expect("count");
+    assert_eq!(in_progress, catalog_api::facades::klaviyo::MAX_JOBS_IN_PROGRESS);
+}
+
 async fn the_default_catalog_is_created_on_first_use() {
     let app = TestApp::new().await;
     // Before any job, reads see an empty catalog and create nothing.
@@ -1541,6 +1563,7 @@ catalog_api::on_both_backends!(
     malformed_bodies_are_400_with_a_pointer,
     the_500th_job_in_progress_is_the_last_one_accepted,
     the_default_catalog_is_created_on_first_use,
+    concurrent_creates_at_the_cap_let_exactly_one_in,
     oauth_bearer_tokens_are_accepted_like_api_keys,
     every_job_type_is_created_listed_and_read_with_include,
     item_jobs_create_and_update_items_readable_as_catalog_items,
