@@ -6,11 +6,11 @@
 //! served; Klaviyo's `filter`, `sort`, `page[size]` and `include=variants` are refused as unknown
 //! parameters (docs/compat/klaviyo.md).
 
+use super::access::{guarded, method_not_allowed};
 use super::error::KlaviyoError;
 use super::params::{cursor, field_list};
 use super::render::{base_url, category_resource, encode_component, item_resource};
 use super::wire::{CATEGORIES_PATH, CATEGORY_FIELDS, CATEGORY_TYPE, ITEMS_PATH, ITEM_FIELDS, ITEM_TYPE, PAGE_SIZE};
-use super::{guarded, method_not_allowed};
 use crate::state::AppState;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, Uri};

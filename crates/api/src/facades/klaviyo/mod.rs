@@ -11,6 +11,7 @@
 //! the job insert's own transaction. The rules come from catalog-domain, the jobs from
 //! catalog-store: this module only parses and renders.
 
+mod access;
 mod body;
 mod catalog;
 mod error;
@@ -23,19 +24,17 @@ pub use error::{ErrorEntry, KlaviyoError, Source};
 pub use params::Revision;
 pub use wire::{JobType, PAGE_SIZE};
 
-use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
-use crate::limits::Policy;
 use crate::state::AppState;
+use access::{guarded, method_not_allowed, Guarded};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
 use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use body::CreateBody;
-use catalog_domain::rate::RateDecision;
 use catalog_domain::{Dialect, RawId};
-use catalog_store::{BulkOutcome, Job, JobDetails, JobId, JobOptions, JobSelection, Principal, Scope, StoreError};
+use catalog_store::{BulkOutcome, Job, JobDetails, JobId, JobOptions, JobSelection, StoreError};
 use params::{Endpoint, Params};
 use render::{base_url, Context};
 use serde_json::{json, Value};
@@ -75,10 +74,6 @@ pub fn routes() -> Router<AppState> {
     router
 }
 
-async fn method_not_allowed() -> KlaviyoError {
-    KlaviyoError::method_not_allowed()
-}
-
 /// The variant job types: catalogd's model has no item with a parent item, so it cannot hold a
 /// variant faithfully. After the usual key, scope and quota checks, 404 `not_found` says so.
 async fn variants_not_available(State(state): State<AppState>, request: Request) -> Response {
@@ -90,77 +85,6 @@ async fn variants_not_available(State(state): State<AppState>, request: Request)
         ))
     })
     .await
-}
-
-/// Who is calling and what the quota said.
-struct Guarded {
-    principal: Principal,
-    revision: Revision,
-    rate: Option<RateDecision>,
-}
-
-/// The token of `Authorization: Klaviyo-API-Key <key>` or, as OAuth apps send it,
-/// `Authorization: Bearer <token>`: either carries a catalogd key.
-fn klaviyo_token(headers: &HeaderMap) -> Result<&str, KlaviyoError> {
-    let repeated = |_| KlaviyoError::parameter("Authorization", RepeatedAuthorization::MESSAGE);
-    if let Some(token) = token_with_scheme(headers, "Klaviyo-API-Key").map_err(repeated)? {
-        return Ok(token);
-    }
-    token_with_scheme(headers, "Bearer").map_err(repeated)?.ok_or_else(KlaviyoError::not_authenticated)
-}
-
-/// Authentication, scope, quotas and revision, in the order the module documents. Both quotas of
-/// the method's group are taken; the headers of an answer describe the steady one, as Klaviyo's
-/// do (a refusal describes the quota that refused).
-async fn guard(state: &AppState, headers: &HeaderMap, write: bool) -> Result<Guarded, KlaviyoError> {
-    let token = klaviyo_token(headers)?;
-    let principal = state.store.authenticate(token).await?.ok_or_else(KlaviyoError::authentication_failed)?;
-    crate::app::note_project(&principal);
-    let scope = if write { Scope::CatalogsWrite } else { Scope::CatalogsRead };
-    if !principal.has_scope(scope) {
-        return Err(KlaviyoError::permission_denied(scope.as_str()));
-    }
-    let (burst, steady) = if write {
-        (Policy::KlaviyoCreateBurst, Policy::KlaviyoCreateSteady)
-    } else {
-        (Policy::KlaviyoReadBurst, Policy::KlaviyoReadSteady)
-    };
-    let decisions = state.take_quota_each(principal.project_id, &[burst, steady]).await?;
-    if let Some((_, refused)) = decisions.iter().filter(|(_, d)| !d.allowed).max_by_key(|(_, d)| d.retry_after_secs) {
-        return Err(KlaviyoError::throttled(*refused));
-    }
-    // The steady window when it is in force; with it off, the burst window is all there is.
-    let rate = decisions.iter().find(|(policy, _)| *policy == steady).or(decisions.first()).map(|(_, d)| *d);
-    let revision = Revision::from_headers(headers).map_err(|e| e.with_rate(rate))?;
-    Ok(Guarded { principal, revision, rate })
-}
-
-/// A JSON:API success response with the quota's headers.
-fn document(status: StatusCode, body: &Value, rate: Option<RateDecision>) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(VND_API_JSON));
-    if let Some(decision) = &rate {
-        insert_ratelimit_headers(headers, decision);
-    }
-    response
-}
-
-/// Runs `body` after the guard, adding the quota's headers to whatever it answers.
-async fn guarded<F, Fut>(state: AppState, request: Request, write: bool, body: F) -> Response
-where
-    F: FnOnce(AppState, Guarded, Request) -> Fut,
-    Fut: std::future::Future<Output = Result<(StatusCode, Value), KlaviyoError>>,
-{
-    let guard = match guard(&state, request.headers(), write).await {
-        Ok(guard) => guard,
-        Err(error) => return error.into_response(),
-    };
-    let rate = guard.rate;
-    match body(state, guard, request).await {
-        Ok((status, value)) => document(status, &value, rate),
-        Err(error) => error.with_rate(rate).into_response(),
-    }
 }
 
 /// The included resources of a job type's relationship for `ids` (external ids) in the Klaviyo
