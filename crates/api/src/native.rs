@@ -412,6 +412,7 @@ impl JobFields {
             idempotency_key,
             atomic: self.atomic,
             requested_by: None,
+            in_progress_cap: false,
         })
     }
 }

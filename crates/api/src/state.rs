@@ -44,4 +44,25 @@ impl AppState {
         let quotas: Vec<_> = active.iter().map(|(_, quota)| *quota).collect();
         self.store.take_quota(&key, &quotas, catalog_store::now_ms()).await.map(Some)
     }
+
+    /// [`AppState::take_quota`], answering each active policy's own decision (in the order of
+    /// `policies`; a policy that is off is left out): for a surface whose headers describe one
+    /// window of several, as Klaviyo's describe the steady one. Consumed as `take_quota` does.
+    pub async fn take_quota_each(
+        &self,
+        project: ProjectId,
+        policies: &[Policy],
+    ) -> Result<Vec<(Policy, RateDecision)>, StoreError> {
+        let active: Vec<_> =
+            policies.iter().filter_map(|p| self.rate_limits.quota(*p).map(|quota| (*p, quota))).collect();
+        if active.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = active.iter().map(|(p, _)| p.name()).collect();
+        // The same key as `take_quota` for the same policies: one quota state, however asked.
+        let key = format!("{}:{}", project.0, names.join("+"));
+        let quotas: Vec<_> = active.iter().map(|(_, quota)| *quota).collect();
+        let decisions = self.store.take_quota_each(&key, &quotas, catalog_store::now_ms()).await?;
+        Ok(active.into_iter().map(|(policy, _)| policy).zip(decisions).collect())
+    }
 }

@@ -31,6 +31,34 @@ const SLICES: &[(&str, &str)] = &[
     ),
     ("get_bulk_update_categories_job", include_str!("klaviyo_fixtures/openapi/get_bulk_update_categories_job.json")),
     ("get_bulk_update_categories_jobs", include_str!("klaviyo_fixtures/openapi/get_bulk_update_categories_jobs.json")),
+    ("bulk_create_catalog_items", include_str!("klaviyo_fixtures/openapi/bulk_create_catalog_items.json")),
+    (
+        "get_bulk_create_catalog_items_job",
+        include_str!("klaviyo_fixtures/openapi/get_bulk_create_catalog_items_job.json"),
+    ),
+    (
+        "get_bulk_create_catalog_items_jobs",
+        include_str!("klaviyo_fixtures/openapi/get_bulk_create_catalog_items_jobs.json"),
+    ),
+    ("bulk_update_catalog_items", include_str!("klaviyo_fixtures/openapi/bulk_update_catalog_items.json")),
+    (
+        "get_bulk_update_catalog_items_job",
+        include_str!("klaviyo_fixtures/openapi/get_bulk_update_catalog_items_job.json"),
+    ),
+    (
+        "get_bulk_update_catalog_items_jobs",
+        include_str!("klaviyo_fixtures/openapi/get_bulk_update_catalog_items_jobs.json"),
+    ),
+    ("bulk_create_catalog_categories", include_str!("klaviyo_fixtures/openapi/bulk_create_catalog_categories.json")),
+    ("get_bulk_create_categories_job", include_str!("klaviyo_fixtures/openapi/get_bulk_create_categories_job.json")),
+    ("get_bulk_create_categories_jobs", include_str!("klaviyo_fixtures/openapi/get_bulk_create_categories_jobs.json")),
+    ("bulk_delete_catalog_categories", include_str!("klaviyo_fixtures/openapi/bulk_delete_catalog_categories.json")),
+    ("get_bulk_delete_categories_job", include_str!("klaviyo_fixtures/openapi/get_bulk_delete_categories_job.json")),
+    ("get_bulk_delete_categories_jobs", include_str!("klaviyo_fixtures/openapi/get_bulk_delete_categories_jobs.json")),
+    ("get_catalog_item", include_str!("klaviyo_fixtures/openapi/get_catalog_item.json")),
+    ("get_catalog_items", include_str!("klaviyo_fixtures/openapi/get_catalog_items.json")),
+    ("get_catalog_category", include_str!("klaviyo_fixtures/openapi/get_catalog_category.json")),
+    ("get_catalog_categories", include_str!("klaviyo_fixtures/openapi/get_catalog_categories.json")),
 ];
 
 fn slice(operation: &str) -> Value {
@@ -603,7 +631,9 @@ async fn successful_responses_carry_ratelimit_headers() {
             assert!(response.header(name).is_some(), "{name}: {:?}", response.headers);
         }
     }
-    assert_eq!(get(&app, ITEM_JOBS).await.header("ratelimit-limit"), Some("350"));
+    // Klaviyo's headers describe the steady window (3,500/min, 750/min), not the burst one.
+    assert_eq!(get(&app, ITEM_JOBS).await.header("ratelimit-limit"), Some("3500"));
+    assert_eq!(post(&app, ITEM_JOBS, &delete_body(&["B"])).await.header("ratelimit-limit"), Some("750"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -614,9 +644,29 @@ async fn missing_or_foreign_auth_scheme_is_401_not_authenticated() {
     let none = app.send(TestRequest::new(Method::GET, ITEM_JOBS).header("revision", REVISION)).await;
     assert_error(&none, StatusCode::UNAUTHORIZED, "not_authenticated");
     assert_valid("get_bulk_delete_catalog_items_jobs", &none);
-    let bearer =
-        app.send(TestRequest::new(Method::GET, ITEM_JOBS).bearer(&app.token).header("revision", REVISION)).await;
-    assert_error(&bearer, StatusCode::UNAUTHORIZED, "not_authenticated");
+    let basic = app
+        .send(
+            TestRequest::new(Method::GET, ITEM_JOBS)
+                .header("authorization", &format!("Basic {}", app.token))
+                .header("revision", REVISION),
+        )
+        .await;
+    assert_error(&basic, StatusCode::UNAUTHORIZED, "not_authenticated");
+}
+
+async fn oauth_bearer_tokens_are_accepted_like_api_keys() {
+    let app = app().await;
+    let bearer = |method, path: &str| {
+        TestRequest::new(method, path).bearer(&app.token).header("revision", REVISION).header("host", HOST)
+    };
+    let created = app.send(vnd(bearer(Method::POST, ITEM_JOBS), &delete_body(&["A"]))).await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.text);
+    let listed = app.send(bearer(Method::GET, ITEM_JOBS)).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(job_ids(&listed.json()).len(), 1);
+    let unknown =
+        app.send(TestRequest::new(Method::GET, ITEM_JOBS).bearer("pk_nope").header("revision", REVISION)).await;
+    assert_error(&unknown, StatusCode::UNAUTHORIZED, "authentication_failed");
 }
 
 async fn unknown_key_is_401_authentication_failed() {
@@ -757,11 +807,41 @@ async fn the_500th_job_in_progress_is_the_last_one_accepted() {
     assert_valid("bulk_update_catalog_categories", &refused);
 }
 
-async fn a_missing_default_catalog_is_400() {
+async fn concurrent_creates_at_the_cap_let_exactly_one_in() {
+    let app = app().await;
+    store_delete_jobs(&app, 499).await;
+    // Three requests at once, each finding the project at 499 if it counted before its insert:
+    // the insert counts, so exactly one gets the last place, whatever the interleaving.
+    let bodies =
+        [delete_body(&["A"]), category_body(&[("SHOES", None, &[])]), item_create_body(vec![new_item("N1", "x")])];
+    let (a, b, c) = tokio::join!(
+        post(&app, ITEM_JOBS, &bodies[0]),
+        post(&app, CATEGORY_JOBS, &bodies[1]),
+        post(&app, ITEM_CREATE_JOBS, &bodies[2]),
+    );
+    let accepted = [&a, &b, &c].iter().filter(|r| r.status == StatusCode::ACCEPTED).count();
+    assert_eq!(accepted, 1, "{}\n{}\n{}", a.text, b.text, c.text);
+    for refused in [&a, &b, &c].into_iter().filter(|r| r.status != StatusCode::ACCEPTED) {
+        let entry = assert_error(refused, StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(entry["source"]["pointer"], "/data");
+    }
+    let in_progress = app.store.count_jobs_in_progress(app.project.id).await.expect("count");
+    assert_eq!(in_progress, catalog_api::facades::klaviyo::MAX_JOBS_IN_PROGRESS);
+}
+
+async fn the_default_catalog_is_created_on_first_use() {
     let app = TestApp::new().await;
+    // Before any job, reads see an empty catalog and create nothing.
+    let items = get(&app, "/api/catalog-items").await;
+    assert_eq!((items.status, items.json()["data"].clone()), (StatusCode::OK, json!([])), "{}", items.text);
+    assert_eq!(app.get("/v1/catalogs").await.json()["data"], json!([]));
     let response = post(&app, ITEM_JOBS, &delete_body(&["A"])).await;
-    let entry = assert_error(&response, StatusCode::BAD_REQUEST, "invalid");
-    assert!(entry["detail"].as_str().is_some_and(|d| d.contains("'default'")), "{entry}");
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    let catalogs = app.get("/v1/catalogs").await.json();
+    assert_eq!(catalogs["data"][0]["name"], "default", "{catalogs}");
+    let again = post(&app, CATEGORY_JOBS, &category_body(&[("SHOES", Some("Shoes"), &[])])).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+    assert_eq!(app.get("/v1/catalogs").await.json()["data"].as_array().map(Vec::len), Some(1));
 }
 
 async fn bad_filters_are_400_on_the_filter_parameter() {
@@ -1009,6 +1089,456 @@ async fn ids_at_the_storage_cap_are_indexed_on_both_backends() {
     assert_eq!(widest.map(|c| c["item_ids"].clone()), Some(json!([member])));
 }
 
+// ---------------------------------------------------------------------------------------------
+// The job family: item create and update, category create and delete; the catalog reads
+
+const ITEM_CREATE_JOBS: &str = "/api/catalog-item-bulk-create-jobs";
+const ITEM_UPDATE_JOBS: &str = "/api/catalog-item-bulk-update-jobs";
+const CATEGORY_CREATE_JOBS: &str = "/api/catalog-category-bulk-create-jobs";
+const CATEGORY_DELETE_JOBS: &str = "/api/catalog-category-bulk-delete-jobs";
+
+/// A create body of the job type `type_name` whose `member` holds `resources`.
+fn job_body(type_name: &str, member: &str, resources: Vec<Value>) -> Value {
+    json!({"data": {"type": type_name, "attributes": {member: {"data": resources}}}})
+}
+
+/// An item to create, with every attribute Klaviyo knows.
+fn new_item(id: &str, title: &str) -> Value {
+    json!({"type": "catalog-item", "attributes": {
+        "external_id": id, "title": title, "description": format!("{title}, described"),
+        "url": format!("https://shop.test/{id}"), "price": 42.5, "image_full_url": "https://shop.test/full.png",
+        "image_thumbnail_url": "https://shop.test/thumb.png", "images": ["https://shop.test/1.png"],
+        "custom_metadata": {"Top Pick": true}, "published": true,
+        "integration_type": "$custom", "catalog_type": "$default"}})
+}
+
+fn item_change(id: &str, attributes: Value) -> Value {
+    json!({"type": "catalog-item", "id": compound(id), "attributes": attributes})
+}
+
+fn new_category(id: &str, name: &str, items: &[&str]) -> Value {
+    let items: Vec<Value> = items.iter().map(|i| json!({"type": "catalog-item", "id": compound(i)})).collect();
+    json!({"type": "catalog-category", "attributes": {"external_id": id, "name": name},
+           "relationships": {"items": {"data": items}}})
+}
+
+fn category_ref(id: &str) -> Value {
+    json!({"type": "catalog-category", "id": compound(id)})
+}
+
+fn item_create_body(items: Vec<Value>) -> Value {
+    job_body("catalog-item-bulk-create-job", "items", items)
+}
+
+fn item_update_body(items: Vec<Value>) -> Value {
+    job_body("catalog-item-bulk-update-job", "items", items)
+}
+
+/// The job of a 202 answer: its id.
+fn created_id(response: &TestResponse) -> String {
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    response.json()["data"]["id"].as_str().expect("a job id").to_owned()
+}
+
+struct Family {
+    path: &'static str,
+    type_name: &'static str,
+    body: Value,
+    create: &'static str,
+    list: &'static str,
+    get: &'static str,
+    include: Option<&'static str>,
+}
+
+fn family() -> Vec<Family> {
+    vec![
+        Family {
+            path: ITEM_CREATE_JOBS,
+            type_name: "catalog-item-bulk-create-job",
+            body: item_create_body(vec![new_item("N1", "New one"), new_item("N2", "New two")]),
+            create: "bulk_create_catalog_items",
+            list: "get_bulk_create_catalog_items_jobs",
+            get: "get_bulk_create_catalog_items_job",
+            include: Some("items"),
+        },
+        Family {
+            path: ITEM_UPDATE_JOBS,
+            type_name: "catalog-item-bulk-update-job",
+            body: item_update_body(vec![item_change("A", json!({"title": "A, renamed"}))]),
+            create: "bulk_update_catalog_items",
+            list: "get_bulk_update_catalog_items_jobs",
+            get: "get_bulk_update_catalog_items_job",
+            include: Some("items"),
+        },
+        Family {
+            path: ITEM_JOBS,
+            type_name: "catalog-item-bulk-delete-job",
+            body: delete_body(&["E"]),
+            create: "bulk_delete_catalog_items",
+            list: "get_bulk_delete_catalog_items_jobs",
+            get: "get_bulk_delete_catalog_items_job",
+            include: None,
+        },
+        Family {
+            path: CATEGORY_CREATE_JOBS,
+            type_name: "catalog-category-bulk-create-job",
+            body: job_body(
+                "catalog-category-bulk-create-job",
+                "categories",
+                vec![new_category("KIDS", "Kids", &["B"])],
+            ),
+            create: "bulk_create_catalog_categories",
+            list: "get_bulk_create_categories_jobs",
+            get: "get_bulk_create_categories_job",
+            include: Some("categories"),
+        },
+        Family {
+            path: CATEGORY_JOBS,
+            type_name: "catalog-category-bulk-update-job",
+            body: category_body(&[("APPAREL", Some("Clothes"), &["A", "B"])]),
+            create: "bulk_update_catalog_categories",
+            list: "get_bulk_update_categories_jobs",
+            get: "get_bulk_update_categories_job",
+            include: Some("categories"),
+        },
+        Family {
+            path: CATEGORY_DELETE_JOBS,
+            type_name: "catalog-category-bulk-delete-job",
+            body: job_body("catalog-category-bulk-delete-job", "categories", vec![category_ref("SHOES")]),
+            create: "bulk_delete_catalog_categories",
+            list: "get_bulk_delete_categories_jobs",
+            get: "get_bulk_delete_categories_job",
+            include: None,
+        },
+    ]
+}
+
+async fn every_job_type_is_created_listed_and_read_with_include() {
+    let app = app().await;
+    for job in family() {
+        let created = post(&app, job.path, &job.body).await;
+        let id = created_id(&created);
+        assert_valid(job.create, &created);
+        assert_eq!(created.json()["data"]["type"], job.type_name);
+        app.run_jobs().await;
+        let listed = get(&app, &format!("{}?filter={}", job.path, urlencode("equals(status,'complete')"))).await;
+        assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+        assert_valid(job.list, &listed);
+        // The native seeding's upsert jobs show among the item create jobs: a listing shows every
+        // job of its kind on the catalog, whichever API created it.
+        assert_eq!(job_ids(&listed.json()).first(), Some(&id), "{}", job.path);
+        let path = match job.include {
+            Some(include) => format!("{}/{id}?include={include}", job.path),
+            None => format!("{}/{id}", job.path),
+        };
+        let got = get(&app, &path).await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+        assert_valid(job.get, &got);
+        let body = got.json();
+        assert_eq!(body["data"]["attributes"]["status"], "complete", "{}", got.text);
+        assert_eq!(body["data"]["attributes"]["failed_count"], 0, "{}", got.text);
+        if job.include.is_some() {
+            let included = body["included"].as_array().cloned().unwrap_or_default();
+            let related: Vec<&Value> =
+                body["data"]["relationships"].as_object().into_iter().flat_map(|r| r.values()).collect();
+            let named = related[0]["data"].as_array().map_or(0, Vec::len);
+            assert_eq!(included.len(), named, "every related resource is included: {}", got.text);
+        } else {
+            let include = get(&app, &format!("{}/{id}?include=items", job.path)).await;
+            assert_error(&include, StatusCode::BAD_REQUEST, "invalid");
+        }
+    }
+    // What the jobs did, as the native API sees it.
+    let items = app.get("/v1/catalogs/default/items").await.json();
+    let titles: Vec<(String, String)> = items["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap_or_default().to_owned(),
+                i["fields"]["title"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert!(titles.contains(&("N1".into(), "New one".into())), "{titles:?}");
+    assert!(titles.contains(&("A".into(), "A, renamed".into())), "{titles:?}");
+    assert!(!titles.iter().any(|(id, _)| id == "E"), "{titles:?}");
+    let categories = app.get("/v1/catalogs/default/categories").await.json();
+    let names: Vec<&str> =
+        categories["data"].as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(names, ["APPAREL", "KIDS"]);
+}
+
+async fn item_jobs_create_and_update_items_readable_as_catalog_items() {
+    let app = app().await;
+    created_id(&post(&app, ITEM_CREATE_JOBS, &item_create_body(vec![new_item("N1", "Shirt")])).await);
+    app.run_jobs().await;
+    let path = format!("/api/catalog-items/{}", urlencode(&compound("N1")));
+    let item = get(&app, &path).await;
+    assert_eq!(item.status, StatusCode::OK, "{}", item.text);
+    assert_valid("get_catalog_item", &item);
+    let attributes = item.json()["data"]["attributes"].clone();
+    assert_eq!(
+        (&attributes["external_id"], &attributes["title"], &attributes["price"], &attributes["custom_metadata"]),
+        (&json!("N1"), &json!("Shirt"), &json!(42.5), &json!({"Top Pick": true}))
+    );
+    // An update merges: what it names changes (null included), the rest stays.
+    let update = item_update_body(vec![
+        item_change("N1", json!({"title": "Blue shirt", "price": null})),
+        item_change("NOPE", json!({"title": "x"})),
+    ]);
+    let job = created_id(&post(&app, ITEM_UPDATE_JOBS, &update).await);
+    app.run_jobs().await;
+    let attributes = get(&app, &path).await.json()["data"]["attributes"].clone();
+    assert_eq!(
+        (&attributes["title"], &attributes["price"], &attributes["description"]),
+        (&json!("Blue shirt"), &Value::Null, &json!("Shirt, described"))
+    );
+    let done = get(&app, &format!("{ITEM_UPDATE_JOBS}/{job}")).await;
+    assert_valid("get_bulk_update_catalog_items_job", &done);
+    let done = done.json();
+    assert_eq!(
+        (done["data"]["attributes"]["completed_count"].as_u64(), done["data"]["attributes"]["failed_count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(done["data"]["attributes"]["errors"][0]["source"]["pointer"], "/data/attributes/items/data/1");
+    // A create of an item that exists replaces it (catalogd's upsert; docs/compat/klaviyo.md).
+    created_id(&post(&app, ITEM_CREATE_JOBS, &item_create_body(vec![new_item("A", "A again")])).await);
+    app.run_jobs().await;
+    let a = get(&app, &format!("/api/catalog-items/{}", urlencode(&compound("A")))).await.json();
+    assert_eq!(a["data"]["attributes"]["title"], "A again");
+    let sparse = get(&app, &format!("{path}?fields[catalog-item]=title,url")).await;
+    assert_eq!(sparse.json()["data"]["attributes"], json!({"title": "Blue shirt", "url": "https://shop.test/N1"}));
+    let missing = get(&app, &format!("/api/catalog-items/{}", urlencode(&compound("NOPE")))).await;
+    assert_error(&missing, StatusCode::NOT_FOUND, "not_found");
+    assert_valid("get_catalog_item", &missing);
+}
+
+async fn item_job_bodies_are_checked_with_pointers() {
+    let app = app().await;
+    let at = "/data/attributes/items/data";
+    let mut untitled = new_item("N1", "x");
+    untitled["attributes"].as_object_mut().map(|a| a.remove("title"));
+    let mut priced = new_item("N1", "x");
+    priced["attributes"]["price"] = json!("cheap");
+    let mut colored = new_item("N1", "x");
+    colored["attributes"]["color"] = json!("blue");
+    let mut shopify = new_item("N1", "x");
+    shopify["attributes"]["integration_type"] = json!("$shopify");
+    let mut categorized = new_item("N1", "x");
+    categorized["relationships"] = json!({"categories": {"data": [category_ref("APPAREL")]}});
+    let cases = [
+        (ITEM_CREATE_JOBS, item_create_body(vec![untitled]), format!("{at}/0/attributes/title")),
+        (ITEM_CREATE_JOBS, item_create_body(vec![priced]), format!("{at}/0/attributes/price")),
+        (ITEM_CREATE_JOBS, item_create_body(vec![colored]), format!("{at}/0/attributes/color")),
+        (ITEM_CREATE_JOBS, item_create_body(vec![shopify]), format!("{at}/0/attributes/integration_type")),
+        (ITEM_CREATE_JOBS, item_create_body(vec![categorized]), format!("{at}/0/relationships/categories")),
+        (
+            ITEM_CREATE_JOBS,
+            item_create_body(vec![new_item("N1", "x"), new_item("N1", "y")]),
+            format!("{at}/1/attributes/external_id"),
+        ),
+        (
+            ITEM_UPDATE_JOBS,
+            item_update_body(vec![json!({"type": "catalog-item", "id": "A", "attributes": {}})]),
+            format!("{at}/0/id"),
+        ),
+        (
+            ITEM_UPDATE_JOBS,
+            item_update_body(vec![item_change("A", json!({"published": "yes"}))]),
+            format!("{at}/0/attributes/published"),
+        ),
+        (
+            CATEGORY_CREATE_JOBS,
+            job_body(
+                "catalog-category-bulk-create-job",
+                "categories",
+                vec![json!({"type": "catalog-category", "attributes": {"external_id": "K"}})],
+            ),
+            "/data/attributes/categories/data/0/attributes/name".to_owned(),
+        ),
+    ];
+    for (path, body, pointer) in cases {
+        let response = post(&app, path, &body).await;
+        let entry = assert_error(&response, StatusCode::BAD_REQUEST, "invalid");
+        assert_eq!(entry["source"]["pointer"], pointer.as_str(), "{body}");
+        let operation = if path == ITEM_CREATE_JOBS {
+            "bulk_create_catalog_items"
+        } else if path == ITEM_UPDATE_JOBS {
+            "bulk_update_catalog_items"
+        } else {
+            "bulk_create_catalog_categories"
+        };
+        assert_valid(operation, &response);
+    }
+    assert_eq!(app.get("/v1/jobs").await.json()["data"].as_array().map(Vec::len), Some(2), "only the seeding's jobs");
+}
+
+async fn category_create_and_delete_jobs_change_the_categories() {
+    let app = app().await;
+    let create =
+        job_body("catalog-category-bulk-create-job", "categories", vec![new_category("KIDS", "Kids", &["B", "C"])]);
+    created_id(&post(&app, CATEGORY_CREATE_JOBS, &create).await);
+    app.run_jobs().await;
+    let kids_path = format!("/api/catalog-categories/{}", urlencode(&compound("KIDS")));
+    let kids = get(&app, &kids_path).await;
+    assert_eq!(kids.status, StatusCode::OK, "{}", kids.text);
+    assert_valid("get_catalog_category", &kids);
+    assert_eq!(kids.json()["data"]["attributes"]["name"], "Kids");
+    let native = app.get("/v1/catalogs/default/categories").await.json();
+    let members =
+        native["data"].as_array().and_then(|c| c.iter().find(|c| c["id"] == "KIDS")).map(|c| c["item_ids"].clone());
+    assert_eq!(members, Some(json!(["B", "C"])));
+    let delete =
+        job_body("catalog-category-bulk-delete-job", "categories", vec![category_ref("KIDS"), category_ref("APPAREL")]);
+    let job = created_id(&post(&app, CATEGORY_DELETE_JOBS, &delete).await);
+    app.run_jobs().await;
+    let gone = get(&app, &kids_path).await;
+    assert_error(&gone, StatusCode::NOT_FOUND, "not_found");
+    let native = app.get("/v1/catalogs/default/categories").await.json();
+    let left: Vec<&str> = native["data"].as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(left, ["SHOES"]);
+    let done = get(&app, &format!("{CATEGORY_DELETE_JOBS}/{job}")).await;
+    assert_valid("get_bulk_delete_categories_job", &done);
+    let related: Vec<Value> =
+        done.json()["data"]["relationships"]["categories"]["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(related, [category_ref("APPAREL"), category_ref("KIDS")], "in catalogd's stored order (sorted)");
+}
+
+/// Follows `link` (an absolute URL on the test host) and asserts it answers 200, valid against
+/// `operation`.
+async fn assert_resolves(app: &TestApp, link: &Value, operation: &str) {
+    let response = get(app, &path_of(link)).await;
+    assert_eq!(response.status, StatusCode::OK, "{link}: {}", response.text);
+    assert_valid(operation, &response);
+}
+
+async fn every_rendered_link_resolves() {
+    let app = app().await;
+    let items = created_id(&post(&app, ITEM_CREATE_JOBS, &item_create_body(vec![new_item("N 1/é", "Odd id")])).await);
+    let categories = created_id(&post(&app, CATEGORY_JOBS, &category_body(&[("APPAREL", Some("Clothes"), &[])])).await);
+    app.run_jobs().await;
+    for (path, get_operation, list_operation, included_operation) in [
+        (
+            format!("{ITEM_CREATE_JOBS}/{items}?include=items"),
+            "get_bulk_create_catalog_items_job",
+            "get_bulk_create_catalog_items_jobs",
+            "get_catalog_item",
+        ),
+        (
+            format!("{CATEGORY_JOBS}/{categories}?include=categories"),
+            "get_bulk_update_categories_job",
+            "get_bulk_update_categories_jobs",
+            "get_catalog_category",
+        ),
+    ] {
+        let body = get(&app, &path).await.json();
+        assert_resolves(&app, &body["data"]["links"]["self"], get_operation).await;
+        let included = body["included"].as_array().cloned().unwrap_or_default();
+        assert!(!included.is_empty(), "{body}");
+        for resource in &included {
+            assert_resolves(&app, &resource["links"]["self"], included_operation).await;
+        }
+        let collection = path.split('/').take(3).collect::<Vec<_>>().join("/");
+        let list = get(&app, &collection).await.json();
+        assert_resolves(&app, &list["links"]["self"], list_operation).await;
+        assert_resolves(&app, &list["links"]["first"], list_operation).await;
+        assert_resolves(&app, &list["links"]["last"], list_operation).await;
+    }
+    for (collection, list_operation, one_operation) in [
+        ("/api/catalog-items", "get_catalog_items", "get_catalog_item"),
+        ("/api/catalog-categories", "get_catalog_categories", "get_catalog_category"),
+    ] {
+        let list = get(&app, collection).await;
+        assert_valid(list_operation, &list);
+        let list = list.json();
+        assert_resolves(&app, &list["links"]["first"], list_operation).await;
+        for resource in list["data"].as_array().into_iter().flatten() {
+            assert_resolves(&app, &resource["links"]["self"], one_operation).await;
+        }
+    }
+}
+
+async fn catalog_reads_page_100_at_a_time() {
+    let app = app().await;
+    let items: Vec<Value> =
+        (0..150).map(|i| json!({"id": format!("P{i:03}"), "fields": {"title": format!("P{i}")}})).collect();
+    let upsert = app.post("/v1/catalogs/default/items/bulk-upsert", &json!({"items": items})).await;
+    assert_eq!(upsert.status, StatusCode::ACCEPTED, "{}", upsert.text);
+    app.run_jobs().await;
+    let first = get(&app, "/api/catalog-items?fields[catalog-item]=title").await;
+    assert_valid("get_catalog_items", &first);
+    let first = first.json();
+    assert_eq!(first["data"].as_array().map(Vec::len), Some(100));
+    assert_eq!(first["data"][0]["attributes"], json!({"title": "A"}));
+    let second = get(&app, &path_of(&first["links"]["next"])).await;
+    assert_valid("get_catalog_items", &second);
+    let second = second.json();
+    assert_eq!(second["data"].as_array().map(Vec::len), Some(55), "{second}");
+    assert_eq!(second["links"]["next"], Value::Null);
+    assert_eq!(second["data"][0]["attributes"], json!({"title": "P95"}), "the fieldset is carried over");
+    for (name, value) in [
+        ("page[size]", "10"),
+        ("sort", "created"),
+        ("filter", "equals(title,\"A\")"),
+        ("include", "variants"),
+        ("fields[catalog-item]", "color"),
+    ] {
+        let response = get(&app, &format!("/api/catalog-items?{name}={}", urlencode(value))).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "invalid");
+    }
+    let categories = get(&app, "/api/catalog-categories").await;
+    assert_valid("get_catalog_categories", &categories);
+    let ids: Vec<String> = job_ids(&categories.json());
+    assert_eq!(ids, [compound("APPAREL"), compound("SHOES")]);
+}
+
+async fn a_page_of_jobs_shows_every_jobs_inputs_and_errors() {
+    let app = app().await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let missing = format!("NOPE{n}");
+        let body = category_body(&[("APPAREL", None, &[]), (missing.as_str(), Some("x"), &[])]);
+        ids.push(created_id(&post(&app, CATEGORY_JOBS, &body).await));
+    }
+    app.run_jobs().await;
+    let page = get(&app, &format!("{CATEGORY_JOBS}?include=categories")).await;
+    assert_valid("get_bulk_update_categories_jobs", &page);
+    let page = page.json();
+    ids.reverse();
+    assert_eq!(job_ids(&page), ids, "newest first");
+    for (n, job) in page["data"].as_array().into_iter().flatten().enumerate() {
+        let related: Vec<&str> = job["relationships"]["categories"]["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        let missing = compound(&format!("NOPE{}", 2 - n));
+        assert_eq!(related, [compound("APPAREL").as_str(), missing.as_str()], "{job}");
+        let errors = job["attributes"]["errors"].as_array().cloned().unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{job}");
+        assert_eq!(errors[0]["source"]["pointer"], "/data/attributes/categories/data/1");
+    }
+    // Included once, however many jobs name it; the missing categories are not there to include.
+    let included: Vec<&str> =
+        page["included"].as_array().into_iter().flatten().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(included, [compound("APPAREL").as_str()]);
+}
+
+async fn variant_jobs_answer_that_they_are_not_available() {
+    let app = app().await;
+    let body = json!({"data": {"type": "catalog-variant-bulk-create-job", "attributes": {"variants": {"data": []}}}});
+    let created = post(&app, "/api/catalog-variant-bulk-create-jobs", &body).await;
+    let entry = assert_error(&created, StatusCode::NOT_FOUND, "not_found");
+    assert!(entry["detail"].as_str().is_some_and(|d| d.contains("variants are not available")), "{entry}");
+    assert_error(&get(&app, "/api/catalog-variant-bulk-delete-jobs/1").await, StatusCode::NOT_FOUND, "not_found");
+    assert_error(&get(&app, "/api/catalog-variant-bulk-update-jobs/").await, StatusCode::NOT_FOUND, "not_found");
+    let anonymous = app.send(TestRequest::new(Method::GET, "/api/catalog-variant-bulk-update-jobs")).await;
+    assert_error(&anonymous, StatusCode::UNAUTHORIZED, "not_authenticated");
+}
+
 catalog_api::on_both_backends!(
     seed_000_get_delete_items_jobs_has_the_seed_shape,
     seed_001_get_update_categories_jobs_has_the_seed_shape,
@@ -1032,7 +1562,17 @@ catalog_api::on_both_backends!(
     bad_compound_ids_are_400_with_a_pointer_each,
     malformed_bodies_are_400_with_a_pointer,
     the_500th_job_in_progress_is_the_last_one_accepted,
-    a_missing_default_catalog_is_400,
+    the_default_catalog_is_created_on_first_use,
+    concurrent_creates_at_the_cap_let_exactly_one_in,
+    oauth_bearer_tokens_are_accepted_like_api_keys,
+    every_job_type_is_created_listed_and_read_with_include,
+    item_jobs_create_and_update_items_readable_as_catalog_items,
+    item_job_bodies_are_checked_with_pointers,
+    category_create_and_delete_jobs_change_the_categories,
+    every_rendered_link_resolves,
+    catalog_reads_page_100_at_a_time,
+    a_page_of_jobs_shows_every_jobs_inputs_and_errors,
+    variant_jobs_answer_that_they_are_not_available,
     bad_filters_are_400_on_the_filter_parameter,
     unknown_parameters_and_fields_are_400,
     unknown_jobs_are_404_not_found,

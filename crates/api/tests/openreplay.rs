@@ -66,7 +66,7 @@ fn assert_job_shape(job: &Value) {
     for text in ["description", "status", "action", "referenceId"] {
         assert!(job[text].is_string(), "{text} must be a string: {job}");
     }
-    assert!(job["updatedAt"].is_null() || job["updatedAt"].is_i64(), "{job}");
+    assert!(job["updatedAt"].is_i64(), "{job}");
     assert!(job["errors"].is_null() || job["errors"].is_string(), "{job}");
     // Epoch milliseconds: after 2020 in ms, not seconds.
     assert!(job["createdAt"].as_i64().is_some_and(|t| t > 1_577_836_800_000), "{job}");
@@ -105,7 +105,7 @@ async fn seed_list_example_scheduled_and_cancelled_jobs() {
     assert_eq!(shekar["referenceId"], "shekar@example.com");
     assert_eq!(shekar["action"], "item_bulk_delete");
     assert_eq!(shekar["projectId"], app.project.id.0);
-    assert_eq!(shekar["updatedAt"], Value::Null);
+    assert_eq!(shekar["updatedAt"], shekar["createdAt"], "a new job's updatedAt is its createdAt");
     assert_eq!(shekar["errors"], Value::Null);
     assert_eq!(shekar["startAt"].as_i64(), catalog_domain::time::parse_rfc3339(&start).ok());
     assert_eq!(mehdi["status"], "cancelled");
@@ -128,7 +128,7 @@ async fn seed_get_example() {
     assert_job_shape(&body["data"]);
     assert_eq!(body["data"]["jobId"], id);
     assert_eq!(body["data"]["status"], "scheduled");
-    assert_eq!(body["data"]["updatedAt"], Value::Null);
+    assert_eq!(body["data"]["updatedAt"], body["data"]["createdAt"]);
 }
 
 async fn seed_cancel_example() {
@@ -271,10 +271,12 @@ async fn cancelling_a_finished_job_is_400() {
     let deleted = app.send(TestRequest::new(Method::DELETE, "/v1/catalogs/shoes").bearer(&app.token)).await;
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
     app.run_jobs().await;
+    // OpenReplay's server lets a failed job be cancelled: nothing is left to stop.
     let response = call(&app, Method::DELETE, &format!("{JOBS}/{failed}")).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     assert_eq!(
-        (response.status, response.json()),
-        (StatusCode::BAD_REQUEST, json!({"error": "the requested job has already failed"}))
+        (response.json()["data"]["jobId"].as_i64(), response.json()["data"]["status"].clone()),
+        (Some(failed), json!("failed"))
     );
 }
 
@@ -397,6 +399,81 @@ async fn an_unsupported_method_is_405_in_the_envelope() {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// The older API: /api/v1/{projectKey}/jobs, the raw key as the whole Authorization value, errors
+// as HTTP 200 {"errors": [...]}
+
+const V1_JOBS: &str = "/api/v1/acme/jobs";
+
+async fn call_v1(app: &TestApp, method: Method, path: &str) -> TestResponse {
+    app.send(TestRequest::new(method, path).header("authorization", &app.token)).await
+}
+
+async fn the_older_api_lists_gets_and_cancels_with_the_raw_key() {
+    let app = app().await;
+    let first = delete_job(&app, json!({"start_at": tomorrow()})).await;
+    let second = delete_job(&app, json!({"start_at": tomorrow()})).await;
+    let listed = call_v1(&app, Method::GET, &format!("{V1_JOBS}?limit=1&page=2")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    let data = listed.json()["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(data.iter().map(|j| j["jobId"].as_i64()).collect::<Vec<_>>(), [Some(first)]);
+    data.iter().for_each(assert_job_shape);
+    let got = call_v1(&app, Method::GET, &format!("{V1_JOBS}/{second}")).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    assert_job_shape(&got.json()["data"]);
+    assert_eq!(got.json()["data"]["updatedAt"], got.json()["data"]["createdAt"]);
+    let cancelled = call_v1(&app, Method::DELETE, &format!("{V1_JOBS}/{second}")).await;
+    assert_eq!((cancelled.status, cancelled.json()["data"]["status"].clone()), (StatusCode::OK, json!("cancelled")));
+    // The same jobs as the public API's.
+    let public = call(&app, Method::GET, &format!("{JOBS}/{second}")).await;
+    assert_eq!(public.json()["data"]["status"], "cancelled");
+}
+
+async fn the_older_api_answers_errors_with_200_and_an_errors_list() {
+    let app = app().await;
+    let done = delete_job(&app, json!({})).await;
+    app.run_jobs().await;
+    let other = app.token_for("other", Scope::ALL).await;
+    let read_only = app.token_for("acme", &[Scope::JobsRead]).await;
+    let cases = [
+        (call_v1(&app, Method::GET, &format!("{V1_JOBS}/999999")).await, "Job not found."),
+        (call_v1(&app, Method::GET, &format!("{V1_JOBS}/abc")).await, "invalid jobId"),
+        (
+            call_v1(&app, Method::DELETE, &format!("{V1_JOBS}/{done}")).await,
+            "The request job has already been canceled/completed.",
+        ),
+        (app.send(TestRequest::new(Method::GET, V1_JOBS).header("authorization", &other)).await, "invalid projectKey"),
+        (
+            app.send(
+                TestRequest::new(Method::DELETE, &format!("{V1_JOBS}/{done}")).header("authorization", &read_only),
+            )
+            .await,
+            "the API key lacks the `jobs:write` scope",
+        ),
+    ];
+    for (response, message) in cases {
+        assert_eq!((response.status, response.json()), (StatusCode::OK, json!({"errors": [message]})), "{message}");
+    }
+    // Without a key it is not the handler that answers: 401, as on the public API.
+    for request in [
+        TestRequest::new(Method::GET, V1_JOBS),
+        TestRequest::new(Method::GET, V1_JOBS).header("authorization", "nope"),
+        // The public API's scheme is not the older API's: the whole value is the key.
+        TestRequest::new(Method::GET, V1_JOBS).bearer(&app.token),
+    ] {
+        let response = app.send(request).await;
+        assert_eq!((response.status, response.text.as_str()), (StatusCode::UNAUTHORIZED, ""));
+    }
+    // A failed job may be cancelled, as the older server allows.
+    let failed = delete_job(&app, json!({})).await;
+    let deleted = app.send(TestRequest::new(Method::DELETE, "/v1/catalogs/shoes").bearer(&app.token)).await;
+    assert_eq!(deleted.status, StatusCode::ACCEPTED);
+    app.run_jobs().await;
+    let response = call_v1(&app, Method::DELETE, &format!("{V1_JOBS}/{failed}")).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    assert_eq!(response.json()["data"]["jobId"].as_i64(), Some(failed), "{}", response.text);
+}
+
 catalog_api::on_both_backends!(
     seed_list_example_scheduled_and_cancelled_jobs,
     seed_get_example,
@@ -415,4 +492,6 @@ catalog_api::on_both_backends!(
     a_scheduled_job_cancelled_through_openreplay_never_runs,
     a_running_job_cancelled_through_openreplay_stops_at_the_next_chunk,
     an_unsupported_method_is_405_in_the_envelope,
+    the_older_api_lists_gets_and_cancels_with_the_raw_key,
+    the_older_api_answers_errors_with_200_and_an_errors_list,
 );

@@ -19,6 +19,15 @@ pub const CUSTOM_INTEGRATION: &str = "$custom";
 /// The one supported catalog.
 pub const DEFAULT_CATALOG: &str = "$default";
 
+/// Most jobs a project may have in progress (scheduled, queued or running) before Klaviyo's
+/// create endpoints refuse another (contracts/klaviyo.md, "Limits"). The store enforces it inside
+/// the job insert's transaction (its migration, 0011 on SQLite and 0012 on PostgreSQL, holds the same number).
+///
+/// ```
+/// assert_eq!(catalog_domain::klaviyo::MAX_JOBS_IN_PROGRESS, 500);
+/// ```
+pub const MAX_JOBS_IN_PROGRESS: u64 = 500;
+
 /// A parsed compound id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CompoundId {

@@ -15,6 +15,9 @@ use sha2::{Digest, Sha256};
 
 /// `flags` bit: a patch creates the items it does not find.
 pub(crate) const FLAG_CREATE_MISSING: i64 = 1;
+/// `flags` bit: the insert refuses the job when its project is at the cap on jobs in progress
+/// (the cap's trigger, migration 0011 on SQLite and 0012 on PostgreSQL; see [`JobOptions::in_progress_cap`]). The runner ignores it.
+pub(crate) const FLAG_IN_PROGRESS_CAP: i64 = 2;
 
 /// One item of an upsert/patch payload: request index, id, fields.
 pub(crate) type ItemRow = (u64, String, Map<String, Value>);
@@ -411,7 +414,10 @@ impl Store {
         options: &JobOptions,
         prepared: Prepared,
     ) -> Result<BulkOutcome, StoreError> {
-        let Prepared { kind, verdicts, input_hash, payload, total, flags } = prepared;
+        let Prepared { kind, verdicts, input_hash, payload, total, mut flags } = prepared;
+        if options.in_progress_cap {
+            flags |= FLAG_IN_PROGRESS_CAP;
+        }
         // The facades check these too; a job whose row the database refuses must never be queued.
         for (field, text) in [("description", &options.description), ("reference_id", &options.reference_id)] {
             if let Some(text) = text {
@@ -435,6 +441,11 @@ impl Store {
             request.opt_str(options.description.as_deref());
             request.opt_str(options.reference_id.as_deref());
             request.0.update([u8::from(options.atomic)]);
+            // Only when set, so that the hashes of requests stored before the cap existed still
+            // match their retries.
+            if options.in_progress_cap {
+                request.0.update([1]);
+            }
             h.update(request.0.finalize());
             crate::util::hex(&h.finalize())
         });
@@ -470,7 +481,15 @@ impl Store {
         loop {
             // The job and its payload are created together or not at all (DESIGN §3), committed
             // with whatever other requests are waiting (group commit, see `enqueue.rs`).
-            let (inserted, returned) = self.inner.enqueuer.insert(job).await?;
+            let (inserted, returned) = match self.inner.enqueuer.insert(job).await {
+                Ok(answer) => answer,
+                Err(error) if crate::error::is_in_progress_cap(&error) => {
+                    return Err(StoreError::TooManyJobsInProgress {
+                        max: catalog_domain::klaviyo::MAX_JOBS_IN_PROGRESS,
+                    })
+                }
+                Err(error) => return Err(error),
+            };
             match inserted {
                 Inserted::Created(created) => {
                     if !scheduled {

@@ -45,7 +45,7 @@ pub(crate) fn parse_fields(text: &str) -> Result<Map<String, Value>, StoreError>
     }
 }
 
-fn item_from_row(row: &impl RowExt) -> Result<Item, StoreError> {
+pub(crate) fn item_from_row(row: &impl RowExt) -> Result<Item, StoreError> {
     Ok(Item {
         id: row.text("item_id")?,
         fields: parse_fields(&row.text("fields")?)?,

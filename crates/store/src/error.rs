@@ -100,6 +100,13 @@ pub enum StoreError {
     /// Another rule of the request was broken (the message says which).
     #[error("{0}")]
     InvalidRequest(String),
+    /// The project already has `max` jobs in progress and the job asked for that cap
+    /// ([`crate::JobOptions::in_progress_cap`]); nothing was created.
+    #[error("the project already has {max} jobs in progress")]
+    TooManyJobsInProgress {
+        /// The cap.
+        max: u64,
+    },
     /// The job would pass a queue limit; nothing was created (see `queue.rs`).
     #[error("{limit} is full: {excess} inputs over its limit; retry after {retry_after_secs} s")]
     QueueFull {
@@ -148,6 +155,7 @@ impl StoreError {
             StoreError::NoValidItems { .. } => ErrorCode::NoValidItems,
             StoreError::InvalidCursor => ErrorCode::InvalidQuery,
             StoreError::QueueFull { .. } => ErrorCode::QueueFull,
+            StoreError::TooManyJobsInProgress { .. } => ErrorCode::TooManyJobsInProgress,
         }
     }
 
@@ -212,6 +220,21 @@ pub(crate) fn classify(error: &sqlx::Error) -> DbErrorClass {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => DbErrorClass::Transient,
         _ => DbErrorClass::Other,
+    }
+}
+
+/// True when `error` is the refusal of the jobs-in-progress cap's trigger (migration 0011 on SQLite, 0012 on PostgreSQL): a job inserted under the cap on
+/// jobs in progress found its project at the cap. By code, as everything here: catalogd's own
+/// SQLSTATE `CD500` on PostgreSQL, SQLITE_CONSTRAINT_TRIGGER (extended code 1811, what `RAISE`
+/// in a trigger gives, and no other trigger of the schema raises) on SQLite.
+pub(crate) fn is_in_progress_cap(error: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(e)) = error else {
+        return false;
+    };
+    match e.code() {
+        Some(code) if e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => code == "CD500",
+        Some(code) => code == "1811",
+        None => false,
     }
 }
 

@@ -1,16 +1,17 @@
 //! Service calls the Klaviyo facade needs beyond the shared ones: job listings that page both
-//! ways (JSON:API collections carry `prev` as well as `next`), the inputs a job was created with
-//! (a job resource's `relationships`), and categories by id (`include=categories`).
+//! ways (JSON:API collections carry `prev` as well as `next`), the inputs and per-item errors of a
+//! page of jobs in a fixed number of statements (a job resource's `relationships` and `errors`),
+//! and items and categories by id (`include=items`, `include=categories`).
 //!
 //! Everything here is scoped by the caller's project like the rest of the service layer, and knows
 //! nothing of HTTP or of Klaviyo's wording: the facade renders.
 
-use crate::bulk::CategoryRow;
-use crate::db::{with_db, RowExt};
+use crate::bulk::{CategoryRow, ItemRow};
+use crate::db::{count, with_db, RowExt};
 use crate::error::StoreError;
-use crate::idlist::{in_list, IdList};
+use crate::idlist::{in_list, IdList, IntList};
 use crate::jobs::{job_from_row, joined_payload, JOB_COLUMNS, PAYLOAD_PARTS};
-use crate::model::{Category, Job, JobId, ProjectId};
+use crate::model::{Category, Item, Job, JobErrorRecord, JobId, ProjectId};
 use crate::store::Store;
 use crate::util::{clamp_limit, decode_int_cursor, encode_int_cursor};
 use catalog_domain::{JobKind, JobStatus};
@@ -44,6 +45,21 @@ pub struct JobWindow {
     /// Cursor of the page of the oldest jobs (the last page); `None` when nothing matches.
     pub last_cursor: Option<String>,
 }
+
+/// What a job resource shows beside the job row: the ids it was created with and its per-item
+/// errors (see [`Store::job_details`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobDetails {
+    /// The ids of its inputs, in request order; `None` once its payload was purged, and for
+    /// catalog deletes.
+    pub inputs: Option<Vec<String>>,
+    /// Its first [`MAX_ERRORS_PER_JOB`] per-item errors, by input index.
+    pub errors: Vec<JobErrorRecord>,
+}
+
+/// Most per-item errors [`Store::job_details`] reads of one job: all of a Klaviyo job's (at most
+/// 100 inputs) and the first of a larger job created through another API on the same catalog.
+pub const MAX_ERRORS_PER_JOB: i64 = 1_000;
 
 /// A direction decoded from a cursor.
 enum Position {
@@ -186,10 +202,9 @@ impl Store {
         Ok(JobWindow { rows, next_cursor, prev_cursor, last_cursor })
     }
 
-    /// The ids a job was created with: item ids for item deletes (in the order the payload keeps
-    /// them), category ids for category jobs (in request order). `None` once the job has finished
-    /// and its payload was dropped, and for kinds whose payload is not a list of ids (item upserts,
-    /// catalog deletes).
+    /// The ids a job was created with, in request order: item ids for item jobs, category ids
+    /// for category jobs. `None` once the job has finished and its payload was dropped, and for
+    /// catalog deletes.
     pub async fn job_input_ids(&self, project: ProjectId, id: JobId) -> Result<Option<Vec<String>>, StoreError> {
         let (kind, payload) = with_db!(self.db(), pool => {
             let row = sqlx::query("SELECT kind FROM jobs WHERE id = $1 AND project_id = $2")
@@ -202,21 +217,107 @@ impl Store {
             (row.text("kind")?, joined_payload(&parts)?)
         });
         let kind = kind.parse::<JobKind>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let Some(payload) = payload else { return Ok(None) };
-        let bad = |e: serde_json::Error| StoreError::Corrupt(format!("job {} payload: {e}", id.0));
-        match kind {
-            JobKind::ItemBulkDelete | JobKind::CategoryBulkDelete => {
-                serde_json::from_str::<Vec<String>>(&payload).map(Some).map_err(bad)
-            }
-            JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert => {
-                let mut rows: Vec<CategoryRow> = serde_json::from_str(&payload).map_err(bad)?;
-                // The payload may be stored sorted for page locality; the request order is kept
-                // in each row's index.
-                rows.sort_by_key(|row| row.index);
-                Ok(Some(rows.into_iter().map(|row| row.id).collect()))
-            }
-            JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch | JobKind::CatalogDelete => Ok(None),
+        payload.map(|payload| input_ids(id, kind, &payload)).transpose().map(Option::flatten)
+    }
+
+    /// The inputs and per-item errors of each job of `ids` that is the project's, in two
+    /// statements whatever the number of jobs: a page of a hundred jobs costs what one does.
+    pub async fn job_details(
+        &self,
+        project: ProjectId,
+        ids: &[JobId],
+    ) -> Result<HashMap<JobId, JobDetails>, StoreError> {
+        let mut details: HashMap<JobId, JobDetails> = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(details);
         }
+        let pg = self.is_postgres();
+        let list = IntList(ids.iter().map(|id| id.0).collect());
+        let member = |column: &str| {
+            if pg {
+                format!("{column} = ANY($2::bigint[])")
+            } else {
+                format!("{column} IN (SELECT value FROM json_each($2))")
+            }
+        };
+        // Each job's payload in its parts (large SQLite payloads are cut, see `enqueue.rs`).
+        let payloads_sql = format!(
+            "SELECT j.id, j.kind, p.part, p.payload FROM jobs j
+             JOIN (SELECT job_id, 0 AS part, payload FROM job_payloads
+                   UNION ALL SELECT job_id, part, payload FROM job_payload_parts) p ON p.job_id = j.id
+             WHERE j.project_id = $1 AND {}
+             ORDER BY j.id, p.part",
+            member("j.id")
+        );
+        let errors_sql = format!(
+            "SELECT job_id, item_index, item_id, code, title, detail, pointer FROM (
+                 SELECT e.*, ROW_NUMBER() OVER (PARTITION BY e.job_id ORDER BY e.item_index) AS n
+                 FROM job_errors e JOIN jobs j ON j.id = e.job_id
+                 WHERE j.project_id = $1 AND {}) numbered
+             WHERE n <= $3 ORDER BY job_id, item_index",
+            member("e.job_id")
+        );
+        let (payloads, errors) = with_db!(self.db(), pool => {
+            let payload_rows = sqlx::query(&payloads_sql).bind(project.0).bind(list.clone()).fetch_all(pool).await?;
+            let mut payloads: Vec<(JobId, String, String)> = Vec::new();
+            for row in &payload_rows {
+                let id = JobId(row.int("id")?);
+                let text = row.text("payload")?;
+                match payloads.last_mut() {
+                    Some((last, _, joined)) if *last == id => joined.push_str(&text),
+                    _ => payloads.push((id, row.text("kind")?, text)),
+                }
+            }
+            let error_rows =
+                sqlx::query(&errors_sql).bind(project.0).bind(list.clone()).bind(MAX_ERRORS_PER_JOB).fetch_all(pool).await?;
+            let mut errors: Vec<(JobId, JobErrorRecord)> = Vec::with_capacity(error_rows.len());
+            for row in &error_rows {
+                errors.push((
+                    JobId(row.int("job_id")?),
+                    JobErrorRecord {
+                        index: count(row.int("item_index")?),
+                        item_id: row.opt_text("item_id")?,
+                        code: row.text("code")?,
+                        title: row.text("title")?,
+                        detail: row.text("detail")?,
+                        pointer: row.opt_text("pointer")?,
+                    },
+                ));
+            }
+            (payloads, errors)
+        });
+        for (id, kind, payload) in payloads {
+            let kind = kind.parse::<JobKind>().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            details.entry(id).or_default().inputs = input_ids(id, kind, &payload)?;
+        }
+        for (id, error) in errors {
+            details.entry(id).or_default().errors.push(error);
+        }
+        Ok(details)
+    }
+
+    /// The items of `ids` in the catalog `catalog`, in the order of `ids`; ids that name no item
+    /// are left out.
+    pub async fn get_items(&self, project: ProjectId, catalog: &str, ids: &[String]) -> Result<Vec<Item>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let catalog = self.find_catalog(project, catalog).await?;
+        let sql = format!(
+            "SELECT item_id, fields, created_at, updated_at FROM items WHERE catalog_id = $1 AND {}",
+            in_list(self.is_postgres(), "item_id", "$2")
+        );
+        let list = IdList(ids.to_vec());
+        let mut found: HashMap<String, Item> = with_db!(self.db(), pool => {
+            let rows = sqlx::query(&sql).bind(catalog.id.0).bind(list.clone()).fetch_all(pool).await?;
+            let mut found = HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let item = crate::catalogs::item_from_row(row)?;
+                found.insert(item.id.clone(), item);
+            }
+            found
+        });
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
     /// The categories of `ids` in the catalog `catalog`, in the order of `ids`, with their item
@@ -260,5 +361,30 @@ impl Store {
             }
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+}
+
+/// The input ids of a job's payload, in request order; `None` for kinds whose payload names no
+/// items or categories (catalog deletes).
+fn input_ids(id: JobId, kind: JobKind, payload: &str) -> Result<Option<Vec<String>>, StoreError> {
+    let bad = |e: serde_json::Error| StoreError::Corrupt(format!("job {} payload: {e}", id.0));
+    match kind {
+        JobKind::ItemBulkDelete | JobKind::CategoryBulkDelete => {
+            serde_json::from_str::<Vec<String>>(payload).map(Some).map_err(bad)
+        }
+        JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch => {
+            let mut rows: Vec<ItemRow> = serde_json::from_str(payload).map_err(bad)?;
+            // Stored in id order for page locality; each row keeps its request index.
+            rows.sort_by_key(|row| row.0);
+            Ok(Some(rows.into_iter().map(|row| row.1).collect()))
+        }
+        JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert => {
+            let mut rows: Vec<CategoryRow> = serde_json::from_str(payload).map_err(bad)?;
+            // The payload may be stored sorted for page locality; the request order is kept
+            // in each row's index.
+            rows.sort_by_key(|row| row.index);
+            Ok(Some(rows.into_iter().map(|row| row.id).collect()))
+        }
+        JobKind::CatalogDelete => Ok(None),
     }
 }

@@ -233,6 +233,10 @@ pub struct JobOptions {
     /// still unrevoked when the insert commits (and a replay is answered only then), which is
     /// what lets [`crate::Store::authenticate_cached`] answer from memory.
     pub requested_by: Option<ApiKeyId>,
+    /// Refuse the job with [`crate::StoreError::TooManyJobsInProgress`] when its project already
+    /// has [`catalog_domain::klaviyo::MAX_JOBS_IN_PROGRESS`] jobs in progress (Klaviyo's cap),
+    /// counted in the insert's own transaction, so concurrent requests at the cap cannot all pass.
+    pub in_progress_cap: bool,
 }
 
 /// The result of a bulk call.

@@ -26,6 +26,18 @@ fn combine(decisions: &[RateDecision]) -> Option<RateDecision> {
     denied.or_else(|| decisions.iter().min_by_key(|d| d.remaining)).copied()
 }
 
+/// The decisions of `sorted` (the quotas' keys, sorted and deduplicated) in the order of
+/// `quotas`.
+fn in_order(key: &str, quotas: &[Quota], sorted: &[(String, Quota)], decisions: &[RateDecision]) -> Vec<RateDecision> {
+    quotas
+        .iter()
+        .filter_map(|q| {
+            let k = quota_key(key, q);
+            sorted.iter().position(|(s, _)| *s == k).and_then(|at| decisions.get(at)).copied()
+        })
+        .collect()
+}
+
 /// A decision for a request that has no quota at all.
 fn unlimited() -> RateDecision {
     RateDecision {
@@ -42,8 +54,21 @@ impl Store {
     /// Asks every quota of `key` for one request at `now_ms`. The request is allowed only when all
     /// allow, and only then is each quota consumed; a denied request consumes nothing.
     pub async fn take_quota(&self, key: &str, quotas: &[Quota], now_ms: i64) -> Result<RateDecision, StoreError> {
+        let each = self.take_quota_each(key, quotas, now_ms).await?;
+        Ok(combine(&each).unwrap_or_else(unlimited))
+    }
+
+    /// [`Store::take_quota`], answering each quota's own decision, in the order of `quotas`
+    /// (empty when there is none): for a surface whose headers describe one window of several,
+    /// as Klaviyo's describe the steady one. Consumed as [`Store::take_quota`] consumes.
+    pub async fn take_quota_each(
+        &self,
+        key: &str,
+        quotas: &[Quota],
+        now_ms: i64,
+    ) -> Result<Vec<RateDecision>, StoreError> {
         if quotas.is_empty() {
-            return Ok(unlimited());
+            return Ok(Vec::new());
         }
         let mut keys: Vec<(String, Quota)> = quotas.iter().map(|q| (quota_key(key, q), *q)).collect();
         // Sorted, so concurrent requests lock rows in the same order and cannot deadlock.
@@ -61,6 +86,7 @@ impl Store {
                         map.insert(k.clone(), d.tat_ms);
                     }
                 }
+                let decision = in_order(key, quotas, &keys, &decisions);
                 // A TAT in the past equals no state: forget those now and then so the map stays small.
                 if map.len() > 10_000 {
                     let now = now_ms as f64;
@@ -70,7 +96,7 @@ impl Store {
             }
             crate::db::Db::Pg(pool) => {
                 // Every request writes here on PostgreSQL: its outcome tells the store's health.
-                let taken: Result<RateDecision, StoreError> = async {
+                let taken: Result<Vec<RateDecision>, StoreError> = async {
                     let mut tx = pool.begin().await?;
                     let names: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
                     // Make every row exist, then lock them all: two nodes never read the same TAT.
@@ -88,6 +114,7 @@ impl Store {
                     }
                     let decisions: Vec<RateDecision> =
                         keys.iter().map(|(k, q)| rate::check(*q, stored.get(k).copied().flatten(), now_ms)).collect();
+                    let each = in_order(key, quotas, &keys, &decisions);
                     let decision = combine(&decisions).unwrap_or_else(unlimited);
                     if decision.allowed {
                         let tats: Vec<f64> = decisions.iter().map(|d| d.tat_ms).collect();
@@ -98,7 +125,7 @@ impl Store {
                             .await?;
                     }
                     tx.commit().await?;
-                    Ok(decision)
+                    Ok(each)
                 }
                 .await;
                 self.health().observe(&taken);

@@ -1,5 +1,5 @@
 //! The service calls added for the Klaviyo facade (`list_jobs_window`, `job_input_ids`,
-//! `get_categories`), on SQLite and on PostgreSQL (`CATALOGD_TEST_PG`, default
+//! `job_details`, `get_categories`, `get_items`), on SQLite and on PostgreSQL (`CATALOGD_TEST_PG`, default
 //! `postgres://postgres@127.0.0.1:5432/test`; those halves are ignored unless `--include-ignored`).
 
 use catalog_domain::{Dialect, JobKind, JobStatus, RawId};
@@ -123,6 +123,51 @@ async fn inputs_and_categories(store: &Store) {
     assert_eq!(found[0].item_ids, ["a"]);
     let other = store.create_project("other", "Other").await.expect("project").id;
     assert!(store.job_input_ids(other, job).await.is_err(), "another project's job is not found");
+}
+
+async fn details_of_a_page_of_jobs(store: &Store) {
+    let project = setup(store).await;
+    let item = |id: &str, title: &str| catalog_store::ItemInput {
+        id: RawId::from(id),
+        fields: serde_json::json!({"title": title}).as_object().cloned().unwrap_or_default(),
+    };
+    let options = JobOptions::default();
+    let upsert =
+        store.bulk_upsert_items(project, "default", Dialect::Klaviyo, vec![item("b", "B"), item("a", "A")], &options);
+    let upsert = upsert.await.expect("job").job.expect("a job").id;
+    let patch =
+        store.bulk_patch_items(project, "default", Dialect::Klaviyo, vec![item("zz", "missing")], false, &options);
+    let patch = patch.await.expect("job").job.expect("a job").id;
+    let delete = catalog_store::JobId(delete_job(store, project, "default", &["q"]).await);
+    Runner::new(store.clone(), RunnerConfig::default()).run_until_idle().await.expect("runner");
+    let details = store.job_details(project, &[upsert, patch, delete]).await.expect("details");
+    assert_eq!(details[&upsert].inputs, Some(vec!["b".to_owned(), "a".to_owned()]), "request order");
+    assert!(details[&upsert].errors.is_empty());
+    assert_eq!(details[&patch].inputs, Some(vec!["zz".to_owned()]));
+    assert_eq!(details[&patch].errors.iter().map(|e| e.index).collect::<Vec<_>>(), [0]);
+    assert_eq!(details[&delete].inputs, Some(vec!["q".to_owned()]));
+    let other = store.create_project("other", "Other").await.expect("project").id;
+    assert!(store.job_details(other, &[upsert, patch]).await.expect("details").is_empty(), "scoped by project");
+    let wanted = ["a".to_owned(), "none".to_owned(), "b".to_owned()];
+    let items = store.get_items(project, "default", &wanted).await.expect("items");
+    assert_eq!(items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a", "b"], "in the order asked");
+    assert_eq!(items[0].fields.get("title"), Some(&serde_json::json!("A")));
+}
+
+#[tokio::test]
+async fn sqlite_details_of_a_page_of_jobs() {
+    let (store, path) = sqlite().await;
+    details_of_a_page_of_jobs(&store).await;
+    drop_sqlite(store, path).await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
+async fn postgres_details_of_a_page_of_jobs() {
+    if let Some((store, admin_url, name)) = postgres().await {
+        details_of_a_page_of_jobs(&store).await;
+        drop_postgres(store, admin_url, name).await;
+    }
 }
 
 #[tokio::test]

@@ -1,11 +1,21 @@
-//! OpenReplay's public jobs API (contracts/openreplay.md): `GET /public/{projectKey}/jobs`,
-//! `GET /public/{projectKey}/jobs/{jobId}` and `DELETE /public/{projectKey}/jobs/{jobId}` (cancel).
+//! OpenReplay's jobs API (contracts/openreplay.md), in its two generations over the same jobs:
 //!
-//! Bearer auth; a missing or unknown key, or a `projectKey` other than the key's project, is 401
-//! with an empty body. Success is `{"data": ...}`, an error `{"error": "<message>"}`. Jobs render
-//! with epoch-millisecond times, integer ids and the domain's OpenReplay status words. A key
-//! without the `jobs:read` (GET) or `jobs:write` (DELETE) scope is 403; requests count against the
-//! native API's per-project quotas, OpenReplay documenting none of its own.
+//! - the public API, `GET /public/{projectKey}/jobs`, `GET /public/{projectKey}/jobs/{jobId}` and
+//!   `DELETE /public/{projectKey}/jobs/{jobId}` (cancel): Bearer auth; a missing or unknown key,
+//!   or a `projectKey` other than the key's project, is 401 with an empty body; an error is
+//!   `{"error": "<message>"}` with its status;
+//! - the older API that integrations written before mid-2026 call, `/api/v1/{projectKey}/jobs`
+//!   and `/api/v1/{projectKey}/jobs/{jobId}` (GET, DELETE): the raw key is the whole
+//!   `Authorization` value, and an error the handler finds is HTTP 200 `{"errors": ["..."]}`, in
+//!   the older server's words (a missing or unknown key is still 401; a refused rate or storage
+//!   trouble keep their status, so that clients back off).
+//!
+//! Success is `{"data": ...}` on both. Jobs render with epoch-millisecond times, integer ids and
+//! the domain's OpenReplay status words; a new job's `updatedAt` is its `createdAt`, as OpenReplay
+//! writes both at insert. A failed job may be cancelled, as OpenReplay's server allows: nothing is
+//! left to stop, so the job stays as it is. A key without the `jobs:read` (GET) or `jobs:write`
+//! (DELETE) scope is refused; requests count against the native API's per-project quotas,
+//! OpenReplay documenting none of its own.
 
 use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
 use crate::limits::Policy;
@@ -22,17 +32,32 @@ use catalog_store::{Job, JobFilter, JobId, JobPaging, Principal, Scope, StoreErr
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-/// OpenReplay's routes.
+/// OpenReplay's routes, both generations.
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/public/{project_key}/jobs", get(list_jobs))
-        .route("/public/{project_key}/jobs/{job_id}", get(get_job).delete(cancel_job))
-        .method_not_allowed_fallback(method_not_allowed)
+    let public = Router::new()
+        .route("/public/{project_key}/jobs", get(|s, p, q, h| list_jobs(Surface::Public, s, p, q, h)))
+        .route(
+            "/public/{project_key}/jobs/{job_id}",
+            get(|s, p, h| get_job(Surface::Public, s, p, h)).delete(|s, p, h| cancel_job(Surface::Public, s, p, h)),
+        )
+        .method_not_allowed_fallback(|| async { Failure::MethodNotAllowed.render(Surface::Public) });
+    let older = Router::new()
+        .route("/api/v1/{project_key}/jobs", get(|s, p, q, h| list_jobs(Surface::V1, s, p, q, h)))
+        .route(
+            "/api/v1/{project_key}/jobs/{job_id}",
+            get(|s, p, h| get_job(Surface::V1, s, p, h)).delete(|s, p, h| cancel_job(Surface::V1, s, p, h)),
+        )
+        .method_not_allowed_fallback(|| async { Failure::MethodNotAllowed.render(Surface::V1) });
+    public.merge(older)
 }
 
-/// A method the route does not serve: 405 in the `{"error"}` envelope.
-async fn method_not_allowed() -> Failure {
-    Failure::error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+/// Which generation of the API a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Surface {
+    /// `/public/...`: Bearer keys, `{"error"}` with the status.
+    Public,
+    /// `/api/v1/...`: the raw key, `{"errors": [...]}` with 200.
+    V1,
 }
 
 /// Page size when `limit` is missing or out of range.
@@ -43,67 +68,141 @@ const MAX_LIMIT: u32 = 200;
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/// An answer other than success.
+/// An answer other than success, rendered by each surface in its own words.
 #[derive(Debug)]
 enum Failure {
-    /// 401 with an empty body.
+    /// No usable key: 401 with an empty body.
     Unauthorized,
-    /// `{"error": message}` with this status.
-    Error(StatusCode, String),
-    /// 429 `{"error": ...}` with the quota headers.
+    /// A valid key, but the path's `projectKey` is not its project's.
+    ForeignProject,
+    /// The key lacks this scope.
+    MissingScope(Scope),
+    /// `jobId` is not an integer.
+    InvalidJobId,
+    /// No such job in the project.
+    JobNotFound,
+    /// The job cannot be cancelled in this (terminal) status.
+    NotCancellable(JobStatus),
+    /// A request the store refused as invalid, with its message.
+    Invalid(String),
+    /// A method the route does not serve.
+    MethodNotAllowed,
+    /// The quota refused the request.
     Limited(RateDecision),
+    /// Storage trouble, with its code (503 or 507).
+    Trouble(ErrorCode),
+    /// A bug: logged, answered without details.
+    Internal,
 }
 
 impl Failure {
-    fn error(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure::Error(status, message.into())
-    }
-
-    fn job_not_found() -> Self {
-        Failure::error(StatusCode::NOT_FOUND, "job not found")
-    }
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
+    /// The status, the public API's message and the older API's.
+    fn words(&self) -> (StatusCode, String, String) {
         match self {
-            Failure::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
-            Failure::Error(status, message) => {
-                let mut response = (status, Json(json!({"error": message}))).into_response();
-                if let Some(secs) = crate::error::storage_retry_after(status) {
-                    response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
-                }
-                response
+            Failure::Unauthorized => (StatusCode::UNAUTHORIZED, String::new(), String::new()),
+            // The public API says no more than for an unknown key; the older server's handler
+            // looked the project up and answered so.
+            Failure::ForeignProject => (StatusCode::UNAUTHORIZED, String::new(), "invalid projectKey".to_owned()),
+            Failure::MissingScope(scope) => {
+                let message = format!("the API key lacks the `{scope}` scope");
+                (StatusCode::FORBIDDEN, message.clone(), message)
             }
-            Failure::Limited(decision) => {
-                let mut response =
-                    (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": "rate limit exceeded"}))).into_response();
-                insert_ratelimit_headers(response.headers_mut(), &decision);
-                response
+            Failure::InvalidJobId => (StatusCode::BAD_REQUEST, "invalid jobId".to_owned(), "invalid jobId".to_owned()),
+            Failure::JobNotFound => (StatusCode::NOT_FOUND, "job not found".to_owned(), "Job not found.".to_owned()),
+            Failure::NotCancellable(status) => (
+                StatusCode::BAD_REQUEST,
+                not_cancellable_message(*status),
+                "The request job has already been canceled/completed.".to_owned(),
+            ),
+            Failure::Invalid(message) => (StatusCode::BAD_REQUEST, message.clone(), message.clone()),
+            Failure::MethodNotAllowed => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method not allowed".to_owned(), "method not allowed".to_owned())
+            }
+            Failure::Limited(_) => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded".to_owned(), "rate limit exceeded".to_owned())
+            }
+            Failure::Trouble(code) => {
+                let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                let message = if *code == ErrorCode::InsufficientStorage {
+                    "insufficient storage"
+                } else {
+                    "service unavailable"
+                };
+                (status, message.to_owned(), message.to_owned())
+            }
+            Failure::Internal => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_owned(), "internal error".to_owned())
             }
         }
+    }
+
+    /// The answer on `surface`. On the older API an error its handler finds is 200
+    /// `{"errors": [...]}`; no key (401), a refused rate (429) and storage trouble (503, 507)
+    /// keep their status there too, so that clients authenticate or back off.
+    fn render(self, surface: Surface) -> Response {
+        let (status, public_message, older_message) = self.words();
+        let keeps_status = matches!(self, Failure::Unauthorized | Failure::Limited(_) | Failure::Trouble(_))
+            || (surface == Surface::Public && matches!(self, Failure::ForeignProject));
+        let mut response = match surface {
+            _ if status == StatusCode::UNAUTHORIZED
+                && (surface == Surface::Public || matches!(self, Failure::Unauthorized)) =>
+            {
+                status.into_response()
+            }
+            Surface::Public => (status, Json(json!({"error": public_message}))).into_response(),
+            Surface::V1 if keeps_status => (status, Json(json!({"errors": [older_message]}))).into_response(),
+            Surface::V1 => (StatusCode::OK, Json(json!({"errors": [older_message]}))).into_response(),
+        };
+        if let Failure::Limited(decision) = &self {
+            insert_ratelimit_headers(response.headers_mut(), decision);
+        }
+        if let Some(secs) = crate::error::storage_retry_after(status) {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
 impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::JobNotFound(_) => Failure::job_not_found(),
-            StoreError::JobNotCancellable { status, .. } => {
-                Failure::error(StatusCode::BAD_REQUEST, not_cancellable_message(status))
+        // Every code of the one table: a new code must be placed here before it compiles, never
+        // fall into a 500 by accident.
+        match error.code() {
+            ErrorCode::JobNotFound | ErrorCode::NotFound | ErrorCode::ProjectNotFound => Failure::JobNotFound,
+            ErrorCode::JobNotCancellable => match error {
+                StoreError::JobNotCancellable { status, .. } => Failure::NotCancellable(status),
+                other => Failure::Invalid(other.to_string()),
+            },
+            ErrorCode::Unauthenticated => Failure::Unauthorized,
+            ErrorCode::Forbidden => Failure::MissingScope(Scope::JobsRead),
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidQuery
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidItemId
+            | ErrorCode::InvalidItem
+            | ErrorCode::InvalidCatalogName
+            | ErrorCode::TooManyItems
+            | ErrorCode::NoValidItems
+            | ErrorCode::ItemRefused
+            | ErrorCode::CatalogNotFound
+            | ErrorCode::ItemNotFound
+            | ErrorCode::CatalogAlreadyExists
+            | ErrorCode::ProjectAlreadyExists
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::TooManyJobsInProgress
+            | ErrorCode::QueueFull
+            | ErrorCode::RateLimited => Failure::Invalid(error.to_string()),
+            ErrorCode::MethodNotAllowed => Failure::MethodNotAllowed,
+            code @ (ErrorCode::Unavailable | ErrorCode::InsufficientStorage) => {
+                tracing::warn!(%error, "storage trouble");
+                Failure::Trouble(code)
             }
-            other if other.code().is_storage_trouble() => {
-                tracing::warn!(error = %other, "storage trouble");
-                let code = other.code();
-                let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                let message =
-                    if code == ErrorCode::InsufficientStorage { "insufficient storage" } else { "service unavailable" };
-                Failure::error(status, message)
-            }
-            other => {
+            ErrorCode::Internal => {
                 // The cause may name tables or hosts: log it, tell the client only what happened.
-                tracing::error!(error = %other, "store error");
-                Failure::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+                tracing::error!(%error, "store error");
+                Failure::Internal
             }
         }
     }
@@ -120,23 +219,44 @@ fn not_cancellable_message(status: JobStatus) -> String {
 // ---------------------------------------------------------------------------------------------
 // Authentication
 
+/// The key of a request: `Bearer <key>` on the public API, the whole `Authorization` value on
+/// the older one.
+fn key_of(surface: Surface, headers: &HeaderMap) -> Result<&str, Failure> {
+    match surface {
+        Surface::Public => token_with_scheme(headers, "Bearer")
+            .map_err(|_| Failure::Invalid(RepeatedAuthorization::MESSAGE.to_owned()))?
+            .ok_or(Failure::Unauthorized),
+        Surface::V1 => {
+            let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+            let value = values.next().ok_or(Failure::Unauthorized)?;
+            if values.next().is_some() {
+                return Err(Failure::Invalid(RepeatedAuthorization::MESSAGE.to_owned()));
+            }
+            let key = value.to_str().map_err(|_| Failure::Unauthorized)?.trim();
+            if key.is_empty() {
+                return Err(Failure::Unauthorized);
+            }
+            Ok(key)
+        }
+    }
+}
+
 /// The caller, allowed on `project_key` with `scope`, after taking one request from its quota.
 async fn authorize(
+    surface: Surface,
     state: &AppState,
     headers: &HeaderMap,
     path_project_key: &str,
     scope: Scope,
 ) -> Result<(Principal, Option<RateDecision>), Failure> {
-    let token = token_with_scheme(headers, "Bearer")
-        .map_err(|_| Failure::error(StatusCode::BAD_REQUEST, RepeatedAuthorization::MESSAGE))?
-        .ok_or(Failure::Unauthorized)?;
+    let token = key_of(surface, headers)?;
     let principal = state.store.authenticate(token).await?.ok_or(Failure::Unauthorized)?;
     crate::app::note_project(&principal);
     if principal.project_key != path_project_key {
-        return Err(Failure::Unauthorized);
+        return Err(Failure::ForeignProject);
     }
     if !principal.has_scope(scope) {
-        return Err(Failure::error(StatusCode::FORBIDDEN, format!("the API key lacks the `{scope}` scope")));
+        return Err(Failure::MissingScope(scope));
     }
     let policy = if scope == Scope::JobsRead { Policy::NativeRead } else { Policy::NativeWrite };
     let decision = state.take_quota(principal.project_id, &[policy], None).await?;
@@ -146,7 +266,7 @@ async fn authorize(
     Ok((principal, decision))
 }
 
-fn answer(result: Result<(Value, Option<RateDecision>), Failure>) -> Response {
+fn answer(surface: Surface, result: Result<(Value, Option<RateDecision>), Failure>) -> Response {
     match result {
         Ok((data, decision)) => {
             let mut response = Json(json!({ "data": data })).into_response();
@@ -155,7 +275,7 @@ fn answer(result: Result<(Value, Option<RateDecision>), Failure>) -> Response {
             }
             response
         }
-        Err(failure) => failure.into_response(),
+        Err(failure) => failure.render(surface),
     }
 }
 
@@ -203,8 +323,8 @@ fn job_json(job: &Job) -> Value {
         "action": job.kind.as_str(),
         "referenceId": job.reference_id.clone().or_else(|| job.catalog_name.clone()),
         "createdAt": job.created_at,
-        // A job never changed since it was created shows null, as in OpenReplay.
-        "updatedAt": (job.updated_at != job.created_at).then_some(job.updated_at),
+        // OpenReplay writes both times at insert: a new job's `updatedAt` is its `createdAt`.
+        "updatedAt": job.updated_at,
         // A job without a start time starts when it is created.
         "startAt": job.start_at.unwrap_or(job.created_at),
         "errors": error_summary(job),
@@ -223,17 +343,20 @@ fn page_params(query: &HashMap<String, String>) -> (u32, u32) {
     (limit, page)
 }
 
-/// `GET /public/{projectKey}/jobs?limit=&page=`: every job of the project, newest first.
+/// `GET /public/{projectKey}/jobs?limit=&page=` (and its older twin): every job of the project,
+/// newest first.
 async fn list_jobs(
+    surface: Surface,
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     answer(
+        surface,
         async {
             let Path(project_key) = path.map_err(|_| Failure::Unauthorized)?;
-            let (principal, decision) = authorize(&state, &headers, &project_key, Scope::JobsRead).await?;
+            let (principal, decision) = authorize(surface, &state, &headers, &project_key, Scope::JobsRead).await?;
             // A query string that does not even parse gets the defaults, like bad values do.
             let query = query.map(|Query(q)| q).unwrap_or_default();
             let (limit, page) = page_params(&query);
@@ -254,19 +377,21 @@ fn job_path(path: Result<Path<(String, String)>, PathRejection>) -> Result<(Stri
 }
 
 fn job_id(text: &str) -> Result<JobId, Failure> {
-    text.parse::<i64>().map(JobId).map_err(|_| Failure::error(StatusCode::BAD_REQUEST, "invalid jobId"))
+    text.parse::<i64>().map(JobId).map_err(|_| Failure::InvalidJobId)
 }
 
-/// `GET /public/{projectKey}/jobs/{jobId}`.
+/// `GET /public/{projectKey}/jobs/{jobId}` (and its older twin).
 async fn get_job(
+    surface: Surface,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     answer(
+        surface,
         async {
             let (project_key, id) = job_path(path)?;
-            let (principal, decision) = authorize(&state, &headers, &project_key, Scope::JobsRead).await?;
+            let (principal, decision) = authorize(surface, &state, &headers, &project_key, Scope::JobsRead).await?;
             let job = state.store.get_job(principal.project_id, job_id(&id)?).await?;
             Ok((job_json(&job), decision))
         }
@@ -274,18 +399,28 @@ async fn get_job(
     )
 }
 
-/// `DELETE /public/{projectKey}/jobs/{jobId}`: cancels a scheduled, queued or running job (a running
-/// one stops at its next chunk).
+/// `DELETE /public/{projectKey}/jobs/{jobId}` (and its older twin): cancels a scheduled, queued or
+/// running job (a running one stops at its next chunk). A failed job may be cancelled too, as
+/// OpenReplay's server allows: it has stopped already, so it is answered as it stands.
 async fn cancel_job(
+    surface: Surface,
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     answer(
+        surface,
         async {
             let (project_key, id) = job_path(path)?;
-            let (principal, decision) = authorize(&state, &headers, &project_key, Scope::JobsWrite).await?;
-            let mut job = state.store.cancel_job(principal.project_id, job_id(&id)?).await?;
+            let (principal, decision) = authorize(surface, &state, &headers, &project_key, Scope::JobsWrite).await?;
+            let id = job_id(&id)?;
+            let mut job = match state.store.cancel_job(principal.project_id, id).await {
+                Ok(job) => job,
+                Err(StoreError::JobNotCancellable { status: JobStatus::Failed, .. }) => {
+                    state.store.get_job(principal.project_id, id).await?
+                }
+                Err(error) => return Err(error.into()),
+            };
             // A running job is only marked: it ends `cancelled` at its next chunk boundary, which is
             // what the caller asked for and what OpenReplay answers at once.
             if job.cancel_requested && !job.status.is_terminal() {

@@ -1,15 +1,19 @@
 """Klaviyo's official Python SDK (`klaviyo-api` on PyPI) against a running catalogd.
 
 Run by crates/api/tests/klaviyo_sdk.rs with CATALOGD_URL (e.g. http://127.0.0.1:8080) and
-CATALOGD_TOKEN (a key of a fresh project with catalogs:read and catalogs:write). The project's
-catalog `default` and its items and categories are set up through catalogd's native API; every
-Klaviyo call goes through the SDK, pointed at catalogd with its `test_host` setting. Exits non-zero
-(an assertion or an SDK exception) on the first thing that does not work.
+CATALOGD_TOKEN (a key of a fresh project with catalogs:read and catalogs:write). The project has
+no catalog at first: the SDK's first call (an item create job) makes catalogd create the one
+`$default` maps to. Every Klaviyo call goes through the SDK, pointed at catalogd with its
+`test_host` setting, once with the key as a private API key and once as an OAuth access token
+(`Authorization: Bearer`), over every operation catalogd serves: the six job types (create, list
+with a filter and the cursor, get with `include`) and the catalog reads. Exits non-zero (an
+assertion or an SDK exception) on the first thing that does not work.
 """
 
 import json
 import os
 import sys
+import time
 import urllib.request
 
 from klaviyo_api import KlaviyoAPI
@@ -50,19 +54,162 @@ def delete_query(external_ids):
     }
 
 
+def new_item(external_id, title):
+    return {
+        "type": "catalog-item",
+        "attributes": {
+            "external_id": external_id,
+            "title": title,
+            "description": title + ", described",
+            "url": "https://shop.example/" + external_id,
+            "price": 42.5,
+            "images": ["https://shop.example/%s.png" % external_id],
+            "custom_metadata": {"Top Pick": True},
+            "published": True,
+        },
+    }
+
+
+def items_create_query(items):
+    return {"data": {"type": "catalog-item-bulk-create-job", "attributes": {"items": {"data": items}}}}
+
+
+def until_complete(read):
+    """Reads a job until the runner has completed it."""
+    for _ in range(400):
+        job = read()
+        if job.data.attributes.status == "complete":
+            return job
+        time.sleep(0.05)
+    raise AssertionError("the job did not complete: %s" % job)
+
+
+def listed(list_jobs, job_id):
+    """Pages through a job type's complete jobs with a filter and the cursor; the job must be there."""
+    seen = []
+    cursor = None
+    while True:
+        page = list_jobs(filter='equals(status,"complete")', page_cursor=cursor)
+        assert all(j.attributes.status == "complete" for j in page.data), page
+        seen.extend(j.id for j in page.data)
+        cursor = page.links.next
+        if cursor is None:
+            break
+    assert job_id in seen, (job_id, seen)
+
+
+def family(catalogs, tag):
+    """Every job type and catalog read catalogd serves, through `catalogs` (one way of signing in)."""
+    skus = ["%s-SKU-%d" % (tag, i) for i in range(3)]
+
+    # Item create jobs, read with include=items.
+    job = catalogs.bulk_create_catalog_items(items_create_query([new_item(s, "Shirt " + s) for s in skus]))
+    assert job.data.type == "catalog-item-bulk-create-job", job
+    done = until_complete(lambda: catalogs.get_bulk_create_catalog_items_job(job.data.id, include=["items"]))
+    assert done.data.attributes.completed_count == 3, done
+    assert sorted(i.id for i in done.included) == sorted(compound(s) for s in skus), done
+    assert done.included[0].attributes.price == 42.5, done
+    listed(catalogs.get_bulk_create_catalog_items_jobs, job.data.id)
+
+    # Item update jobs: what they name changes, the rest stays.
+    update = {
+        "data": {
+            "type": "catalog-item-bulk-update-job",
+            "attributes": {"items": {"data": [
+                {"type": "catalog-item", "id": compound(skus[0]), "attributes": {"title": "Blue shirt"}}
+            ]}},
+        }
+    }
+    job = catalogs.bulk_update_catalog_items(update)
+    done = until_complete(lambda: catalogs.get_bulk_update_catalog_items_job(job.data.id, include=["items"]))
+    assert [(i.attributes.title, i.attributes.url) for i in done.included] == [
+        ("Blue shirt", "https://shop.example/" + skus[0])
+    ], done
+    listed(catalogs.get_bulk_update_catalog_items_jobs, job.data.id)
+
+    # The synchronous item reads.
+    item = catalogs.get_catalog_item(compound(skus[0]))
+    assert item.data.attributes.title == "Blue shirt", item
+    seen = []
+    cursor = None
+    while True:
+        page = catalogs.get_catalog_items(page_cursor=cursor)
+        seen.extend(i.id for i in page.data)
+        cursor = page.links.next
+        if cursor is None:
+            break
+    assert all(compound(s) in seen for s in skus), seen
+
+    # Category create jobs, read with include=categories, and the category reads.
+    category = tag + "-CAT"
+    create = {
+        "data": {
+            "type": "catalog-category-bulk-create-job",
+            "attributes": {"categories": {"data": [{
+                "type": "catalog-category",
+                "attributes": {"external_id": category, "name": "Shirts"},
+                "relationships": {"items": {"data": [{"type": "catalog-item", "id": compound(s)} for s in skus[:2]]}},
+            }]}},
+        }
+    }
+    job = catalogs.bulk_create_catalog_categories(create)
+    assert job.data.type == "catalog-category-bulk-create-job", job
+    done = until_complete(lambda: catalogs.get_bulk_create_categories_job(job.data.id, include=["categories"]))
+    assert [(c.id, c.attributes.name) for c in done.included] == [(compound(category), "Shirts")], done
+    listed(catalogs.get_bulk_create_categories_jobs, job.data.id)
+    assert catalogs.get_catalog_category(compound(category)).data.attributes.name == "Shirts"
+    assert compound(category) in [c.id for c in catalogs.get_catalog_categories().data]
+
+    # Category update jobs.
+    update = {
+        "data": {
+            "type": "catalog-category-bulk-update-job",
+            "attributes": {"categories": {"data": [
+                {"type": "catalog-category", "id": compound(category), "attributes": {"name": "Blue shirts"}}
+            ]}},
+        }
+    }
+    job = catalogs.bulk_update_catalog_categories(update)
+    done = until_complete(lambda: catalogs.get_bulk_update_categories_job(job.data.id, include=["categories"]))
+    assert [c.attributes.name for c in done.included] == ["Blue shirts"], done
+    listed(catalogs.get_bulk_update_categories_jobs, job.data.id)
+
+    # Category delete jobs.
+    delete = {
+        "data": {
+            "type": "catalog-category-bulk-delete-job",
+            "attributes": {"categories": {"data": [{"type": "catalog-category", "id": compound(category)}]}},
+        }
+    }
+    job = catalogs.bulk_delete_catalog_categories(delete)
+    assert job.data.type == "catalog-category-bulk-delete-job", job
+    until_complete(lambda: catalogs.get_bulk_delete_categories_job(job.data.id))
+    listed(catalogs.get_bulk_delete_categories_jobs, job.data.id)
+    try:
+        catalogs.get_catalog_category(compound(category))
+        raise AssertionError("a deleted category must be gone")
+    except ApiException as error:
+        assert error.status == 404, error
+
+    # Item delete jobs.
+    job = catalogs.bulk_delete_catalog_items(delete_query(skus))
+    until_complete(lambda: catalogs.get_bulk_delete_catalog_items_job(job.data.id))
+    listed(catalogs.get_bulk_delete_catalog_items_jobs, job.data.id)
+    print("every job type and read through", tag)
+
+
 def main():
-    native("POST", "/v1/catalogs", {"name": "default"})
-    native_job(
-        "/v1/catalogs/default/items/bulk-upsert",
-        {"items": [{"id": "ITEM-%d" % i, "fields": {"title": "Item %d" % i}} for i in range(3)]},
-    )
+    klaviyo = KlaviyoAPI(TOKEN, max_delay=10, max_retries=5, test_host=URL)
+    catalogs = klaviyo.Catalogs
+
+    # 0. The first call of a pure Klaviyo integration: the `$default` catalog is created for it.
+    job = catalogs.bulk_create_catalog_items(items_create_query([new_item("ITEM-%d" % i, "Item %d" % i) for i in range(3)]))
+    until_complete(lambda: catalogs.get_bulk_create_catalog_items_job(job.data.id))
+    assert [c["name"] for c in native("GET", "/v1/catalogs")["data"]] == ["default"]
     native_job(
         "/v1/catalogs/default/categories/bulk-upsert",
         {"categories": [{"id": "APPAREL", "name": "Apparel", "item_ids": ["ITEM-0"]}]},
     )
-
-    klaviyo = KlaviyoAPI(TOKEN, max_delay=10, max_retries=5, test_host=URL)
-    catalogs = klaviyo.Catalogs
 
     # 1. An item delete job (the SDK's current revision: {"items": {"data": [...]}}).
     created = catalogs.bulk_delete_catalog_items(delete_query(["ITEM-0", "ITEM-1"]))
@@ -178,6 +325,11 @@ def main():
     except ApiException as error:
         assert error.status == 400, error
         assert json.loads(error.body)["errors"][0]["source"]["pointer"] == "/data/attributes/items/data/0/id", error.body
+
+    # 6. The whole family, with the key as a private API key and as an OAuth access token.
+    family(catalogs, "KEY")
+    oauth = KlaviyoAPI(api_key=None, access_token=TOKEN, max_delay=10, max_retries=5, test_host=URL)
+    family(oauth.Catalogs, "OAUTH")
 
     print("klaviyo-api SDK: all checks passed")
     return 0

@@ -1,18 +1,19 @@
-//! The create bodies of both job types, in both revisions' shapes (contracts/klaviyo.md, "Create
-//! bodies"): since 2023-07-15 `attributes.items` (or `categories`) is `{"data":[...]}`; before, it
-//! was the array itself. Ids are checked by catalog-domain's compound-id rules; every bad one is
-//! reported with the JSON pointer of its `id`. What no backend can store (catalog-domain's
-//! `storable`: a NUL in a category's name or in any id, an id over 1,024 bytes) is reported the
-//! same way, and a body that repeats a key in an object is not valid JSON here.
+//! The create bodies of the six job types, in both revisions' shapes (contracts/klaviyo.md,
+//! "Create bodies"): since 2023-07-15 `attributes.items` (or `categories`) is `{"data":[...]}`;
+//! before, it was the array itself. Ids are checked by catalog-domain's compound-id rules; every
+//! bad one is reported with the JSON pointer of its `id` (or, for a create, of its
+//! `attributes.external_id`). What no backend can store (catalog-domain's `storable`: a NUL in a
+//! category's name or in any id, an id over 1,024 bytes) is reported the same way, and a body
+//! that repeats a key in an object is not valid JSON here.
 
 use super::error::KlaviyoError;
-use super::JobType;
+use super::wire::{JobType, CATEGORY_TYPE, ITEM_REQUIRED_ATTRIBUTES, ITEM_STORED_ATTRIBUTES, ITEM_TYPE};
 use crate::extract::parse_json;
-use catalog_domain::klaviyo::{validate_compound_ids, CompoundId};
+use catalog_domain::klaviyo::{validate_compound_ids, CompoundId, CUSTOM_INTEGRATION, DEFAULT_CATALOG};
 use catalog_domain::storable::check_member;
 use catalog_domain::{check_id, BatchProblem, Dialect, RawId};
-use catalog_store::CategoryInput;
-use serde_json::Value;
+use catalog_store::{CategoryInput, ItemInput};
+use serde_json::{Map, Value};
 
 /// One parsed category of a category update job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +37,37 @@ impl From<CategoryUpdate> for CategoryInput {
     }
 }
 
+/// One parsed item of an item create or update job: its external id and the Klaviyo attributes
+/// it sets, which become the item's fields under the same names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemChange {
+    /// Its external id.
+    pub external_id: String,
+    /// The attributes given (a create: all of them; an update: those to change).
+    pub fields: Map<String, Value>,
+}
+
+impl From<ItemChange> for ItemInput {
+    fn from(change: ItemChange) -> Self {
+        ItemInput { id: RawId::String(change.external_id), fields: change.fields }
+    }
+}
+
 /// A validated create body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CreateBody {
+    /// The items to create.
+    ItemCreate(Vec<ItemChange>),
+    /// The items to update.
+    ItemUpdate(Vec<ItemChange>),
     /// External ids of the items to delete.
     ItemDelete(Vec<String>),
+    /// The categories to create.
+    CategoryCreate(Vec<CategoryUpdate>),
     /// The categories to update.
     CategoryUpdate(Vec<CategoryUpdate>),
+    /// External ids of the categories to delete.
+    CategoryDelete(Vec<String>),
 }
 
 fn kind_of(value: &Value) -> &'static str {
@@ -109,7 +134,7 @@ fn resource_id(entry: &Value, pointer: &str, expected_type: &str) -> Result<RawI
 
 /// Validates the compound ids of `ids` (in request order); on any bad one, every problem is
 /// reported with the pointer of its `id`.
-fn external_ids(ids: Vec<RawId>, pointer: &str) -> Result<Vec<String>, KlaviyoError> {
+fn external_ids(ids: Vec<RawId>, pointer: &str, member: &str) -> Result<Vec<String>, KlaviyoError> {
     let verdicts = validate_compound_ids(ids).map_err(|problem| match problem {
         BatchProblem::TooManyItems { max, got } => KlaviyoError::pointer(
             pointer,
@@ -122,7 +147,7 @@ fn external_ids(ids: Vec<RawId>, pointer: &str) -> Result<Vec<String>, KlaviyoEr
     for (index, verdict) in verdicts.into_iter().enumerate() {
         match verdict {
             Ok(external_id) => good.push(external_id),
-            Err(problem) => problems.push((format!("{pointer}/{index}/id"), problem.detail())),
+            Err(problem) => problems.push((format!("{pointer}/{index}/{member}"), problem.detail())),
         }
     }
     if problems.is_empty() {
@@ -150,30 +175,190 @@ pub fn parse(body: &[u8], job_type: JobType) -> Result<CreateBody, KlaviyoError>
     let attributes = object(data.get("attributes"), "/data/attributes")?;
     let member = job_type.member();
     let (entries, pointer) = resource_array(attributes.get(member), &format!("/data/attributes/{member}"))?;
+    let ids_of = |expected_type: &str| -> Result<Vec<String>, KlaviyoError> {
+        let ids = entries
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| resource_id(entry, &format!("{pointer}/{index}"), expected_type))
+            .collect::<Result<Vec<_>, _>>()?;
+        external_ids(ids, &pointer, "id")
+    };
     match job_type {
-        JobType::ItemDelete => {
-            let ids = entries
-                .iter()
-                .enumerate()
-                .map(|(index, entry)| resource_id(entry, &format!("{pointer}/{index}"), "catalog-item"))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(CreateBody::ItemDelete(external_ids(ids, &pointer)?))
+        JobType::ItemDelete => Ok(CreateBody::ItemDelete(ids_of(ITEM_TYPE)?)),
+        JobType::CategoryDelete => Ok(CreateBody::CategoryDelete(ids_of(CATEGORY_TYPE)?)),
+        JobType::ItemCreate => {
+            let mut ids = Vec::with_capacity(entries.len());
+            let mut fields = Vec::with_capacity(entries.len());
+            for (index, entry) in entries.iter().enumerate() {
+                let at = format!("{pointer}/{index}");
+                resource_type(entry, &at, ITEM_TYPE)?;
+                let (external_id, attributes) = created_attributes(entry, &at, ITEM_REQUIRED_ATTRIBUTES)?;
+                ids.push(external_id);
+                fields.push(item_fields(attributes, &at, true)?);
+                no_item_categories(entry, &at)?;
+            }
+            let external = external_ids(ids, &pointer, "attributes/external_id")?;
+            let changes =
+                external.into_iter().zip(fields).map(|(external_id, fields)| ItemChange { external_id, fields });
+            Ok(CreateBody::ItemCreate(changes.collect()))
+        }
+        JobType::ItemUpdate => {
+            let mut ids = Vec::with_capacity(entries.len());
+            let mut fields = Vec::with_capacity(entries.len());
+            for (index, entry) in entries.iter().enumerate() {
+                let at = format!("{pointer}/{index}");
+                ids.push(resource_id(entry, &at, ITEM_TYPE)?);
+                let attributes = object(entry.get("attributes"), &format!("{at}/attributes"))?;
+                fields.push(item_fields(attributes, &at, false)?);
+                no_item_categories(entry, &at)?;
+            }
+            let external = external_ids(ids, &pointer, "id")?;
+            let changes =
+                external.into_iter().zip(fields).map(|(external_id, fields)| ItemChange { external_id, fields });
+            Ok(CreateBody::ItemUpdate(changes.collect()))
+        }
+        JobType::CategoryCreate => {
+            let mut ids = Vec::with_capacity(entries.len());
+            let mut rest = Vec::with_capacity(entries.len());
+            for (index, entry) in entries.iter().enumerate() {
+                let at = format!("{pointer}/{index}");
+                resource_type(entry, &at, CATEGORY_TYPE)?;
+                let (external_id, _) = created_attributes(entry, &at, &["external_id", "name"])?;
+                ids.push(external_id);
+                rest.push(category_details(entry, &at)?);
+            }
+            let external = external_ids(ids, &pointer, "attributes/external_id")?;
+            Ok(CreateBody::CategoryCreate(categories(external, rest)))
         }
         JobType::CategoryUpdate => {
             let mut ids = Vec::with_capacity(entries.len());
             let mut rest = Vec::with_capacity(entries.len());
             for (index, entry) in entries.iter().enumerate() {
                 let at = format!("{pointer}/{index}");
-                ids.push(resource_id(entry, &at, "catalog-category")?);
+                ids.push(resource_id(entry, &at, CATEGORY_TYPE)?);
                 rest.push(category_details(entry, &at)?);
             }
-            let external = external_ids(ids, &pointer)?;
-            Ok(CreateBody::CategoryUpdate(
-                external
-                    .into_iter()
-                    .zip(rest)
-                    .map(|(external_id, (name, item_ids))| CategoryUpdate { external_id, name, item_ids })
-                    .collect(),
+            let external = external_ids(ids, &pointer, "id")?;
+            Ok(CreateBody::CategoryUpdate(categories(external, rest)))
+        }
+    }
+}
+
+/// The parsed categories, from their external ids and the details of each.
+#[allow(clippy::type_complexity)] // the pair `category_details` answers
+fn categories(external: Vec<String>, rest: Vec<(Option<String>, Option<Vec<String>>)>) -> Vec<CategoryUpdate> {
+    external
+        .into_iter()
+        .zip(rest)
+        .map(|(external_id, (name, item_ids))| CategoryUpdate { external_id, name, item_ids })
+        .collect()
+}
+
+/// Checks a resource object's `type`.
+fn resource_type(entry: &Value, pointer: &str, expected_type: &str) -> Result<(), KlaviyoError> {
+    let map = object(Some(entry), pointer)?;
+    match map.get("type") {
+        Some(Value::String(t)) if t == expected_type => Ok(()),
+        Some(other) => Err(KlaviyoError::pointer(
+            format!("{pointer}/type"),
+            format!("'{pointer}/type' must be '{expected_type}', not {other}."),
+        )),
+        None => Err(KlaviyoError::pointer(format!("{pointer}/type"), format!("'{pointer}/type' is required."))),
+    }
+}
+
+/// The `attributes` of a resource to create: each of `required` must be there, the external id a
+/// string (answered as the raw id the batch check judges), and `integration_type` and
+/// `catalog_type`, when given, Klaviyo's only ones.
+fn created_attributes<'v>(
+    entry: &'v Value,
+    pointer: &str,
+    required: &[&str],
+) -> Result<(RawId, &'v Map<String, Value>), KlaviyoError> {
+    let attributes = object(entry.get("attributes"), &format!("{pointer}/attributes"))?;
+    for name in required {
+        if attributes.get(*name).is_none_or(Value::is_null) {
+            let at = format!("{pointer}/attributes/{name}");
+            return Err(KlaviyoError::pointer(at, format!("'{name}' is required.")));
+        }
+    }
+    for (name, only) in [("integration_type", CUSTOM_INTEGRATION), ("catalog_type", DEFAULT_CATALOG)] {
+        match attributes.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(value)) if value == only => {}
+            Some(other) => {
+                return Err(KlaviyoError::pointer(
+                    format!("{pointer}/attributes/{name}"),
+                    format!("'{name}' must be \"{only}\", the only one supported, not {other}."),
+                ))
+            }
+        }
+    }
+    // The batch check reads compound ids: a plain external id is judged as the one it makes.
+    let id = match attributes.get("external_id") {
+        Some(Value::String(id)) => RawId::String(CompoundId::custom_default(id.as_str()).render()),
+        _ => RawId::NotAString,
+    };
+    Ok((id, attributes))
+}
+
+/// The item fields of an item create or update: Klaviyo's item attributes, each of its type
+/// (`null` allowed where Klaviyo's schema allows it); `external_id`, `integration_type` and
+/// `catalog_type` are not fields. Anything else is refused.
+fn item_fields(
+    attributes: &Map<String, Value>,
+    pointer: &str,
+    create: bool,
+) -> Result<Map<String, Value>, KlaviyoError> {
+    let mut fields = Map::new();
+    for (name, value) in attributes {
+        let at = format!("{pointer}/attributes/{name}");
+        if create && matches!(name.as_str(), "external_id" | "integration_type" | "catalog_type") {
+            continue;
+        }
+        if !ITEM_STORED_ATTRIBUTES.contains(&name.as_str()) {
+            return Err(KlaviyoError::pointer(at, format!("'{name}' is not an attribute of a catalog item.")));
+        }
+        // A create must give these four as strings; everything else may be null.
+        let nullable = !(create && ITEM_REQUIRED_ATTRIBUTES.contains(&name.as_str()));
+        let fits = match (name.as_str(), value) {
+            (_, Value::Null) => nullable,
+            ("price", Value::Number(_)) | ("published", Value::Bool(_)) | ("custom_metadata", Value::Object(_)) => true,
+            ("images", Value::Array(urls)) => urls.iter().all(Value::is_string),
+            ("title" | "description" | "url" | "image_full_url" | "image_thumbnail_url", Value::String(_)) => true,
+            _ => false,
+        };
+        if !fits {
+            let expected = match name.as_str() {
+                "price" => "a number",
+                "published" => "a boolean",
+                "custom_metadata" => "an object",
+                "images" => "an array of strings",
+                _ => "a string",
+            };
+            return Err(KlaviyoError::pointer(at, format!("'{name}' must be {expected}, not {}.", kind_of(value))));
+        }
+        fields.insert(name.clone(), value.clone());
+    }
+    Ok(fields)
+}
+
+/// catalogd keeps an item's categories on the categories (their item sets), so an item job
+/// cannot set them: `relationships.categories` is refused unless empty, pointing at the category
+/// jobs that can (docs/compat/klaviyo.md).
+fn no_item_categories(entry: &Value, pointer: &str) -> Result<(), KlaviyoError> {
+    match entry.pointer("/relationships/categories") {
+        None | Some(Value::Null) => Ok(()),
+        Some(categories) => {
+            let at = format!("{pointer}/relationships/categories");
+            let (members, _) = resource_array(Some(categories), &at)?;
+            if members.is_empty() {
+                return Ok(());
+            }
+            Err(KlaviyoError::pointer(
+                at,
+                "An item's categories cannot be set by an item job here: send the items as the category's \
+                 `relationships.items` in a category create or update job.",
             ))
         }
     }

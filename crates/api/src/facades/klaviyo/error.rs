@@ -4,17 +4,25 @@
 //! (and Klaviyo's SDK, which parses 4XX bodies into its own models) always finds
 //! `{"errors":[{"id","status","code","title","detail","source","meta"}]}` with `status` as a number.
 
-use super::render::{uuid_like, VND_API_JSON};
+use super::wire::VND_API_JSON;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use catalog_domain::klaviyo::MAX_JOBS_IN_PROGRESS;
 use catalog_domain::rate::RateDecision;
 use catalog_domain::ErrorCode;
 use catalog_store::StoreError;
 use serde_json::{json, Map, Value};
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
+
+/// The namespace of the facade's error ids (a fixed, otherwise meaningless UUID): an id is the v5
+/// UUID of the error's identity in it, so the same error has the same id on every build.
+const ERROR_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3c2f_9a7e_51d4_4b8e_9f06_c4a1_7d3e_b52a);
+
+/// The id of an error with this identity: a v5 (name-based) UUID, stable across processes and
+/// toolchains, unlike a hash of the standard library's.
+pub fn error_id(identity: &str) -> String {
+    Uuid::new_v5(&ERROR_ID_NAMESPACE, identity.as_bytes()).hyphenated().to_string()
+}
 
 /// Where in the request an error is: a JSON pointer into the body, or a query (or header)
 /// parameter.
@@ -95,13 +103,14 @@ impl KlaviyoError {
         KlaviyoError { status: StatusCode::BAD_REQUEST, entries, rate: None, retry_after: None }
     }
 
-    /// 401 `not_authenticated`: no `Authorization: Klaviyo-API-Key` header.
+    /// 401 `not_authenticated`: no `Authorization: Klaviyo-API-Key` (or `Bearer`) header.
     pub fn not_authenticated() -> Self {
         Self::one(
             StatusCode::UNAUTHORIZED,
             "not_authenticated",
             "Authentication credentials were not provided.",
-            "Missing or invalid authorization scheme. Please use Klaviyo-API-Key.".to_owned(),
+            "Missing or invalid authorization scheme. Please use Klaviyo-API-Key (or Bearer with an OAuth token)."
+                .to_owned(),
             Source::None,
         )
     }
@@ -198,8 +207,14 @@ impl KlaviyoError {
                     Source::Parameter(parameter) => json!({ "parameter": parameter }),
                     Source::None => Value::Object(Map::new()),
                 };
+                let identity = format!(
+                    "request\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{source}",
+                    self.status.as_u16(),
+                    entry.code,
+                    entry.detail
+                );
                 json!({
-                    "id": request_error_id(),
+                    "id": error_id(&identity),
                     "status": self.status.as_u16(),
                     "code": entry.code,
                     "title": entry.title,
@@ -215,23 +230,76 @@ impl KlaviyoError {
 
 impl From<StoreError> for KlaviyoError {
     fn from(error: StoreError) -> Self {
+        let status = |code: ErrorCode| StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         let code = error.code();
-        // Klaviyo's own throttling answer, as for its rate limit (see `throttled`).
-        if let StoreError::QueueFull { retry_after_secs, .. } = error {
-            let mut throttled = Self::one(
-                StatusCode::TOO_MANY_REQUESTS,
-                "throttled",
-                "Request was throttled.",
-                format!("Request was throttled. Expected available in {retry_after_secs} second(s)."),
+        // Every code of the one table, each in Klaviyo's words: a new code must be placed here
+        // before it compiles, never fall into a 500 by accident.
+        match code {
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidItemId
+            | ErrorCode::InvalidItem
+            | ErrorCode::InvalidCatalogName
+            | ErrorCode::TooManyItems
+            | ErrorCode::NoValidItems
+            | ErrorCode::ItemRefused => KlaviyoError::pointer("/data", error.to_string()),
+            ErrorCode::InvalidQuery => {
+                KlaviyoError::parameter("page[cursor]", "The page cursor is invalid or expired.")
+            }
+            // Klaviyo answers its cap on jobs in progress as invalid input (contracts/klaviyo.md).
+            ErrorCode::TooManyJobsInProgress => KlaviyoError::pointer(
+                "/data",
+                format!("This account already has {MAX_JOBS_IN_PROGRESS} jobs in progress; wait for some to complete."),
+            ),
+            ErrorCode::Unauthenticated => KlaviyoError::authentication_failed(),
+            ErrorCode::Forbidden => Self::one(
+                StatusCode::FORBIDDEN,
+                "permission_denied",
+                "You do not have permission to perform this action.",
+                error.to_string(),
                 Source::None,
-            );
-            throttled.retry_after = Some(retry_after_secs);
-            return throttled;
-        }
-        match code.http_status() {
-            404 => KlaviyoError::not_found(error.to_string()),
-            400 | 409 | 422 => KlaviyoError::pointer("/data", error.to_string()),
-            503 => {
+            ),
+            ErrorCode::NotFound
+            | ErrorCode::CatalogNotFound
+            | ErrorCode::ItemNotFound
+            | ErrorCode::JobNotFound
+            | ErrorCode::ProjectNotFound => KlaviyoError::not_found(error.to_string()),
+            ErrorCode::MethodNotAllowed => KlaviyoError::method_not_allowed(),
+            ErrorCode::CatalogAlreadyExists
+            | ErrorCode::ProjectAlreadyExists
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::JobNotCancellable => Self::one(
+                StatusCode::CONFLICT,
+                "conflict",
+                "Conflict.",
+                error.to_string(),
+                Source::Pointer("/data".into()),
+            ),
+            ErrorCode::PayloadTooLarge => Self::one(
+                status(code),
+                "payload_too_large",
+                "Payload too large.",
+                error.to_string(),
+                Source::Pointer("/data".into()),
+            ),
+            ErrorCode::UnsupportedMediaType => KlaviyoError::unsupported_media_type(),
+            // Klaviyo's own throttling answer, as for its rate limit (see `throttled`).
+            ErrorCode::RateLimited | ErrorCode::QueueFull => {
+                let retry_after_secs = match &error {
+                    StoreError::QueueFull { retry_after_secs, .. } => *retry_after_secs,
+                    _ => code.retry_after_secs().unwrap_or(1),
+                };
+                let mut throttled = Self::one(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "throttled",
+                    "Request was throttled.",
+                    format!("Request was throttled. Expected available in {retry_after_secs} second(s)."),
+                    Source::None,
+                );
+                throttled.retry_after = Some(retry_after_secs);
+                throttled
+            }
+            ErrorCode::Unavailable => {
                 tracing::warn!(%error, "storage trouble");
                 Self::one(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -241,7 +309,7 @@ impl From<StoreError> for KlaviyoError {
                     Source::None,
                 )
             }
-            507 => {
+            ErrorCode::InsufficientStorage => {
                 tracing::warn!(%error, "storage trouble");
                 Self::one(
                     StatusCode::INSUFFICIENT_STORAGE,
@@ -251,11 +319,9 @@ impl From<StoreError> for KlaviyoError {
                     Source::None,
                 )
             }
-            _ => {
+            ErrorCode::Internal => {
                 // The cause may name tables or hosts: log it, tell the client only what happened.
-                if code == ErrorCode::Internal {
-                    tracing::error!(%error, "store error");
-                }
+                tracing::error!(%error, "store error");
                 Self::one(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "error",
@@ -283,19 +349,24 @@ impl IntoResponse for KlaviyoError {
     }
 }
 
-/// A fresh uuid-like id for one error of a response. Not a secret: it only has to be unique
-/// enough to quote in a support request, so the standard library's randomly keyed hasher, a
-/// counter and the clock are plenty.
-fn request_error_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let state = RandomState::new();
-    let mut first = state.build_hasher();
-    first.write_u64(count);
-    first.write_u128(nanos);
-    let mut second = state.build_hasher();
-    second.write_u128(nanos);
-    second.write_u64(count.wrapping_add(1));
-    uuid_like(first.finish(), second.finish())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_ids_are_v5_uuids_of_the_identity() {
+        let id = error_id("job\u{1f}42\u{1f}3");
+        assert_eq!(id, error_id("job\u{1f}42\u{1f}3"), "the same error, the same id");
+        assert_ne!(id, error_id("job\u{1f}42\u{1f}4"));
+        let parsed = Uuid::parse_str(&id).map(|u| u.get_version_num());
+        assert_eq!(parsed.ok(), Some(5));
+    }
+
+    #[test]
+    fn the_cap_on_jobs_in_progress_is_invalid_input_at_data() {
+        let error = KlaviyoError::from(StoreError::TooManyJobsInProgress { max: MAX_JOBS_IN_PROGRESS });
+        assert_eq!(error.status, StatusCode::BAD_REQUEST);
+        assert_eq!(error.entries[0].code, "invalid");
+        assert_eq!(error.entries[0].source, Source::Pointer("/data".into()));
+    }
 }

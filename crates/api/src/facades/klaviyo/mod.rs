@@ -1,100 +1,50 @@
-//! Klaviyo's catalog bulk-job API (contracts/klaviyo.md): item delete jobs and category update
-//! jobs, created, listed and read as JSON:API documents.
+//! Klaviyo's catalog API (contracts/klaviyo.md): the six bulk-job types of items and categories
+//! (create, update, delete), created, listed and read as JSON:API documents, and the items and
+//! categories themselves, read (`/api/catalog-items`, `/api/catalog-categories`), so that every
+//! link the facade renders resolves. The variant job types answer that they are not available.
 //!
-//! Every request goes through the same steps, in this order: the `Klaviyo-API-Key` (401), the
-//! scope of the method (403), the rate-limit quotas of the method (429; a refused request changes
-//! nothing), the `revision` header (400), the query string (400); then, for a create, the content
-//! type (415), the body size (413), the body and its compound ids (400), and the cap on jobs in
-//! progress (400). The rules come from catalog-domain, the jobs from catalog-store: this module
-//! only parses and renders.
+//! Every request goes through the same steps, in this order: the key, as `Klaviyo-API-Key` or as
+//! an OAuth app's `Bearer` token (401), the scope of the method (403), the rate-limit quotas of
+//! the method (429; a refused request changes nothing), the `revision` header (400), the query
+//! string (400); then, for a create, the content type (415), the body size (413), the body and
+//! its compound ids (400), and the cap on jobs in progress (400), which the store enforces inside
+//! the job insert's own transaction. The rules come from catalog-domain, the jobs from
+//! catalog-store: this module only parses and renders.
 
+mod access;
 mod body;
+mod catalog;
 mod error;
 mod params;
 mod render;
+mod wire;
 
+pub use catalog_domain::klaviyo::MAX_JOBS_IN_PROGRESS;
 pub use error::{ErrorEntry, KlaviyoError, Source};
 pub use params::Revision;
+pub use wire::{JobType, PAGE_SIZE};
 
-use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
-use crate::limits::Policy;
 use crate::state::AppState;
+use access::{guarded, method_not_allowed, Guarded};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, MethodRouter};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use axum::routing::{any, get, MethodRouter};
 use axum::Router;
 use body::CreateBody;
-use catalog_domain::rate::RateDecision;
-use catalog_domain::{Dialect, JobKind, RawId};
-use catalog_store::{Job, JobErrorRecord, JobId, JobOptions, JobSelection, Principal, Scope};
+use catalog_domain::{Dialect, RawId};
+use catalog_store::{BulkOutcome, Job, JobDetails, JobId, JobOptions, JobSelection, StoreError};
 use params::{Endpoint, Params};
-use render::{base_url, Context, VND_API_JSON};
+use render::{base_url, Context};
 use serde_json::{json, Value};
+use wire::{VARIANT_JOB_PATHS, VND_API_JSON};
 
-/// Most jobs a project may have in progress (scheduled, queued or running) before Klaviyo's
-/// create endpoints refuse more (contracts/klaviyo.md, "Limits").
-pub const MAX_JOBS_IN_PROGRESS: u64 = 500;
-
-/// Most jobs on one page of a collection.
-pub const PAGE_SIZE: u32 = 100;
-
-/// The two job types of this dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobType {
-    /// `catalog-item-bulk-delete-job`.
-    ItemDelete,
-    /// `catalog-category-bulk-update-job`.
-    CategoryUpdate,
-}
-
-impl JobType {
-    /// The JSON:API `type`.
-    pub const fn type_name(self) -> &'static str {
-        match self {
-            JobType::ItemDelete => "catalog-item-bulk-delete-job",
-            JobType::CategoryUpdate => "catalog-category-bulk-update-job",
-        }
-    }
-
-    /// The collection's path segment under `/api/`.
-    pub const fn path(self) -> &'static str {
-        match self {
-            JobType::ItemDelete => "catalog-item-bulk-delete-jobs",
-            JobType::CategoryUpdate => "catalog-category-bulk-update-jobs",
-        }
-    }
-
-    /// The attribute (and relationship) holding the job's inputs.
-    pub const fn member(self) -> &'static str {
-        match self {
-            JobType::ItemDelete => "items",
-            JobType::CategoryUpdate => "categories",
-        }
-    }
-
-    /// The JSON:API type of the inputs.
-    pub const fn related_type(self) -> &'static str {
-        match self {
-            JobType::ItemDelete => "catalog-item",
-            JobType::CategoryUpdate => "catalog-category",
-        }
-    }
-
-    /// The catalogd job kind behind it.
-    pub const fn kind(self) -> JobKind {
-        match self {
-            JobType::ItemDelete => JobKind::ItemBulkDelete,
-            JobType::CategoryUpdate => JobKind::CategoryBulkUpdate,
-        }
-    }
-}
-
-/// The six endpoints, each with and without a trailing slash.
+/// The routes of the served job types, the catalog reads and the variant job types, each with
+/// and without a trailing slash.
 pub fn routes() -> Router<AppState> {
-    let mut router = Router::new();
-    for job_type in [JobType::ItemDelete, JobType::CategoryUpdate] {
+    let mut router = catalog::routes();
+    for job_type in JobType::ALL {
         let collection = format!("/api/{}", job_type.path());
         let member = format!("{collection}/{{job_id}}");
         let collection_routes = || -> MethodRouter<AppState> {
@@ -114,111 +64,81 @@ pub fn routes() -> Router<AppState> {
             .route(&member, member_routes())
             .route(&format!("{member}/"), member_routes());
     }
+    for path in VARIANT_JOB_PATHS {
+        let collection = format!("/api/{path}");
+        let member = format!("{collection}/{{job_id}}");
+        for route in [collection.clone(), format!("{collection}/"), member.clone(), format!("{member}/")] {
+            router = router.route(&route, any(variants_not_available));
+        }
+    }
     router
 }
 
-async fn method_not_allowed() -> KlaviyoError {
-    KlaviyoError::method_not_allowed()
+/// The variant job types: catalogd's model has no item with a parent item, so it cannot hold a
+/// variant faithfully. After the usual key, scope and quota checks, 404 `not_found` says so.
+async fn variants_not_available(State(state): State<AppState>, request: Request) -> Response {
+    let write = request.method() != Method::GET;
+    guarded(state, request, write, |_, _, _| async {
+        Err::<(StatusCode, Value), _>(KlaviyoError::not_found(
+            "Catalog variants are not available on this server: its catalogs hold items without parents, so \
+             variant jobs cannot be created or read here.",
+        ))
+    })
+    .await
 }
 
-/// Who is calling and what the quota said.
-struct Guarded {
-    principal: Principal,
-    revision: Revision,
-    rate: Option<RateDecision>,
-}
-
-/// Authentication, scope, quotas and revision, in the order the module documents.
-async fn guard(state: &AppState, headers: &HeaderMap, write: bool) -> Result<Guarded, KlaviyoError> {
-    let token = token_with_scheme(headers, "Klaviyo-API-Key")
-        .map_err(|_| KlaviyoError::parameter("Authorization", RepeatedAuthorization::MESSAGE))?
-        .ok_or_else(KlaviyoError::not_authenticated)?;
-    let principal = state.store.authenticate(token).await?.ok_or_else(KlaviyoError::authentication_failed)?;
-    crate::app::note_project(&principal);
-    let scope = if write { Scope::CatalogsWrite } else { Scope::CatalogsRead };
-    if !principal.has_scope(scope) {
-        return Err(KlaviyoError::permission_denied(scope.as_str()));
-    }
-    let policies: &[Policy] = if write {
-        &[Policy::KlaviyoCreateBurst, Policy::KlaviyoCreateSteady]
-    } else {
-        &[Policy::KlaviyoReadBurst, Policy::KlaviyoReadSteady]
-    };
-    let rate = state.take_quota(principal.project_id, policies, None).await?;
-    if let Some(decision) = rate.filter(|d| !d.allowed) {
-        return Err(KlaviyoError::throttled(decision));
-    }
-    let revision = Revision::from_headers(headers).map_err(|e| e.with_rate(rate))?;
-    Ok(Guarded { principal, revision, rate })
-}
-
-/// A JSON:API success response with the quota's headers.
-fn document(status: StatusCode, body: &Value, rate: Option<RateDecision>) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(VND_API_JSON));
-    if let Some(decision) = &rate {
-        insert_ratelimit_headers(headers, decision);
-    }
-    response
-}
-
-/// Runs `body` after the guard, adding the quota's headers to whatever it answers.
-async fn guarded<F, Fut>(state: AppState, request: Request, write: bool, body: F) -> Response
-where
-    F: FnOnce(AppState, Guarded, Request) -> Fut,
-    Fut: std::future::Future<Output = Result<(StatusCode, Value), KlaviyoError>>,
-{
-    let guard = match guard(&state, request.headers(), write).await {
-        Ok(guard) => guard,
-        Err(error) => return error.into_response(),
-    };
-    let rate = guard.rate;
-    match body(state, guard, request).await {
-        Ok((status, value)) => document(status, &value, rate),
-        Err(error) => error.with_rate(rate).into_response(),
-    }
-}
-
-/// The job's per-item failures, read only when it has some. One page of 1,000 holds all of a
-/// Klaviyo job's (at most 100 inputs); a larger native job on the same catalog shows its first.
-async fn job_errors(state: &AppState, guard: &Guarded, job: &Job) -> Result<Vec<JobErrorRecord>, KlaviyoError> {
-    if job.failed_count == 0 {
-        return Ok(Vec::new());
-    }
-    let page = state.store.list_job_errors(guard.principal.project_id, job.id, None, 1_000).await?;
-    Ok(page.rows)
-}
-
-/// A job resource with its relationships and errors.
-async fn job_resource(
+/// The included resources of a job type's relationship for `ids` (external ids) in the Klaviyo
+/// catalog: items or categories, in one read.
+async fn included(
     state: &AppState,
     guard: &Guarded,
     context: &Context<'_>,
-    job: &Job,
-) -> Result<(Value, Option<Vec<String>>), KlaviyoError> {
-    let inputs = state.store.job_input_ids(guard.principal.project_id, job.id).await?;
-    let errors = job_errors(state, guard, job).await?;
-    Ok((context.job(job, inputs.as_deref(), &errors), inputs))
-}
-
-/// The `included` categories of a category job.
-async fn included_categories(
-    state: &AppState,
-    guard: &Guarded,
-    context: &Context<'_>,
-    job: &Job,
-    inputs: Option<&[String]>,
+    ids: &[String],
 ) -> Result<Vec<Value>, KlaviyoError> {
-    let (Some(inputs), Some(catalog)) = (inputs, job.catalog_name.as_deref()) else {
-        return Ok(Vec::new());
+    let (project, catalog) = (guard.principal.project_id, &*state.klaviyo_catalog);
+    let found = if context.job_type.on_items() {
+        state.store.get_items(project, catalog, ids).await.map(|items| items.iter().map(|i| context.item(i)).collect())
+    } else {
+        state
+            .store
+            .get_categories(project, catalog, ids)
+            .await
+            .map(|categories| categories.iter().map(|c| context.category(c)).collect())
     };
-    match state.store.get_categories(guard.principal.project_id, catalog, inputs).await {
-        Ok(categories) => Ok(categories.iter().map(|c| context.category(c)).collect()),
-        // The job's catalog was deleted since: its categories are gone, nothing to include.
-        Err(catalog_store::StoreError::CatalogNotFound(_)) => Ok(Vec::new()),
+    match found {
+        Ok(resources) => Ok(resources),
+        // The catalog was deleted since: its items and categories are gone, nothing to include.
+        Err(StoreError::CatalogNotFound(_)) => Ok(Vec::new()),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The job resources of `jobs` with their inputs and errors, read for all of them at once (a
+/// fixed number of statements per page, see `Store::job_details`); with `include`, also the
+/// included resources, each once however many jobs name it (JSON:API).
+async fn job_resources(
+    state: &AppState,
+    guard: &Guarded,
+    context: &Context<'_>,
+    jobs: &[Job],
+) -> Result<(Vec<Value>, Option<Vec<Value>>), KlaviyoError> {
+    let ids: Vec<JobId> = jobs.iter().map(|job| job.id).collect();
+    let mut details = state.store.job_details(guard.principal.project_id, &ids).await?;
+    let mut related: Vec<String> = Vec::new();
+    let mut resources = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let JobDetails { inputs, errors } = details.remove(&job.id).unwrap_or_default();
+        if context.params.include {
+            for id in inputs.iter().flatten() {
+                if !related.contains(id) {
+                    related.push(id.clone());
+                }
+            }
+        }
+        resources.push(context.job(job, inputs.as_deref(), &errors));
+    }
+    let included = if context.params.include { Some(included(state, guard, context, &related).await?) } else { None };
+    Ok((resources, included))
 }
 
 /// Reads the job `raw_id` if it is one of this job type on the Klaviyo catalog.
@@ -242,11 +162,11 @@ async fn get_one(state: AppState, job_type: JobType, job_id: String, request: Re
         let job = find_job(&state, &guard, job_type, &job_id).await?;
         let base = base_url(request.headers());
         let context = Context { base: &base, revision: &guard.revision, params: &params, job_type };
-        let (resource, inputs) = job_resource(&state, &guard, &context, &job).await?;
+        let (mut resources, included) = job_resources(&state, &guard, &context, std::slice::from_ref(&job)).await?;
+        let resource = resources.pop().unwrap_or(Value::Null);
         let mut document = json!({"data": resource, "links": {"self": context.self_url(request.uri())}});
-        if params.include_categories {
-            document["included"] =
-                Value::Array(included_categories(&state, &guard, &context, &job, inputs.as_deref()).await?);
+        if let Some(included) = included {
+            document["included"] = Value::Array(included);
         }
         Ok((StatusCode::OK, document))
     })
@@ -274,20 +194,7 @@ async fn list(state: AppState, job_type: JobType, request: Request) -> Response 
         };
         let base = base_url(request.headers());
         let context = Context { base: &base, revision: &guard.revision, params: &params, job_type };
-        let mut data = Vec::with_capacity(window.rows.len());
-        let mut included = Vec::new();
-        for job in &window.rows {
-            let (resource, inputs) = job_resource(&state, &guard, &context, job).await?;
-            data.push(resource);
-            if params.include_categories {
-                for category in included_categories(&state, &guard, &context, job, inputs.as_deref()).await? {
-                    // JSON:API: each included resource appears once, however many jobs name it.
-                    if !included.iter().any(|seen: &Value| seen["id"] == category["id"]) {
-                        included.push(category);
-                    }
-                }
-            }
-        }
+        let (data, included) = job_resources(&state, &guard, &context, &window.rows).await?;
         let link =
             |cursor: Option<&String>| cursor.map_or(Value::Null, |c| Value::String(context.collection_url(Some(c))));
         let mut document = json!({
@@ -300,7 +207,7 @@ async fn list(state: AppState, job_type: JobType, request: Request) -> Response 
                 "prev": link(window.prev_cursor.as_ref()),
             },
         });
-        if params.include_categories {
+        if let Some(included) = included {
             document["included"] = Value::Array(included);
         }
         Ok((StatusCode::OK, document))
@@ -342,6 +249,52 @@ async fn read_body(state: &AppState, request: Request) -> Result<Bytes, KlaviyoE
     Ok(bytes)
 }
 
+/// Creates the job of a parsed body on the Klaviyo catalog.
+async fn submit(
+    state: &AppState,
+    guard: &Guarded,
+    parsed: CreateBody,
+    options: &JobOptions,
+) -> Result<BulkOutcome, StoreError> {
+    let (store, project, catalog) = (&state.store, guard.principal.project_id, &*state.klaviyo_catalog);
+    let dialect = Dialect::Klaviyo;
+    let ids = |ids: Vec<String>| ids.into_iter().map(RawId::String).collect::<Vec<_>>();
+    match parsed {
+        CreateBody::ItemCreate(items) => {
+            let items = items.into_iter().map(Into::into).collect();
+            store.bulk_upsert_items(project, catalog, dialect, items, options).await
+        }
+        CreateBody::ItemUpdate(items) => {
+            let items = items.into_iter().map(Into::into).collect();
+            store.bulk_patch_items(project, catalog, dialect, items, false, options).await
+        }
+        CreateBody::ItemDelete(external) => {
+            store.bulk_delete_items(project, catalog, dialect, ids(external), options).await
+        }
+        CreateBody::CategoryCreate(categories) => {
+            let inputs = categories.into_iter().map(Into::into).collect();
+            store.bulk_upsert_categories(project, catalog, dialect, inputs, options).await
+        }
+        CreateBody::CategoryUpdate(categories) => {
+            let inputs = categories.into_iter().map(Into::into).collect();
+            store.bulk_update_categories(project, catalog, dialect, inputs, options).await
+        }
+        CreateBody::CategoryDelete(external) => {
+            store.bulk_delete_categories(project, catalog, dialect, ids(external), options).await
+        }
+    }
+}
+
+/// Creates the Klaviyo catalog of the project: Klaviyo's `$default` catalog always exists, so a
+/// pure Klaviyo integration never has to (docs/compat/klaviyo.md). A concurrent first use may
+/// have created it first, which is as good.
+async fn create_klaviyo_catalog(state: &AppState, guard: &Guarded) -> Result<(), StoreError> {
+    match state.store.create_catalog(guard.principal.project_id, &state.klaviyo_catalog, None).await {
+        Ok(_) | Err(StoreError::CatalogAlreadyExists(_)) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 async fn create(state: AppState, job_type: JobType, request: Request) -> Response {
     guarded(state, request, true, move |state, guard, request| async move {
         let params = Params::parse(request.uri(), job_type, Endpoint::Create)?;
@@ -351,42 +304,22 @@ async fn create(state: AppState, job_type: JobType, request: Request) -> Respons
         let base = base_url(request.headers());
         let bytes = read_body(&state, request).await?;
         let parsed = body::parse(&bytes, job_type)?;
-        let project = guard.principal.project_id;
-        if state.store.count_jobs_in_progress(project).await? >= MAX_JOBS_IN_PROGRESS {
-            return Err(KlaviyoError::pointer(
-                "/data",
-                format!("This account already has {MAX_JOBS_IN_PROGRESS} jobs in progress; wait for some to complete."),
-            ));
-        }
         // The ids were checked above with Klaviyo's rules; `atomic` makes the store refuse the
-        // whole request rather than drop an input, should its own check ever disagree.
-        let options = JobOptions { atomic: true, ..JobOptions::default() };
-        let catalog = &*state.klaviyo_catalog;
-        let outcome = match parsed {
-            CreateBody::ItemDelete(ids) => {
-                let ids = ids.into_iter().map(RawId::String).collect();
-                state.store.bulk_delete_items(project, catalog, Dialect::Klaviyo, ids, &options).await
+        // whole request rather than drop an input, should its own check ever disagree. The cap on
+        // jobs in progress is counted by the insert itself, in its transaction.
+        let options = JobOptions { atomic: true, in_progress_cap: true, ..JobOptions::default() };
+        let outcome = match submit(&state, &guard, parsed.clone(), &options).await {
+            // The first use of the mapped catalog creates it, then the job goes in.
+            Err(StoreError::CatalogNotFound(_)) => {
+                create_klaviyo_catalog(&state, &guard).await?;
+                submit(&state, &guard, parsed, &options).await?
             }
-            CreateBody::CategoryUpdate(categories) => {
-                let inputs = categories.into_iter().map(Into::into).collect();
-                state.store.bulk_update_categories(project, catalog, Dialect::Klaviyo, inputs, &options).await
-            }
-        };
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(catalog_store::StoreError::CatalogNotFound(name)) => {
-                return Err(KlaviyoError::pointer(
-                    "/data",
-                    format!(
-                        "The catalog '{name}' that '$default' maps to does not exist in this project; create it first."
-                    ),
-                ))
-            }
-            Err(error) => return Err(error.into()),
+            outcome => outcome?,
         };
         let job = outcome.job.ok_or_else(|| KlaviyoError::pointer("/data", "No valid resource to process."))?;
         let context = Context { base: &base, revision: &guard.revision, params: &params, job_type };
-        let (resource, _) = job_resource(&state, &guard, &context, &job).await?;
+        let (mut resources, _) = job_resources(&state, &guard, &context, std::slice::from_ref(&job)).await?;
+        let resource = resources.pop().unwrap_or(Value::Null);
         Ok((StatusCode::ACCEPTED, json!({"data": resource, "links": {"self": context.job_url(&job)}})))
     })
     .await

@@ -3,7 +3,7 @@
 //! pagination"). Anything else in the query string is refused, as Klaviyo does.
 
 use super::error::KlaviyoError;
-use super::JobType;
+use super::wire::{JobType, JOB_FIELDS};
 use axum::http::{HeaderMap, Uri};
 use catalog_domain::JobStatus;
 
@@ -77,32 +77,16 @@ pub enum Endpoint {
     Create,
 }
 
-/// The attributes a job's sparse fieldset may name (`id` is accepted and always shown).
-const JOB_FIELDS: &[&str] = &[
-    "completed_at",
-    "completed_count",
-    "created_at",
-    "errors",
-    "expires_at",
-    "failed_count",
-    "id",
-    "job_id",
-    "status",
-    "total_count",
-];
-
-/// The attributes `fields[catalog-category]` may name.
-const CATEGORY_FIELDS: &[&str] = &["external_id", "id", "name", "updated"];
-
 /// The parsed query string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Params {
     /// `fields[<job type>]`: the attributes to show; `None` shows all.
     pub job_fields: Option<Vec<String>>,
-    /// `fields[catalog-category]`: the attributes of included categories; `None` shows all.
-    pub category_fields: Option<Vec<String>>,
-    /// `include=categories`.
-    pub include_categories: bool,
+    /// `fields[catalog-item]` or `fields[catalog-category]`: the attributes of the included
+    /// resources; `None` shows all.
+    pub included_fields: Option<Vec<String>>,
+    /// `include=items` or `include=categories` (the job type's one relationship).
+    pub include: bool,
     /// The canonical statuses `filter=equals(status,"...")` selects; empty selects all.
     pub statuses: Vec<JobStatus>,
     /// The store cursor from `page[cursor]`, quirks removed.
@@ -124,7 +108,12 @@ impl Params {
             }
         };
         let job_fields_name = format!("fields[{}]", job_type.type_name());
-        let category_params = job_type == JobType::CategoryUpdate && endpoint != Endpoint::Create;
+        let includable = match endpoint {
+            Endpoint::Get => job_type.includable(),
+            Endpoint::List if job_type.includable_on_list() => job_type.includable(),
+            Endpoint::List | Endpoint::Create => None,
+        };
+        let (included_fields_name, included_fields_allowed) = job_type.included_fields();
         let mut params = Params::default();
         let mut seen: Vec<&str> = Vec::new();
         for (name, value) in &pairs {
@@ -134,10 +123,18 @@ impl Params {
             seen.push(name);
             match name.as_str() {
                 n if n == job_fields_name => params.job_fields = Some(field_list(name, value, JOB_FIELDS)?),
-                "fields[catalog-category]" if category_params => {
-                    params.category_fields = Some(field_list(name, value, CATEGORY_FIELDS)?);
+                n if n == included_fields_name && includable.is_some() => {
+                    params.included_fields = Some(field_list(name, value, included_fields_allowed)?);
                 }
-                "include" if category_params => params.include_categories = include(value)?,
+                "include" => match includable {
+                    Some(relationship) => params.include = include(value, relationship)?,
+                    None => {
+                        return Err(KlaviyoError::parameter(
+                            name,
+                            "'include' is not a valid query parameter for this endpoint.".to_owned(),
+                        ))
+                    }
+                },
                 "filter" if endpoint == Endpoint::List => params.statuses = filter(value)?,
                 "page[cursor]" if endpoint == Endpoint::List => {
                     params.cursor = cursor(value);
@@ -156,7 +153,8 @@ impl Params {
     }
 }
 
-fn field_list(name: &str, value: &str, allowed: &[&str]) -> Result<Vec<String>, KlaviyoError> {
+/// A sparse fieldset: every name must be one of `allowed`.
+pub fn field_list(name: &str, value: &str, allowed: &[&str]) -> Result<Vec<String>, KlaviyoError> {
     let fields: Vec<String> = value.split(',').map(|f| f.trim().to_owned()).collect();
     for field in &fields {
         if !allowed.contains(&field.as_str()) {
@@ -169,12 +167,12 @@ fn field_list(name: &str, value: &str, allowed: &[&str]) -> Result<Vec<String>, 
     Ok(fields)
 }
 
-fn include(value: &str) -> Result<bool, KlaviyoError> {
+fn include(value: &str, allowed: &str) -> Result<bool, KlaviyoError> {
     for relationship in value.split(',').map(str::trim) {
-        if relationship != "categories" {
+        if relationship != allowed {
             return Err(KlaviyoError::parameter(
                 "include",
-                format!("'{relationship}' is not a valid relationship to include; use 'categories'."),
+                format!("'{relationship}' is not a valid relationship to include; use '{allowed}'."),
             ));
         }
     }
@@ -244,6 +242,20 @@ mod tests {
         }
         assert!(Revision::parse("2023-10-15").is_some_and(|r| r.carries_job_id()));
         assert!(Revision::parse("2024-02-15").is_some_and(|r| !r.carries_job_id()));
+    }
+
+    #[test]
+    fn include_is_the_job_types_own_relationship() {
+        let uri = |q: &str| format!("http://h/x?{q}").parse::<Uri>().expect("uri");
+        let get = |job_type, q: &str| Params::parse(&uri(q), job_type, Endpoint::Get);
+        assert!(get(JobType::ItemCreate, "include=items&fields[catalog-item]=title").is_ok_and(|p| p.include));
+        assert!(get(JobType::CategoryCreate, "include=categories").is_ok_and(|p| p.include));
+        assert!(get(JobType::ItemUpdate, "include=categories").is_err());
+        assert!(get(JobType::ItemDelete, "include=items").is_err());
+        assert!(get(JobType::CategoryDelete, "fields[catalog-category]=name").is_err());
+        let list = |job_type, q: &str| Params::parse(&uri(q), job_type, Endpoint::List);
+        assert!(list(JobType::CategoryUpdate, "include=categories").is_ok_and(|p| p.include));
+        assert!(list(JobType::ItemCreate, "include=items").is_err());
     }
 
     #[test]

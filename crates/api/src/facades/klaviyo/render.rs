@@ -1,39 +1,19 @@
-//! JSON:API documents of the facade: job resources, collections with their links, and included
-//! categories (contracts/klaviyo.md, "The job resource").
+//! JSON:API documents of the facade: job resources, collections with their links, and items and
+//! categories, included or read on their own (contracts/klaviyo.md, "The job resource").
 
+use super::error::error_id;
 use super::params::{Params, Revision};
-use super::JobType;
+use super::wire::{JobType, CATEGORIES_PATH, CATEGORY_TYPE, ITEMS_PATH, ITEM_STORED_ATTRIBUTES, ITEM_TYPE};
 use axum::http::{HeaderMap, Uri};
 use catalog_domain::klaviyo::CompoundId;
 use catalog_domain::time::format_rfc3339_offset;
-use catalog_store::{Category, Job, JobErrorRecord};
+use catalog_store::{Category, Item, Job, JobErrorRecord};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
-use std::hash::{DefaultHasher, Hash, Hasher};
-
-/// The media type of every response.
-pub const VND_API_JSON: &str = "application/vnd.api+json";
-
-/// Formats two 64-bit values as a version-4-shaped UUID string.
-pub fn uuid_like(high: u64, low: u64) -> String {
-    let high = (high & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let low = (low & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        high >> 32,
-        (high >> 16) & 0xffff,
-        high & 0xffff,
-        low >> 48,
-        low & 0xffff_ffff_ffff
-    )
-}
 
 /// A stable id for one per-item error of a job: the same error shows the same id on every read.
 fn job_error_id(job: &Job, index: u64) -> String {
-    let mut hasher = DefaultHasher::new();
-    (job.id.0, index, "catalogd-klaviyo-job-error").hash(&mut hasher);
-    let high = hasher.finish();
-    index.hash(&mut hasher);
-    uuid_like(high, hasher.finish())
+    error_id(&format!("job\u{1f}{}\u{1f}{index}", job.id.0))
 }
 
 /// `scheme://host` of the request, for absolute links: the `Host` header, and `https` only when a
@@ -53,17 +33,62 @@ pub fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
-/// Percent-encodes a query component, keeping only RFC 3986 unreserved characters.
-fn encode_component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+/// What a query component or path segment keeps as it is: RFC 3986's unreserved characters.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes a query component or a path segment.
+pub fn encode_component(text: &str) -> String {
+    utf8_percent_encode(text, UNRESERVED).to_string()
+}
+
+/// The absolute URL of the item `external_id`.
+pub fn item_url(base: &str, external_id: &str) -> String {
+    format!("{base}/api/{ITEMS_PATH}/{}", encode_component(&CompoundId::custom_default(external_id).render()))
+}
+
+/// The absolute URL of the category `external_id`.
+pub fn category_url(base: &str, external_id: &str) -> String {
+    format!("{base}/api/{CATEGORIES_PATH}/{}", encode_component(&CompoundId::custom_default(external_id).render()))
+}
+
+/// A `catalog-category` resource; `fields` is its sparse fieldset, if any.
+pub fn category_resource(base: &str, category: &Category, fields: Option<&[String]>) -> Value {
+    let compound = CompoundId::custom_default(category.id.as_str()).render();
+    let mut attributes = Map::new();
+    // In Klaviyo the external id is the compound id's last part, which is catalogd's id.
+    attributes.insert("external_id".into(), json!(category.id));
+    attributes.insert("name".into(), json!(category.name));
+    attributes.insert("updated".into(), json!(format_rfc3339_offset(category.updated_at)));
+    if let Some(fields) = fields {
+        attributes.retain(|name, _| fields.iter().any(|f| f == name));
     }
-    out
+    json!({
+        "type": CATEGORY_TYPE,
+        "id": compound,
+        "attributes": attributes,
+        "links": {"self": category_url(base, &category.id)},
+    })
+}
+
+/// A `catalog-item` resource: the item's stored Klaviyo attributes (null when it has none of that
+/// name), its id as `external_id`, and its times; `fields` is its sparse fieldset, if any.
+pub fn item_resource(base: &str, item: &Item, fields: Option<&[String]>) -> Value {
+    let mut attributes = Map::new();
+    attributes.insert("external_id".into(), json!(item.id));
+    for name in ITEM_STORED_ATTRIBUTES {
+        attributes.insert((*name).into(), item.fields.get(*name).cloned().unwrap_or(Value::Null));
+    }
+    attributes.insert("created".into(), json!(format_rfc3339_offset(item.created_at)));
+    attributes.insert("updated".into(), json!(format_rfc3339_offset(item.updated_at)));
+    if let Some(fields) = fields {
+        attributes.retain(|name, _| fields.iter().any(|f| f == name));
+    }
+    json!({
+        "type": ITEM_TYPE,
+        "id": CompoundId::custom_default(item.id.as_str()).render(),
+        "attributes": attributes,
+        "links": {"self": item_url(base, &item.id)},
+    })
 }
 
 /// Everything a job resource's rendering depends on besides the job.
@@ -136,21 +161,12 @@ impl Context<'_> {
 
     /// An included `catalog-category` resource.
     pub fn category(&self, category: &Category) -> Value {
-        let compound = CompoundId::custom_default(category.id.as_str()).render();
-        let mut attributes = Map::new();
-        // In Klaviyo the external id is the compound id's last part, which is catalogd's id.
-        attributes.insert("external_id".into(), json!(category.id));
-        attributes.insert("name".into(), json!(category.name));
-        attributes.insert("updated".into(), json!(format_rfc3339_offset(category.updated_at)));
-        if let Some(fields) = &self.params.category_fields {
-            attributes.retain(|name, _| fields.iter().any(|f| f == name));
-        }
-        json!({
-            "type": "catalog-category",
-            "id": compound,
-            "attributes": attributes,
-            "links": {"self": format!("{}/api/catalog-categories/{}", self.base, encode_component(&compound))},
-        })
+        category_resource(self.base, category, self.params.included_fields.as_deref())
+    }
+
+    /// An included `catalog-item` resource.
+    pub fn item(&self, item: &Item) -> Value {
+        item_resource(self.base, item, self.params.included_fields.as_deref())
     }
 
     /// A collection URL of this job type carrying the request's parameters and `cursor`.
@@ -186,15 +202,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uuid_like_has_the_uuid_shape() {
-        let id = uuid_like(u64::MAX, 0);
-        assert_eq!(id.len(), 36);
-        let groups: Vec<usize> = id.split('-').map(str::len).collect();
-        assert_eq!(groups, [8, 4, 4, 4, 12]);
-        assert_eq!(id.chars().nth(14), Some('4'));
-    }
-
-    #[test]
     fn base_url_honours_forwarded_proto_and_refuses_odd_hosts() {
         let mut headers = HeaderMap::new();
         assert_eq!(base_url(&headers), "http://localhost");
@@ -209,5 +216,9 @@ mod tests {
     fn components_are_percent_encoded() {
         assert_eq!(encode_component("page[cursor]"), "page%5Bcursor%5D");
         assert_eq!(encode_component("equals(status,\"queued\")"), "equals%28status%2C%22queued%22%29");
+        assert_eq!(
+            encode_component("$custom:::$default:::A b/é"),
+            "%24custom%3A%3A%3A%24default%3A%3A%3AA%20b%2F%C3%A9"
+        );
     }
 }

@@ -1,0 +1,136 @@
+//! Klaviyo's official Node SDK (`klaviyo-api` from npm, pinned) against the real `catalogd`
+//! binary, on SQLite and on PostgreSQL: for every job type catalogd serves, create, list with a
+//! filter following the cursor, and get with `include`, through an API-key session and an OAuth
+//! session (`tests/klaviyo_node_sdk/sdk_check.js`, which must exit 0).
+//!
+//! The SDK is installed with npm into a directory cached under Cargo's target directory (outside
+//! the clone), keyed by its version. Under `CI=true` every step must work; elsewhere the test is
+//! skipped, with a message, when Node.js, npm or the registry is unavailable.
+
+mod support;
+
+use catalog_api::testing::{Backend, ScratchDatabase};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::{admin_on, free_port, start_on, temp_dir, SQLITE};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_node_sdk/sdk_check.js");
+/// The SDK release the check is written against (its API revision is 2026-07-15, the revision of
+/// the contract's OpenAPI slices).
+const SDK_VERSION: &str = "23.0.0";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips the test outside CI; fails it in CI.
+fn unavailable(why: &str) {
+    assert!(!in_ci(), "CI=true: the Klaviyo Node SDK test must run, but {why}");
+    println!("skipping the Klaviyo Node SDK test: {why}");
+}
+
+fn run(command: &mut Command) -> std::io::Result<Output> {
+    command.stdin(Stdio::null()).output()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The `node_modules` holding the pinned SDK, installing it into the cache when it is not there.
+fn sdk_modules() -> Result<PathBuf, String> {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("klaviyo-node-sdk-{SDK_VERSION}"));
+    let modules = dir.join("node_modules");
+    let installed = modules.join("klaviyo-api").join("package.json");
+    let has_sdk = || {
+        std::fs::read_to_string(&installed).is_ok_and(|text| text.contains(&format!("\"version\": \"{SDK_VERSION}\"")))
+    };
+    if has_sdk() {
+        return Ok(modules);
+    }
+    let node = run(Command::new("node").arg("--version")).map_err(|e| format!("cannot run node: {e}"))?;
+    if !node.status.success() {
+        return Err(format!("node --version failed: {}", describe(&node)));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let manifest = format!(
+        "{{\"name\": \"catalogd-klaviyo-node-sdk-check\", \"private\": true, \
+         \"dependencies\": {{\"klaviyo-api\": \"{SDK_VERSION}\"}}}}\n"
+    );
+    std::fs::write(dir.join("package.json"), manifest).map_err(|e| format!("cannot write package.json: {e}"))?;
+    let install = run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel", "error"])
+        .current_dir(&dir))
+    .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !install.status.success() || !has_sdk() {
+        return Err(format!("npm install klaviyo-api@{SDK_VERSION} failed: {}", describe(&install)));
+    }
+    Ok(modules)
+}
+
+/// Runs the SDK script against a server on `database_url`, in `dir`.
+fn check_sdk(modules: &Path, dir: &Path, database_url: &str) {
+    admin_on(dir, database_url, &["project", "create", "klaviyo-node-sdk"]);
+    let created = admin_on(
+        dir,
+        database_url,
+        &["key", "create", "--project", "klaviyo-node-sdk", "--scopes", "catalogs:read,catalogs:write"],
+    );
+    let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
+    let server = start_on(dir, database_url, free_port(), &[]);
+    let output = run(Command::new("node")
+        .arg(SCRIPT)
+        .env("NODE_PATH", modules)
+        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
+        .env("CATALOGD_TOKEN", &token))
+    .expect("run the SDK script");
+    let port = server.port;
+    drop(server);
+    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
+    println!("{}", describe(&output));
+    assert!(
+        output.status.success(),
+        "the Node SDK script failed on {database_url}: {}\n--- server log\n{server_log}",
+        describe(&output)
+    );
+}
+
+/// The SQLite and PostgreSQL tests share the cached install, which one install at a time fills.
+static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn sdk_modules_once() -> Result<PathBuf, String> {
+    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    sdk_modules()
+}
+
+#[test]
+fn klaviyo_node_sdk_works_against_catalogd_on_sqlite() {
+    let modules = match sdk_modules_once() {
+        Ok(modules) => modules,
+        Err(why) => return unavailable(&why),
+    };
+    let dir = temp_dir("klaviyo_node_sdk_sqlite");
+    check_sdk(&modules, &dir, SQLITE);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
+fn klaviyo_node_sdk_works_against_catalogd_on_postgres() {
+    let modules = match sdk_modules_once() {
+        Ok(modules) => modules,
+        Err(why) => return unavailable(&why),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(Backend::Postgres.require());
+    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
+    let dir = temp_dir("klaviyo_node_sdk_postgres");
+    check_sdk(&modules, &dir, database.url());
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(database);
+}
