@@ -271,12 +271,27 @@ async fn cancelling_a_finished_job_is_400() {
     let deleted = app.send(TestRequest::new(Method::DELETE, "/v1/catalogs/shoes").bearer(&app.token)).await;
     assert_eq!(deleted.status, StatusCode::ACCEPTED);
     app.run_jobs().await;
-    // OpenReplay's server lets a failed job be cancelled: nothing is left to stop.
+    // OpenReplay's server lets a failed job be cancelled: it is marked cancelled, its counts and
+    // finish time kept. Other dialects still refuse it, and a second cancel finds it cancelled.
+    let native_job =
+        async || app.send(TestRequest::new(Method::GET, &format!("/v1/jobs/{failed}")).bearer(&app.token)).await.json();
+    let before = call(&app, Method::GET, &format!("{JOBS}/{failed}")).await.json()["data"].clone();
+    let native_before = native_job().await;
+    assert_eq!((before["status"].clone(), native_before["status"].clone()), (json!("failed"), json!("failed")));
     let response = call(&app, Method::DELETE, &format!("{JOBS}/{failed}")).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
+    let data = response.json()["data"].clone();
+    assert_eq!((data["jobId"].as_i64(), data["status"].clone()), (Some(failed), json!("cancelled")));
+    assert_eq!(data["errors"], before["errors"]);
+    let native_after = native_job().await;
+    assert_eq!(native_after["status"], json!("cancelled"));
+    for field in ["finished_at", "expires_at", "completed_count", "failed_count"] {
+        assert_eq!(native_after[field], native_before[field], "{field}");
+    }
+    let again = call(&app, Method::DELETE, &format!("{JOBS}/{failed}")).await;
     assert_eq!(
-        (response.json()["data"]["jobId"].as_i64(), response.json()["data"]["status"].clone()),
-        (Some(failed), json!("failed"))
+        (again.status, again.json()),
+        (StatusCode::BAD_REQUEST, json!({"error": "the requested job has already been cancelled"}))
     );
 }
 
@@ -472,6 +487,7 @@ async fn the_older_api_answers_errors_with_200_and_an_errors_list() {
     let response = call_v1(&app, Method::DELETE, &format!("{V1_JOBS}/{failed}")).await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text);
     assert_eq!(response.json()["data"]["jobId"].as_i64(), Some(failed), "{}", response.text);
+    assert_eq!(response.json()["data"]["status"], json!("cancelled"), "{}", response.text);
 }
 
 catalog_api::on_both_backends!(

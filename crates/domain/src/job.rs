@@ -214,6 +214,10 @@ pub enum JobEvent {
     Failed,
     /// A caller asked to cancel it.
     CancelRequested,
+    /// A caller cancelled a job that had already failed, as OpenReplay's server lets one do: it is
+    /// marked cancelled and keeps its counts. Only a failed job takes it; the other dialects
+    /// refuse such a cancel ([`TransitionError::AlreadyFinished`] on [`JobEvent::CancelRequested`]).
+    Withdrawn,
 }
 
 /// Why an event cannot apply to a job in its current state.
@@ -258,6 +262,7 @@ impl JobEvent {
             JobEvent::Finished => "finished",
             JobEvent::Failed => "failed",
             JobEvent::CancelRequested => "cancel",
+            JobEvent::Withdrawn => "withdrawn",
         }
     }
 }
@@ -323,6 +328,11 @@ impl JobState {
     /// assert_eq!((job.status, job.completed_count, job.failed_count), (JobStatus::Cancelled, 1_499, 1));
     /// // Nothing leaves a finished job; a checkpoint may not count more than the job has.
     /// assert_eq!(job.apply(JobEvent::CancelRequested), Err(TransitionError::AlreadyFinished(JobStatus::Cancelled)));
+    /// // Save that a failed job may be withdrawn (OpenReplay's cancel): it ends cancelled, counts kept.
+    /// let failed = JobState::new(5, false).apply(JobEvent::Failed).expect("a queued job may fail");
+    /// let withdrawn = failed.apply(JobEvent::Withdrawn).expect("a failed job may be withdrawn");
+    /// assert_eq!((withdrawn.status, withdrawn.failed_count), (JobStatus::Cancelled, 5));
+    /// assert_eq!(job.apply(JobEvent::Withdrawn), Err(TransitionError::AlreadyFinished(JobStatus::Cancelled)));
     /// let running = JobState::new(5, false).apply(JobEvent::Claimed).expect("runs");
     /// assert_eq!(
     ///     running.apply(JobEvent::Checkpoint { completed: 6, failed: 0 }),
@@ -331,6 +341,13 @@ impl JobState {
     /// ```
     pub fn apply(self, event: JobEvent) -> Result<JobState, TransitionError> {
         use JobStatus::*;
+        if event == JobEvent::Withdrawn {
+            return match self.status {
+                Failed => Ok(JobState { status: Cancelled, ..self }),
+                Completed | Cancelled => Err(TransitionError::AlreadyFinished(self.status)),
+                status => Err(TransitionError::NotApplicable { status, event: event.name() }),
+            };
+        }
         if self.status.is_terminal() {
             return Err(TransitionError::AlreadyFinished(self.status));
         }
@@ -374,6 +391,26 @@ impl JobState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_failed_job_is_withdrawn() {
+        let failed = JobState::new(4, false).apply(JobEvent::Failed).expect("fails");
+        assert_eq!(
+            failed.apply(JobEvent::Withdrawn),
+            Ok(JobState { status: JobStatus::Cancelled, failed_count: 4, ..JobState::new(4, false) })
+        );
+        let completed = running(1)
+            .apply(JobEvent::Checkpoint { completed: 1, failed: 0 })
+            .and_then(|job| job.apply(JobEvent::Finished))
+            .expect("completes");
+        assert_eq!(completed.apply(JobEvent::Withdrawn), Err(TransitionError::AlreadyFinished(JobStatus::Completed)));
+        for unfinished in [JobState::new(1, true), JobState::new(1, false), running(1)] {
+            assert_eq!(
+                unfinished.apply(JobEvent::Withdrawn),
+                Err(TransitionError::NotApplicable { status: unfinished.status, event: "withdrawn" })
+            );
+        }
+    }
 
     #[test]
     fn words_round_trip() {

@@ -265,6 +265,17 @@ impl Store {
     /// [`StoreError::JobNotCancellable`], and so is a catalog delete at any time. Returns the job
     /// as it is now.
     pub async fn cancel_job(&self, project: ProjectId, id: JobId) -> Result<Job, StoreError> {
+        self.cancel(project, id, false).await
+    }
+
+    /// [`Store::cancel_job`], save that a failed job is withdrawn (marked cancelled, its counts and
+    /// finish time kept; [`JobEvent::Withdrawn`]) instead of refused, as OpenReplay's server does.
+    pub async fn cancel_or_withdraw_job(&self, project: ProjectId, id: JobId) -> Result<Job, StoreError> {
+        self.cancel(project, id, true).await
+    }
+
+    /// Cancels job `id`; a failed one is withdrawn when `withdraw_failed`, else refused.
+    async fn cancel(&self, project: ProjectId, id: JobId, withdraw_failed: bool) -> Result<Job, StoreError> {
         let now = now_ms();
         let retention = self.config().retention_ms;
         // The first statement is a no-op write: it locks the row on PostgreSQL (a runner's
@@ -285,15 +296,24 @@ impl Store {
                     Some(job) if job.kind == JobKind::CatalogDelete => {
                         return Err(StoreError::JobNotCancellable { id: id.0, status: job.status })
                     }
-                    Some(job) => match state_of(&job).apply(JobEvent::CancelRequested) {
-                        Ok(next) => next,
-                        Err(TransitionError::AlreadyFinished(status)) => {
-                            return Err(StoreError::JobNotCancellable { id: id.0, status })
+                    Some(job) => {
+                        let event = if withdraw_failed && job.status == JobStatus::Failed {
+                            JobEvent::Withdrawn
+                        } else {
+                            JobEvent::CancelRequested
+                        };
+                        match state_of(&job).apply(event) {
+                            Ok(next) => (job.status, next),
+                            Err(TransitionError::AlreadyFinished(status)) => {
+                                return Err(StoreError::JobNotCancellable { id: id.0, status })
+                            }
+                            Err(e) => return Err(StoreError::Corrupt(e.to_string())),
                         }
-                        Err(e) => return Err(StoreError::Corrupt(e.to_string())),
-                    },
+                    }
                 };
-                let finished = next.status.is_terminal();
+                let (was, next) = next;
+                // A withdrawn job finished when it failed: that time, and its expiry, stay.
+                let finished = next.status.is_terminal() && !was.is_terminal();
                 sqlx::query(
                     "UPDATE jobs SET status = $2, cancel_requested = $3, updated_at = $4,
                          finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END,

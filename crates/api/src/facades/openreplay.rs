@@ -13,7 +13,7 @@
 //! Success is `{"data": ...}` on both. Jobs render with epoch-millisecond times, integer ids and
 //! the domain's OpenReplay status words; a new job's `updatedAt` is its `createdAt`, as OpenReplay
 //! writes both at insert. A failed job may be cancelled, as OpenReplay's server allows: nothing is
-//! left to stop, so the job stays as it is. A key without the `jobs:read` (GET) or `jobs:write`
+//! left to stop, so it is only marked cancelled (`JobEvent::Withdrawn`). A key without the `jobs:read` (GET) or `jobs:write`
 //! (DELETE) scope is refused; requests count against the native API's per-project quotas,
 //! OpenReplay documenting none of its own.
 
@@ -401,7 +401,7 @@ async fn get_job(
 
 /// `DELETE /public/{projectKey}/jobs/{jobId}` (and its older twin): cancels a scheduled, queued or
 /// running job (a running one stops at its next chunk). A failed job may be cancelled too, as
-/// OpenReplay's server allows: it has stopped already, so it is answered as it stands.
+/// OpenReplay's server allows: it has stopped already, and is marked cancelled.
 async fn cancel_job(
     surface: Surface,
     State(state): State<AppState>,
@@ -414,13 +414,7 @@ async fn cancel_job(
             let (project_key, id) = job_path(path)?;
             let (principal, decision) = authorize(surface, &state, &headers, &project_key, Scope::JobsWrite).await?;
             let id = job_id(&id)?;
-            let mut job = match state.store.cancel_job(principal.project_id, id).await {
-                Ok(job) => job,
-                Err(StoreError::JobNotCancellable { status: JobStatus::Failed, .. }) => {
-                    state.store.get_job(principal.project_id, id).await?
-                }
-                Err(error) => return Err(error.into()),
-            };
+            let mut job = state.store.cancel_or_withdraw_job(principal.project_id, id).await?;
             // A running job is only marked: it ends `cancelled` at its next chunk boundary, which is
             // what the caller asked for and what OpenReplay answers at once.
             if job.cancel_requested && !job.status.is_terminal() {
