@@ -8,8 +8,11 @@
 //!
 //! Decisions the contract leaves open:
 //! - `invalid-fields` is a top-level field name outside the catalog field name rule (letters,
-//!   digits, `-`, `_`, 1 to 250 characters). catalogd keeps no per-catalog field schema, so a
-//!   field the catalog does not declare is accepted.
+//!   digits, `-`, `_`, 1 to 250 characters), or one the catalog did not declare when it declared
+//!   its fields ([`FieldType`]); a catalog that declared none accepts any.
+//! - `unable-to-coerce-value` is a value its declared type does not take ([`FieldType::accepts`]):
+//!   catalogd stores values as sent, so it converts nothing and takes only the value's own kind
+//!   (a `time` takes an RFC 3339 string); `null` blanks a field of any type.
 //! - `items-too-large` applies to every string at any depth, counted in characters.
 //! - A NUL character in a value or a key is `invalid-fields` (no backend can store it; Braze
 //!   documents no id for it).
@@ -17,6 +20,7 @@
 //!   anything deeper than [`MAX_NESTING_DEPTH`] is refused.
 
 use crate::ids::{is_safe_char, BrazeError};
+use crate::time::parse_rfc3339;
 use alloc::borrow::ToOwned;
 use alloc::format;
 use alloc::string::String;
@@ -35,6 +39,12 @@ pub enum BrazeFieldProblem {
     /// A top-level field name outside the field name rule.
     #[error("invalid field name")]
     InvalidFieldName,
+    /// A top-level field the catalog did not declare (when it declared its fields).
+    #[error("field not declared by the catalog")]
+    UndeclaredField,
+    /// A value the field's declared type does not take ([`FieldType::accepts`]).
+    #[error("value not of the field's type")]
+    UncoercibleValue,
     /// A string value longer than [`MAX_VALUE_CHARS`].
     #[error("value too large")]
     ValueTooLarge,
@@ -59,7 +69,10 @@ impl BrazeFieldProblem {
     /// ```
     pub const fn error_id(self) -> &'static str {
         match self {
-            BrazeFieldProblem::InvalidFieldName | BrazeFieldProblem::NulCharacter => "invalid-fields",
+            BrazeFieldProblem::InvalidFieldName
+            | BrazeFieldProblem::UndeclaredField
+            | BrazeFieldProblem::NulCharacter => "invalid-fields",
+            BrazeFieldProblem::UncoercibleValue => "unable-to-coerce-value",
             BrazeFieldProblem::ValueTooLarge => "items-too-large",
             BrazeFieldProblem::InvalidKeyInValueObject => "invalid-keys-in-value-object",
             BrazeFieldProblem::TooDeepNesting => "too-deep-nesting-in-value-object",
@@ -77,6 +90,8 @@ impl BrazeFieldProblem {
             BrazeFieldProblem::InvalidFieldName => format!(
                 "Item field names can only include letters, numbers, hyphens, and underscores, and be at most {MAX_FIELD_NAME_LEN} characters"
             ),
+            BrazeFieldProblem::UndeclaredField => "Some of the fields given do not exist in the catalog".to_owned(),
+            BrazeFieldProblem::UncoercibleValue => "Item types can't be converted".to_owned(),
             BrazeFieldProblem::ValueTooLarge => format!("Item values can't be more than {MAX_VALUE_CHARS} characters"),
             BrazeFieldProblem::InvalidKeyInValueObject => {
                 "Keys in item object values can't include `.` or `$`".to_owned()
@@ -87,6 +102,181 @@ impl BrazeFieldProblem {
             BrazeFieldProblem::NulCharacter => "Item fields can't contain the NUL character (U+0000)".to_owned(),
         }
     }
+}
+
+/// The type of a declared catalog field, as Braze names it in `fields[].type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    /// Text.
+    String,
+    /// A JSON number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A point in time, as an RFC 3339 string.
+    Time,
+    /// A JSON object.
+    Object,
+    /// A JSON array.
+    Array,
+}
+
+/// What a value is, as far as a field type cares (the domain holds no JSON type).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind<'a> {
+    /// `null`.
+    Null,
+    /// `true` or `false`.
+    Bool,
+    /// A number.
+    Number,
+    /// A string, with its text.
+    String(&'a str),
+    /// An array.
+    Array,
+    /// An object.
+    Object,
+}
+
+impl FieldType {
+    /// Every type, in Braze's order.
+    pub const ALL: &'static [FieldType] = &[
+        FieldType::String,
+        FieldType::Number,
+        FieldType::Boolean,
+        FieldType::Time,
+        FieldType::Object,
+        FieldType::Array,
+    ];
+
+    /// The type named `word`, if Braze has it.
+    ///
+    /// ```
+    /// use catalog_domain::braze_fields::FieldType;
+    /// assert_eq!(FieldType::parse("time"), Some(FieldType::Time));
+    /// assert_eq!(FieldType::parse("float"), None);
+    /// ```
+    pub fn parse(word: &str) -> Option<FieldType> {
+        FieldType::ALL.iter().copied().find(|t| t.as_str() == word)
+    }
+
+    /// Braze's name of the type.
+    ///
+    /// ```
+    /// use catalog_domain::braze_fields::FieldType;
+    /// assert_eq!(FieldType::Boolean.as_str(), "boolean");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Number => "number",
+            FieldType::Boolean => "boolean",
+            FieldType::Time => "time",
+            FieldType::Object => "object",
+            FieldType::Array => "array",
+        }
+    }
+
+    /// Whether a field of this type takes `value` (see the module notes: nothing is converted).
+    ///
+    /// ```
+    /// use catalog_domain::braze_fields::{FieldType, ValueKind};
+    /// assert!(FieldType::Number.accepts(ValueKind::Number));
+    /// assert!(!FieldType::Number.accepts(ValueKind::String("5")));
+    /// assert!(FieldType::Time.accepts(ValueKind::String("2022-11-01T09:03:19.967+00:00")));
+    /// assert!(!FieldType::Time.accepts(ValueKind::String("yesterday")));
+    /// assert!(FieldType::Boolean.accepts(ValueKind::Null));
+    /// ```
+    pub fn accepts(self, value: ValueKind<'_>) -> bool {
+        match (self, value) {
+            (_, ValueKind::Null)
+            | (FieldType::String, ValueKind::String(_))
+            | (FieldType::Number, ValueKind::Number)
+            | (FieldType::Boolean, ValueKind::Bool)
+            | (FieldType::Object, ValueKind::Object)
+            | (FieldType::Array, ValueKind::Array) => true,
+            (FieldType::Time, ValueKind::String(text)) => parse_rfc3339(text).is_ok(),
+            (
+                FieldType::String
+                | FieldType::Number
+                | FieldType::Boolean
+                | FieldType::Time
+                | FieldType::Object
+                | FieldType::Array,
+                _,
+            ) => false,
+        }
+    }
+}
+
+/// Most fields a catalog may declare (Braze: a catalog cannot have more than 500 fields).
+pub const MAX_CATALOG_FIELDS: usize = 500;
+/// Most fields one `POST /catalogs/{catalog_name}/fields` may add (Braze: 50).
+pub const MAX_FIELDS_PER_REQUEST: usize = 50;
+
+/// Why a catalog's field declarations were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum FieldDeclarationProblem {
+    /// A catalog's declarations must start with `id` of type `string`.
+    #[error("the first field must be `id` of type `string`")]
+    IdNotFirst,
+    /// A name outside the field name rule, or `id` declared again.
+    #[error("invalid field name")]
+    InvalidName,
+    /// A type Braze does not have.
+    #[error("invalid field type")]
+    InvalidType,
+    /// The same name twice.
+    #[error("field names are not unique")]
+    NotUnique,
+    /// More fields than the limit.
+    #[error("more than {max} fields")]
+    TooMany {
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Checks a list of field declarations (`name`, `type` word): every name by the field name rule
+/// and once, every type one of [`FieldType`], at most `max` of them. With `id_first` (a new
+/// catalog), the first must be `id` of type `string`; otherwise (fields added later) `id` may
+/// not appear.
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_field_declarations, FieldDeclarationProblem};
+/// let fields = [("id", "string"), ("Rating", "number")];
+/// assert_eq!(check_field_declarations(fields, true, 500), Ok(()));
+/// assert_eq!(check_field_declarations([("Rating", "number")], true, 500), Err(FieldDeclarationProblem::IdNotFirst));
+/// assert_eq!(check_field_declarations([("Rating", "decimal")], false, 50), Err(FieldDeclarationProblem::InvalidType));
+/// ```
+pub fn check_field_declarations<'a>(
+    fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    id_first: bool,
+    max: usize,
+) -> Result<(), FieldDeclarationProblem> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (index, (name, word)) in fields.into_iter().enumerate() {
+        if index == 0 && id_first && (name != "id" || word != "string") {
+            return Err(FieldDeclarationProblem::IdNotFirst);
+        }
+        if index >= max {
+            return Err(FieldDeclarationProblem::TooMany { max });
+        }
+        if check_field_name(name).is_err() || (name == "id" && !(id_first && index == 0)) {
+            return Err(FieldDeclarationProblem::InvalidName);
+        }
+        if FieldType::parse(word).is_none() {
+            return Err(FieldDeclarationProblem::InvalidType);
+        }
+        if seen.contains(&name) {
+            return Err(FieldDeclarationProblem::NotUnique);
+        }
+        seen.push(name);
+    }
+    if id_first && seen.is_empty() {
+        return Err(FieldDeclarationProblem::IdNotFirst);
+    }
+    Ok(())
 }
 
 /// Checks a top-level field name of an item (not `id`, which follows the id rule).
@@ -211,6 +401,42 @@ mod tests {
         assert_eq!(BrazeFieldProblem::InvalidKeyInValueObject.error_id(), "invalid-keys-in-value-object");
         assert_eq!(BrazeFieldProblem::TooDeepNesting.error_id(), "too-deep-nesting-in-value-object");
         assert_eq!(BrazeFieldProblem::NulCharacter.error_id(), "invalid-fields");
+    }
+
+    #[test]
+    fn field_types_take_only_their_own_kind() {
+        use ValueKind as V;
+        let kinds = [V::Bool, V::Number, V::String("text"), V::Array, V::Object];
+        for ty in FieldType::ALL {
+            assert!(ty.accepts(V::Null), "{ty:?} takes null");
+            let taken: Vec<_> = kinds.iter().filter(|k| ty.accepts(**k)).collect();
+            let expected = match ty {
+                FieldType::String => vec![&V::String("text")],
+                FieldType::Number => vec![&V::Number],
+                FieldType::Boolean => vec![&V::Bool],
+                FieldType::Time => vec![],
+                FieldType::Object => vec![&V::Object],
+                FieldType::Array => vec![&V::Array],
+            };
+            assert_eq!(taken, expected, "{ty:?}");
+        }
+        assert!(FieldType::Time.accepts(V::String("2021-09-03T09:03:19.967+00:00")));
+        assert_eq!(FieldType::parse("string"), Some(FieldType::String));
+        assert!(FieldType::ALL.iter().all(|t| FieldType::parse(t.as_str()) == Some(*t)));
+    }
+
+    #[test]
+    fn field_declarations() {
+        use FieldDeclarationProblem as P;
+        assert_eq!(check_field_declarations([("id", "string"), ("Name", "string")], true, 500), Ok(()));
+        assert_eq!(check_field_declarations([], true, 500), Err(P::IdNotFirst));
+        assert_eq!(check_field_declarations([("id", "number")], true, 500), Err(P::IdNotFirst));
+        assert_eq!(check_field_declarations([("id", "string"), ("id", "string")], true, 500), Err(P::InvalidName));
+        assert_eq!(check_field_declarations([("id", "string")], false, 50), Err(P::InvalidName));
+        assert_eq!(check_field_declarations([("a.b", "string")], false, 50), Err(P::InvalidName));
+        assert_eq!(check_field_declarations([("a", "string"), ("a", "number")], false, 50), Err(P::NotUnique));
+        assert_eq!(check_field_declarations([("a", "string"), ("b", "number")], false, 1), Err(P::TooMany { max: 1 }));
+        assert_eq!(check_field_declarations([], false, 50), Ok(()));
     }
 
     #[test]

@@ -18,7 +18,6 @@ macro_rules! error_codes {
         /// assert!(ErrorCode::ALL.contains(&ErrorCode::QueueFull));
         /// ```
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
         pub enum ErrorCode {
             $( $(#[$doc])* $variant, )*
         }

@@ -1,13 +1,45 @@
-//! Reads the vendor facades need and the native API does not: a cheap catalog lookup (so a facade
-//! can answer its dialect's "not found" before it reads a body or spends a rate-limit token),
-//! every catalog with its item count in one statement (Braze's `GET /catalogs` shows
-//! `num_items`), and an offset page of items (Bloomreach pages with `count` and `skip`).
+//! Reads and writes the vendor facades need and the native API does not: a cheap catalog lookup
+//! (so a facade can answer its dialect's "not found" before it reads a body or spends a
+//! rate-limit token), every catalog with its item count in one statement (Braze's `GET /catalogs`
+//! shows `num_items`), an offset page of items (Bloomreach pages with `count` and `skip`), a page
+//! of items that knows the page before it (Braze's `Link: rel="prev"`), and the fields a catalog
+//! was declared with (migration 0011: Braze shows them and checks items against them).
 
-use crate::catalogs::parse_fields;
-use crate::db::{count, to_i64, with_db, RowExt};
+use crate::catalogs::{catalog_from_row, parse_fields};
+use crate::db::{count, now_ms, to_i64, with_db, Flavor, RowExt};
 use crate::error::StoreError;
-use crate::model::{Catalog, Item, ProjectId};
+use crate::model::{Catalog, CatalogId, Item, ProjectId};
 use crate::store::Store;
+use crate::util::{decode_text_cursor, encode_text_cursor};
+use catalog_domain::validate_catalog_name;
+use std::collections::HashMap;
+
+/// One declared field of a catalog: its name and its type word, as the facade that declared it
+/// spells it (Braze: `string`, `number`, `boolean`, `time`, ...). The store keeps the word; the
+/// rule of what a type accepts is catalog-domain's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogField {
+    /// The field's name.
+    pub name: String,
+    /// Its type word.
+    pub field_type: String,
+}
+
+/// A page of items that can also say where the page before it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemWindow {
+    /// The items, in id order.
+    pub rows: Vec<Item>,
+    /// The cursor of the page before this one: `Some(None)` when it is the first page (no cursor
+    /// needed), `None` when this page is the first.
+    pub prev_cursor: Option<Option<String>>,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// Tag of the cursors of [`Store::list_items_window`]: the id its page starts at (inclusive),
+/// unlike the native list's cursor (the id after which it starts).
+const WINDOW_CURSOR: char = 'w';
 
 /// Most catalogs [`Store::list_catalogs_with_counts`] returns; a project has few catalogs, and
 /// the cap keeps one request bounded whatever happens.
@@ -17,6 +49,242 @@ pub(crate) const MAX_CATALOGS_LISTED: u32 = 10_000;
 pub(crate) const MAX_OFFSET_PAGE: u32 = 1_000;
 
 impl Store {
+    /// Creates a catalog with its declared fields, in one transaction: both or neither. The name
+    /// and description follow the rules of [`Store::create_catalog`]; the caller has checked the
+    /// fields (their names and types are its dialect's business).
+    pub async fn create_catalog_with_fields(
+        &self,
+        project: ProjectId,
+        name: &str,
+        description: Option<&str>,
+        fields: &[CatalogField],
+    ) -> Result<Catalog, StoreError> {
+        validate_catalog_name(name)?;
+        if let Some(description) = description {
+            catalog_domain::storable::check_text("description", description)
+                .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        }
+        let now = now_ms();
+        let result: Result<Option<Catalog>, StoreError> = with_db!(self.db(), pool => {
+            async {
+                let mut tx = pool.begin_write(self.write_turns()).await?;
+                let row = sqlx::query(
+                    "INSERT INTO catalogs (project_id, name, description, created_at, updated_at)
+                     SELECT id, $2, $3, $4, $4 FROM projects WHERE id = $1
+                     RETURNING id, name, description, created_at, updated_at",
+                )
+                .bind(project.0)
+                .bind(name)
+                .bind(description)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let catalog = catalog_from_row(&row, Some(0))?;
+                for (position, field) in fields.iter().enumerate() {
+                    sqlx::query("INSERT INTO catalog_fields (catalog_id, name, type, position) VALUES ($1, $2, $3, $4)")
+                        .bind(catalog.id.0)
+                        .bind(&field.name)
+                        .bind(&field.field_type)
+                        .bind(to_i64(position))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(Some(catalog))
+            }
+            .await
+        });
+        match result {
+            Ok(Some(catalog)) => Ok(catalog),
+            Ok(None) => Err(StoreError::ProjectNotFound),
+            Err(e) if e.is_unique_violation() => Err(StoreError::CatalogAlreadyExists(name.to_owned())),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The live catalog `name` and its declared fields in declaration order (empty: it declared
+    /// none, and takes any field).
+    pub async fn find_catalog_with_fields(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> Result<(Catalog, Vec<CatalogField>), StoreError> {
+        let catalog = self.find_catalog(project, name).await?;
+        let fields = with_db!(self.db(), pool => {
+            let rows = sqlx::query(
+                "SELECT name, type FROM catalog_fields WHERE catalog_id = $1 ORDER BY position, name",
+            )
+            .bind(catalog.id.0)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok(CatalogField { name: row.text("name")?, field_type: row.text("type")? }))
+                .collect::<Result<Vec<_>, StoreError>>()?
+        });
+        Ok((catalog, fields))
+    }
+
+    /// Every live catalog of the project with its item count (as
+    /// [`Store::list_catalogs_with_counts`]) and its declared fields.
+    pub async fn list_catalogs_with_fields(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<(Catalog, Vec<CatalogField>)>, StoreError> {
+        let catalogs = self.list_catalogs_with_counts(project).await?;
+        let mut fields: HashMap<CatalogId, Vec<CatalogField>> = with_db!(self.db(), pool => {
+            let rows = sqlx::query(
+                "SELECT f.catalog_id, f.name, f.type FROM catalog_fields f
+                 JOIN catalogs c ON c.id = f.catalog_id
+                 WHERE c.project_id = $1 AND c.deleted_at IS NULL ORDER BY f.catalog_id, f.position, f.name",
+            )
+            .bind(project.0)
+            .fetch_all(pool)
+            .await?;
+            let mut fields: HashMap<CatalogId, Vec<CatalogField>> = HashMap::new();
+            for row in &rows {
+                let field = CatalogField { name: row.text("name")?, field_type: row.text("type")? };
+                fields.entry(CatalogId(row.int("catalog_id")?)).or_default().push(field);
+            }
+            fields
+        });
+        Ok(catalogs
+            .into_iter()
+            .map(|catalog| {
+                let declared = fields.remove(&catalog.id).unwrap_or_default();
+                (catalog, declared)
+            })
+            .collect())
+    }
+
+    /// Adds declared fields to the live catalog `name`, after those it has. Returns the names
+    /// among `fields` it already had, and then adds nothing (all or nothing).
+    pub async fn add_catalog_fields(
+        &self,
+        project: ProjectId,
+        name: &str,
+        fields: &[CatalogField],
+    ) -> Result<Vec<String>, StoreError> {
+        let catalog = self.find_catalog(project, name).await?;
+        with_db!(self.db(), pool => {
+            let mut tx = pool.begin_write(self.write_turns()).await?;
+            let rows = sqlx::query("SELECT name, position FROM catalog_fields WHERE catalog_id = $1")
+                .bind(catalog.id.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut next = 0_i64;
+            let mut existing = Vec::new();
+            for row in &rows {
+                next = next.max(row.int("position")? + 1);
+                let have = row.text("name")?;
+                if fields.iter().any(|f| f.name == have) {
+                    existing.push(have);
+                }
+            }
+            if !existing.is_empty() {
+                return Ok(existing);
+            }
+            for field in fields {
+                sqlx::query("INSERT INTO catalog_fields (catalog_id, name, type, position) VALUES ($1, $2, $3, $4)")
+                    .bind(catalog.id.0)
+                    .bind(&field.name)
+                    .bind(&field.field_type)
+                    .bind(next)
+                    .execute(&mut *tx)
+                    .await?;
+                next += 1;
+            }
+            tx.commit().await?;
+            Ok(Vec::new())
+        })
+    }
+
+    /// Removes the declared field `field` from the live catalog `name`; `false` when it had no
+    /// such field. The items keep their values: the field is no longer declared, not erased.
+    pub async fn remove_catalog_field(&self, project: ProjectId, name: &str, field: &str) -> Result<bool, StoreError> {
+        let catalog = self.find_catalog(project, name).await?;
+        if catalog_domain::storable::has_nul(field) {
+            return Ok(false);
+        }
+        with_db!(self.db(), pool => {
+            let done = sqlx::query("DELETE FROM catalog_fields WHERE catalog_id = $1 AND name = $2")
+                .bind(catalog.id.0)
+                .bind(field)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// One page of the catalog's items in id order, starting at `cursor` (a cursor this function
+    /// returned) or at the first item, with the cursors of the pages before and after it. Keyset
+    /// both ways, so paging costs the same at any depth.
+    pub async fn list_items_window(
+        &self,
+        project: ProjectId,
+        catalog: &str,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<ItemWindow, StoreError> {
+        let catalog = self.find_catalog(project, catalog).await?;
+        let start = cursor.map(|c| decode_text_cursor(WINDOW_CURSOR, c)).transpose()?;
+        let limit = limit.clamp(1, MAX_OFFSET_PAGE);
+        let (mut rows, before) = with_db!(self.db(), pool => {
+            let rows = sqlx::query(
+                "SELECT item_id, fields, created_at, updated_at FROM items
+                 WHERE catalog_id = $1 AND item_id >= $2 ORDER BY item_id LIMIT $3",
+            )
+            .bind(catalog.id.0)
+            .bind(start.as_deref().unwrap_or_default())
+            .bind(i64::from(limit) + 1)
+            .fetch_all(pool)
+            .await?;
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    Ok(Item {
+                        id: row.text("item_id")?,
+                        fields: parse_fields(&row.text("fields")?)?,
+                        created_at: row.int("created_at")?,
+                        updated_at: row.int("updated_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let before = match &start {
+                None => Vec::new(),
+                Some(start) => {
+                    let rows = sqlx::query(
+                        "SELECT item_id FROM items WHERE catalog_id = $1 AND item_id < $2
+                         ORDER BY item_id DESC LIMIT $3",
+                    )
+                    .bind(catalog.id.0)
+                    .bind(start)
+                    .bind(i64::from(limit) + 1)
+                    .fetch_all(pool)
+                    .await?;
+                    rows.iter().map(|row| row.text("item_id")).collect::<Result<Vec<_>, StoreError>>()?
+                }
+            };
+            (rows, before)
+        });
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize + 1);
+            rows.pop().map(|next| encode_text_cursor(WINDOW_CURSOR, &next.id))
+        } else {
+            None
+        };
+        // `before` holds up to limit + 1 ids, nearest first: with more than `limit` the previous
+        // page starts at the limit-th; otherwise it is the first page.
+        let prev_cursor = match before.len() {
+            0 => None,
+            n if n > limit as usize => {
+                Some(before.get(limit as usize - 1).map(|id| encode_text_cursor(WINDOW_CURSOR, id)))
+            }
+            _ => Some(None),
+        };
+        Ok(ItemWindow { rows, prev_cursor, next_cursor })
+    }
+
     /// The live catalog `name` of the project, without its item count (no `COUNT(*)`), or
     /// [`StoreError::CatalogNotFound`].
     pub async fn find_live_catalog(&self, project: ProjectId, name: &str) -> Result<Catalog, StoreError> {

@@ -1,0 +1,10 @@
+-- The fields a catalog was created with (Braze `fields`: a name and a type each), so a facade can
+-- show them and check items against them. A catalog with no row here declared nothing and takes
+-- any field. `position` keeps the order they were declared in. The rows go with their catalog.
+CREATE TABLE catalog_fields (
+    catalog_id INTEGER NOT NULL REFERENCES catalogs(id) ON DELETE CASCADE,
+    name       TEXT    NOT NULL,
+    type       TEXT    NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (catalog_id, name)
+) WITHOUT ROWID;
