@@ -145,3 +145,21 @@ fn braze_api_lists_pages_and_gets_on_sqlite() {
 fn braze_api_lists_pages_and_gets_on_postgres() {
     on_postgres("npm braze-api", "braze-api", &[], "braze_api_check.js");
 }
+
+/// Its install scripts build nothing the Braze destination uses (native modules of other
+/// destinations' SDKs), so they are not run. Its package.json pins two transitive versions with
+/// `overrides`: `@aws-sdk/client-kinesis` 3.970.0 (the 3.974.0 it asks for is not on the
+/// registry) and `fast-uri` 3.0.6 (3.1.x refuses the schema keys actions-core gives ajv, such
+/// as `Braze Cloud Mode (Actions):Upsert Catalog Item`, so every action fails before it sends).
+const SEGMENT_NPM_FLAGS: &[&str] = &["--ignore-scripts"];
+
+#[test]
+fn segment_braze_destination_upserts_and_deletes_on_sqlite() {
+    on_sqlite("Segment Braze destination", "segment-braze", SEGMENT_NPM_FLAGS, "segment_braze_check.js");
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
+fn segment_braze_destination_upserts_and_deletes_on_postgres() {
+    on_postgres("Segment Braze destination", "segment-braze", SEGMENT_NPM_FLAGS, "segment_braze_check.js");
+}
