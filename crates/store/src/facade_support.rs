@@ -23,6 +23,45 @@ pub struct CatalogField {
     pub name: String,
     /// Its type word.
     pub field_type: String,
+    /// Whether a search looks in it (Bloomreach's `searchable`; `None` where the dialect has no
+    /// such notion).
+    pub searchable: Option<bool>,
+}
+
+fn field_from_row(row: &impl RowExt) -> Result<CatalogField, StoreError> {
+    Ok(CatalogField {
+        name: row.text("name")?,
+        field_type: row.text("type")?,
+        searchable: row.opt_int("searchable")?.map(|flag| flag != 0),
+    })
+}
+
+/// What [`Store::search_items`] looks for: items whose value of `field` (any top-level field
+/// when `None`) contains `query` (ASCII case-insensitive; every item when `None`), in id order
+/// or its reverse, `skip` of them skipped and at most `limit` returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemSearch {
+    /// Text to look for.
+    pub query: Option<String>,
+    /// The field to look in.
+    pub field: Option<String>,
+    /// Newest id first (descending id order).
+    pub descending: bool,
+    /// Matches skipped.
+    pub skip: u64,
+    /// Most matches returned.
+    pub limit: u32,
+}
+
+/// A page of [`Store::search_items`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    /// The items of the page.
+    pub rows: Vec<Item>,
+    /// Items that match.
+    pub matched: u64,
+    /// Items in the catalog.
+    pub total: u64,
 }
 
 /// A page of items that can also say where the page before it starts.
@@ -48,17 +87,49 @@ pub(crate) const MAX_CATALOGS_LISTED: u32 = 10_000;
 /// Largest page [`Store::list_items_offset`] returns.
 pub(crate) const MAX_OFFSET_PAGE: u32 = 1_000;
 
+/// The insert of one declared field (the same SQL on both backends).
+macro_rules! insert_field_query {
+    () => {
+        "INSERT INTO catalog_fields (catalog_id, name, type, position, searchable) VALUES ($1, $2, $3, $4, $5)"
+    };
+}
+
+/// Binds [`insert_field_query`] for `field` of `catalog` at `position`.
+fn insert_field<'q, DB: sqlx::Database>(
+    catalog: CatalogId,
+    field: &'q CatalogField,
+    position: i64,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(insert_field_query!())
+        .bind(catalog.0)
+        .bind(field.name.as_str())
+        .bind(field.field_type.as_str())
+        .bind(position)
+        .bind(field.searchable.map(i64::from))
+}
+
 impl Store {
-    /// Creates a catalog with its declared fields, in one transaction: both or neither. The name
-    /// and description follow the rules of [`Store::create_catalog`]; the caller has checked the
-    /// fields (their names and types are its dialect's business).
+    /// Creates a catalog with its declared fields and, optionally, a display name apart from its
+    /// name, in one transaction: all or nothing. The name and description follow the rules of
+    /// [`Store::create_catalog`]; the caller has checked the fields (their names and types are
+    /// its dialect's business) and the title.
     pub async fn create_catalog_with_fields(
         &self,
         project: ProjectId,
         name: &str,
         description: Option<&str>,
+        title: Option<&str>,
         fields: &[CatalogField],
     ) -> Result<Catalog, StoreError> {
+        if let Some(title) = title {
+            catalog_domain::storable::check_text("name", title)
+                .map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        }
         validate_catalog_name(name)?;
         if let Some(description) = description {
             catalog_domain::storable::check_text("description", description)
@@ -82,11 +153,12 @@ impl Store {
                 let Some(row) = row else { return Ok(None) };
                 let catalog = catalog_from_row(&row, Some(0))?;
                 for (position, field) in fields.iter().enumerate() {
-                    sqlx::query("INSERT INTO catalog_fields (catalog_id, name, type, position) VALUES ($1, $2, $3, $4)")
+                    insert_field(catalog.id, field, to_i64(position)).execute(&mut *tx).await?;
+                }
+                if let Some(title) = title {
+                    sqlx::query("INSERT INTO catalog_titles (catalog_id, title) VALUES ($1, $2)")
                         .bind(catalog.id.0)
-                        .bind(&field.name)
-                        .bind(&field.field_type)
-                        .bind(to_i64(position))
+                        .bind(title)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -103,6 +175,150 @@ impl Store {
         }
     }
 
+    /// Creates a catalog named by a new random id (24 hex digits, as Bloomreach's ids look) with
+    /// the display name `title` and its declared fields.
+    pub async fn create_titled_catalog(
+        &self,
+        project: ProjectId,
+        title: &str,
+        fields: &[CatalogField],
+    ) -> Result<Catalog, StoreError> {
+        let name = crate::util::hex(&crate::util::random_bytes(12)?);
+        self.create_catalog_with_fields(project, &name, None, Some(title), fields).await
+    }
+
+    /// The display name of the live catalog `name`, if it has one.
+    pub async fn catalog_title(&self, project: ProjectId, name: &str) -> Result<(Catalog, Option<String>), StoreError> {
+        let catalog = self.find_catalog(project, name).await?;
+        let title = with_db!(self.db(), pool => {
+            let row = sqlx::query("SELECT title FROM catalog_titles WHERE catalog_id = $1")
+                .bind(catalog.id.0)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(|row| row.text("title")).transpose()?
+        });
+        Ok((catalog, title))
+    }
+
+    /// Every live catalog of the project by name, each with its display name if it has one.
+    pub async fn list_catalog_titles(&self, project: ProjectId) -> Result<Vec<(Catalog, Option<String>)>, StoreError> {
+        with_db!(self.db(), pool => {
+            let rows = sqlx::query(
+                "SELECT c.id, c.name, c.description, c.created_at, c.updated_at, t.title
+                 FROM catalogs c LEFT JOIN catalog_titles t ON t.catalog_id = c.id
+                 WHERE c.project_id = $1 AND c.deleted_at IS NULL ORDER BY c.name LIMIT $2",
+            )
+            .bind(project.0)
+            .bind(i64::from(MAX_CATALOGS_LISTED))
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| Ok((catalog_from_row(row, None)?, row.opt_text("title")?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+    }
+
+    /// Gives the live catalog `name` the display name `title` and, when `fields` is given, these
+    /// declared fields instead of its own, in one transaction.
+    pub async fn retitle_catalog(
+        &self,
+        project: ProjectId,
+        name: &str,
+        title: &str,
+        fields: Option<&[CatalogField]>,
+    ) -> Result<(), StoreError> {
+        catalog_domain::storable::check_text("name", title).map_err(|e| StoreError::InvalidRequest(e.to_string()))?;
+        let catalog = self.find_catalog(project, name).await?;
+        with_db!(self.db(), pool => {
+            let mut tx = pool.begin_write(self.write_turns()).await?;
+            sqlx::query(
+                "INSERT INTO catalog_titles (catalog_id, title) VALUES ($1, $2)
+                 ON CONFLICT (catalog_id) DO UPDATE SET title = excluded.title",
+            )
+            .bind(catalog.id.0)
+            .bind(title)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(fields) = fields {
+                sqlx::query("DELETE FROM catalog_fields WHERE catalog_id = $1").bind(catalog.id.0).execute(&mut *tx).await?;
+                for (position, field) in fields.iter().enumerate() {
+                    insert_field(catalog.id, field, to_i64(position)).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// One page of the catalog's items that match `search` (see [`ItemSearch`]), with the number
+    /// of matches and of items. Matching reads every item's fields: the cost grows with the
+    /// catalog, as Bloomreach's own search over a catalog does not promise otherwise.
+    pub async fn search_items(
+        &self,
+        project: ProjectId,
+        catalog: &str,
+        search: &ItemSearch,
+    ) -> Result<SearchPage, StoreError> {
+        let catalog = self.find_catalog(project, catalog).await?;
+        let query = search.query.as_deref().filter(|q| !q.is_empty());
+        if query.is_some_and(catalog_domain::storable::has_nul)
+            || search.field.as_deref().is_some_and(catalog_domain::storable::has_nul)
+        {
+            return Err(StoreError::InvalidRequest("a search cannot contain a NUL character".to_owned()));
+        }
+        // One predicate, `$2` the text (NULL: everything) and `$3` the field (NULL: any).
+        let matches = if self.is_postgres() {
+            "($2::text IS NULL OR strpos(lower(i.item_id), lower($2::text)) > 0 OR EXISTS (
+                 SELECT 1 FROM jsonb_each_text(i.fields::jsonb) f
+                 WHERE ($3::text IS NULL OR f.key = $3::text) AND strpos(lower(f.value), lower($2::text)) > 0))"
+        } else {
+            "($2 IS NULL OR instr(lower(i.item_id), lower($2)) > 0 OR EXISTS (
+                 SELECT 1 FROM json_each(i.fields) f
+                 WHERE ($3 IS NULL OR f.key = $3) AND instr(lower(CAST(f.value AS TEXT)), lower($2)) > 0))"
+        };
+        let order = if search.descending { "DESC" } else { "ASC" };
+        let page_sql = format!(
+            "SELECT i.item_id, i.fields, i.created_at, i.updated_at FROM items i
+             WHERE i.catalog_id = $1 AND {matches} ORDER BY i.item_id {order} LIMIT $4 OFFSET $5"
+        );
+        let matched_sql = format!("SELECT COUNT(*) AS n FROM items i WHERE i.catalog_id = $1 AND {matches}");
+        let limit = search.limit.clamp(1, MAX_OFFSET_PAGE);
+        with_db!(self.db(), pool => {
+            let rows = sqlx::query(&page_sql)
+                .bind(catalog.id.0)
+                .bind(query)
+                .bind(search.field.as_deref())
+                .bind(i64::from(limit))
+                .bind(to_i64(search.skip))
+                .fetch_all(pool)
+                .await?;
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    Ok(Item {
+                        id: row.text("item_id")?,
+                        fields: parse_fields(&row.text("fields")?)?,
+                        created_at: row.int("created_at")?,
+                        updated_at: row.int("updated_at")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let matched = sqlx::query(&matched_sql)
+                .bind(catalog.id.0)
+                .bind(query)
+                .bind(search.field.as_deref())
+                .fetch_one(pool)
+                .await?
+                .int("n")?;
+            let total = sqlx::query("SELECT COUNT(*) AS n FROM items WHERE catalog_id = $1")
+                .bind(catalog.id.0)
+                .fetch_one(pool)
+                .await?
+                .int("n")?;
+            Ok(SearchPage { rows, matched: count(matched), total: count(total) })
+        })
+    }
+
     /// The live catalog `name` and its declared fields in declaration order (empty: it declared
     /// none, and takes any field).
     pub async fn find_catalog_with_fields(
@@ -113,14 +329,12 @@ impl Store {
         let catalog = self.find_catalog(project, name).await?;
         let fields = with_db!(self.db(), pool => {
             let rows = sqlx::query(
-                "SELECT name, type FROM catalog_fields WHERE catalog_id = $1 ORDER BY position, name",
+                "SELECT name, type, searchable FROM catalog_fields WHERE catalog_id = $1 ORDER BY position, name",
             )
             .bind(catalog.id.0)
             .fetch_all(pool)
             .await?;
-            rows.iter()
-                .map(|row| Ok(CatalogField { name: row.text("name")?, field_type: row.text("type")? }))
-                .collect::<Result<Vec<_>, StoreError>>()?
+            rows.iter().map(field_from_row).collect::<Result<Vec<_>, StoreError>>()?
         });
         Ok((catalog, fields))
     }
@@ -134,7 +348,7 @@ impl Store {
         let catalogs = self.list_catalogs_with_counts(project).await?;
         let mut fields: HashMap<CatalogId, Vec<CatalogField>> = with_db!(self.db(), pool => {
             let rows = sqlx::query(
-                "SELECT f.catalog_id, f.name, f.type FROM catalog_fields f
+                "SELECT f.catalog_id, f.name, f.type, f.searchable FROM catalog_fields f
                  JOIN catalogs c ON c.id = f.catalog_id
                  WHERE c.project_id = $1 AND c.deleted_at IS NULL ORDER BY f.catalog_id, f.position, f.name",
             )
@@ -143,7 +357,7 @@ impl Store {
             .await?;
             let mut fields: HashMap<CatalogId, Vec<CatalogField>> = HashMap::new();
             for row in &rows {
-                let field = CatalogField { name: row.text("name")?, field_type: row.text("type")? };
+                let field = field_from_row(row)?;
                 fields.entry(CatalogId(row.int("catalog_id")?)).or_default().push(field);
             }
             fields
@@ -185,13 +399,7 @@ impl Store {
                 return Ok(existing);
             }
             for field in fields {
-                sqlx::query("INSERT INTO catalog_fields (catalog_id, name, type, position) VALUES ($1, $2, $3, $4)")
-                    .bind(catalog.id.0)
-                    .bind(&field.name)
-                    .bind(&field.field_type)
-                    .bind(next)
-                    .execute(&mut *tx)
-                    .await?;
+                insert_field(catalog.id, field, next).execute(&mut *tx).await?;
                 next += 1;
             }
             tx.commit().await?;

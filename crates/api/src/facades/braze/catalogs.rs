@@ -67,7 +67,7 @@ fn declared_fields(value: Option<&Value>, id_first: bool, max: usize) -> Result<
     for entry in entries {
         match (entry.get("name"), entry.get("type")) {
             (Some(Value::String(name)), Some(Value::String(word))) => {
-                fields.push(CatalogField { name: name.clone(), field_type: word.clone() });
+                fields.push(CatalogField { name: name.clone(), field_type: word.clone(), searchable: None });
             }
             _ => return Err(fields_invalid()),
         }
@@ -121,7 +121,7 @@ pub(super) async fn create_catalog(State(state): State<AppState>, request: Reque
         };
         let created = state
             .store
-            .create_catalog_with_fields(principal.project_id, &name, description.as_deref(), &fields)
+            .create_catalog_with_fields(principal.project_id, &name, description.as_deref(), None, &fields)
             .await
             .map_err(|e| store_failure(e, &name))?;
         let body = json!({"catalogs": [catalog_json(&created, &fields)], "message": "success"});
@@ -188,7 +188,7 @@ pub(super) async fn create_fields(
         // A catalog that declared nothing declares `id` first, as one created with fields does.
         let mut added = Vec::with_capacity(fields.len() + 1);
         if declared.is_empty() {
-            added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned() });
+            added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned(), searchable: None });
         }
         added.extend(fields);
         let existing = state
