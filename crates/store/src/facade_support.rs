@@ -250,6 +250,76 @@ impl Store {
         })
     }
 
+    /// Empties the live catalog `name`: in one transaction the catalog is deleted as
+    /// [`Store::delete_catalog`] deletes it (its earlier jobs fail, a `catalog_delete` job removes
+    /// its data) and a catalog of the same name, description, display name and declared fields
+    /// takes its place. So every item is gone, those of writes still queued included, exactly
+    /// when the request is answered, and the catalog's name (Bloomreach's id) stays.
+    pub async fn empty_catalog(&self, project: ProjectId, name: &str) -> Result<Catalog, StoreError> {
+        let old = self.find_catalog(project, name).await?;
+        let now = now_ms();
+        let accepted_at = if self.is_postgres() { crate::enqueue::ACCEPTED_AT_PG } else { "$6" };
+        let insert_job = format!(
+            "INSERT INTO jobs (project_id, catalog_id, catalog_name, kind, status, total_count, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 1, {accepted_at}, {accepted_at})"
+        );
+        let catalog = with_db!(self.db(), pool => {
+            let mut tx = pool.begin_write(self.write_turns()).await?;
+            let hidden = sqlx::query(
+                "UPDATE catalogs SET deleted_at = $3, updated_at = $3
+                 WHERE project_id = $1 AND id = $2 AND deleted_at IS NULL",
+            )
+            .bind(project.0)
+            .bind(old.id.0)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if hidden.rows_affected() == 0 {
+                return Err(StoreError::CatalogNotFound(name.to_owned()));
+            }
+            let mut insert = sqlx::query(&insert_job)
+                .bind(project.0)
+                .bind(old.id.0)
+                .bind(name)
+                .bind(catalog_domain::JobKind::CatalogDelete.as_str())
+                .bind(catalog_domain::JobState::new(1, false).status.as_str());
+            if !self.is_postgres() {
+                insert = insert.bind(now);
+            }
+            insert.execute(&mut *tx).await?;
+            let row = sqlx::query(
+                "INSERT INTO catalogs (project_id, name, description, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id, name, description, created_at, updated_at",
+            )
+            .bind(project.0)
+            .bind(name)
+            .bind(old.description.as_deref())
+            .bind(old.created_at)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let catalog = catalog_from_row(&row, Some(0))?;
+            sqlx::query(
+                "INSERT INTO catalog_fields (catalog_id, name, type, position, searchable)
+                 SELECT $2, name, type, position, searchable FROM catalog_fields WHERE catalog_id = $1",
+            )
+            .bind(old.id.0)
+            .bind(catalog.id.0)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO catalog_titles (catalog_id, title) SELECT $2, title FROM catalog_titles WHERE catalog_id = $1")
+                .bind(old.id.0)
+                .bind(catalog.id.0)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            catalog
+        });
+        self.forget_catalog(project, name);
+        self.wake_runners();
+        Ok(catalog)
+    }
+
     /// One page of the catalog's items that match `search` (see [`ItemSearch`]), with the number
     /// of matches and of items. Matching reads every item's fields: the cost grows with the
     /// catalog, as Bloomreach's own search over a catalog does not promise otherwise.

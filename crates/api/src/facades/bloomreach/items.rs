@@ -426,11 +426,8 @@ pub(super) async fn delete_item(
     single_item(state, path, request, SingleAction::Delete).await
 }
 
-/// Ids read per page when every item is deleted.
-const DELETE_ALL_PAGE: u32 = 1_000;
-
-/// `DELETE .../catalogs/{catalog_id}/items`: deletes every item the catalog holds when the request
-/// is answered, as delete jobs of at most 10,000 ids (the bulk limit) each.
+/// `DELETE .../catalogs/{catalog_id}/items`: deletes every item, those of writes still queued
+/// included (the store empties the catalog in one transaction; its id, name and fields stay).
 pub(super) async fn delete_all_items(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -440,37 +437,11 @@ pub(super) async fn delete_all_items(
         let (project_key, catalog) = catalog_path(path)?;
         let principal = authorize(&state, &headers, &project_key, Scope::CatalogsWrite).await?;
         let decision = general_quota(&state, &principal, &Method::DELETE).await?;
-        let fail = |failure: Failure| failure.with_rate(decision);
-        let batch = Dialect::Bloomreach.limits().max_items_per_request;
-        let mut ids: Vec<RawId> = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let page = state
-                .store
-                .list_items(principal.project_id, &catalog, cursor.as_deref(), DELETE_ALL_PAGE)
-                .await
-                .map_err(|e| fail(e.into()))?;
-            ids.extend(page.rows.into_iter().map(|item| RawId::String(item.id)));
-            let last_page = page.next_cursor.is_none();
-            while ids.len() >= batch || (last_page && !ids.is_empty()) {
-                let chunk: Vec<RawId> = ids.drain(..ids.len().min(batch)).collect();
-                state
-                    .store
-                    .bulk_delete_items(
-                        principal.project_id,
-                        &catalog,
-                        Dialect::Bloomreach,
-                        chunk,
-                        &JobOptions::default(),
-                    )
-                    .await
-                    .map_err(|e| fail(e.into()))?;
-            }
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
+        state
+            .store
+            .empty_catalog(principal.project_id, &catalog)
+            .await
+            .map_err(|e| Failure::from(e).with_rate(decision))?;
         Ok(with_rate(Json(json!({"success": true})).into_response(), decision))
     }
     .await;
