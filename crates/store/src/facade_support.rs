@@ -347,14 +347,22 @@ impl Store {
                  WHERE ($3 IS NULL OR f.key = $3) AND instr(lower(CAST(f.value AS TEXT)), lower($2)) > 0))"
         };
         let order = if search.descending { "DESC" } else { "ASC" };
-        let page_sql = format!(
-            "SELECT i.item_id, i.fields, i.created_at, i.updated_at FROM items i
-             WHERE i.catalog_id = $1 AND {matches} ORDER BY i.item_id {order} LIMIT $4 OFFSET $5"
+        // One statement, so the page and both counts come from one snapshot (a job may commit
+        // between two statements). The join on a single row keeps the counts when the page is
+        // empty (then its one row has no item).
+        let sql = format!(
+            "WITH matching AS (SELECT i.item_id, i.fields, i.created_at, i.updated_at FROM items i
+                               WHERE i.catalog_id = $1 AND {matches})
+             SELECT m.item_id, m.fields, m.created_at, m.updated_at,
+                    (SELECT COUNT(*) FROM matching) AS matched,
+                    (SELECT COUNT(*) FROM items WHERE catalog_id = $1) AS total
+             FROM (SELECT 1 AS one) one
+             LEFT JOIN (SELECT * FROM matching ORDER BY item_id {order} LIMIT $4 OFFSET $5) m ON 1 = 1
+             ORDER BY m.item_id {order}"
         );
-        let matched_sql = format!("SELECT COUNT(*) AS n FROM items i WHERE i.catalog_id = $1 AND {matches}");
         let limit = search.limit.clamp(1, MAX_OFFSET_PAGE);
         with_db!(self.db(), pool => {
-            let rows = sqlx::query(&page_sql)
+            let found = sqlx::query(&sql)
                 .bind(catalog.id.0)
                 .bind(query)
                 .bind(search.field.as_deref())
@@ -362,29 +370,20 @@ impl Store {
                 .bind(to_i64(search.skip))
                 .fetch_all(pool)
                 .await?;
-            let rows = rows
-                .iter()
-                .map(|row| {
-                    Ok(Item {
-                        id: row.text("item_id")?,
+            let (mut matched, mut total) = (0, 0);
+            let mut rows = Vec::with_capacity(found.len());
+            for row in &found {
+                matched = row.int("matched")?;
+                total = row.int("total")?;
+                if let Some(id) = row.opt_text("item_id")? {
+                    rows.push(Item {
+                        id,
                         fields: parse_fields(&row.text("fields")?)?,
                         created_at: row.int("created_at")?,
                         updated_at: row.int("updated_at")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let matched = sqlx::query(&matched_sql)
-                .bind(catalog.id.0)
-                .bind(query)
-                .bind(search.field.as_deref())
-                .fetch_one(pool)
-                .await?
-                .int("n")?;
-            let total = sqlx::query("SELECT COUNT(*) AS n FROM items WHERE catalog_id = $1")
-                .bind(catalog.id.0)
-                .fetch_one(pool)
-                .await?
-                .int("n")?;
+                    });
+                }
+            }
             Ok(SearchPage { rows, matched: count(matched), total: count(total) })
         })
     }
