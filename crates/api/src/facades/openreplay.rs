@@ -92,20 +92,56 @@ impl From<StoreError> for Failure {
             StoreError::JobNotCancellable { status, .. } => {
                 Failure::error(StatusCode::BAD_REQUEST, not_cancellable_message(status))
             }
-            other if other.code().is_storage_trouble() => {
-                tracing::warn!(error = %other, "storage trouble");
-                let code = other.code();
-                let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-                let message =
-                    if code == ErrorCode::InsufficientStorage { "insufficient storage" } else { "service unavailable" };
-                Failure::error(status, message)
-            }
-            other => {
-                // The cause may name tables or hosts: log it, tell the client only what happened.
-                tracing::error!(error = %other, "store error");
-                Failure::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            }
+            other => code_failure(other.code(), &other),
         }
+    }
+}
+
+/// A code in OpenReplay's envelope, by an exhaustive match: a new code is a compile error here,
+/// never a silent 500.
+fn code_failure(code: ErrorCode, error: &StoreError) -> Failure {
+    let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match code {
+        ErrorCode::Internal => {
+            // The cause may name tables or hosts: log it, tell the client only what happened.
+            tracing::error!(%error, "store error");
+            Failure::error(status, "internal error")
+        }
+        ErrorCode::Unavailable => {
+            tracing::warn!(%error, "storage trouble");
+            Failure::error(status, "service unavailable")
+        }
+        ErrorCode::InsufficientStorage => {
+            tracing::warn!(%error, "storage trouble");
+            Failure::error(status, "insufficient storage")
+        }
+        // The client's errors, and refusals: their own text says what happened.
+        ErrorCode::InvalidJson
+        | ErrorCode::InvalidQuery
+        | ErrorCode::InvalidRequest
+        | ErrorCode::InvalidItemId
+        | ErrorCode::InvalidItem
+        | ErrorCode::InvalidCatalogName
+        | ErrorCode::TooManyItems
+        | ErrorCode::NoValidItems
+        | ErrorCode::ItemRefused
+        | ErrorCode::Unauthenticated
+        | ErrorCode::Forbidden
+        | ErrorCode::NotFound
+        | ErrorCode::CatalogNotFound
+        | ErrorCode::ItemNotFound
+        | ErrorCode::JobNotFound
+        | ErrorCode::ProjectNotFound
+        | ErrorCode::MethodNotAllowed
+        | ErrorCode::CatalogAlreadyExists
+        | ErrorCode::ProjectAlreadyExists
+        | ErrorCode::IdempotencyKeyReused
+        | ErrorCode::JobNotCancellable
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType
+        | ErrorCode::RateLimited
+        | ErrorCode::TooManyJobsInProgress
+        | ErrorCode::QueueFull => Failure::error(status, error.to_string()),
     }
 }
 
