@@ -5,11 +5,16 @@
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use catalog_api::testing::{TestApp, TestRequest, TestResponse};
-use catalog_domain::ids::BLOOMREACH_NOT_FOUND;
 use catalog_store::Scope;
 use serde_json::{json, Value};
 
 const BASE: &str = "/data/v2/projects/acme/catalogs";
+
+/// Bloomreach's 404 message (contracts/bloomreach.md).
+const BLOOMREACH_NOT_FOUND: &str = "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.";
+/// Bloomreach's messages of a whole-request 400 (the facade's wording).
+const BLOOMREACH_INVALID_JSON: &str = "Invalid JSON. The payload should be a valid JSON document";
+const BLOOMREACH_PAYLOAD_TOO_LARGE: &str = "Payload size exceeded. The limit is 10 MB";
 
 /// `Authorization: Basic base64(<key id>:<token>)` for `token`.
 async fn basic(app: &TestApp, token: &str) -> String {
@@ -567,7 +572,7 @@ async fn a_repeated_key_anywhere_is_invalid_json() {
     ] {
         let response = send_raw(&app, Method::PUT, &path, body).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
-        assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_INVALID_JSON), "{body}");
+        assert_eq!(response.json(), global_error(BLOOMREACH_INVALID_JSON), "{body}");
     }
     assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
 }
@@ -580,7 +585,7 @@ async fn a_declared_oversize_body_is_refused_before_it_is_read() {
         .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
     let response = app.send(request).await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text);
-    assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_PAYLOAD_TOO_LARGE));
+    assert_eq!(response.json(), global_error(BLOOMREACH_PAYLOAD_TOO_LARGE));
 }
 
 async fn a_nul_in_a_path_is_not_found_never_a_500() {

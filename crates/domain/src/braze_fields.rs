@@ -2,9 +2,9 @@
 //! endpoints"): field names, value sizes, keys inside object values and nesting depth.
 //!
 //! The domain holds no JSON type, so the facade walks its JSON and asks these functions about each
-//! field name, string, object key and nesting depth it meets; [`braze_field_errors`] then renders
-//! the problems found as Braze error entries (one per distinct error id, like
-//! [`crate::braze_errors`] for ids).
+//! field name, string, object key and nesting depth it meets, and renders the problems found in
+//! Braze's words (its error ids and messages are the facade's), from the variant or its
+//! [`BrazeFieldProblem::reason`].
 //!
 //! Decisions the contract leaves open:
 //! - `invalid-fields` is a top-level field name outside the catalog field name rule (letters,
@@ -19,11 +19,8 @@
 //! - Depth counts containers: a scalar field value is depth 0, `{"a":1}` or `[1]` is depth 1, and
 //!   anything deeper than [`MAX_NESTING_DEPTH`] is refused.
 
-use crate::ids::{is_safe_char, BrazeError};
+use crate::ids::is_safe_char;
 use crate::time::parse_rfc3339;
-use alloc::borrow::ToOwned;
-use alloc::format;
-use alloc::string::String;
 use alloc::vec::Vec;
 
 /// Longest string value, in characters.
@@ -55,51 +52,27 @@ pub enum BrazeFieldProblem {
     #[error("value nested too deep")]
     TooDeepNesting,
     /// A NUL character in a value or a key at any depth, which no backend can store
-    /// ([`crate::storable`]); Braze documents no id for it, so it is its `invalid-fields`.
+    /// ([`crate::storable`]).
     #[error("NUL character")]
     NulCharacter,
 }
 
 impl BrazeFieldProblem {
-    /// Braze's error id.
+    /// A stable snake_case reason for the problem.
     ///
     /// ```
     /// use catalog_domain::braze_fields::BrazeFieldProblem;
-    /// assert_eq!(BrazeFieldProblem::ValueTooLarge.error_id(), "items-too-large");
+    /// assert_eq!(BrazeFieldProblem::ValueTooLarge.reason(), "value_too_large");
     /// ```
-    pub const fn error_id(self) -> &'static str {
+    pub const fn reason(self) -> &'static str {
         match self {
-            BrazeFieldProblem::InvalidFieldName
-            | BrazeFieldProblem::UndeclaredField
-            | BrazeFieldProblem::NulCharacter => "invalid-fields",
-            BrazeFieldProblem::UncoercibleValue => "unable-to-coerce-value",
-            BrazeFieldProblem::ValueTooLarge => "items-too-large",
-            BrazeFieldProblem::InvalidKeyInValueObject => "invalid-keys-in-value-object",
-            BrazeFieldProblem::TooDeepNesting => "too-deep-nesting-in-value-object",
-        }
-    }
-
-    /// The message of the error entry (a choice: Braze documents only the ids).
-    ///
-    /// ```
-    /// use catalog_domain::braze_fields::BrazeFieldProblem;
-    /// assert_eq!(BrazeFieldProblem::ValueTooLarge.message(), "Item values can't be more than 5000 characters");
-    /// ```
-    pub fn message(self) -> String {
-        match self {
-            BrazeFieldProblem::InvalidFieldName => format!(
-                "Item field names can only include letters, numbers, hyphens, and underscores, and be at most {MAX_FIELD_NAME_LEN} characters"
-            ),
-            BrazeFieldProblem::UndeclaredField => "Some of the fields given do not exist in the catalog".to_owned(),
-            BrazeFieldProblem::UncoercibleValue => "Item types can't be converted".to_owned(),
-            BrazeFieldProblem::ValueTooLarge => format!("Item values can't be more than {MAX_VALUE_CHARS} characters"),
-            BrazeFieldProblem::InvalidKeyInValueObject => {
-                "Keys in item object values can't include `.` or `$`".to_owned()
-            }
-            BrazeFieldProblem::TooDeepNesting => {
-                format!("Item object values can't be nested more than {MAX_NESTING_DEPTH} levels")
-            }
-            BrazeFieldProblem::NulCharacter => "Item fields can't contain the NUL character (U+0000)".to_owned(),
+            BrazeFieldProblem::InvalidFieldName => "invalid_field_name",
+            BrazeFieldProblem::UndeclaredField => "undeclared_field",
+            BrazeFieldProblem::UncoercibleValue => "value_not_of_field_type",
+            BrazeFieldProblem::ValueTooLarge => "value_too_large",
+            BrazeFieldProblem::InvalidKeyInValueObject => "invalid_key_in_value_object",
+            BrazeFieldProblem::TooDeepNesting => "too_deep_nesting",
+            BrazeFieldProblem::NulCharacter => "nul_character",
         }
     }
 }
@@ -336,28 +309,6 @@ pub fn check_depth(depth: usize) -> Result<(), BrazeFieldProblem> {
     Ok(())
 }
 
-/// Braze error entries for `problems`: one per distinct error id, in first-seen order.
-///
-/// ```
-/// use catalog_domain::braze_fields::{braze_field_errors, BrazeFieldProblem::*};
-/// let errors = braze_field_errors([ValueTooLarge, InvalidFieldName, ValueTooLarge, NulCharacter]);
-/// assert_eq!(errors.iter().map(|error| error.id).collect::<Vec<_>>(), ["items-too-large", "invalid-fields"]);
-/// ```
-pub fn braze_field_errors(problems: impl IntoIterator<Item = BrazeFieldProblem>) -> Vec<BrazeError> {
-    let mut errors: Vec<BrazeError> = Vec::new();
-    for problem in problems {
-        if errors.iter().all(|e| e.id != problem.error_id()) {
-            errors.push(BrazeError {
-                id: problem.error_id(),
-                message: problem.message(),
-                parameters: Vec::new(),
-                parameter_values: Vec::new(),
-            });
-        }
-    }
-    errors
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,12 +346,20 @@ mod tests {
     }
 
     #[test]
-    fn error_ids_follow_the_contract() {
-        assert_eq!(BrazeFieldProblem::InvalidFieldName.error_id(), "invalid-fields");
-        assert_eq!(BrazeFieldProblem::ValueTooLarge.error_id(), "items-too-large");
-        assert_eq!(BrazeFieldProblem::InvalidKeyInValueObject.error_id(), "invalid-keys-in-value-object");
-        assert_eq!(BrazeFieldProblem::TooDeepNesting.error_id(), "too-deep-nesting-in-value-object");
-        assert_eq!(BrazeFieldProblem::NulCharacter.error_id(), "invalid-fields");
+    fn reasons_are_distinct_snake_case() {
+        use BrazeFieldProblem::*;
+        let all = [
+            InvalidFieldName,
+            UndeclaredField,
+            UncoercibleValue,
+            ValueTooLarge,
+            InvalidKeyInValueObject,
+            TooDeepNesting,
+            NulCharacter,
+        ];
+        let reasons: std::collections::HashSet<_> = all.iter().map(|p| p.reason()).collect();
+        assert_eq!(reasons.len(), all.len());
+        assert!(reasons.iter().all(|r| r.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
     }
 
     #[test]
@@ -437,18 +396,6 @@ mod tests {
         assert_eq!(check_field_declarations([("a", "string"), ("a", "number")], false, 50), Err(P::NotUnique));
         assert_eq!(check_field_declarations([("a", "string"), ("b", "number")], false, 1), Err(P::TooMany { max: 1 }));
         assert_eq!(check_field_declarations([], false, 50), Ok(()));
-    }
-
-    #[test]
-    fn errors_are_deduplicated_in_first_seen_order() {
-        let errors = braze_field_errors([
-            BrazeFieldProblem::ValueTooLarge,
-            BrazeFieldProblem::InvalidFieldName,
-            BrazeFieldProblem::ValueTooLarge,
-        ]);
-        let ids: Vec<_> = errors.iter().map(|e| e.id).collect();
-        assert_eq!(ids, ["items-too-large", "invalid-fields"]);
-        assert!(errors.iter().all(|e| e.parameters.is_empty() && !e.message.is_empty()));
     }
 
     proptest! {

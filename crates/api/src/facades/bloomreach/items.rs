@@ -3,7 +3,7 @@
 //! item list.
 
 use super::auth::{authorize, bulk_guard, general_quota, with_decision, with_rate};
-use super::error::Failure;
+use super::error::{batch_message, id_problem_message, Failure, INVALID_JSON, NOT_A_LIST, PAYLOAD_TOO_LARGE};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
@@ -11,9 +11,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use catalog_domain::ids::{
-    check_batch_len, BLOOMREACH_INVALID_JSON, BLOOMREACH_NOT_A_LIST, BLOOMREACH_PAYLOAD_TOO_LARGE,
-};
+use catalog_domain::ids::check_batch_len;
 use catalog_domain::rate::RateDecision;
 use catalog_domain::{Dialect, ErrorCode, IdVerdict, RawId};
 use catalog_store::{BulkOutcome, CatalogField, ItemInput, ItemSearch, JobOptions, Principal, Scope, StoreError};
@@ -34,22 +32,22 @@ pub(super) async fn json_body(state: &AppState, request: Request) -> Result<Valu
     let max = Dialect::Bloomreach.limits().max_body_bytes.min(state.max_body_bytes);
     let bytes = read_body_within(request, state, max).await.map_err(|error| {
         if error.code == ErrorCode::PayloadTooLarge {
-            Failure::bad_request(BLOOMREACH_PAYLOAD_TOO_LARGE)
+            Failure::bad_request(PAYLOAD_TOO_LARGE)
         } else {
-            Failure::bad_request(BLOOMREACH_INVALID_JSON)
+            Failure::bad_request(INVALID_JSON)
         }
     })?;
     // A repeated key is refused like any JSON that cannot be read one way.
-    parse_json(&bytes).map_err(|_| Failure::bad_request(BLOOMREACH_INVALID_JSON))
+    parse_json(&bytes).map_err(|_| Failure::bad_request(INVALID_JSON))
 }
 
 /// A bulk body: a JSON list within the dialect's item limit.
 pub(super) async fn bulk_list(state: &AppState, request: Request) -> Result<Vec<Value>, Failure> {
     let Value::Array(entries) = json_body(state, request).await? else {
-        return Err(Failure::bad_request(BLOOMREACH_NOT_A_LIST));
+        return Err(Failure::bad_request(NOT_A_LIST));
     };
     check_batch_len(Dialect::Bloomreach, entries.len())
-        .map_err(|problem| Failure::bad_request(problem.bloomreach_message()))?;
+        .map_err(|problem| Failure::bad_request(batch_message(&problem)))?;
     Ok(entries)
 }
 
@@ -72,7 +70,7 @@ pub(super) fn result_json(result: &ItemResult) -> Value {
 }
 
 pub(super) fn verdict_result(verdict: &IdVerdict) -> ItemResult {
-    verdict.as_ref().map(|_| ()).map_err(|problem| problem.bloomreach_message())
+    verdict.as_ref().map(|_| ()).map_err(id_problem_message)
 }
 
 /// The store's verdicts of a bulk call, whether it created a job or found nothing valid.
@@ -389,7 +387,7 @@ async fn single_item(
         };
         let verdicts = verdicts_of(outcome).map_err(fail)?;
         if let Some(Err(problem)) = verdicts.first() {
-            return Err(fail(Failure::bad_request(problem.bloomreach_message())));
+            return Err(fail(Failure::bad_request(id_problem_message(problem))));
         }
         Ok(with_rate(Json(json!({"success": true})).into_response(), decision))
     }
