@@ -374,13 +374,29 @@ async fn partial_update_merges_and_upserts_per_item() {
     assert_eq!(properties(&app, "a").await, json!({"title": "Title a", "price": 3}));
     assert_eq!(properties(&app, "created").await, json!({"price": 2}));
     assert_eq!(item_ids(&app).await, ["a", "created"], "a missing item without upsert is not created");
-    // The failure of `missing` is recorded on its job.
+    // One job for the whole request, whatever each input's `upsert`; the failure of `missing`
+    // is recorded on it.
     let jobs = app.get("/v1/jobs?kind=item_bulk_patch").await.json();
-    let failed_counts: Vec<u64> = jobs["data"]
-        .as_array()
-        .map(|j| j.iter().filter_map(|j| j["failed_count"].as_u64()).collect())
-        .unwrap_or_default();
-    assert!(failed_counts.contains(&1), "{jobs}");
+    let jobs = jobs["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0]["completed_count"].as_u64(), jobs[0]["failed_count"].as_u64()), (Some(2), Some(1)));
+}
+
+async fn a_partial_update_applies_its_inputs_in_request_order() {
+    let app = app_with(&[]).await;
+    // The same id first without upsert (it fails: missing), then with (created), then merged.
+    let body = json!([
+        {"item_id": "x", "properties": {"a": 1}},
+        {"item_id": "x", "properties": {"b": 2}, "upsert": true},
+        {"item_id": "x", "properties": {"c": 3}},
+    ]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/partial-update"), Some(&body)).await;
+    assert_eq!(response.json(), json!([ok(), ok(), ok()]));
+    app.run_jobs().await;
+    assert_eq!(properties(&app, "x").await, json!({"b": 2, "c": 3}));
+    let jobs = app.get("/v1/jobs?kind=item_bulk_patch").await.json();
+    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(jobs["data"][0]["failed_count"], 1);
 }
 
 async fn update_endpoints_share_the_whole_request_errors() {
@@ -814,4 +830,5 @@ catalog_api::on_both_backends!(
     items_are_checked_against_the_declared_fields,
     the_item_list_searches_and_orders,
     unknown_routes_under_data_answer_in_the_envelope,
+    a_partial_update_applies_its_inputs_in_request_order,
 );

@@ -1085,6 +1085,93 @@ async fn the_item_list_links_to_the_previous_page_too() {
     assert_eq!((bad.status, error_ids(&bad)), (StatusCode::BAD_REQUEST, vec!["invalid-cursor".to_owned()]));
 }
 
+async fn patch_adds_to_and_removes_from_arrays() {
+    let app = app_with_declared_fields().await;
+    let seed = json!({"items": [{"id": "d1", "Name": "Dish", "Top_Dishes": ["Hamburger", "French Fries", "Hamburger"]}, {"id": "d2", "Name": "Other"}]});
+    assert_eq!(call(&app, Method::PUT, "/catalogs/menu/items", Some(&seed)).await.status, StatusCode::ACCEPTED);
+    app.run_jobs().await;
+    // Braze's documented example: $add and $remove on one field, beside a plain field.
+    let body = json!({"items": [
+        {"id": "d1", "Rating": 4, "Top_Dishes": {"$add": ["Biscuits", "Coleslaw"], "$remove": ["Hamburger"]}},
+        {"id": "d2", "Top_Dishes": {"$add": ["Soup"]}},
+    ]});
+    let response = call(&app, Method::PATCH, "/catalogs/menu/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    let single = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items/d2",
+        Some(&json!({"items": [{"Top_Dishes": {"$remove": ["Soup"], "$add": ["Salad"]}}]})),
+    )
+    .await;
+    assert_eq!(single.status, StatusCode::OK, "{}", single.text);
+    app.run_jobs().await;
+    assert_eq!(
+        item_of(&app, "menu", "d1").await.json()["items"][0],
+        json!({"id": "d1", "Name": "Dish", "Rating": 4, "Top_Dishes": ["French Fries", "Biscuits", "Coleslaw"]})
+    );
+    assert_eq!(
+        item_of(&app, "menu", "d2").await.json()["items"][0],
+        json!({"id": "d2", "Name": "Other", "Top_Dishes": ["Salad"]})
+    );
+
+    // Only on array fields, only on PATCH, only the two operators.
+    let not_array = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Name": {"$add": ["x"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        not_array.json(),
+        envelope(json!([item_error("unable-to-coerce-value", "Item types can't be converted", &["d1"])]))
+    );
+    let on_put = call(
+        &app,
+        Method::PUT,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Top_Dishes": {"$add": ["x"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        error_ids(&on_put),
+        ["invalid-keys-in-value-object", "unable-to-coerce-value"],
+        "an object is no array either"
+    );
+    let other_key = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Top_Dishes": {"$add": ["x"], "$set": ["y"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        error_ids(&other_key),
+        ["invalid-keys-in-value-object", "unable-to-coerce-value"],
+        "an object is no array either"
+    );
+    let bad_value = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Top_Dishes": {"$add": ["v".repeat(5_001)]}}]})),
+    )
+    .await;
+    assert_eq!(error_ids(&bad_value), ["items-too-large"]);
+    // A missing item stays a per-item failure of the job, as for any PATCH.
+    let missing = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "ghost", "Top_Dishes": {"$add": ["x"]}}]})),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::ACCEPTED);
+    app.run_jobs().await;
+    assert_eq!(item_of(&app, "menu", "ghost").await.status, StatusCode::NOT_FOUND);
+}
+
 catalog_api::on_both_backends!(
     seed_example_request_deletes_and_answers_202_success,
     seed_example_error_response_items_missing_ids,
@@ -1135,4 +1222,5 @@ catalog_api::on_both_backends!(
     fields_are_added_and_removed,
     delete_catalog_removes_it_and_frees_its_name,
     the_item_list_links_to_the_previous_page_too,
+    patch_adds_to_and_removes_from_arrays,
 );

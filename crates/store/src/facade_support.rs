@@ -8,11 +8,59 @@
 use crate::catalogs::{catalog_from_row, parse_fields};
 use crate::db::{count, now_ms, to_i64, with_db, Flavor, RowExt};
 use crate::error::StoreError;
+use crate::model::{BulkOutcome, ItemInput, JobOptions};
 use crate::model::{Catalog, CatalogId, Item, ProjectId};
 use crate::store::Store;
 use crate::util::{decode_text_cursor, encode_text_cursor};
-use catalog_domain::validate_catalog_name;
+use catalog_domain::apply::{array_add_remove, patch_fields, InputFailure};
+use catalog_domain::{validate_catalog_name, Dialect, JobKind};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
+
+/// Payload key of a patch input's own "create it when missing" (Bloomreach's per-item `upsert`).
+/// Every key of a directive starts with a NUL, which no input can carry (the store refuses a NUL
+/// anywhere in an input's fields), so a directive is never taken for data, nor data for one.
+const CREATE_DIRECTIVE: &str = "\u{0}create";
+/// Payload key of a field's array operators (Braze's `$add` / `$remove`): its value is
+/// `{"add": [...], "remove": [...]}`.
+const ARRAY_DIRECTIVE: &str = "\u{0}array";
+
+/// One input of [`Store::bulk_patch_items_with_directives`]: the fields to merge, and what the
+/// plain merge cannot say.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchInput {
+    /// The id and the top-level fields to set.
+    pub item: ItemInput,
+    /// Create the item when it is missing (else the input fails).
+    pub create_missing: bool,
+    /// Array fields to change in place: (field, values to add, values to remove).
+    pub array_ops: Vec<(String, Vec<Value>, Vec<Value>)>,
+}
+
+/// An item's fields after a patch input, as the runner applies it: catalog-domain's
+/// `patch_fields`, with an input's directives (if the facade gave any) taking effect: its own
+/// create flag, and its array operators (`array_add_remove`) on the fields they name.
+pub(crate) fn merge_patch(
+    current: Option<Map<String, Value>>,
+    patch: &Map<String, Value>,
+    create_missing: bool,
+) -> Result<Map<String, Value>, InputFailure> {
+    let create_missing = match patch.get(CREATE_DIRECTIVE) {
+        Some(Value::Bool(create)) => *create,
+        _ => create_missing,
+    };
+    let plain = patch.iter().filter(|(k, _)| !k.starts_with('\u{0}')).map(|(k, v)| (k.clone(), v.clone()));
+    let mut merged = patch_fields(current, plain, create_missing)?;
+    if let Some(Value::Object(fields)) = patch.get(ARRAY_DIRECTIVE) {
+        for (name, ops) in fields {
+            let list = |key: &str| ops.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+            let current = merged.get(name).and_then(Value::as_array).map(Vec::as_slice);
+            let next = array_add_remove(current, &list("add"), &list("remove"));
+            merged.insert(name.clone(), Value::Array(next));
+        }
+    }
+    Ok(merged)
+}
 
 /// One declared field of a catalog: its name and its type word, as the facade that declared it
 /// spells it (Braze: `string`, `number`, `boolean`, `time`, ...). The store keeps the word; the
@@ -114,6 +162,40 @@ where
 }
 
 impl Store {
+    /// A patch job (`item_bulk_patch`) whose inputs carry what the plain patch cannot: each its
+    /// own create flag and its array operators. One job, one transaction, like every bulk call;
+    /// the ids and fields are checked as [`Store::bulk_patch_items`] checks them; the operators'
+    /// values are the caller's to check (Braze's value rules refuse a NUL in them too).
+    pub async fn bulk_patch_items_with_directives(
+        &self,
+        project: ProjectId,
+        catalog: &str,
+        dialect: Dialect,
+        inputs: Vec<PatchInput>,
+        options: &JobOptions,
+    ) -> Result<BulkOutcome, StoreError> {
+        let mut items = Vec::with_capacity(inputs.len());
+        let mut directives = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let mut directive = Map::new();
+            if input.create_missing {
+                directive.insert(CREATE_DIRECTIVE.to_owned(), Value::Bool(true));
+            }
+            if !input.array_ops.is_empty() {
+                let arrays: Map<String, Value> = input
+                    .array_ops
+                    .into_iter()
+                    .map(|(name, add, remove)| (name, serde_json::json!({"add": add, "remove": remove})))
+                    .collect();
+                directive.insert(ARRAY_DIRECTIVE.to_owned(), Value::Object(arrays));
+            }
+            items.push(input.item);
+            directives.push(directive);
+        }
+        self.bulk_items(project, catalog, dialect, JobKind::ItemBulkPatch, items, false, Some(directives), options)
+            .await
+    }
+
     /// Creates a catalog with its declared fields and, optionally, a display name apart from its
     /// name, in one transaction: all or nothing. The name and description follow the rules of
     /// [`Store::create_catalog`]; the caller has checked the fields (their names and types are
@@ -622,5 +704,40 @@ impl Store {
                 })
                 .collect::<Result<Vec<_>, StoreError>>()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn without_directives_a_patch_is_the_plain_merge() {
+        let current = map(json!({"a": 1, "list": [1, 2]}));
+        let patch = map(json!({"b": 2, "list": [3]}));
+        assert_eq!(merge_patch(Some(current.clone()), &patch, false), Ok(map(json!({"a": 1, "b": 2, "list": [3]}))));
+        assert_eq!(merge_patch(None, &patch, false), Err(InputFailure::ItemMissing));
+        assert_eq!(merge_patch(None, &patch, true), Ok(patch.clone()));
+    }
+
+    #[test]
+    fn directives_create_per_input_and_change_arrays_in_place() {
+        let mut patch = map(json!({"b": 2}));
+        patch.insert(CREATE_DIRECTIVE.to_owned(), json!(true));
+        patch.insert(ARRAY_DIRECTIVE.to_owned(), json!({"list": {"add": [9], "remove": [1]}}));
+        assert_eq!(merge_patch(None, &patch, false), Ok(map(json!({"b": 2, "list": [9]}))));
+        let current = map(json!({"list": [1, 2, 1], "keep": "x"}));
+        assert_eq!(merge_patch(Some(current), &patch, false), Ok(map(json!({"b": 2, "list": [2, 9], "keep": "x"}))));
+        let mut no_create = map(json!({}));
+        no_create.insert(CREATE_DIRECTIVE.to_owned(), json!(false));
+        assert_eq!(merge_patch(None, &no_create, true), Err(InputFailure::ItemMissing), "the input's own flag wins");
     }
 }

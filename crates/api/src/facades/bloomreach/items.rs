@@ -14,7 +14,7 @@ use axum::Json;
 use catalog_domain::ids::check_batch_len;
 use catalog_domain::rate::RateDecision;
 use catalog_domain::{Dialect, ErrorCode, IdVerdict, RawId};
-use catalog_store::{BulkOutcome, CatalogField, ItemInput, ItemSearch, JobOptions, Principal, Scope, StoreError};
+use catalog_store::{BulkOutcome, CatalogField, ItemInput, ItemSearch, JobOptions, PatchInput, Scope, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -158,35 +158,6 @@ pub(super) fn update_input(entry: Value, with_upsert: bool) -> Result<UpdateInpu
     Ok(UpdateInput { item: ItemInput { id: raw_id(entry.get("item_id")), fields }, upsert })
 }
 
-/// Sends `inputs` (with their request positions) to the store as one job and writes each verdict
-/// back at its position.
-pub(super) async fn update_group(
-    state: &AppState,
-    principal: &Principal,
-    catalog: &str,
-    group: Vec<(usize, ItemInput)>,
-    partial: Option<bool>,
-    results: &mut [ItemResult],
-) -> Result<(), Failure> {
-    if group.is_empty() {
-        return Ok(());
-    }
-    let (positions, items): (Vec<usize>, Vec<ItemInput>) = group.into_iter().unzip();
-    let (store, project, options) = (&state.store, principal.project_id, JobOptions::default());
-    let outcome = match partial {
-        None => store.bulk_upsert_items(project, catalog, Dialect::Bloomreach, items, &options).await,
-        Some(create_missing) => {
-            store.bulk_patch_items(project, catalog, Dialect::Bloomreach, items, create_missing, &options).await
-        }
-    };
-    for (position, verdict) in positions.into_iter().zip(verdicts_of(outcome)?) {
-        if let Some(slot) = results.get_mut(position) {
-            *slot = verdict_result(&verdict);
-        }
-    }
-    Ok(())
-}
-
 /// Shared body of bulk update (`partial` false: full replace, upsert) and partial update (the
 /// given properties merged; a missing item created only when its `upsert` is true).
 pub(super) async fn update(
@@ -200,15 +171,14 @@ pub(super) async fn update(
     let (principal, decision, declared) = bulk_guard(&state, &headers, &project_key, &catalog).await?;
     let entries = bulk_list(&state, request).await.map_err(with_decision(decision))?;
     let mut results: Vec<ItemResult> = vec![Ok(()); entries.len()];
-    // The store takes one `create_missing` per job, so inputs that upsert and inputs that do not
-    // become two jobs (see docs/compat/bloomreach.md).
-    let (mut plain, mut upserting) = (Vec::new(), Vec::new());
+    // One job for the whole request: each input carries its own `upsert` (a partial update's
+    // per-input create flag, which the store keeps in the job's payload).
+    let mut group: Vec<(usize, UpdateInput)> = Vec::with_capacity(entries.len());
     for (position, entry) in entries.into_iter().enumerate() {
         match update_input(entry, partial)
             .and_then(|input| undeclared_property(&input.item.fields, &declared).map_or(Ok(input), Err))
         {
-            Ok(input) if input.upsert => upserting.push((position, input.item)),
-            Ok(input) => plain.push((position, input.item)),
+            Ok(input) => group.push((position, input)),
             Err(message) => {
                 if let Some(slot) = results.get_mut(position) {
                     *slot = Err(message);
@@ -216,11 +186,25 @@ pub(super) async fn update(
             }
         }
     }
-    if partial {
-        update_group(&state, &principal, &catalog, plain, Some(false), &mut results).await?;
-        update_group(&state, &principal, &catalog, upserting, Some(true), &mut results).await?;
+    if group.is_empty() {
+        return Ok((results, decision));
+    }
+    let (positions, inputs): (Vec<usize>, Vec<UpdateInput>) = group.into_iter().unzip();
+    let (store, project, options) = (&state.store, principal.project_id, JobOptions::default());
+    let outcome = if partial {
+        let inputs = inputs
+            .into_iter()
+            .map(|input| PatchInput { item: input.item, create_missing: input.upsert, array_ops: Vec::new() })
+            .collect();
+        store.bulk_patch_items_with_directives(project, &catalog, Dialect::Bloomreach, inputs, &options).await
     } else {
-        update_group(&state, &principal, &catalog, plain, None, &mut results).await?;
+        let items = inputs.into_iter().map(|input| input.item).collect();
+        store.bulk_upsert_items(project, &catalog, Dialect::Bloomreach, items, &options).await
+    };
+    for (position, verdict) in positions.into_iter().zip(verdicts_of(outcome).map_err(with_decision(decision))?) {
+        if let Some(slot) = results.get_mut(position) {
+            *slot = verdict_result(&verdict);
+        }
     }
     Ok((results, decision))
 }

@@ -28,7 +28,7 @@ use catalog_domain::braze_fields::{
 };
 use catalog_domain::storable::has_nul;
 use catalog_domain::{check_id, validate_ids, Dialect, ErrorCode, RawId};
-use catalog_store::{CatalogField, ItemInput, JobOptions, Principal, Scope, StoreError};
+use catalog_store::{CatalogField, ItemInput, JobOptions, PatchInput, Principal, Scope, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -142,6 +142,56 @@ fn field_problems(fields: &Map<String, Value>, declared: &[CatalogField]) -> Vec
     problems
 }
 
+/// One field's array operators: the field, the values `$add` appends, those `$remove` drops.
+type ArrayOp = (String, Vec<Value>, Vec<Value>);
+
+/// Takes out of a PATCH item the fields whose value is Braze's array operators,
+/// `{"$add": [...], "$remove": [...]}` (either or both, nothing else): they change the stored
+/// array rather than replace it. Any other object keeps its `$` keys, which the value rules refuse.
+fn take_array_ops(fields: &mut Map<String, Value>) -> Vec<ArrayOp> {
+    let is_ops = |value: &Value| match value {
+        Value::Object(map) => {
+            !map.is_empty()
+                && map.iter().all(|(key, value)| matches!(key.as_str(), "$add" | "$remove") && value.is_array())
+        }
+        _ => false,
+    };
+    let names: Vec<String> = fields.iter().filter(|(_, value)| is_ops(value)).map(|(name, _)| name.clone()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let Some(Value::Object(mut ops)) = fields.remove(&name) else { return None };
+            let mut list = |key: &str| match ops.remove(key) {
+                Some(Value::Array(values)) => values,
+                _ => Vec::new(),
+            };
+            let (add, remove) = (list("$add"), list("$remove"));
+            Some((name, add, remove))
+        })
+        .collect()
+}
+
+/// The problems of array operators: the field name rule, the value rules on every value, and,
+/// when the catalog declared its fields, that the field is declared as an `array`.
+fn array_op_problems(ops: &[ArrayOp], declared: &[CatalogField]) -> Vec<BrazeFieldProblem> {
+    let mut problems = Vec::new();
+    for (name, add, remove) in ops {
+        problems.extend(check_field_name(name).err());
+        add.iter().chain(remove).for_each(|value| value_problems(value, 1, &mut problems));
+        if declared.is_empty() {
+            continue;
+        }
+        match declared.iter().find(|field| field.name == *name) {
+            None => problems.push(BrazeFieldProblem::UndeclaredField),
+            Some(field) if FieldType::parse(&field.field_type).is_some_and(|ty| ty != FieldType::Array) => {
+                problems.push(BrazeFieldProblem::UncoercibleValue);
+            }
+            Some(_) => {}
+        }
+    }
+    problems
+}
+
 /// What an item endpoint does with the items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ItemAction {
@@ -167,6 +217,7 @@ async fn enqueue(
     action: ItemAction,
     ids: Vec<RawId>,
     fields: Vec<Map<String, Value>>,
+    array_ops: Vec<Vec<ArrayOp>>,
 ) -> Result<(), Failure> {
     let owned_ids = ids.clone();
     let names = &names_of(&owned_ids);
@@ -179,7 +230,12 @@ async fn enqueue(
             let inputs: Vec<ItemInput> =
                 ids.into_iter().zip(fields).map(|(id, fields)| ItemInput { id, fields }).collect();
             if action == ItemAction::Edit {
-                store.bulk_patch_items(project, catalog, Dialect::Braze, inputs, false, &options).await
+                let inputs = inputs
+                    .into_iter()
+                    .zip(array_ops.into_iter().chain(std::iter::repeat_with(Vec::new)))
+                    .map(|(item, array_ops)| PatchInput { item, create_missing: false, array_ops })
+                    .collect();
+                store.bulk_patch_items_with_directives(project, catalog, Dialect::Braze, inputs, &options).await
             } else {
                 store.bulk_upsert_items(project, catalog, Dialect::Braze, inputs, &options).await
             }
@@ -228,19 +284,23 @@ async fn bulk_endpoint(
         let mut errors = ItemErrors::default();
         errors.verdicts(&verdicts, &names);
         let mut fields_of: Vec<Map<String, Value>> = Vec::with_capacity(items.len());
+        let mut ops_of: Vec<Vec<ArrayOp>> = Vec::with_capacity(items.len());
         if action != ItemAction::Delete {
             for (item, name) in items.iter_mut().zip(&names) {
                 item.remove("id");
-                for problem in field_problems(item, &declared) {
+                // Only PATCH has the array operators; elsewhere their `$` keys are invalid keys.
+                let ops = if action == ItemAction::Edit { take_array_ops(item) } else { Vec::new() };
+                for problem in field_problems(item, &declared).into_iter().chain(array_op_problems(&ops, &declared)) {
                     errors.field(problem, *name);
                 }
+                ops_of.push(ops);
             }
             fields_of = items;
         }
         if !errors.is_empty() {
             return Err(Failure::bad_request(errors.into_errors()));
         }
-        enqueue(&state, &principal, &catalog, action, ids, fields_of).await?;
+        enqueue(&state, &principal, &catalog, action, ids, fields_of, ops_of).await?;
         Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
     })
     .await
@@ -314,13 +374,14 @@ async fn single_endpoint(
             .find_catalog_with_fields(principal.project_id, &catalog)
             .await
             .map_err(|e| store_failure(e, &catalog))?;
-        let fields =
+        let mut fields =
             if action == ItemAction::Delete { Map::new() } else { single_item(json_body(&state, request).await?)? };
+        let ops = if action == ItemAction::Edit { take_array_ops(&mut fields) } else { Vec::new() };
         let mut errors = ItemErrors::default();
         if let Err(problem) = check_id(Dialect::Braze, &item_id) {
             errors.problem(&problem, Some(&item_id));
         }
-        for problem in field_problems(&fields, &declared) {
+        for problem in field_problems(&fields, &declared).into_iter().chain(array_op_problems(&ops, &declared)) {
             errors.field(problem, Some(&item_id));
         }
         if !errors.is_empty() {
@@ -346,7 +407,7 @@ async fn single_endpoint(
             ItemAction::Replace | ItemAction::Edit => StatusCode::OK,
             ItemAction::Delete => StatusCode::ACCEPTED,
         };
-        enqueue(&state, &principal, &catalog, action, vec![RawId::String(item_id)], vec![fields]).await?;
+        enqueue(&state, &principal, &catalog, action, vec![RawId::String(item_id)], vec![fields], vec![ops]).await?;
         Ok((status, Json(json!({"message": "success"}))).into_response())
     })
     .await
