@@ -18,7 +18,7 @@ pub enum Policy {
     BrazeSync,
     /// Braze's synchronous item endpoints and item list, per project (50/min).
     BrazeSyncItems,
-    /// Braze's catalog field endpoints, per project (50/min).
+    /// Braze's catalog field and selection endpoints, per project (50/min).
     BrazeFields,
     /// Bloomreach's bulk endpoints, per catalog (seed: 5 per 10 s).
     BloomreachBulk,

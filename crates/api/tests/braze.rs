@@ -1172,6 +1172,78 @@ async fn patch_adds_to_and_removes_from_arrays() {
     assert_eq!(item_of(&app, "menu", "ghost").await.status, StatusCode::NOT_FOUND);
 }
 
+async fn selections_are_checked_kept_and_deleted() {
+    let app = app_with_declared_fields().await;
+    let selection = json!({"selection": {
+        "name": "top-rated",
+        "description": "Best dishes",
+        "filters": [
+            {"field": "Name", "operator": "equals", "value": "Soup"},
+            {"field": "Rating", "operator": "greater than", "value": 7},
+            {"field": "Top_Dishes", "operator": "includes value", "value": "Soup"},
+        ],
+        "results_limit": 5,
+        "sort_field": "Rating",
+        "sort_order": "desc",
+    }});
+    let created = call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await;
+    assert_eq!((created.status, created.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    assert_rate_headers(&created);
+    let again = call(&app, Method::POST, "/catalogs/menu/selections/", Some(&selection)).await;
+    assert_eq!(
+        (again.status, error_ids(&again)),
+        (StatusCode::BAD_REQUEST, vec!["selection-name-already-exists".to_owned()])
+    );
+    let cases = [
+        (
+            json!({"name": "s", "filters": [{"field": "Rating", "operator": "is", "value": 1}]}),
+            "selection-has-invalid-filter",
+        ),
+        (
+            json!({"name": "s", "filters": [{"field": "Nope", "operator": "equals", "value": "x"}]}),
+            "selection-has-invalid-filter",
+        ),
+        (
+            json!({"name": "s", "filters": [{"field": "Name", "operator": "equals", "value": "a"}, {"field": "Name", "operator": "equals", "value": "b"}, {"field": "Name", "operator": "equals", "value": "c"}, {"field": "Name", "operator": "equals", "value": "d"}, {"field": "Name", "operator": "equals", "value": "e"}]}),
+            "too-many-filters",
+        ),
+        (json!({"name": "s", "results_limit": 51}), "selection-invalid-results-limit"),
+        (json!({"name": "s", "sort_field": "Rating"}), "invalid-sorting"),
+        (json!({"name": "s", "sort_field": "Nope", "sort_order": "asc"}), "invalid-sort-field"),
+        (json!({"name": "s", "sort_field": "Rating", "sort_order": "up"}), "invalid-sort-order"),
+        (json!({"name": "has space"}), "invalid-selection"),
+        (json!({"filters": []}), "invalid-selection"),
+    ];
+    for (selection, error_id) in cases {
+        let response =
+            call(&app, Method::POST, "/catalogs/menu/selections", Some(&json!({ "selection": selection }))).await;
+        assert_eq!(
+            (response.status, error_ids(&response)),
+            (StatusCode::BAD_REQUEST, vec![error_id.to_owned()]),
+            "{selection}"
+        );
+    }
+    let missing_catalog = call(&app, Method::POST, "/catalogs/nope/selections", Some(&selection)).await;
+    assert_eq!(error_ids(&missing_catalog), ["catalog-not-found"]);
+    let deleted = call(&app, Method::DELETE, "/catalogs/menu/selections/top-rated", None).await;
+    assert_eq!((deleted.status, deleted.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    let gone = call(&app, Method::DELETE, "/catalogs/menu/selections/top-rated", None).await;
+    assert_eq!(
+        (gone.status, gone.json()),
+        (
+            StatusCode::NOT_FOUND,
+            envelope(
+                json!([{"id": "selection-not-found", "message": "Could not find selection", "parameters": ["selection_name"], "parameter_values": ["top-rated"]}])
+            )
+        )
+    );
+    // The name is free again.
+    assert_eq!(
+        call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
 catalog_api::on_both_backends!(
     seed_example_request_deletes_and_answers_202_success,
     seed_example_error_response_items_missing_ids,
@@ -1223,4 +1295,5 @@ catalog_api::on_both_backends!(
     delete_catalog_removes_it_and_frees_its_name,
     the_item_list_links_to_the_previous_page_too,
     patch_adds_to_and_removes_from_arrays,
+    selections_are_checked_kept_and_deleted,
 );

@@ -252,6 +252,151 @@ pub fn check_field_declarations<'a>(
     Ok(())
 }
 
+/// Most filters a selection may have (Braze: four).
+pub const MAX_SELECTION_FILTERS: usize = 4;
+/// Largest `results_limit` of a selection (Braze: 1 to 50).
+pub const MAX_SELECTION_RESULTS: i64 = 50;
+
+/// Why a catalog selection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum SelectionProblem {
+    /// The name breaks the catalog name rule.
+    #[error("invalid selection name")]
+    InvalidName,
+    /// More than [`MAX_SELECTION_FILTERS`] filters.
+    #[error("too many filters")]
+    TooManyFilters,
+    /// A filter on a field the catalog does not declare, with an operator its type does not have
+    /// ([`FieldType::operators`]), or with a value of another kind.
+    #[error("invalid filter")]
+    InvalidFilter,
+    /// Filters on more than one `array` field.
+    #[error("more than one array field")]
+    TooManyArrays,
+    /// A `results_limit` outside 1 to [`MAX_SELECTION_RESULTS`].
+    #[error("invalid results limit")]
+    InvalidResultsLimit,
+    /// A `sort_field` without a `sort_order`, or the reverse.
+    #[error("invalid sorting")]
+    InvalidSorting,
+    /// A `sort_field` the catalog does not declare.
+    #[error("invalid sort field")]
+    InvalidSortField,
+    /// A `sort_order` other than `asc` or `desc`.
+    #[error("invalid sort order")]
+    InvalidSortOrder,
+}
+
+/// One filter of a selection: a field, an operator, a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectionFilter<'a> {
+    /// The field filtered on.
+    pub field: &'a str,
+    /// Braze's operator words, e.g. `greater than`.
+    pub operator: &'a str,
+    /// The value compared with.
+    pub value: ValueKind<'a>,
+}
+
+impl FieldType {
+    /// The filter operators of a field of this type (Braze's "filter operators" table; `object`
+    /// fields cannot be filtered on).
+    ///
+    /// ```
+    /// use catalog_domain::braze_fields::FieldType;
+    /// assert!(FieldType::Number.operators().contains(&"greater than"));
+    /// assert!(FieldType::Object.operators().is_empty());
+    /// ```
+    pub const fn operators(self) -> &'static [&'static str] {
+        match self {
+            FieldType::String => &["equals", "does not equal"],
+            FieldType::Number => &["equals", "does not equal", "greater than", "less than"],
+            FieldType::Boolean => &["is"],
+            FieldType::Time => &["before", "after"],
+            FieldType::Array => &["includes value", "does not include value"],
+            FieldType::Object => &[],
+        }
+    }
+
+    /// Whether a filter on a field of this type takes `value`: the field's own kind, and for an
+    /// array one of its elements (a string or a number).
+    const fn filter_takes(self, value: ValueKind<'_>) -> bool {
+        match (self, value) {
+            (FieldType::Array, ValueKind::String(_) | ValueKind::Number) => true,
+            (FieldType::Array, _) | (_, ValueKind::Null) => false,
+            (FieldType::String | FieldType::Time, ValueKind::String(_))
+            | (FieldType::Number, ValueKind::Number)
+            | (FieldType::Boolean, ValueKind::Bool) => true,
+            (FieldType::String | FieldType::Number | FieldType::Boolean | FieldType::Time | FieldType::Object, _) => {
+                false
+            }
+        }
+    }
+}
+
+/// Checks a selection of a catalog whose fields are `declared` (name, type): its name by the
+/// catalog name rule, at most four filters, each on a declared field with one of its type's
+/// operators and a value of its kind (a `time` an RFC 3339 string), at most one of them on an
+/// `array` field, a `results_limit` of 1 to 50, and `sort_field` with `sort_order` (`asc` or
+/// `desc`) both or neither, the field declared.
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_selection, FieldType, SelectionFilter, SelectionProblem, ValueKind};
+/// let declared = [("City", FieldType::String), ("Rating", FieldType::Number)];
+/// let filters = [SelectionFilter { field: "Rating", operator: "greater than", value: ValueKind::Number }];
+/// assert_eq!(check_selection("top", &filters, &declared, Some(5), Some("Rating"), Some("desc")), Ok(()));
+/// let bad = [SelectionFilter { field: "City", operator: "greater than", value: ValueKind::String("NYC") }];
+/// assert_eq!(check_selection("top", &bad, &declared, None, None, None), Err(SelectionProblem::InvalidFilter));
+/// ```
+pub fn check_selection(
+    name: &str,
+    filters: &[SelectionFilter<'_>],
+    declared: &[(&str, FieldType)],
+    results_limit: Option<i64>,
+    sort_field: Option<&str>,
+    sort_order: Option<&str>,
+) -> Result<(), SelectionProblem> {
+    if crate::catalog::validate_catalog_name(name).is_err() {
+        return Err(SelectionProblem::InvalidName);
+    }
+    if filters.len() > MAX_SELECTION_FILTERS {
+        return Err(SelectionProblem::TooManyFilters);
+    }
+    let mut arrays = 0;
+    for filter in filters {
+        let ty = declared.iter().find(|(name, _)| *name == filter.field).map(|(_, ty)| *ty);
+        let Some(ty) = ty else { return Err(SelectionProblem::InvalidFilter) };
+        let operator_fits = ty.operators().contains(&filter.operator);
+        let value_fits = ty.filter_takes(filter.value)
+            && !matches!((ty, filter.value), (FieldType::Time, ValueKind::String(text)) if parse_rfc3339(text).is_err());
+        if !operator_fits || !value_fits {
+            return Err(SelectionProblem::InvalidFilter);
+        }
+        if ty == FieldType::Array {
+            arrays += 1;
+        }
+    }
+    if arrays > 1 {
+        return Err(SelectionProblem::TooManyArrays);
+    }
+    if results_limit.is_some_and(|limit| !(1..=MAX_SELECTION_RESULTS).contains(&limit)) {
+        return Err(SelectionProblem::InvalidResultsLimit);
+    }
+    match (sort_field, sort_order) {
+        (None, None) => Ok(()),
+        (Some(_), None) | (None, Some(_)) => Err(SelectionProblem::InvalidSorting),
+        (Some(field), Some(order)) => {
+            if !declared.iter().any(|(name, _)| *name == field) {
+                Err(SelectionProblem::InvalidSortField)
+            } else if !matches!(order, "asc" | "desc") {
+                Err(SelectionProblem::InvalidSortOrder)
+            } else {
+                Ok(())
+            }
+        }
+    }
+}
+
 /// Checks a top-level field name of an item (not `id`, which follows the id rule).
 ///
 /// ```
@@ -382,6 +527,46 @@ mod tests {
         assert!(FieldType::Time.accepts(V::String("2021-09-03T09:03:19.967+00:00")));
         assert_eq!(FieldType::parse("string"), Some(FieldType::String));
         assert!(FieldType::ALL.iter().all(|t| FieldType::parse(t.as_str()) == Some(*t)));
+    }
+
+    #[test]
+    fn selections() {
+        use SelectionProblem as P;
+        use ValueKind as V;
+        let declared = [
+            ("City", FieldType::String),
+            ("Rating", FieldType::Number),
+            ("Tags", FieldType::Array),
+            ("More", FieldType::Array),
+            ("Open", FieldType::Time),
+        ];
+        let f = |field, operator, value| SelectionFilter { field, operator, value };
+        let ok = [
+            f("City", "equals", V::String("NYC")),
+            f("Rating", "greater than", V::Number),
+            f("Tags", "includes value", V::String("x")),
+            f("Open", "after", V::String("2024-01-01T00:00:00Z")),
+        ];
+        assert_eq!(check_selection("sel", &ok, &declared, Some(50), Some("Rating"), Some("asc")), Ok(()));
+        assert_eq!(check_selection("a b", &[], &declared, None, None, None), Err(P::InvalidName));
+        let five = [f("City", "equals", V::String("a")); 5];
+        assert_eq!(check_selection("sel", &five, &declared, None, None, None), Err(P::TooManyFilters));
+        for bad in [
+            f("Nope", "equals", V::String("a")),
+            f("City", "is", V::String("a")),
+            f("Rating", "equals", V::String("5")),
+            f("Open", "before", V::String("soon")),
+        ] {
+            assert_eq!(check_selection("sel", &[bad], &declared, None, None, None), Err(P::InvalidFilter), "{bad:?}");
+        }
+        let two_arrays = [f("Tags", "includes value", V::String("a")), f("More", "includes value", V::Number)];
+        assert_eq!(check_selection("sel", &two_arrays, &declared, None, None, None), Err(P::TooManyArrays));
+        for limit in [0, 51] {
+            assert_eq!(check_selection("sel", &[], &declared, Some(limit), None, None), Err(P::InvalidResultsLimit));
+        }
+        assert_eq!(check_selection("sel", &[], &declared, None, Some("City"), None), Err(P::InvalidSorting));
+        assert_eq!(check_selection("sel", &[], &declared, None, Some("Nope"), Some("asc")), Err(P::InvalidSortField));
+        assert_eq!(check_selection("sel", &[], &declared, None, Some("City"), Some("up")), Err(P::InvalidSortOrder));
     }
 
     #[test]

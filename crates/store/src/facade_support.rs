@@ -558,6 +558,49 @@ impl Store {
         })
     }
 
+    /// Keeps the selection `selection` (its definition as JSON, checked by the caller) of the live
+    /// catalog `name`; `false` when the catalog has a selection of that name already.
+    pub async fn add_selection(
+        &self,
+        project: ProjectId,
+        name: &str,
+        selection: &str,
+        definition: &Value,
+    ) -> Result<bool, StoreError> {
+        let catalog = self.find_catalog(project, name).await?;
+        let definition = definition.to_string();
+        let added = with_db!(self.db(), pool => {
+            sqlx::query(
+                "INSERT INTO catalog_selections (catalog_id, name, definition) VALUES ($1, $2, $3)
+                 ON CONFLICT (catalog_id, name) DO NOTHING",
+            )
+            .bind(catalog.id.0)
+            .bind(selection)
+            .bind(&definition)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(added > 0)
+    }
+
+    /// Removes the selection `selection` of the live catalog `name`; `false` when it has none.
+    pub async fn remove_selection(&self, project: ProjectId, name: &str, selection: &str) -> Result<bool, StoreError> {
+        let catalog = self.find_catalog(project, name).await?;
+        if catalog_domain::storable::has_nul(selection) {
+            return Ok(false);
+        }
+        let removed = with_db!(self.db(), pool => {
+            sqlx::query("DELETE FROM catalog_selections WHERE catalog_id = $1 AND name = $2")
+                .bind(catalog.id.0)
+                .bind(selection)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(removed > 0)
+    }
+
     /// Removes the declared field `field` from the live catalog `name`; `false` when it had no
     /// such field. The items keep their values: the field is no longer declared, not erased.
     pub async fn remove_catalog_field(&self, project: ProjectId, name: &str, field: &str) -> Result<bool, StoreError> {

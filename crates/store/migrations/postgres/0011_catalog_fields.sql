@@ -17,3 +17,11 @@ CREATE TABLE catalog_titles (
     catalog_id BIGINT PRIMARY KEY REFERENCES catalogs(id) ON DELETE CASCADE,
     title      TEXT NOT NULL
 );
+
+-- A catalog's selections (Braze): a name and the selection as the facade checked it (JSON).
+CREATE TABLE catalog_selections (
+    catalog_id BIGINT NOT NULL REFERENCES catalogs(id) ON DELETE CASCADE,
+    name       TEXT COLLATE "C" NOT NULL,
+    definition TEXT NOT NULL,
+    PRIMARY KEY (catalog_id, name)
+);

@@ -8,7 +8,7 @@
 //! (`braze_fields::check_field_declarations`).
 
 use super::auth::guarded;
-use super::error::{catalog_name_error, declaration_error, store_failure, Failure};
+use super::error::{catalog_name_error, declaration_error, selection_error, store_failure, Failure};
 use super::items::json_body;
 use crate::limits::Policy;
 use crate::state::AppState;
@@ -17,7 +17,10 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use catalog_domain::braze_fields::{check_field_declarations, MAX_CATALOG_FIELDS, MAX_FIELDS_PER_REQUEST};
+use catalog_domain::braze_fields::{
+    check_field_declarations, check_selection, FieldType, SelectionFilter, ValueKind, MAX_CATALOG_FIELDS,
+    MAX_FIELDS_PER_REQUEST,
+};
 use catalog_domain::storable::check_text;
 use catalog_domain::time::format_rfc3339_offset;
 use catalog_domain::validate_catalog_name;
@@ -236,6 +239,127 @@ pub(super) async fn delete_field(
             if let Some(error) = failure.errors.first_mut() {
                 error.parameters = vec!["field_name"];
                 error.parameter_values = vec![Value::String(field)];
+            }
+            return Err(failure);
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
+    .await
+}
+
+fn selection_invalid(message: &str) -> Failure {
+    Failure::one(StatusCode::BAD_REQUEST, "invalid-selection", message)
+}
+
+fn kind_of(value: &Value) -> ValueKind<'_> {
+    match value {
+        Value::Null => ValueKind::Null,
+        Value::Bool(_) => ValueKind::Bool,
+        Value::Number(_) => ValueKind::Number,
+        Value::String(text) => ValueKind::String(text),
+        Value::Array(_) => ValueKind::Array,
+        Value::Object(_) => ValueKind::Object,
+    }
+}
+
+/// `POST /catalogs/{catalog_name}/selections` `{"selection": {"name", "description"?, "filters"?,
+/// "results_limit"?, "sort_field"?, "sort_order"?}}`: keeps a selection of the catalog, checked
+/// against its declared fields (catalog-domain's `check_selection`); 202.
+pub(super) async fn create_selection(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let headers = request.headers().clone();
+    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
+        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        let (_, declared) = state
+            .store
+            .find_catalog_with_fields(principal.project_id, &catalog)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
+            return Err(selection_invalid("The body must be an object with a `selection` object"));
+        };
+        let Some(Value::Object(selection)) = body.remove("selection") else {
+            return Err(selection_invalid("The body must be an object with a `selection` object"));
+        };
+        let Some(Value::String(name)) = selection.get("name") else {
+            return Err(selection_invalid("The selection needs a string `name`"));
+        };
+        if !matches!(selection.get("description"), None | Some(Value::Null | Value::String(_))) {
+            return Err(selection_invalid("`description` must be a string"));
+        }
+        let mut filters = Vec::new();
+        match selection.get("filters") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(entries)) => {
+                for entry in entries {
+                    match (entry.get("field"), entry.get("operator"), entry.get("value")) {
+                        (Some(Value::String(field)), Some(Value::String(operator)), Some(value)) => {
+                            filters.push(SelectionFilter { field, operator, value: kind_of(value) });
+                        }
+                        _ => {
+                            return Err(selection_invalid(
+                                "Each filter needs a string `field` and `operator` and a `value`",
+                            ))
+                        }
+                    }
+                }
+            }
+            Some(_) => return Err(selection_invalid("`filters` must be an array of filter objects")),
+        }
+        let results_limit = match selection.get("results_limit") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
+            Some(_) => Some(0),
+        };
+        let text = |key: &str| match selection.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_str())),
+            Some(_) => Err(selection_invalid("`sort_field` and `sort_order` must be strings")),
+        };
+        let (sort_field, sort_order) = (text("sort_field")?, text("sort_order")?);
+        let declared: Vec<(&str, FieldType)> =
+            declared.iter().filter_map(|f| FieldType::parse(&f.field_type).map(|ty| (f.name.as_str(), ty))).collect();
+        check_selection(name, &filters, &declared, results_limit, sort_field, sort_order)
+            .map_err(|problem| Failure::bad_request(vec![selection_error(problem)]))?;
+        let added = state
+            .store
+            .add_selection(principal.project_id, &catalog, name, &Value::Object(selection.clone()))
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !added {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "selection-name-already-exists",
+                "A selection with that name already exists in the catalog",
+            ));
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
+    .await
+}
+
+/// `DELETE /catalogs/{catalog_name}/selections/{selection_name}`: forgets the selection; 202, or
+/// 404 `selection-not-found`.
+pub(super) async fn delete_selection(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
+        let Path((catalog, selection)) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        let removed = state
+            .store
+            .remove_selection(principal.project_id, &catalog, &selection)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !removed {
+            let mut failure = Failure::one(StatusCode::NOT_FOUND, "selection-not-found", "Could not find selection");
+            if let Some(error) = failure.errors.first_mut() {
+                error.parameters = vec!["selection_name"];
+                error.parameter_values = vec![Value::String(selection)];
             }
             return Err(failure);
         }

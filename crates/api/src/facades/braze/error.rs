@@ -5,8 +5,8 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use catalog_domain::braze_fields::{BrazeFieldProblem, FieldDeclarationProblem, MAX_FIELD_NAME_LEN};
-use catalog_domain::braze_fields::{MAX_NESTING_DEPTH, MAX_VALUE_CHARS};
+use catalog_domain::braze_fields::{BrazeFieldProblem, FieldDeclarationProblem, SelectionProblem, MAX_FIELD_NAME_LEN};
+use catalog_domain::braze_fields::{MAX_NESTING_DEPTH, MAX_SELECTION_FILTERS, MAX_SELECTION_RESULTS, MAX_VALUE_CHARS};
 use catalog_domain::{BatchProblem, CatalogNameError, ErrorCode, IdProblem, IdVerdict, Unstorable};
 use catalog_store::StoreError;
 use serde_json::{json, Value};
@@ -243,6 +243,40 @@ pub(super) fn declaration_error(problem: FieldDeclarationProblem) -> BrazeError 
         FieldDeclarationProblem::NotUnique => BrazeError::new("field-names-not-unique", "Field names must be unique"),
         FieldDeclarationProblem::TooMany { max } => {
             BrazeError::new("request-includes-too-many-fields", format!("At most {max} fields are allowed"))
+        }
+    }
+}
+
+/// Braze's error for a refused selection (its "create catalog selection" ids).
+pub(super) fn selection_error(problem: SelectionProblem) -> BrazeError {
+    match problem {
+        SelectionProblem::InvalidName => BrazeError::new(
+            "invalid-selection",
+            "Selection names can only include letters, numbers, hyphens, and underscores",
+        ),
+        SelectionProblem::TooManyFilters => {
+            BrazeError::new("too-many-filters", format!("A selection can have at most {MAX_SELECTION_FILTERS} filters"))
+        }
+        SelectionProblem::InvalidFilter => BrazeError::new(
+            "selection-has-invalid-filter",
+            "Each filter needs a field of the catalog, an operator of its type and a value of its type",
+        ),
+        SelectionProblem::TooManyArrays => BrazeError::new(
+            "selection-contains-too-many-arrays",
+            "A selection can filter on at most one field of type array",
+        ),
+        SelectionProblem::InvalidResultsLimit => BrazeError::new(
+            "selection-invalid-results-limit",
+            format!("The results limit must be a number between 1 and {MAX_SELECTION_RESULTS}"),
+        ),
+        SelectionProblem::InvalidSorting => {
+            BrazeError::new("invalid-sorting", "`sort_field` and `sort_order` go together")
+        }
+        SelectionProblem::InvalidSortField => {
+            BrazeError::new("invalid-sort-field", "The sort field must be a field of the catalog")
+        }
+        SelectionProblem::InvalidSortOrder => {
+            BrazeError::new("invalid-sort-order", "The sort order must be asc or desc")
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Braze's catalog API (contracts/braze.md, docs/compat/braze.md): catalogs and their fields,
+//! Braze's catalog API (contracts/braze.md, docs/compat/braze.md): catalogs, their fields and selections,
 //! the asynchronous bulk item endpoints, the synchronous single-item endpoints and the item list.
 //!
 //! Every answer, errors included, carries `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
@@ -9,14 +9,14 @@
 //!
 //! The quotas are Braze's groups: the asynchronous item endpoints (`braze-async`), the
 //! synchronous item endpoints and the item list (`braze-sync-items`), catalog management
-//! (`braze-sync`) and the field endpoints (`braze-fields`).
+//! (`braze-sync`) and the field and selection endpoints (`braze-fields`).
 //!
 //! | file | what |
 //! |---|---|
 //! | `routes.rs` | the router, unknown paths and methods |
 //! | `auth.rs` | key, quota, permission, rate-limit headers |
 //! | `items.rs` | the item endpoints and the item checks |
-//! | `catalogs.rs` | catalogs and their declared fields |
+//! | `catalogs.rs` | catalogs, their declared fields and their selections |
 //! | `error.rs` | the envelope and every Braze error id and message |
 
 mod auth;

@@ -15,7 +15,7 @@ use axum::Router;
 /// Braze's routes.
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
-    let served: [(&str, MethodRouter<AppState>); 6] = [
+    let served: [(&str, MethodRouter<AppState>); 8] = [
         ("/catalogs", get(catalogs::list_catalogs).post(catalogs::create_catalog)),
         ("/catalogs/{catalog_name}", delete(catalogs::delete_catalog)),
         (
@@ -36,6 +36,8 @@ pub fn routes() -> Router<AppState> {
         ),
         ("/catalogs/{catalog_name}/fields", post(catalogs::create_fields)),
         ("/catalogs/{catalog_name}/fields/{field_name}", delete(catalogs::delete_field)),
+        ("/catalogs/{catalog_name}/selections", post(catalogs::create_selection)),
+        ("/catalogs/{catalog_name}/selections/{selection_name}", delete(catalogs::delete_selection)),
     ];
     for (path, methods) in served {
         router = router.route(path, methods.clone()).route(&format!("{path}/"), methods);
