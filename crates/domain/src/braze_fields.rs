@@ -252,6 +252,46 @@ pub fn check_field_declarations<'a>(
     Ok(())
 }
 
+/// What a catalog declared about one field, as [`check_declared`] asks: the field's name and its
+/// type, `None` for a type word this build does not know (it takes any value rather than none).
+pub type Declared<'a> = (&'a str, Option<FieldType>);
+
+/// Checks a field of an item against the catalog's declared fields: a catalog that declared none
+/// takes any field; otherwise the field must be declared and its type take `value`
+/// ([`FieldType::accepts`]). With `value` `None` the field is changed by Braze's array operators,
+/// which need an `array` field.
+///
+/// ```
+/// use catalog_domain::braze_fields::{check_declared, BrazeFieldProblem, FieldType, ValueKind};
+/// let declared = [("id", Some(FieldType::String)), ("Rating", Some(FieldType::Number))];
+/// assert_eq!(check_declared(&declared, "Rating", Some(ValueKind::Number)), Ok(()));
+/// assert_eq!(check_declared(&declared, "Rating", Some(ValueKind::Bool)), Err(BrazeFieldProblem::UncoercibleValue));
+/// assert_eq!(check_declared(&declared, "Colour", Some(ValueKind::Null)), Err(BrazeFieldProblem::UndeclaredField));
+/// assert_eq!(check_declared(&[], "Colour", None), Ok(()));
+/// ```
+pub fn check_declared(
+    declared: &[Declared<'_>],
+    name: &str,
+    value: Option<ValueKind<'_>>,
+) -> Result<(), BrazeFieldProblem> {
+    if declared.is_empty() {
+        return Ok(());
+    }
+    let Some((_, ty)) = declared.iter().find(|(declared_name, _)| *declared_name == name) else {
+        return Err(BrazeFieldProblem::UndeclaredField);
+    };
+    let fits = match (ty, value) {
+        (None, _) => true,
+        (Some(ty), Some(value)) => ty.accepts(value),
+        (Some(ty), None) => *ty == FieldType::Array,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(BrazeFieldProblem::UncoercibleValue)
+    }
+}
+
 /// Most filters a selection may have (Braze: four).
 pub const MAX_SELECTION_FILTERS: usize = 4;
 /// Largest `results_limit` of a selection (Braze: 1 to 50).

@@ -51,6 +51,21 @@ pub fn validate_catalog_name(name: &str) -> Result<(), CatalogNameError> {
     }
 }
 
+/// The first of `names` a catalog that declared the fields `declared` does not declare; none when
+/// it declared none (it takes any field). Bloomreach's rule for an item's properties.
+///
+/// ```
+/// use catalog_domain::catalog::first_undeclared;
+/// assert_eq!(first_undeclared(["title", "colour"], &["title", "price"]), Some("colour"));
+/// assert_eq!(first_undeclared(["colour"], &[]), None);
+/// ```
+pub fn first_undeclared<'a>(names: impl IntoIterator<Item = &'a str>, declared: &[&str]) -> Option<&'a str> {
+    if declared.is_empty() {
+        return None;
+    }
+    names.into_iter().find(|name| !declared.contains(name))
+}
+
 impl CatalogNameError {
     /// The error code of a refused name.
     ///

@@ -11,6 +11,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use catalog_domain::catalog::first_undeclared;
 use catalog_domain::ids::check_batch_len;
 use catalog_domain::rate::RateDecision;
 use catalog_domain::{Dialect, ErrorCode, IdVerdict, RawId};
@@ -299,15 +300,11 @@ pub(super) async fn list_items(
     result.unwrap_or_else(|failure: Failure| failure.into_response())
 }
 
-/// The first property of `properties` the catalog did not declare, in Bloomreach's words; none
-/// when the catalog declared no fields.
+/// The first property of `properties` the catalog did not declare (catalog-domain's
+/// `first_undeclared`), in Bloomreach's words.
 pub(super) fn undeclared_property(properties: &Map<String, Value>, declared: &[CatalogField]) -> Option<String> {
-    if declared.is_empty() {
-        return None;
-    }
-    properties
-        .keys()
-        .find(|name| !declared.iter().any(|field| field.name == **name))
+    let declared: Vec<&str> = declared.iter().map(|field| field.name.as_str()).collect();
+    first_undeclared(properties.keys().map(String::as_str), &declared)
         .map(|name| format!("Invalid properties. Property '{name}' is not a field of the catalog"))
 }
 

@@ -24,7 +24,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::braze_fields::{
-    check_depth, check_field_name, check_object_key, check_string_value, BrazeFieldProblem, FieldType, ValueKind,
+    check_declared, check_depth, check_field_name, check_object_key, check_string_value, BrazeFieldProblem, Declared,
+    FieldType, ValueKind,
 };
 use catalog_domain::storable::has_nul;
 use catalog_domain::{check_id, validate_ids, Dialect, ErrorCode, RawId};
@@ -118,26 +119,20 @@ fn kind_of(value: &Value) -> ValueKind<'_> {
     }
 }
 
+/// The catalog's declared fields as catalog-domain's rule reads them.
+fn declarations(declared: &[CatalogField]) -> Vec<Declared<'_>> {
+    declared.iter().map(|field| (field.name.as_str(), FieldType::parse(&field.field_type))).collect()
+}
+
 /// The problems of one item's fields (without its `id`): Braze's value rules, and, when the
 /// catalog declared its fields, that each is declared and takes its value.
 fn field_problems(fields: &Map<String, Value>, declared: &[CatalogField]) -> Vec<BrazeFieldProblem> {
+    let declared = declarations(declared);
     let mut problems = Vec::new();
     for (name, value) in fields {
         problems.extend(check_field_name(name).err());
         value_problems(value, 0, &mut problems);
-        if declared.is_empty() {
-            continue;
-        }
-        match declared.iter().find(|field| field.name == *name) {
-            None => problems.push(BrazeFieldProblem::UndeclaredField),
-            Some(field) => {
-                // A stored type word this build does not know takes anything rather than nothing.
-                let accepts = FieldType::parse(&field.field_type).is_none_or(|ty| ty.accepts(kind_of(value)));
-                if !accepts {
-                    problems.push(BrazeFieldProblem::UncoercibleValue);
-                }
-            }
-        }
+        problems.extend(check_declared(&declared, name, Some(kind_of(value))).err());
     }
     problems
 }
@@ -174,20 +169,12 @@ fn take_array_ops(fields: &mut Map<String, Value>) -> Vec<ArrayOp> {
 /// The problems of array operators: the field name rule, the value rules on every value, and,
 /// when the catalog declared its fields, that the field is declared as an `array`.
 fn array_op_problems(ops: &[ArrayOp], declared: &[CatalogField]) -> Vec<BrazeFieldProblem> {
+    let declared = declarations(declared);
     let mut problems = Vec::new();
     for (name, add, remove) in ops {
         problems.extend(check_field_name(name).err());
         add.iter().chain(remove).for_each(|value| value_problems(value, 1, &mut problems));
-        if declared.is_empty() {
-            continue;
-        }
-        match declared.iter().find(|field| field.name == *name) {
-            None => problems.push(BrazeFieldProblem::UndeclaredField),
-            Some(field) if FieldType::parse(&field.field_type).is_some_and(|ty| ty != FieldType::Array) => {
-                problems.push(BrazeFieldProblem::UncoercibleValue);
-            }
-            Some(_) => {}
-        }
+        problems.extend(check_declared(&declared, name, None).err());
     }
     problems
 }
