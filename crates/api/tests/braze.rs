@@ -1242,6 +1242,18 @@ async fn selections_are_checked_kept_and_deleted() {
         call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await.status,
         StatusCode::ACCEPTED
     );
+    // A catalog with items, fields and a selection is deleted whole by its job, and its name then
+    // declares nothing.
+    let item = json!({"items": [{"id": "d1", "Name": "Dish"}]});
+    assert_eq!(call(&app, Method::PUT, "/catalogs/menu/items", Some(&item)).await.status, StatusCode::ACCEPTED);
+    assert_eq!(call(&app, Method::DELETE, "/catalogs/menu", None).await.status, StatusCode::OK);
+    app.run_jobs().await;
+    let jobs = app.get("/v1/jobs?kind=catalog_delete").await.json();
+    assert_eq!(jobs["data"][0]["status"], "completed", "{jobs}");
+    let again = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "menu"}]}))).await;
+    assert_eq!(again.json()["catalogs"][0]["fields"], json!([{"name": "id", "type": "string"}]));
+    let unknown_field = call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await;
+    assert_eq!(error_ids(&unknown_field), ["selection-has-invalid-filter"], "the old fields are gone");
 }
 
 catalog_api::on_both_backends!(
