@@ -51,7 +51,33 @@ impl From<StoreError> for ApiError {
             ErrorCode::Internal => "internal error",
             ErrorCode::Unavailable => "service unavailable; retry after the Retry-After seconds",
             ErrorCode::InsufficientStorage => "the database has no room left; retry after the Retry-After seconds",
-            _ => {
+            // The client's errors, and refusals: their own text says what happened.
+            ErrorCode::InvalidJson
+            | ErrorCode::InvalidQuery
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidItemId
+            | ErrorCode::InvalidItem
+            | ErrorCode::InvalidCatalogName
+            | ErrorCode::TooManyItems
+            | ErrorCode::NoValidItems
+            | ErrorCode::ItemRefused
+            | ErrorCode::Unauthenticated
+            | ErrorCode::Forbidden
+            | ErrorCode::NotFound
+            | ErrorCode::CatalogNotFound
+            | ErrorCode::ItemNotFound
+            | ErrorCode::JobNotFound
+            | ErrorCode::ProjectNotFound
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::CatalogAlreadyExists
+            | ErrorCode::ProjectAlreadyExists
+            | ErrorCode::IdempotencyKeyReused
+            | ErrorCode::JobNotCancellable
+            | ErrorCode::PayloadTooLarge
+            | ErrorCode::UnsupportedMediaType
+            | ErrorCode::RateLimited
+            | ErrorCode::TooManyJobsInProgress
+            | ErrorCode::QueueFull => {
                 let retry_after_secs = queue_retry_after(&error);
                 return ApiError { retry_after_secs, ..ApiError::new(code, error.to_string()) };
             }

@@ -14,8 +14,12 @@ pub enum Policy {
     NativeWrite,
     /// Braze's asynchronous item endpoints, per project (seed: 100/min).
     BrazeAsync,
-    /// Braze's synchronous endpoints, per project (50/min).
+    /// Braze's catalog management endpoints (list, create, delete catalogs), per project (50/min).
     BrazeSync,
+    /// Braze's synchronous item endpoints and item list, per project (50/min).
+    BrazeSyncItems,
+    /// Braze's catalog field and selection endpoints, per project (50/min).
+    BrazeFields,
     /// Bloomreach's bulk endpoints, per catalog (seed: 5 per 10 s).
     BloomreachBulk,
     /// Klaviyo job listings and gets, burst (seed: 350/s).
@@ -35,6 +39,8 @@ impl Policy {
         Policy::NativeWrite,
         Policy::BrazeAsync,
         Policy::BrazeSync,
+        Policy::BrazeSyncItems,
+        Policy::BrazeFields,
         Policy::BloomreachBulk,
         Policy::KlaviyoReadBurst,
         Policy::KlaviyoReadSteady,
@@ -49,6 +55,8 @@ impl Policy {
             Policy::NativeWrite => "native-write",
             Policy::BrazeAsync => "braze-async",
             Policy::BrazeSync => "braze-sync",
+            Policy::BrazeSyncItems => "braze-sync-items",
+            Policy::BrazeFields => "braze-fields",
             Policy::BloomreachBulk => "bloomreach-bulk",
             Policy::KlaviyoReadBurst => "klaviyo-read-burst",
             Policy::KlaviyoReadSteady => "klaviyo-read-steady",
@@ -63,7 +71,7 @@ impl Policy {
             Policy::NativeRead => Quota::per_second(1_000),
             Policy::NativeWrite => Quota::per_second(200),
             Policy::BrazeAsync => Quota::per_minute(100),
-            Policy::BrazeSync => Quota::per_minute(50),
+            Policy::BrazeSync | Policy::BrazeSyncItems | Policy::BrazeFields => Quota::per_minute(50),
             Policy::BloomreachBulk => Quota::new(5, 10_000),
             Policy::KlaviyoReadBurst => Quota::per_second(350),
             Policy::KlaviyoReadSteady => Quota::per_minute(3_500),

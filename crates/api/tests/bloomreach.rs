@@ -5,11 +5,16 @@
 use axum::http::{Method, StatusCode};
 use base64::Engine as _;
 use catalog_api::testing::{TestApp, TestRequest, TestResponse};
-use catalog_domain::ids::BLOOMREACH_NOT_FOUND;
 use catalog_store::Scope;
 use serde_json::{json, Value};
 
 const BASE: &str = "/data/v2/projects/acme/catalogs";
+
+/// Bloomreach's 404 message (contracts/bloomreach.md).
+const BLOOMREACH_NOT_FOUND: &str = "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.";
+/// Bloomreach's messages of a whole-request 400 (the facade's wording).
+const BLOOMREACH_INVALID_JSON: &str = "Invalid JSON. The payload should be a valid JSON document";
+const BLOOMREACH_PAYLOAD_TOO_LARGE: &str = "Payload size exceeded. The limit is 10 MB";
 
 /// `Authorization: Basic base64(<key id>:<token>)` for `token`.
 async fn basic(app: &TestApp, token: &str) -> String {
@@ -37,17 +42,12 @@ async fn call_with(
     app.send(request).await
 }
 
-/// An app with catalog `products` holding `ids`.
+/// An app with catalog `products` holding `ids`. The catalog is made through the native API, so
+/// its id is its name and it declares no fields (it takes any property).
 async fn app_with(ids: &[&str]) -> TestApp {
     let app = TestApp::new().await;
-    let created = call(
-        &app,
-        Method::POST,
-        BASE,
-        Some(&json!({"name": "products", "fields": [{"name": "title", "type": "string", "searchable": false}]})),
-    )
-    .await;
-    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let created = app.post("/v1/catalogs", &json!({"name": "products"})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     if !ids.is_empty() {
         // Seeded through the native API so the bulk endpoints' per-catalog quota stays full.
         let items: Vec<Value> =
@@ -374,13 +374,29 @@ async fn partial_update_merges_and_upserts_per_item() {
     assert_eq!(properties(&app, "a").await, json!({"title": "Title a", "price": 3}));
     assert_eq!(properties(&app, "created").await, json!({"price": 2}));
     assert_eq!(item_ids(&app).await, ["a", "created"], "a missing item without upsert is not created");
-    // The failure of `missing` is recorded on its job.
+    // One job for the whole request, whatever each input's `upsert`; the failure of `missing`
+    // is recorded on it.
     let jobs = app.get("/v1/jobs?kind=item_bulk_patch").await.json();
-    let failed_counts: Vec<u64> = jobs["data"]
-        .as_array()
-        .map(|j| j.iter().filter_map(|j| j["failed_count"].as_u64()).collect())
-        .unwrap_or_default();
-    assert!(failed_counts.contains(&1), "{jobs}");
+    let jobs = jobs["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0]["completed_count"].as_u64(), jobs[0]["failed_count"].as_u64()), (Some(2), Some(1)));
+}
+
+async fn a_partial_update_applies_its_inputs_in_request_order() {
+    let app = app_with(&[]).await;
+    // The same id first without upsert (it fails: missing), then with (created), then merged.
+    let body = json!([
+        {"item_id": "x", "properties": {"a": 1}},
+        {"item_id": "x", "properties": {"b": 2}, "upsert": true},
+        {"item_id": "x", "properties": {"c": 3}},
+    ]);
+    let response = call(&app, Method::POST, &format!("{BASE}/products/items/partial-update"), Some(&body)).await;
+    assert_eq!(response.json(), json!([ok(), ok(), ok()]));
+    app.run_jobs().await;
+    assert_eq!(properties(&app, "x").await, json!({"b": 2, "c": 3}));
+    let jobs = app.get("/v1/jobs?kind=item_bulk_patch").await.json();
+    assert_eq!(jobs["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(jobs["data"][0]["failed_count"], 1);
 }
 
 async fn update_endpoints_share_the_whole_request_errors() {
@@ -405,6 +421,7 @@ async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
     let app = app_with(&[]).await;
     let other = call(&app, Method::POST, BASE, Some(&json!({"name": "other"}))).await;
     assert_eq!(other.status, StatusCode::OK);
+    let other = other.json()["id"].as_str().unwrap_or_default().to_owned();
     let body = json!([{"item_id": "a", "properties": {}}]);
     for _ in 0..2 {
         assert_eq!(
@@ -424,7 +441,7 @@ async fn two_updates_and_three_partial_updates_exhaust_the_catalog_quota() {
     assert!((1..=10).contains(&retry_after), "{retry_after}");
     assert_eq!(jobs_count(&app).await, 5, "the limited request created nothing");
     // Another catalog has its own quota.
-    let elsewhere = call(&app, Method::POST, &format!("{BASE}/other/items/bulk-delete"), Some(&json!(["a"]))).await;
+    let elsewhere = call(&app, Method::POST, &format!("{BASE}/{other}/items/bulk-delete"), Some(&json!(["a"]))).await;
     assert_eq!(elsewhere.status, StatusCode::OK);
 }
 
@@ -440,17 +457,27 @@ async fn create_and_list_catalogs() {
         Some(&json!({"name": "products", "fields": [{"name": "title", "type": "string", "searchable": false}]})),
     )
     .await;
-    assert_eq!((created.status, created.json()), (StatusCode::OK, json!({"id": "products", "success": true})));
-    let again = call(&app, Method::POST, BASE, Some(&json!({"name": "products"}))).await;
-    assert_eq!((again.status, again.json()["success"].clone()), (StatusCode::BAD_REQUEST, json!(false)));
-    let bad = call(&app, Method::POST, BASE, Some(&json!({"name": "has space"}))).await;
-    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!((created.status, created.json()["success"].clone()), (StatusCode::OK, json!(true)));
+    // A catalog has an id of its own, apart from its name, which may be any text and repeat.
+    let id = created.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert!(id.len() == 24 && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    let spaced = call(&app, Method::POST, BASE, Some(&json!({"name": "My Products"}))).await;
+    assert_eq!(spaced.status, StatusCode::OK, "{}", spaced.text);
+    let spaced_id = spaced.json()["id"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(spaced_id, id);
     let unnamed = call(&app, Method::POST, BASE, Some(&json!({"fields": []}))).await;
     assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
+    let twice =
+        call(&app, Method::POST, BASE, Some(&json!({"name": "x", "fields": [{"name": "a"}, {"name": "a"}]}))).await;
+    assert_eq!((twice.status, twice.json()["success"].clone()), (StatusCode::BAD_REQUEST, json!(false)));
     let list = call(&app, Method::GET, BASE, None).await;
+    let mut expected = vec![json!({"id": id, "name": "products"}), json!({"id": spaced_id, "name": "My Products"})];
+    expected.sort_by_key(|c| c["id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!((list.status, list.json()), (StatusCode::OK, json!({"data": expected, "success": true})));
+    let one = call(&app, Method::GET, &format!("{BASE}/{id}"), None).await;
     assert_eq!(
-        (list.status, list.json()),
-        (StatusCode::OK, json!({"data": [{"id": "products", "name": "products"}], "success": true}))
+        one.json(),
+        json!({"data": {"id": id, "name": "products", "fields": [{"name": "title", "type": "string", "searchable": false}]}, "success": true})
     );
 }
 
@@ -463,11 +490,16 @@ async fn list_items_with_count_and_skip() {
         json!({"data": [
             {"catalog_id": "products", "item_id": "b", "properties": {"title": "Title b"}},
             {"catalog_id": "products", "item_id": "c", "properties": {"title": "Title c"}},
-        ], "success": true})
+        ], "matched": 4, "limit": 2, "skip": 1, "total": 4, "matched_limited": false, "success": true})
     );
     let past = call(&app, Method::GET, &format!("{BASE}/products/items?skip=10"), None).await;
-    assert_eq!(past.json(), json!({"data": [], "success": true}));
-    for bad in ["count=0", "count=x", "skip=-1", "count=1001"] {
+    assert_eq!(
+        past.json(),
+        json!({"data": [], "matched": 4, "limit": 20, "skip": 10, "total": 4, "matched_limited": false, "success": true})
+    );
+    let edge = call(&app, Method::GET, &format!("{BASE}/products/items?count=1000&skip=1"), None).await;
+    assert_eq!(edge.status, StatusCode::OK, "count + skip = 1001 is allowed");
+    for bad in ["count=0", "count=x", "skip=-1", "count=1001&skip=1", "count=2&skip=1000", "order=sideways"] {
         let response = call(&app, Method::GET, &format!("{BASE}/products/items?{bad}"), None).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(response.json()["success"], false);
@@ -556,7 +588,7 @@ async fn a_repeated_key_anywhere_is_invalid_json() {
     ] {
         let response = send_raw(&app, Method::PUT, &path, body).await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}: {}", response.text);
-        assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_INVALID_JSON), "{body}");
+        assert_eq!(response.json(), global_error(BLOOMREACH_INVALID_JSON), "{body}");
     }
     assert_eq!(app.get("/v1/jobs").await.json()["data"], json!([]));
 }
@@ -569,7 +601,7 @@ async fn a_declared_oversize_body_is_refused_before_it_is_read() {
         .unreadable_body("application/json", 10 * 1024 * 1024 + 1);
     let response = app.send(request).await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text);
-    assert_eq!(response.json(), global_error(catalog_domain::ids::BLOOMREACH_PAYLOAD_TOO_LARGE));
+    assert_eq!(response.json(), global_error(BLOOMREACH_PAYLOAD_TOO_LARGE));
 }
 
 async fn a_nul_in_a_path_is_not_found_never_a_500() {
@@ -581,6 +613,190 @@ async fn a_nul_in_a_path_is_not_found_never_a_500() {
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{method} {path}: {}", response.text);
         assert_eq!(response.json(), global_error(BLOOMREACH_NOT_FOUND));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issue 14: the endpoints the Exponea SDK calls, catalog ids apart from names, declared fields,
+// the item search, unknown routes
+
+fn success() -> Value {
+    json!({"success": true})
+}
+
+async fn properties_of(app: &TestApp, catalog: &str) -> Vec<(String, Value)> {
+    let page = call(app, Method::GET, &format!("{BASE}/{catalog}/items?count=1000"), None).await.json();
+    page["data"]
+        .as_array()
+        .map(|d| {
+            d.iter().map(|i| (i["item_id"].as_str().unwrap_or_default().to_owned(), i["properties"].clone())).collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn single_item_endpoints_replace_update_and_delete() {
+    let app = app_with(&["a"]).await;
+    let put = call(
+        &app,
+        Method::PUT,
+        &format!("{BASE}/products/items/b"),
+        Some(&json!({"properties": {"title": "B", "size": 1}})),
+    )
+    .await;
+    assert_eq!((put.status, put.json()), (StatusCode::OK, success()));
+    let patch = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/products/items/a/partial-update"),
+        Some(&json!({"properties": {"size": 2}})),
+    )
+    .await;
+    assert_eq!((patch.status, patch.json()), (StatusCode::OK, success()));
+    let upsert = call(
+        &app,
+        Method::POST,
+        &format!("{BASE}/products/items/c/partial-update/"),
+        Some(&json!({"properties": {"size": 3}, "upsert": true})),
+    )
+    .await;
+    assert_eq!(upsert.status, StatusCode::OK);
+    app.run_jobs().await;
+    assert_eq!(
+        properties_of(&app, "products").await,
+        [
+            ("a".to_owned(), json!({"title": "Title a", "size": 2})),
+            ("b".to_owned(), json!({"title": "B", "size": 1})),
+            ("c".to_owned(), json!({"size": 3})),
+        ]
+    );
+    let deleted = call(&app, Method::DELETE, &format!("{BASE}/products/items/b"), None).await;
+    assert_eq!((deleted.status, deleted.json()), (StatusCode::OK, success()));
+    app.run_jobs().await;
+    assert_eq!(item_ids(&app).await, ["a", "c"]);
+    let malformed = call(&app, Method::PUT, &format!("{BASE}/products/items/a"), Some(&json!({"properties": 3}))).await;
+    assert_eq!(malformed.json(), global_error("Malformed properties. Properties should be an object"));
+    let missing = call(&app, Method::PUT, &format!("{BASE}/nope/items/a"), Some(&json!({"properties": {}}))).await;
+    assert_eq!((missing.status, missing.json()), (StatusCode::NOT_FOUND, global_error(BLOOMREACH_NOT_FOUND)));
+}
+
+async fn delete_all_items_empties_the_catalog() {
+    let ids: Vec<String> = (0..25).map(|i| format!("i{i:02}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let app = app_with(&refs).await;
+    let response = call(&app, Method::DELETE, &format!("{BASE}/products/items"), None).await;
+    assert_eq!((response.status, response.json()), (StatusCode::OK, success()));
+    app.run_jobs().await;
+    assert!(item_ids(&app).await.is_empty());
+    assert_eq!(
+        call(&app, Method::GET, &format!("{BASE}/products"), None).await.status,
+        StatusCode::OK,
+        "the catalog stays"
+    );
+}
+
+async fn catalogs_are_read_renamed_and_deleted_by_id() {
+    let app = TestApp::new().await;
+    let fields = json!([{"name": "title", "type": "string", "searchable": true}, {"name": "price", "type": "number", "searchable": false}]);
+    let created = call(&app, Method::POST, BASE, Some(&json!({"name": "Winter Shoes", "fields": fields}))).await;
+    let id = created.json()["id"].as_str().unwrap_or_default().to_owned();
+    let got = call(&app, Method::GET, &format!("{BASE}/{id}"), None).await;
+    assert_eq!(got.json(), json!({"data": {"id": id, "name": "Winter Shoes", "fields": fields}, "success": true}));
+    let renamed = call(
+        &app,
+        Method::PUT,
+        &format!("{BASE}/{id}"),
+        Some(&json!({"name": "Summer Shoes", "fields": [{"name": "title"}]})),
+    )
+    .await;
+    assert_eq!((renamed.status, renamed.json()), (StatusCode::OK, success()));
+    let got = call(&app, Method::GET, &format!("{BASE}/{id}/"), None).await;
+    assert_eq!(
+        got.json(),
+        json!({"data": {"id": id, "name": "Summer Shoes", "fields": [{"name": "title", "type": "string", "searchable": false}]}, "success": true})
+    );
+    let unnamed = call(&app, Method::PUT, &format!("{BASE}/{id}"), Some(&json!({"fields": []}))).await;
+    assert_eq!(unnamed.status, StatusCode::BAD_REQUEST);
+    let deleted = call(&app, Method::DELETE, &format!("{BASE}/{id}"), None).await;
+    assert_eq!((deleted.status, deleted.json()), (StatusCode::OK, success()));
+    for method in [Method::GET, Method::DELETE] {
+        let gone = call(&app, method, &format!("{BASE}/{id}"), None).await;
+        assert_eq!((gone.status, gone.json()), (StatusCode::NOT_FOUND, global_error(BLOOMREACH_NOT_FOUND)));
+    }
+    assert_eq!(call(&app, Method::GET, BASE, None).await.json()["data"], json!([]));
+}
+
+async fn items_are_checked_against_the_declared_fields() {
+    let app = TestApp::new().await;
+    let created = call(
+        &app,
+        Method::POST,
+        BASE,
+        Some(&json!({"name": "Shoes", "fields": [{"name": "title"}, {"name": "price", "type": "number"}]})),
+    )
+    .await;
+    let id = created.json()["id"].as_str().unwrap_or_default().to_owned();
+    let body = json!([
+        {"item_id": "a", "properties": {"title": "A", "price": 1}},
+        {"item_id": "b", "properties": {"colour": "red"}},
+    ]);
+    let response = call(&app, Method::PUT, &format!("{BASE}/{id}/items"), Some(&body)).await;
+    assert_eq!(
+        response.json(),
+        json!([ok(), failed("Invalid properties. Property 'colour' is not a field of the catalog")])
+    );
+    let single =
+        call(&app, Method::PUT, &format!("{BASE}/{id}/items/c"), Some(&json!({"properties": {"colour": "red"}}))).await;
+    assert_eq!(
+        (single.status, single.json()),
+        (StatusCode::BAD_REQUEST, global_error("Invalid properties. Property 'colour' is not a field of the catalog"))
+    );
+    app.run_jobs().await;
+    assert_eq!(properties_of(&app, &id).await, [("a".to_owned(), json!({"title": "A", "price": 1}))]);
+}
+
+async fn the_item_list_searches_and_orders() {
+    let app = app_with(&[]).await;
+    let items = json!([
+        {"item_id": "p1", "properties": {"title": "Red Shoe", "colour": "red"}},
+        {"item_id": "p2", "properties": {"title": "Blue shoe", "colour": "blue"}},
+        {"item_id": "p3", "properties": {"title": "Red hat", "colour": "RED"}},
+        {"item_id": "shoe-box", "properties": {"title": "Box"}},
+    ]);
+    assert_eq!(call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&items)).await.status, StatusCode::OK);
+    app.run_jobs().await;
+    let ids_of = |page: &Value| -> Vec<String> {
+        page["data"]
+            .as_array()
+            .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
+            .unwrap_or_default()
+    };
+    let shoes = call(&app, Method::GET, &format!("{BASE}/products/items?query=shoe"), None).await.json();
+    assert_eq!(ids_of(&shoes), ["p1", "p2", "shoe-box"], "the id or any property");
+    assert_eq!((shoes["matched"].clone(), shoes["total"].clone()), (json!(3), json!(4)));
+    let red_colour =
+        call(&app, Method::GET, &format!("{BASE}/products/items?query=red&field=colour&order=desc"), None).await.json();
+    assert_eq!(ids_of(&red_colour), ["p3", "p1"]);
+    let paged = call(&app, Method::GET, &format!("{BASE}/products/items?query=red&count=1&skip=1"), None).await.json();
+    assert_eq!(
+        (ids_of(&paged), paged["matched"].clone(), paged["limit"].clone(), paged["skip"].clone()),
+        (vec!["p3".to_owned()], json!(2), json!(1), json!(1))
+    );
+    let none = call(&app, Method::GET, &format!("{BASE}/products/items?query=zebra"), None).await.json();
+    assert_eq!((ids_of(&none).len(), none["matched"].clone(), none["total"].clone()), (0, json!(0), json!(4)));
+}
+
+async fn unknown_routes_under_data_answer_in_the_envelope() {
+    let app = app_with(&["a"]).await;
+    for path in ["/data/v2/projects/acme/catalogs/products/nothing", "/data/v2/projects/acme/other", "/data/v3"] {
+        let response = call(&app, Method::GET, path, None).await;
+        assert_eq!(
+            (response.status, response.json()),
+            (StatusCode::NOT_FOUND, global_error(BLOOMREACH_NOT_FOUND)),
+            "{path}"
+        );
+    }
+    let response = call(&app, Method::PATCH, &format!("{BASE}/products/items/a"), None).await;
+    assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(response.json(), global_error("The method is not allowed for the requested URL."));
 }
 
 catalog_api::on_both_backends!(
@@ -608,4 +824,11 @@ catalog_api::on_both_backends!(
     a_repeated_key_anywhere_is_invalid_json,
     a_declared_oversize_body_is_refused_before_it_is_read,
     a_nul_in_a_path_is_not_found_never_a_500,
+    single_item_endpoints_replace_update_and_delete,
+    delete_all_items_empties_the_catalog,
+    catalogs_are_read_renamed_and_deleted_by_id,
+    items_are_checked_against_the_declared_fields,
+    the_item_list_searches_and_orders,
+    unknown_routes_under_data_answer_in_the_envelope,
+    a_partial_update_applies_its_inputs_in_request_order,
 );

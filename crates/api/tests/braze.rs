@@ -19,7 +19,8 @@ async fn call_as(app: &TestApp, token: &str, method: Method, path: &str, body: O
     app.send(request).await
 }
 
-/// An app with a Braze catalog `restaurants` holding `ids` (each with a `Name` field).
+/// An app with a Braze catalog `restaurants` holding `ids` (each with a `Name` field). The catalog
+/// declares no fields, so it takes any (the tests of declared fields make their own).
 async fn app_with(ids: &[&str]) -> TestApp {
     app_with_limits(ids, &[]).await
 }
@@ -31,7 +32,7 @@ async fn app_with_limits(ids: &[&str], limits: &[&str]) -> TestApp {
         &app,
         Method::POST,
         "/catalogs",
-        Some(&json!({"catalogs": [{"name": "restaurants", "description": "My Restaurants", "fields": [{"name": "id", "type": "string"}, {"name": "Name", "type": "string"}]}]})),
+        Some(&json!({"catalogs": [{"name": "restaurants", "description": "My Restaurants"}]})),
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
@@ -51,6 +52,11 @@ fn envelope(errors: Value) -> Value {
 
 fn error(id: &str, message: &str) -> Value {
     json!({"id": id, "message": message, "parameters": [], "parameter_values": []})
+}
+
+/// An error entry about the items `ids`, named as Braze names them.
+fn item_error(id: &str, message: &str, ids: &[&str]) -> Value {
+    json!({"id": id, "message": message, "parameters": ["id"], "parameter_values": ids})
 }
 
 fn error_ids(response: &TestResponse) -> Vec<String> {
@@ -167,7 +173,11 @@ async fn bad_characters_are_invalid_ids() {
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         response.json(),
-        envelope(json!([error("invalid-ids", "Item IDs can only include letters, numbers, hyphens, and underscores")]))
+        envelope(json!([item_error(
+            "invalid-ids",
+            "Item IDs can only include letters, numbers, hyphens, and underscores",
+            &["not ok!"]
+        )]))
     );
 }
 
@@ -179,7 +189,7 @@ async fn ids_over_250_characters_are_ids_too_large() {
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         response.json(),
-        envelope(json!([error("ids-too-large", "Item IDs can't be more than 250 characters")]))
+        envelope(json!([item_error("ids-too-large", "Item IDs can't be more than 250 characters", &[long.as_str()])]))
     );
     let ok =
         call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "x".repeat(250)}]})))
@@ -193,7 +203,10 @@ async fn repeated_ids_are_ids_not_unique() {
         call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&json!({"items": [{"id": "a"}, {"id": "a"}]})))
             .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
-    assert_eq!(response.json(), envelope(json!([error("ids-not-unique", "Item IDs must be unique in the request")])));
+    assert_eq!(
+        response.json(),
+        envelope(json!([item_error("ids-not-unique", "Item IDs must be unique in the request", &["a"])]))
+    );
 }
 
 async fn non_string_ids_are_ids_not_strings() {
@@ -472,7 +485,7 @@ async fn list_items_pages_with_a_link_header() {
     assert!(link.ends_with("rel=\"next\""), "{link}");
     let second = call(&app, Method::GET, &next, None).await;
     assert_eq!(second.json()["items"].as_array().map(Vec::len), Some(5));
-    assert!(second.header("link").is_none());
+    assert_eq!(links(&second), [("prev".to_owned(), "/catalogs/restaurants/items".to_owned())], "no next page");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,12 +568,40 @@ async fn synchronous_endpoints_have_their_own_quota() {
     let app = app_with_limits(&[], &["braze-sync=2/1m"]).await;
     // The setup's POST /catalogs took one.
     assert_eq!(call(&app, Method::GET, "/catalogs", None).await.status, StatusCode::OK);
-    let limited = call(&app, Method::GET, "/catalogs/restaurants/items/a", None).await;
+    let limited = call(&app, Method::GET, "/catalogs", None).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(limited.header("retry-after").is_some());
     let body = json!({"items": [{"id": "a"}]});
     assert_eq!(
         call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&body)).await.status,
+        StatusCode::ACCEPTED
+    );
+    // The synchronous item endpoints and the field endpoints are groups of their own.
+    assert_eq!(call(&app, Method::GET, "/catalogs/restaurants/items/a", None).await.status, StatusCode::NOT_FOUND);
+    let fields = json!({"fields": [{"name": "Name", "type": "string"}]});
+    assert_eq!(
+        call(&app, Method::POST, "/catalogs/restaurants/fields", Some(&fields)).await.status,
+        StatusCode::ACCEPTED
+    );
+}
+
+async fn the_synchronous_item_endpoints_share_one_quota() {
+    let app = app_with_limits(&["a"], &["braze-sync-items=3/1m"]).await;
+    let one = json!({"items": [{"Name": "A"}]});
+    assert_eq!(call(&app, Method::GET, "/catalogs/restaurants/items/a", None).await.status, StatusCode::OK);
+    assert_eq!(call(&app, Method::PUT, "/catalogs/restaurants/items/a", Some(&one)).await.status, StatusCode::OK);
+    let list = call(&app, Method::GET, "/catalogs/restaurants/items", None).await;
+    assert_eq!((list.status, list.header("x-ratelimit-remaining")), (StatusCode::OK, Some("0")));
+    let limited = call(&app, Method::DELETE, "/catalogs/restaurants/items/a", None).await;
+    assert_eq!(
+        (limited.status, error_ids(&limited)),
+        (StatusCode::TOO_MANY_REQUESTS, vec!["rate-limit-exceeded".to_owned()])
+    );
+    // Catalog management and the asynchronous endpoints are not touched.
+    assert_eq!(call(&app, Method::GET, "/catalogs", None).await.status, StatusCode::OK);
+    let bulk = json!({"items": [{"id": "a"}]});
+    assert_eq!(
+        call(&app, Method::DELETE, "/catalogs/restaurants/items", Some(&bulk)).await.status,
         StatusCode::ACCEPTED
     );
 }
@@ -668,6 +709,553 @@ async fn a_nul_in_a_path_is_not_found_never_a_500() {
     assert_eq!(call(&app, Method::GET, "/catalogs/a%00b/items", None).await.status, StatusCode::NOT_FOUND);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Issue 14: single-item endpoints, trailing slashes, per-item parameters, unknown routes,
+// declared fields, catalog and field management, Link rel="prev"
+
+async fn single_item_endpoints_write_one_item_each() {
+    let app = app_with(&["restaurant1"]).await;
+    let path = "/catalogs/restaurants/items/restaurant2";
+    let created = call(&app, Method::POST, path, Some(&json!({"items": [{"Name": "Two", "Rating": 4}]}))).await;
+    assert_eq!((created.status, created.json()), (StatusCode::CREATED, json!({"message": "success"})));
+    assert_rate_headers(&created);
+    app.run_jobs().await;
+    assert_eq!(
+        item(&app, "restaurant2").await.json()["items"][0],
+        json!({"id": "restaurant2", "Name": "Two", "Rating": 4})
+    );
+
+    let again = call(&app, Method::POST, path, Some(&json!({"items": [{"Name": "Again"}]}))).await;
+    assert_eq!(again.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        again.json(),
+        envelope(json!([item_error(
+            "item-already-exists",
+            "The item already exists in the catalog",
+            &["restaurant2"]
+        )]))
+    );
+
+    let edited = call(&app, Method::PATCH, path, Some(&json!({"items": [{"Rating": 5}]}))).await;
+    assert_eq!((edited.status, edited.json()), (StatusCode::OK, json!({"message": "success"})));
+    app.run_jobs().await;
+    assert_eq!(
+        item(&app, "restaurant2").await.json()["items"][0],
+        json!({"id": "restaurant2", "Name": "Two", "Rating": 5})
+    );
+
+    let replaced = call(&app, Method::PUT, path, Some(&json!({"items": [{"City": "Paris"}]}))).await;
+    assert_eq!((replaced.status, replaced.json()), (StatusCode::OK, json!({"message": "success"})));
+    let created_by_put =
+        call(&app, Method::PUT, "/catalogs/restaurants/items/restaurant3", Some(&json!({"items": [{"City": "Rome"}]})))
+            .await;
+    assert_eq!(created_by_put.status, StatusCode::OK);
+    app.run_jobs().await;
+    assert_eq!(item(&app, "restaurant2").await.json()["items"][0], json!({"id": "restaurant2", "City": "Paris"}));
+    assert_eq!(item(&app, "restaurant3").await.json()["items"][0], json!({"id": "restaurant3", "City": "Rome"}));
+
+    let deleted = call(&app, Method::DELETE, path, None).await;
+    assert_eq!((deleted.status, deleted.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    app.run_jobs().await;
+    assert_eq!(item(&app, "restaurant2").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(item(&app, "restaurant1").await.status, StatusCode::OK, "the others are untouched");
+}
+
+async fn single_item_endpoints_refuse_as_braze_does() {
+    let app = app_with(&["a"]).await;
+    let jobs_before = jobs_count(&app).await;
+    let not_found = json!([{"id": "item-not-found", "message": "Could not find item", "parameters": ["item_id"], "parameter_values": ["ghost"]}]);
+    for method in [Method::PATCH, Method::DELETE] {
+        let body = (method == Method::PATCH).then(|| json!({"items": [{"Name": "x"}]}));
+        let response = call(&app, method.clone(), "/catalogs/restaurants/items/ghost", body.as_ref()).await;
+        assert_eq!(
+            (response.status, response.json()),
+            (StatusCode::NOT_FOUND, envelope(not_found.clone())),
+            "{method}"
+        );
+    }
+    for method in [Method::POST, Method::PUT, Method::PATCH] {
+        let with_id =
+            call(&app, method.clone(), "/catalogs/restaurants/items/a", Some(&json!({"items": [{"id": "a"}]}))).await;
+        assert_eq!((with_id.status, error_ids(&with_id)), (StatusCode::BAD_REQUEST, vec!["id-in-body".to_owned()]));
+        let two = call(&app, method.clone(), "/catalogs/restaurants/items/a", Some(&json!({"items": [{}, {}]}))).await;
+        assert_eq!(error_ids(&two), ["request-includes-too-many-items"], "{method}");
+        let none = call(&app, method.clone(), "/catalogs/restaurants/items/a", Some(&json!({"items": []}))).await;
+        assert_eq!(error_ids(&none), ["item-array-invalid"], "{method}");
+        let bad_id =
+            call(&app, method.clone(), "/catalogs/restaurants/items/b%20c", Some(&json!({"items": [{}]}))).await;
+        assert_eq!(
+            bad_id.json(),
+            envelope(json!([item_error(
+                "invalid-ids",
+                "Item IDs can only include letters, numbers, hyphens, and underscores",
+                &["b c"]
+            )])),
+            "{method}"
+        );
+        let no_catalog = call(&app, method.clone(), "/catalogs/nope/items/a", Some(&json!({"items": [{}]}))).await;
+        assert_eq!(error_ids(&no_catalog), ["catalog-not-found"]);
+    }
+    assert_eq!(jobs_count(&app).await, jobs_before, "a refused request creates nothing");
+}
+
+async fn bulk_endpoints_answer_with_a_trailing_slash() {
+    let app = app_with(&[]).await;
+    let put = call(
+        &app,
+        Method::PUT,
+        "/catalogs/restaurants/items/",
+        Some(&json!({"items": [{"id": "a", "Name": "A"}, {"id": "b"}]})),
+    )
+    .await;
+    assert_eq!((put.status, put.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    app.run_jobs().await;
+    assert_eq!(item(&app, "a").await.status, StatusCode::OK);
+    let delete =
+        call(&app, Method::DELETE, "/catalogs/restaurants/items/", Some(&json!({"items": [{"id": "a"}]}))).await;
+    assert_eq!(delete.status, StatusCode::ACCEPTED);
+    app.run_jobs().await;
+    assert_eq!(item(&app, "a").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(call(&app, Method::GET, "/catalogs/", None).await.status, StatusCode::OK);
+    assert_eq!(call(&app, Method::GET, "/catalogs/restaurants/items/b/", None).await.status, StatusCode::OK);
+}
+
+async fn per_item_errors_name_every_failing_item() {
+    let app = app_with(&[]).await;
+    let body = json!({"items": [
+        {"id": "good", "Name": "fine"},
+        {"id": "bad-1", "Info": {"a.b": 1}},
+        {"id": "bad-2", "Info": {"$x": 1}},
+        {"id": "long", "Name": "v".repeat(5_001)},
+    ]});
+    let response = call(&app, Method::PUT, "/catalogs/restaurants/items/", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([
+            item_error(
+                "invalid-keys-in-value-object",
+                "Keys in item object values can't include `.` or `$`",
+                &["bad-1", "bad-2"]
+            ),
+            item_error("items-too-large", "Item values can't be more than 5000 characters", &["long"]),
+        ]))
+    );
+    assert_eq!(jobs_count(&app).await, 0);
+}
+
+async fn unknown_routes_and_methods_under_catalogs_answer_in_the_envelope() {
+    let app = app_with(&["a"]).await;
+    for path in
+        ["/catalogs/restaurants/nothing", "/catalogs/restaurants/items/a/b", "/catalogs/restaurants/selections/x/y/z"]
+    {
+        let response = call(&app, Method::GET, path, None).await;
+        assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(response.json(), envelope(json!([error("not-found", "This endpoint does not exist")])), "{path}");
+        assert_rate_headers(&response);
+    }
+    for (method, path) in [
+        (Method::PATCH, "/catalogs"),
+        (Method::GET, "/catalogs/restaurants"),
+        (Method::PUT, "/catalogs/restaurants/fields"),
+    ] {
+        let response = call(&app, method.clone(), path, None).await;
+        assert_eq!(
+            (response.status, error_ids(&response)),
+            (StatusCode::METHOD_NOT_ALLOWED, vec!["method-not-allowed".to_owned()]),
+            "{method} {path}"
+        );
+    }
+}
+
+/// An app with a catalog `menu` declaring typed fields.
+async fn app_with_declared_fields() -> TestApp {
+    let app = TestApp::new().await;
+    let fields = json!([
+        {"name": "id", "type": "string"},
+        {"name": "Name", "type": "string"},
+        {"name": "Rating", "type": "number"},
+        {"name": "Loyalty_Program", "type": "boolean"},
+        {"name": "Open_Time", "type": "time"},
+        {"name": "Top_Dishes", "type": "array"},
+    ]);
+    let created =
+        call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "menu", "fields": fields}]}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.json()["catalogs"][0]["fields"], fields);
+    app
+}
+
+async fn catalogs_keep_their_declared_fields_and_items_are_checked_against_them() {
+    let app = app_with_declared_fields().await;
+    let listed = call(&app, Method::GET, "/catalogs", None).await.json();
+    assert_eq!(listed["catalogs"][0]["fields"].as_array().map(Vec::len), Some(6));
+    assert_eq!(listed["catalogs"][0]["fields"][4], json!({"name": "Open_Time", "type": "time"}));
+
+    let good = json!({"id": "d1", "Name": "Dish", "Rating": 4.5, "Loyalty_Program": true, "Open_Time": "2021-09-03T09:03:19.967+00:00", "Top_Dishes": ["a"]});
+    let body = json!({"items": [
+        good,
+        {"id": "d2", "Colour": "red"},
+        {"id": "d3", "Rating": "five"},
+        {"id": "d4", "Open_Time": "tomorrow", "Loyalty_Program": "yes"},
+        {"id": "d5", "Name": null},
+    ]});
+    let response = call(&app, Method::POST, "/catalogs/menu/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json(),
+        envelope(json!([
+            item_error("invalid-fields", "Some of the fields given do not exist in the catalog", &["d2"]),
+            item_error("unable-to-coerce-value", "Item types can't be converted", &["d3", "d4"]),
+        ]))
+    );
+    let single = call(&app, Method::PUT, "/catalogs/menu/items/d9", Some(&json!({"items": [{"Rating": true}]}))).await;
+    assert_eq!(
+        single.json(),
+        envelope(json!([item_error("unable-to-coerce-value", "Item types can't be converted", &["d9"])]))
+    );
+    let accepted =
+        call(&app, Method::POST, "/catalogs/menu/items", Some(&json!({"items": [good, {"id": "d5", "Name": null}]})))
+            .await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text);
+    app.run_jobs().await;
+    assert_eq!(item_of(&app, "menu", "d1").await.json()["items"][0], good);
+}
+
+async fn item_of(app: &TestApp, catalog: &str, id: &str) -> TestResponse {
+    call(app, Method::GET, &format!("/catalogs/{catalog}/items/{id}"), None).await
+}
+
+async fn field_declarations_are_checked_when_a_catalog_is_created() {
+    let app = TestApp::new().await;
+    let cases = [
+        (json!([{"name": "Name", "type": "string"}]), "id-not-first-column"),
+        (json!([{"name": "id", "type": "string"}, {"name": "Rating", "type": "decimal"}]), "invalid-field-types"),
+        (json!([{"name": "id", "type": "string"}, {"name": "a.b", "type": "string"}]), "invalid-field-names"),
+        (
+            json!([{"name": "id", "type": "string"}, {"name": "A", "type": "string"}, {"name": "A", "type": "number"}]),
+            "field-names-not-unique",
+        ),
+        (json!([{"name": "id"}]), "invalid-fields"),
+    ];
+    for (fields, error_id) in cases {
+        let response =
+            call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "c", "fields": fields}]}))).await;
+        assert_eq!(
+            (response.status, error_ids(&response)),
+            (StatusCode::BAD_REQUEST, vec![error_id.to_owned()]),
+            "{fields}"
+        );
+    }
+    assert_eq!(call(&app, Method::GET, "/catalogs", None).await.json()["catalogs"], json!([]), "nothing was created");
+}
+
+async fn fields_are_added_and_removed() {
+    let app = app_with_declared_fields().await;
+    let colour = json!({"items": [{"id": "d1", "Colour": "red"}]});
+    assert_eq!(error_ids(&call(&app, Method::PUT, "/catalogs/menu/items", Some(&colour)).await), ["invalid-fields"]);
+    let add = json!({"fields": [{"name": "Colour", "type": "string"}, {"name": "Stock", "type": "number"}]});
+    let added = call(&app, Method::POST, "/catalogs/menu/fields", Some(&add)).await;
+    assert_eq!((added.status, added.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    assert_rate_headers(&added);
+    assert_eq!(call(&app, Method::PUT, "/catalogs/menu/items", Some(&colour)).await.status, StatusCode::ACCEPTED);
+    let fields = call(&app, Method::GET, "/catalogs", None).await.json()["catalogs"][0]["fields"].clone();
+    assert_eq!(fields[6], json!({"name": "Colour", "type": "string"}));
+    assert_eq!(fields[7], json!({"name": "Stock", "type": "number"}));
+
+    let again = call(
+        &app,
+        Method::POST,
+        "/catalogs/menu/fields/",
+        Some(&json!({"fields": [{"name": "Colour", "type": "string"}]})),
+    )
+    .await;
+    assert_eq!(
+        again.json(),
+        envelope(
+            json!([{"id": "field-names-not-unique", "message": "Some of the fields already exist", "parameters": ["name"], "parameter_values": ["Colour"]}])
+        )
+    );
+    let bad_type =
+        call(&app, Method::POST, "/catalogs/menu/fields", Some(&json!({"fields": [{"name": "X", "type": "float"}]})))
+            .await;
+    assert_eq!(error_ids(&bad_type), ["invalid-field-types"]);
+    let missing = call(&app, Method::POST, "/catalogs/nope/fields", Some(&add)).await;
+    assert_eq!((missing.status, error_ids(&missing)), (StatusCode::NOT_FOUND, vec!["catalog-not-found".to_owned()]));
+
+    let removed = call(&app, Method::DELETE, "/catalogs/menu/fields/Colour", None).await;
+    assert_eq!((removed.status, removed.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    assert_eq!(error_ids(&call(&app, Method::PUT, "/catalogs/menu/items", Some(&colour)).await), ["invalid-fields"]);
+    let gone = call(&app, Method::DELETE, "/catalogs/menu/fields/Colour/", None).await;
+    assert_eq!((gone.status, error_ids(&gone)), (StatusCode::NOT_FOUND, vec!["field-not-found".to_owned()]));
+    let id = call(&app, Method::DELETE, "/catalogs/menu/fields/id", None).await;
+    assert_eq!(id.status, StatusCode::BAD_REQUEST);
+
+    // A catalog that declared nothing takes any field until it declares some.
+    let open = app_with(&[]).await;
+    assert_eq!(
+        call(&open, Method::PUT, "/catalogs/restaurants/items", Some(&colour)).await.status,
+        StatusCode::ACCEPTED
+    );
+    let declare = json!({"fields": [{"name": "Name", "type": "string"}]});
+    assert_eq!(
+        call(&open, Method::POST, "/catalogs/restaurants/fields", Some(&declare)).await.status,
+        StatusCode::ACCEPTED
+    );
+    let listed = call(&open, Method::GET, "/catalogs", None).await.json();
+    assert_eq!(
+        listed["catalogs"][0]["fields"],
+        json!([{"name": "id", "type": "string"}, {"name": "Name", "type": "string"}])
+    );
+    assert_eq!(
+        error_ids(&call(&open, Method::PUT, "/catalogs/restaurants/items", Some(&colour)).await),
+        ["invalid-fields"]
+    );
+}
+
+async fn delete_catalog_removes_it_and_frees_its_name() {
+    let app = app_with(&["a", "b"]).await;
+    let deleted = call(&app, Method::DELETE, "/catalogs/restaurants", None).await;
+    assert_eq!((deleted.status, deleted.json()), (StatusCode::OK, json!({"message": "success"})));
+    assert_rate_headers(&deleted);
+    assert_eq!(error_ids(&item(&app, "a").await), ["catalog-not-found"]);
+    assert_eq!(call(&app, Method::GET, "/catalogs", None).await.json()["catalogs"], json!([]));
+    let again = call(&app, Method::DELETE, "/catalogs/restaurants/", None).await;
+    assert_eq!(
+        (again.status, again.json()),
+        (
+            StatusCode::NOT_FOUND,
+            envelope(
+                json!([{"id": "catalog-not-found", "message": "Could not find catalog", "parameters": ["catalog_name"], "parameter_values": ["restaurants"]}])
+            )
+        )
+    );
+    app.run_jobs().await;
+    let created = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "restaurants"}]}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.json()["catalogs"][0]["num_items"], 0);
+}
+
+/// The target and rel of each entry of a `Link` header.
+fn links(response: &TestResponse) -> Vec<(String, String)> {
+    response
+        .header("link")
+        .unwrap_or_default()
+        .split(", ")
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let target = entry.trim_start_matches('<').split('>').next().unwrap_or_default().to_owned();
+            let rel = entry.split("rel=\"").nth(1).unwrap_or_default().trim_end_matches('"').to_owned();
+            (rel, target)
+        })
+        .collect()
+}
+
+fn page_ids(response: &TestResponse) -> Vec<String> {
+    response.json()["items"]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i["id"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+async fn the_item_list_links_to_the_previous_page_too() {
+    let ids: Vec<String> = (0..120).map(|i| format!("r{i:03}")).collect();
+    let app = app_with(&[]).await;
+    for chunk in ids.chunks(50) {
+        let items: Vec<Value> = chunk.iter().map(|id| json!({"id": id})).collect();
+        let put = call(&app, Method::PUT, "/catalogs/restaurants/items", Some(&json!({ "items": items }))).await;
+        assert_eq!(put.status, StatusCode::ACCEPTED);
+    }
+    app.run_jobs().await;
+    let first = call(&app, Method::GET, "/catalogs/restaurants/items", None).await;
+    let first_links = links(&first);
+    assert_eq!(first_links.iter().map(|(rel, _)| rel.as_str()).collect::<Vec<_>>(), ["next"]);
+    let second = call(&app, Method::GET, &first_links[0].1, None).await;
+    assert_eq!(page_ids(&second), ids[50..100]);
+    let second_links = links(&second);
+    assert_eq!(second_links.iter().map(|(rel, _)| rel.as_str()).collect::<Vec<_>>(), ["prev", "next"]);
+    assert_eq!(second_links[0].1, "/catalogs/restaurants/items", "the page before the second is the first");
+    let third = call(&app, Method::GET, &second_links[1].1, None).await;
+    assert_eq!(page_ids(&third), ids[100..]);
+    let third_links = links(&third);
+    assert_eq!(third_links.iter().map(|(rel, _)| rel.as_str()).collect::<Vec<_>>(), ["prev"]);
+    let back = call(&app, Method::GET, &third_links[0].1, None).await;
+    assert_eq!(page_ids(&back), ids[50..100]);
+    let bad = call(&app, Method::GET, "/catalogs/restaurants/items?cursor=zz", None).await;
+    assert_eq!((bad.status, error_ids(&bad)), (StatusCode::BAD_REQUEST, vec!["invalid-cursor".to_owned()]));
+}
+
+async fn patch_adds_to_and_removes_from_arrays() {
+    let app = app_with_declared_fields().await;
+    let seed = json!({"items": [{"id": "d1", "Name": "Dish", "Top_Dishes": ["Hamburger", "French Fries", "Hamburger"]}, {"id": "d2", "Name": "Other"}]});
+    assert_eq!(call(&app, Method::PUT, "/catalogs/menu/items", Some(&seed)).await.status, StatusCode::ACCEPTED);
+    app.run_jobs().await;
+    // Braze's documented example: $add and $remove on one field, beside a plain field.
+    let body = json!({"items": [
+        {"id": "d1", "Rating": 4, "Top_Dishes": {"$add": ["Biscuits", "Coleslaw"], "$remove": ["Hamburger"]}},
+        {"id": "d2", "Top_Dishes": {"$add": ["Soup"]}},
+    ]});
+    let response = call(&app, Method::PATCH, "/catalogs/menu/items", Some(&body)).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    let single = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items/d2",
+        Some(&json!({"items": [{"Top_Dishes": {"$remove": ["Soup"], "$add": ["Salad"]}}]})),
+    )
+    .await;
+    assert_eq!(single.status, StatusCode::OK, "{}", single.text);
+    app.run_jobs().await;
+    assert_eq!(
+        item_of(&app, "menu", "d1").await.json()["items"][0],
+        json!({"id": "d1", "Name": "Dish", "Rating": 4, "Top_Dishes": ["French Fries", "Biscuits", "Coleslaw"]})
+    );
+    assert_eq!(
+        item_of(&app, "menu", "d2").await.json()["items"][0],
+        json!({"id": "d2", "Name": "Other", "Top_Dishes": ["Salad"]})
+    );
+
+    // Only on array fields, only on PATCH, only the two operators.
+    let not_array = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Name": {"$add": ["x"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        not_array.json(),
+        envelope(json!([item_error("unable-to-coerce-value", "Item types can't be converted", &["d1"])]))
+    );
+    let on_put = call(
+        &app,
+        Method::PUT,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Top_Dishes": {"$add": ["x"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        error_ids(&on_put),
+        ["invalid-keys-in-value-object", "unable-to-coerce-value"],
+        "an object is no array either"
+    );
+    let other_key = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Top_Dishes": {"$add": ["x"], "$set": ["y"]}}]})),
+    )
+    .await;
+    assert_eq!(
+        error_ids(&other_key),
+        ["invalid-keys-in-value-object", "unable-to-coerce-value"],
+        "an object is no array either"
+    );
+    let bad_value = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "d1", "Top_Dishes": {"$add": ["v".repeat(5_001)]}}]})),
+    )
+    .await;
+    assert_eq!(error_ids(&bad_value), ["items-too-large"]);
+    // A missing item stays a per-item failure of the job, as for any PATCH.
+    let missing = call(
+        &app,
+        Method::PATCH,
+        "/catalogs/menu/items",
+        Some(&json!({"items": [{"id": "ghost", "Top_Dishes": {"$add": ["x"]}}]})),
+    )
+    .await;
+    assert_eq!(missing.status, StatusCode::ACCEPTED);
+    app.run_jobs().await;
+    assert_eq!(item_of(&app, "menu", "ghost").await.status, StatusCode::NOT_FOUND);
+}
+
+async fn selections_are_checked_kept_and_deleted() {
+    let app = app_with_declared_fields().await;
+    let selection = json!({"selection": {
+        "name": "top-rated",
+        "description": "Best dishes",
+        "filters": [
+            {"field": "Name", "operator": "equals", "value": "Soup"},
+            {"field": "Rating", "operator": "greater than", "value": 7},
+            {"field": "Top_Dishes", "operator": "includes value", "value": "Soup"},
+        ],
+        "results_limit": 5,
+        "sort_field": "Rating",
+        "sort_order": "desc",
+    }});
+    let created = call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await;
+    assert_eq!((created.status, created.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    assert_rate_headers(&created);
+    let again = call(&app, Method::POST, "/catalogs/menu/selections/", Some(&selection)).await;
+    assert_eq!(
+        (again.status, error_ids(&again)),
+        (StatusCode::BAD_REQUEST, vec!["selection-name-already-exists".to_owned()])
+    );
+    let cases = [
+        (
+            json!({"name": "s", "filters": [{"field": "Rating", "operator": "is", "value": 1}]}),
+            "selection-has-invalid-filter",
+        ),
+        (
+            json!({"name": "s", "filters": [{"field": "Nope", "operator": "equals", "value": "x"}]}),
+            "selection-has-invalid-filter",
+        ),
+        (
+            json!({"name": "s", "filters": [{"field": "Name", "operator": "equals", "value": "a"}, {"field": "Name", "operator": "equals", "value": "b"}, {"field": "Name", "operator": "equals", "value": "c"}, {"field": "Name", "operator": "equals", "value": "d"}, {"field": "Name", "operator": "equals", "value": "e"}]}),
+            "too-many-filters",
+        ),
+        (json!({"name": "s", "results_limit": 51}), "selection-invalid-results-limit"),
+        (json!({"name": "s", "sort_field": "Rating"}), "invalid-sorting"),
+        (json!({"name": "s", "sort_field": "Nope", "sort_order": "asc"}), "invalid-sort-field"),
+        (json!({"name": "s", "sort_field": "Rating", "sort_order": "up"}), "invalid-sort-order"),
+        (json!({"name": "has space"}), "invalid-selection"),
+        (json!({"filters": []}), "invalid-selection"),
+    ];
+    for (selection, error_id) in cases {
+        let response =
+            call(&app, Method::POST, "/catalogs/menu/selections", Some(&json!({ "selection": selection }))).await;
+        assert_eq!(
+            (response.status, error_ids(&response)),
+            (StatusCode::BAD_REQUEST, vec![error_id.to_owned()]),
+            "{selection}"
+        );
+    }
+    let missing_catalog = call(&app, Method::POST, "/catalogs/nope/selections", Some(&selection)).await;
+    assert_eq!(error_ids(&missing_catalog), ["catalog-not-found"]);
+    let deleted = call(&app, Method::DELETE, "/catalogs/menu/selections/top-rated", None).await;
+    assert_eq!((deleted.status, deleted.json()), (StatusCode::ACCEPTED, json!({"message": "success"})));
+    let gone = call(&app, Method::DELETE, "/catalogs/menu/selections/top-rated", None).await;
+    assert_eq!(
+        (gone.status, gone.json()),
+        (
+            StatusCode::NOT_FOUND,
+            envelope(
+                json!([{"id": "selection-not-found", "message": "Could not find selection", "parameters": ["selection_name"], "parameter_values": ["top-rated"]}])
+            )
+        )
+    );
+    // The name is free again.
+    assert_eq!(
+        call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await.status,
+        StatusCode::ACCEPTED
+    );
+    // A catalog with items, fields and a selection is deleted whole by its job, and its name then
+    // declares nothing.
+    let item = json!({"items": [{"id": "d1", "Name": "Dish"}]});
+    assert_eq!(call(&app, Method::PUT, "/catalogs/menu/items", Some(&item)).await.status, StatusCode::ACCEPTED);
+    assert_eq!(call(&app, Method::DELETE, "/catalogs/menu", None).await.status, StatusCode::OK);
+    app.run_jobs().await;
+    let jobs = app.get("/v1/jobs?kind=catalog_delete").await.json();
+    assert_eq!(jobs["data"][0]["status"], "completed", "{jobs}");
+    let again = call(&app, Method::POST, "/catalogs", Some(&json!({"catalogs": [{"name": "menu"}]}))).await;
+    assert_eq!(again.json()["catalogs"][0]["fields"], json!([{"name": "id", "type": "string"}]));
+    let unknown_field = call(&app, Method::POST, "/catalogs/menu/selections", Some(&selection)).await;
+    assert_eq!(error_ids(&unknown_field), ["selection-has-invalid-filter"], "the old fields are gone");
+}
+
 catalog_api::on_both_backends!(
     seed_example_request_deletes_and_answers_202_success,
     seed_example_error_response_items_missing_ids,
@@ -707,4 +1295,17 @@ catalog_api::on_both_backends!(
     a_repeated_key_anywhere_is_item_array_invalid,
     a_declared_oversize_body_is_413_before_it_is_read,
     a_nul_in_a_path_is_not_found_never_a_500,
+    the_synchronous_item_endpoints_share_one_quota,
+    single_item_endpoints_write_one_item_each,
+    single_item_endpoints_refuse_as_braze_does,
+    bulk_endpoints_answer_with_a_trailing_slash,
+    per_item_errors_name_every_failing_item,
+    unknown_routes_and_methods_under_catalogs_answer_in_the_envelope,
+    catalogs_keep_their_declared_fields_and_items_are_checked_against_them,
+    field_declarations_are_checked_when_a_catalog_is_created,
+    fields_are_added_and_removed,
+    delete_catalog_removes_it_and_frees_its_name,
+    the_item_list_links_to_the_previous_page_too,
+    patch_adds_to_and_removes_from_arrays,
+    selections_are_checked_kept_and_deleted,
 );

@@ -1,5 +1,6 @@
 //! Checks item ids, one per line of standard input, by one dialect's rules, and prints each line's
-//! verdict in that dialect's words.
+//! verdict: the reason and message (native, Braze, Bloomreach: their vendor wording is the
+//! server's facades') or Klaviyo's words.
 //!
 //! ```sh
 //! cargo run -p catalog-domain --example check-ids -- --dialect braze < ids.txt
@@ -126,9 +127,9 @@ fn verdicts(dialect: Dialect, ids: &[String]) -> Result<Vec<Result<(), String>>,
 /// A refused id in the dialect's words: what its facade would answer.
 fn id_words(dialect: Dialect, problem: &IdProblem) -> String {
     match dialect {
-        Dialect::Native => format!("{} ({problem})", problem.reason()),
-        Dialect::Braze => format!("{}: {}", problem.braze_error_id(), problem.braze_message()),
-        Dialect::Bloomreach => problem.bloomreach_message(),
+        // Braze's and Bloomreach's words are their facades' (catalog-api): the reason and the
+        // domain's message stand for them here.
+        Dialect::Native | Dialect::Braze | Dialect::Bloomreach => format!("{} ({problem})", problem.reason()),
         Dialect::Klaviyo => problem.klaviyo_detail(),
     }
 }
@@ -136,12 +137,7 @@ fn id_words(dialect: Dialect, problem: &IdProblem) -> String {
 /// A refused request in the dialect's words.
 fn batch_words(dialect: Dialect, problem: &BatchProblem) -> String {
     match dialect {
-        Dialect::Native => format!("{} ({problem})", problem.code()),
-        Dialect::Braze => {
-            let error = problem.braze_error();
-            format!("{}: {}", error.id, error.message)
-        }
-        Dialect::Bloomreach => problem.bloomreach_message(),
+        Dialect::Native | Dialect::Braze | Dialect::Bloomreach => format!("{} ({problem})", problem.code()),
         Dialect::Klaviyo => problem.klaviyo_detail(),
     }
 }

@@ -181,6 +181,23 @@ where
     Ok(fields)
 }
 
+/// An array field after Braze's `$add` / `$remove` operators (a PATCH's only way to change part
+/// of an array): every element equal to one in `remove` is dropped, then `add` is appended in
+/// order, so a value both removed and added ends up present once per addition. A field that held
+/// no array (missing, or another kind of value) starts empty.
+///
+/// ```
+/// use catalog_domain::apply::array_add_remove;
+/// let dishes = ["Hamburger", "French Fries", "Hamburger"];
+/// assert_eq!(array_add_remove(Some(&dishes[..]), &["Biscuits"], &["Hamburger"]), ["French Fries", "Biscuits"]);
+/// assert_eq!(array_add_remove::<&str>(None, &["Biscuits"], &[]), ["Biscuits"]);
+/// ```
+pub fn array_add_remove<V: PartialEq + Clone>(current: Option<&[V]>, add: &[V], remove: &[V]) -> Vec<V> {
+    let mut out: Vec<V> = current.unwrap_or_default().iter().filter(|v| !remove.contains(v)).cloned().collect();
+    out.extend(add.iter().cloned());
+    out
+}
+
 /// A category's stored fields.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CategoryFields {
@@ -297,6 +314,13 @@ mod tests {
         let change = CategoryChange { item_ids: Some(vec!["i".into()]), ..CategoryChange::default() };
         let outcome = update_category(Some(CategoryFields::default()), change);
         assert_eq!(outcome.map(|o| o.item_ids), Ok(Some(vec!["i".to_owned()])));
+    }
+
+    #[test]
+    fn array_operators_remove_then_add() {
+        assert_eq!(array_add_remove(Some(&[1, 2, 1, 3][..]), &[4, 1], &[1]), [2, 3, 4, 1]);
+        assert_eq!(array_add_remove::<u8>(Some(&[][..]), &[], &[7]), Vec::<u8>::new());
+        assert_eq!(array_add_remove(None, &[5], &[5]), [5]);
     }
 
     #[test]

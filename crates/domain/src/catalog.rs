@@ -2,9 +2,6 @@
 
 use crate::ids::is_safe_char;
 use crate::ErrorCode;
-use alloc::borrow::ToOwned;
-use alloc::format;
-use alloc::string::String;
 
 /// Longest catalog name, in characters.
 pub const MAX_CATALOG_NAME_LEN: usize = 250;
@@ -54,6 +51,21 @@ pub fn validate_catalog_name(name: &str) -> Result<(), CatalogNameError> {
     }
 }
 
+/// The first of `names` a catalog that declared the fields `declared` does not declare; none when
+/// it declared none (it takes any field). Bloomreach's rule for an item's properties.
+///
+/// ```
+/// use catalog_domain::catalog::first_undeclared;
+/// assert_eq!(first_undeclared(["title", "colour"], &["title", "price"]), Some("colour"));
+/// assert_eq!(first_undeclared(["colour"], &[]), None);
+/// ```
+pub fn first_undeclared<'a>(names: impl IntoIterator<Item = &'a str>, declared: &[&str]) -> Option<&'a str> {
+    if declared.is_empty() {
+        return None;
+    }
+    names.into_iter().find(|name| !declared.contains(name))
+}
+
 impl CatalogNameError {
     /// The error code of a refused name.
     ///
@@ -63,39 +75,6 @@ impl CatalogNameError {
     /// ```
     pub const fn code(&self) -> ErrorCode {
         ErrorCode::InvalidCatalogName
-    }
-
-    /// Braze's error id (contracts/braze.md; `invalid_catalog_name` really is spelt with
-    /// underscores there).
-    ///
-    /// ```
-    /// use catalog_domain::CatalogNameError;
-    /// assert_eq!(CatalogNameError::TooLong { max: 250, len: 300 }.braze_error_id(), "catalog-name-too-large");
-    /// assert_eq!(CatalogNameError::InvalidCharacter { ch: '.' }.braze_error_id(), "invalid_catalog_name");
-    /// ```
-    pub const fn braze_error_id(&self) -> &'static str {
-        match self {
-            CatalogNameError::TooLong { .. } => "catalog-name-too-large",
-            CatalogNameError::Empty | CatalogNameError::InvalidCharacter { .. } => "invalid_catalog_name",
-        }
-    }
-
-    /// Braze's message for this error (a choice: Braze documents none).
-    ///
-    /// ```
-    /// use catalog_domain::CatalogNameError;
-    /// let error = CatalogNameError::TooLong { max: 250, len: 300 };
-    /// assert_eq!(error.braze_message(), "Catalog name can't be more than 250 characters");
-    /// ```
-    pub fn braze_message(&self) -> String {
-        match self {
-            CatalogNameError::TooLong { max, .. } => {
-                format!("Catalog name can't be more than {max} characters")
-            }
-            CatalogNameError::Empty | CatalogNameError::InvalidCharacter { .. } => {
-                "Catalog name can only include letters, numbers, hyphens, and underscores".to_owned()
-            }
-        }
     }
 }
 
@@ -127,13 +106,5 @@ mod tests {
             assert_eq!(error, CatalogNameError::InvalidCharacter { ch });
             assert_eq!(error.code(), ErrorCode::InvalidCatalogName);
         }
-    }
-
-    #[test]
-    fn braze_catalog_name_error_ids() {
-        assert_eq!(CatalogNameError::TooLong { max: 250, len: 251 }.braze_error_id(), "catalog-name-too-large");
-        assert_eq!(CatalogNameError::Empty.braze_error_id(), "invalid_catalog_name");
-        assert_eq!(CatalogNameError::InvalidCharacter { ch: '.' }.braze_error_id(), "invalid_catalog_name");
-        assert!(CatalogNameError::TooLong { max: 250, len: 251 }.braze_message().contains("250"));
     }
 }

@@ -4,9 +4,10 @@
 //! [`validate_ids`] once per request. The answer is either a [`BatchProblem`] (the whole request is
 //! refused, no job is created) or one [`IdVerdict`] per item, in request order. Each facade then
 //! decides what a bad id means in its dialect (DESIGN §3): native reports it per item (or rejects
-//! the request when asked to), Braze answers 400 with every error id found ([`braze_errors`]),
-//! Bloomreach reports it per item ([`IdProblem::bloomreach_message`]) and Klaviyo answers a JSON:API
-//! 400 ([`IdProblem::klaviyo_detail`]). The facade only renders; the rules are here.
+//! the request when asked to), Braze answers 400 with every error id found, Bloomreach reports it
+//! per item and Klaviyo answers a JSON:API 400 ([`IdProblem::klaviyo_detail`]). The facade only
+//! renders, in its vendor's words (which it owns), from the problem and its [`IdProblem::reason`];
+//! the rules are here.
 //!
 //! Decisions no contract documents:
 //! - An empty batch is refused with [`BatchProblem::Empty`] in every dialect: it would create a job
@@ -466,79 +467,6 @@ impl IdProblem {
         }
     }
 
-    /// Braze's error id for this problem (contracts/braze.md).
-    ///
-    /// ```
-    /// use catalog_domain::IdProblem;
-    /// assert_eq!(IdProblem::InvalidCharacter { ch: '@' }.braze_error_id(), "invalid-ids");
-    /// assert_eq!(IdProblem::Duplicate { first_index: 0 }.braze_error_id(), "ids-not-unique");
-    /// ```
-    pub const fn braze_error_id(&self) -> &'static str {
-        match self {
-            IdProblem::Missing => "items-missing-ids",
-            IdProblem::NotAString => "ids-not-strings",
-            // Braze has no id for these; an empty id or one with `/` breaks its charset rule.
-            IdProblem::Empty | IdProblem::InvalidCharacter { .. } | IdProblem::ContainsSlash => "invalid-ids",
-            IdProblem::TooLong { .. } | IdProblem::TooManyBytes { .. } => "ids-too-large",
-            IdProblem::Duplicate { .. } => "ids-not-unique",
-            IdProblem::Unstorable(problem) => problem.braze_error_id(),
-        }
-    }
-
-    /// Braze's documented message for this problem's error id (contracts/braze.md). For a missing
-    /// id this counts the one item; [`braze_errors`] counts them all.
-    ///
-    /// ```
-    /// use catalog_domain::IdProblem;
-    /// let problem = IdProblem::TooLong { max: 250, len: 300 };
-    /// assert_eq!(problem.braze_message(), "Item IDs can't be more than 250 characters");
-    /// ```
-    pub fn braze_message(&self) -> String {
-        match self {
-            IdProblem::Missing => braze_missing_ids_message(1),
-            IdProblem::NotAString => "Item IDs must be of type string".to_owned(),
-            IdProblem::Empty | IdProblem::InvalidCharacter { .. } | IdProblem::ContainsSlash => {
-                "Item IDs can only include letters, numbers, hyphens, and underscores".to_owned()
-            }
-            IdProblem::TooLong { max, .. } => format!("Item IDs can't be more than {max} characters"),
-            IdProblem::TooManyBytes { max, .. } => format!("Item IDs can't be more than {max} bytes"),
-            IdProblem::Duplicate { .. } => "Item IDs must be unique in the request".to_owned(),
-            IdProblem::Unstorable(problem) => problem.braze_message(),
-        }
-    }
-
-    /// The text under `_global` in a Bloomreach per-item failure.
-    ///
-    /// ```
-    /// use catalog_domain::IdProblem;
-    /// assert_eq!(IdProblem::ContainsSlash.bloomreach_message(), "Invalid item id. Item id should not contain '/'");
-    /// ```
-    pub fn bloomreach_message(&self) -> String {
-        match self {
-            IdProblem::Missing => "Missing item id. Item should have an item_id".to_owned(),
-            IdProblem::NotAString => "Malformed item id. Item id should be a string".to_owned(),
-            IdProblem::Empty => "Invalid item id. Item id should not be empty".to_owned(),
-            IdProblem::ContainsSlash => "Invalid item id. Item id should not contain '/'".to_owned(),
-            // Bloomreach's rule never yields these; they are worded for completeness.
-            IdProblem::TooLong { max, len } => {
-                format!("Invalid item id. Item id should be at most {max} characters, got {len}")
-            }
-            IdProblem::TooManyBytes { max, len } => {
-                format!("Invalid item id. Item id should be at most {max} bytes in UTF-8, got {len}")
-            }
-            IdProblem::InvalidCharacter { ch: '\0' } => {
-                "Invalid item id. Item id should not contain the NUL character (U+0000)".to_owned()
-            }
-            IdProblem::InvalidCharacter { ch } => {
-                format!("Invalid item id. Item id should not contain {ch:?}")
-            }
-            IdProblem::Unstorable(problem) => problem.bloomreach_message(),
-            IdProblem::Duplicate { first_index } => {
-                format!("Duplicate item id. The same item id is at index {first_index}")
-            }
-        }
-    }
-
     /// The `detail` of Klaviyo's JSON:API error for this problem. The id is the external id of a
     /// compound id, so the wording names that.
     ///
@@ -577,67 +505,6 @@ impl IdProblem {
     }
 }
 
-/// The top-level `message` of every Braze error response.
-pub const BRAZE_INVALID_REQUEST: &str = "Invalid Request";
-
-/// One entry of a Braze error response's `errors` list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrazeError {
-    /// The error id, e.g. `invalid-ids`.
-    pub id: &'static str,
-    /// The human message.
-    pub message: String,
-    /// Names of the parameters the error is about.
-    pub parameters: Vec<String>,
-    /// Their values, in order.
-    pub parameter_values: Vec<String>,
-}
-
-/// Braze's errors for a request's verdicts: one entry per distinct error id, in first-seen order.
-///
-/// `items-missing-ids` counts every item without an id. `parameters` and `parameter_values` are
-/// empty (a choice: Braze documents parameters only for `catalog-not-found`, and a verdict keeps no
-/// copy of a refused id to show). An empty result means every id passed.
-///
-/// ```
-/// use catalog_domain::{braze_errors, validate_ids, Dialect, RawId};
-/// let ids = vec![RawId::Missing, "ok".into(), "b@d".into(), RawId::Missing];
-/// let verdicts = validate_ids(Dialect::Braze, ids).expect("within the limits");
-/// let errors = braze_errors(&verdicts);
-/// assert_eq!(errors.iter().map(|error| error.id).collect::<Vec<_>>(), ["items-missing-ids", "invalid-ids"]);
-/// assert_eq!(errors[0].message, "There are 2 item(s) that do not have ids");
-/// ```
-pub fn braze_errors(verdicts: &[IdVerdict]) -> Vec<BrazeError> {
-    let mut errors: Vec<BrazeError> = Vec::new();
-    let problems = verdicts.iter().filter_map(|verdict| verdict.as_ref().err());
-    for problem in problems.clone() {
-        let error_id = problem.braze_error_id();
-        if errors.iter().all(|e| e.id != error_id) {
-            errors.push(BrazeError {
-                id: error_id,
-                message: problem.braze_message(),
-                parameters: Vec::new(),
-                parameter_values: Vec::new(),
-            });
-        }
-    }
-    let missing = problems.filter(|p| **p == IdProblem::Missing).count();
-    if let Some(error) = errors.iter_mut().find(|e| e.id == "items-missing-ids") {
-        error.message = braze_missing_ids_message(missing);
-    }
-    errors
-}
-
-/// Braze's `items-missing-ids` message for `count` items without an id.
-///
-/// ```
-/// use catalog_domain::ids::braze_missing_ids_message;
-/// assert_eq!(braze_missing_ids_message(3), "There are 3 item(s) that do not have ids");
-/// ```
-pub fn braze_missing_ids_message(count: usize) -> String {
-    format!("There are {count} item(s) that do not have ids")
-}
-
 impl BatchProblem {
     /// The error code of a refused batch.
     ///
@@ -650,43 +517,6 @@ impl BatchProblem {
         match self {
             BatchProblem::TooManyItems { .. } => ErrorCode::TooManyItems,
             BatchProblem::Empty => ErrorCode::InvalidRequest,
-        }
-    }
-
-    /// Braze's error for a refused batch. An empty batch has no documented id; it is rendered as
-    /// `item-array-invalid`, the error of a malformed `items`.
-    ///
-    /// ```
-    /// use catalog_domain::BatchProblem;
-    /// let error = BatchProblem::TooManyItems { max: 50, got: 51 }.braze_error();
-    /// assert_eq!(error.id, "request-includes-too-many-items");
-    /// assert_eq!(error.message, "The item limit per request is 50");
-    /// ```
-    pub fn braze_error(&self) -> BrazeError {
-        let (id, message) = match self {
-            BatchProblem::TooManyItems { max, .. } => {
-                ("request-includes-too-many-items", format!("The item limit per request is {max}"))
-            }
-            BatchProblem::Empty => ("item-array-invalid", "`items` must be a non-empty array of objects".to_owned()),
-        };
-        BrazeError { id, message, parameters: Vec::new(), parameter_values: Vec::new() }
-    }
-
-    /// The text under `_global` of Bloomreach's whole-request 400.
-    ///
-    /// ```
-    /// use catalog_domain::BatchProblem;
-    /// assert_eq!(
-    ///     BatchProblem::TooManyItems { max: 10_000, got: 10_001 }.bloomreach_message(),
-    ///     "Too many items. At most 10000 item ids are allowed per request, got 10001"
-    /// );
-    /// ```
-    pub fn bloomreach_message(&self) -> String {
-        match self {
-            BatchProblem::TooManyItems { max, got } => {
-                format!("Too many items. At most {max} item ids are allowed per request, got {got}")
-            }
-            BatchProblem::Empty => "No items. The payload should list at least one item".to_owned(),
         }
     }
 
@@ -705,15 +535,6 @@ impl BatchProblem {
         }
     }
 }
-
-/// Bloomreach's `_global` message for a body that is not valid JSON.
-pub const BLOOMREACH_INVALID_JSON: &str = "Invalid JSON. The payload should be a valid JSON document";
-/// Bloomreach's `_global` message for a body that is JSON but not a list.
-pub const BLOOMREACH_NOT_A_LIST: &str = "Malformed payload. The payload should be a list of items";
-/// Bloomreach's `_global` message for a body over 10 MB.
-pub const BLOOMREACH_PAYLOAD_TOO_LARGE: &str = "Payload size exceeded. The limit is 10 MB";
-/// Bloomreach's `_global` message of its 404 (an unknown catalog, project or route).
-pub const BLOOMREACH_NOT_FOUND: &str = "The requested URL was not found on the server. If you entered the URL manually please check your spelling and try again.";
 
 #[cfg(test)]
 mod tests {
@@ -826,17 +647,12 @@ mod tests {
     fn braze_rejects_more_than_50_items() {
         let problem = validate_ids(Dialect::Braze, n_ids(51)).expect_err("too many");
         assert_eq!(problem, BatchProblem::TooManyItems { max: 50, got: 51 });
-        let error = problem.braze_error();
-        assert_eq!(error.id, "request-includes-too-many-items");
-        assert_eq!(error.message, "The item limit per request is 50");
         assert_eq!(problem.code(), ErrorCode::TooManyItems);
     }
 
     #[test]
     fn braze_rejects_empty_batch() {
-        let problem = validate_ids(Dialect::Braze, Vec::new()).expect_err("empty");
-        assert_eq!(problem, BatchProblem::Empty);
-        assert_eq!(problem.braze_error().id, "item-array-invalid");
+        assert_eq!(validate_ids(Dialect::Braze, Vec::new()), Err(BatchProblem::Empty));
     }
 
     #[test]
@@ -845,79 +661,40 @@ mod tests {
     }
 
     #[test]
-    fn braze_rejects_invalid_characters_as_invalid_ids() {
-        let v = verdicts(Dialect::Braze, strings(&["ok", "bad id", "bad/id"]));
-        let errors = braze_errors(&v);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].id, "invalid-ids");
-        assert_eq!(errors[0].message, "Item IDs can only include letters, numbers, hyphens, and underscores");
-        assert!(errors[0].parameters.is_empty() && errors[0].parameter_values.is_empty());
-    }
-
-    #[test]
-    fn braze_empty_id_is_invalid_ids() {
-        assert_eq!(IdProblem::Empty.braze_error_id(), "invalid-ids");
-        let errors = braze_errors(&verdicts(Dialect::Braze, strings(&[""])));
-        assert_eq!(errors[0].id, "invalid-ids");
-    }
-
-    #[test]
-    fn braze_rejects_ids_longer_than_250_as_ids_too_large() {
-        let long = "x".repeat(251);
-        let errors = braze_errors(&verdicts(Dialect::Braze, strings(&[long.as_str()])));
-        assert_eq!(errors[0].id, "ids-too-large");
-        assert_eq!(errors[0].message, "Item IDs can't be more than 250 characters");
-    }
-
-    #[test]
-    fn braze_rejects_duplicates_as_ids_not_unique() {
-        let errors = braze_errors(&verdicts(Dialect::Braze, strings(&["a", "b", "a", "b", "a"])));
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].id, "ids-not-unique");
-        assert_eq!(errors[0].message, "Item IDs must be unique in the request");
-    }
-
-    #[test]
-    fn braze_rejects_non_strings_as_ids_not_strings() {
-        let errors = braze_errors(&verdicts(Dialect::Braze, vec![RawId::NotAString]));
-        assert_eq!(errors[0].id, "ids-not-strings");
-        assert_eq!(errors[0].message, "Item IDs must be of type string");
-        assert!(errors[0].parameters.is_empty() && errors[0].parameter_values.is_empty());
-    }
-
-    #[test]
-    fn braze_counts_items_missing_ids() {
-        let v = verdicts(Dialect::Braze, vec![RawId::Missing, "a".into(), RawId::Missing]);
-        let errors = braze_errors(&v);
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].id, "items-missing-ids");
-        assert_eq!(errors[0].message, "There are 2 item(s) that do not have ids");
-        assert!(errors[0].parameters.is_empty() && errors[0].parameter_values.is_empty());
-    }
-
-    #[test]
-    fn braze_lists_every_distinct_error_in_first_seen_order() {
-        let long = "y".repeat(300);
-        let v = verdicts(
-            Dialect::Braze,
+    fn braze_refuses_characters_outside_the_safe_charset_and_empty_ids() {
+        let v = verdicts(Dialect::Braze, strings(&["ok", "bad id", "bad/id", ""]));
+        assert_eq!(
+            v,
             vec![
-                "ok".into(),
-                RawId::Missing,
-                "b@d".into(),
-                RawId::NotAString,
-                "ok".into(),
-                long.as_str().into(),
-                "b.d".into(),
-                RawId::Missing,
-            ],
+                Ok("ok".to_owned()),
+                Err(IdProblem::InvalidCharacter { ch: ' ' }),
+                Err(IdProblem::InvalidCharacter { ch: '/' }),
+                Err(IdProblem::Empty),
+            ]
         );
-        let ids: Vec<_> = braze_errors(&v).iter().map(|e| e.id).collect();
-        assert_eq!(ids, ["items-missing-ids", "invalid-ids", "ids-not-strings", "ids-not-unique", "ids-too-large"]);
     }
 
     #[test]
-    fn braze_valid_request_has_no_errors() {
-        assert!(braze_errors(&verdicts(Dialect::Braze, strings(&["a", "b"]))).is_empty());
+    fn braze_caps_ids_at_250_characters() {
+        let long = "x".repeat(251);
+        assert_eq!(
+            verdicts(Dialect::Braze, strings(&[long.as_str()])),
+            vec![Err(IdProblem::TooLong { max: 250, len: 251 })]
+        );
+    }
+
+    #[test]
+    fn braze_refuses_repeats_non_strings_and_missing_ids_per_item() {
+        let v = verdicts(Dialect::Braze, vec!["a".into(), "a".into(), RawId::NotAString, RawId::Missing]);
+        assert_eq!(
+            v,
+            vec![
+                Ok("a".to_owned()),
+                Err(IdProblem::Duplicate { first_index: 0 }),
+                Err(IdProblem::NotAString),
+                Err(IdProblem::Missing)
+            ]
+        );
     }
 
     // ---- Bloomreach ----
@@ -931,14 +708,12 @@ mod tests {
     fn bloomreach_rejects_more_than_10000_items() {
         let problem = validate_ids(Dialect::Bloomreach, n_ids(10_001)).expect_err("too many");
         assert_eq!(problem, BatchProblem::TooManyItems { max: 10_000, got: 10_001 });
-        assert!(problem.bloomreach_message().contains("10000"));
     }
 
     #[test]
     fn bloomreach_body_limit_is_10_mb() {
         assert!(!body_too_large(Dialect::Bloomreach, 10 * 1024 * 1024));
         assert!(body_too_large(Dialect::Bloomreach, 10 * 1024 * 1024 + 1));
-        assert!(BLOOMREACH_PAYLOAD_TOO_LARGE.contains("10 MB"));
     }
 
     #[test]
@@ -947,7 +722,6 @@ mod tests {
         assert_eq!(v[0], Ok("a".to_owned()));
         assert_eq!(v[1], Err(IdProblem::NotAString));
         assert_eq!(v[2], Ok("b".to_owned()));
-        assert_eq!(IdProblem::NotAString.bloomreach_message(), "Malformed item id. Item id should be a string");
     }
 
     #[test]
@@ -966,7 +740,6 @@ mod tests {
     fn bloomreach_rejects_missing_item_id_per_item() {
         let v = verdicts(Dialect::Bloomreach, vec![RawId::Missing]);
         assert_eq!(v, vec![Err(IdProblem::Missing)]);
-        assert!(IdProblem::Missing.bloomreach_message().contains("item_id"));
     }
 
     #[test]
@@ -987,7 +760,6 @@ mod tests {
         // 513 two-byte characters: under any character cap, over the byte cap.
         let problem = check_id(Dialect::Bloomreach, &"é".repeat(513)).expect_err("too many bytes");
         assert_eq!(problem, IdProblem::TooManyBytes { max: 1_024, len: 1_026 });
-        assert!(problem.bloomreach_message().contains("1024 bytes"));
         assert_eq!(problem.reason(), "id_too_long");
     }
 
@@ -995,7 +767,6 @@ mod tests {
     fn bloomreach_refuses_nul_in_ids() {
         let problem = check_id(Dialect::Bloomreach, "a\0b").expect_err("nul");
         assert_eq!(problem, IdProblem::InvalidCharacter { ch: '\0' });
-        assert!(problem.bloomreach_message().contains("NUL"));
     }
 
     #[test]
@@ -1008,14 +779,6 @@ mod tests {
     fn bloomreach_rejects_empty_batch() {
         let problem = validate_ids(Dialect::Bloomreach, Vec::new()).expect_err("empty");
         assert_eq!(problem, BatchProblem::Empty);
-        assert!(!problem.bloomreach_message().is_empty());
-    }
-
-    #[test]
-    fn bloomreach_messages_are_distinct() {
-        let problems = [IdProblem::Missing, IdProblem::NotAString, IdProblem::Empty, IdProblem::ContainsSlash];
-        let messages: std::collections::HashSet<_> = problems.iter().map(IdProblem::bloomreach_message).collect();
-        assert_eq!(messages.len(), problems.len());
     }
 
     // ---- Klaviyo ----
@@ -1097,19 +860,13 @@ mod tests {
             assert_eq!(dialect.limits().max_id_bytes, crate::storable::MAX_ID_BYTES);
             assert!(check_id(dialect, &"a".repeat(1_025)).is_err(), "{dialect}");
         }
-        let nul = IdProblem::InvalidCharacter { ch: '\0' };
-        assert_eq!(nul.braze_error_id(), "invalid-ids");
     }
 
     #[test]
     fn every_dialect_renders_an_unstorable_input() {
         let problem = IdProblem::from(crate::storable::Unstorable::NulInFields { pointer: "/a".into() });
         assert_eq!((problem.code(), problem.reason()), (ErrorCode::InvalidItem, "nul_character"));
-        assert_eq!(problem.braze_error_id(), "invalid-fields");
-        assert!(problem.bloomreach_message().contains("/a"));
         assert!(problem.klaviyo_detail().contains("/a"));
-        let errors = braze_errors(&[Ok("a".into()), Err(problem)]);
-        assert_eq!(errors.iter().map(|e| e.id).collect::<Vec<_>>(), ["invalid-fields"]);
     }
 
     #[test]

@@ -25,8 +25,7 @@ pub use catalog::{validate_catalog_name, CatalogNameError, MAX_CATALOG_NAME_LEN}
 pub use chunk::{chunk_count, chunk_ranges, chunks};
 pub use error::ErrorCode;
 pub use ids::{
-    body_too_large, braze_errors, check_id, validate_ids, BatchProblem, BrazeError, Dialect, DialectLimits, IdProblem,
-    IdVerdict, RawId,
+    body_too_large, check_id, validate_ids, BatchProblem, Dialect, DialectLimits, IdProblem, IdVerdict, RawId,
 };
 pub use job::{JobEvent, JobKind, JobState, JobStatus, TransitionError};
 pub use klaviyo::{CompoundId, CompoundIdError};

@@ -22,10 +22,10 @@
 //!
 //! The domain holds no JSON type: the caller walks its JSON and asks [`has_nul`] about each string
 //! and key, building the pointer of the first bad one, and measures the compact JSON for
-//! [`check_item_bytes`]. Each dialect renders an [`Unstorable`] with the methods below.
+//! [`check_item_bytes`]. Each dialect renders an [`Unstorable`] from its variant and [`Unstorable::reason`] (Klaviyo's
+//! words are still the method below).
 
 use crate::ErrorCode;
-use alloc::borrow::ToOwned;
 use alloc::format;
 use alloc::string::String;
 
@@ -185,59 +185,6 @@ impl Unstorable {
         }
     }
 
-    /// Braze's error id: Braze documents none for a NUL, and `invalid-fields` is its error for a
-    /// field it cannot take; a size problem is its `items-too-large`.
-    ///
-    /// ```
-    /// use catalog_domain::Unstorable;
-    /// assert_eq!(Unstorable::NulIn { member: "name" }.braze_error_id(), "invalid-fields");
-    /// ```
-    pub const fn braze_error_id(&self) -> &'static str {
-        match self {
-            Unstorable::NulInFields { .. } | Unstorable::NulIn { .. } => "invalid-fields",
-            Unstorable::TooLarge { .. } => "items-too-large",
-        }
-    }
-
-    /// The message of the Braze error entry.
-    ///
-    /// ```
-    /// use catalog_domain::Unstorable;
-    /// let problem = Unstorable::TooLarge { max: 262_144, bytes: 300_000 };
-    /// assert_eq!(problem.braze_message(), "Items can't be more than 262144 bytes as JSON");
-    /// ```
-    pub fn braze_message(&self) -> String {
-        match self {
-            Unstorable::NulInFields { .. } | Unstorable::NulIn { .. } => {
-                "Item fields can't contain the NUL character (U+0000)".to_owned()
-            }
-            Unstorable::TooLarge { max, .. } => format!("Items can't be more than {max} bytes as JSON"),
-        }
-    }
-
-    /// The text under `_global` in a Bloomreach per-item failure.
-    ///
-    /// ```
-    /// use catalog_domain::Unstorable;
-    /// let problem = Unstorable::NulInFields { pointer: "/colors/0".to_owned() };
-    /// assert!(problem.bloomreach_message().ends_with("found at /colors/0"));
-    /// ```
-    pub fn bloomreach_message(&self) -> String {
-        match self {
-            Unstorable::NulInFields { pointer } => {
-                format!(
-                    "Invalid properties. Properties should not contain the NUL character (U+0000), found at {pointer}"
-                )
-            }
-            Unstorable::NulIn { member } => {
-                format!("Invalid {member}. It should not contain the NUL character (U+0000)")
-            }
-            Unstorable::TooLarge { max, bytes } => {
-                format!("Item too large. Properties should be at most {max} bytes as JSON, got {bytes}")
-            }
-        }
-    }
-
     /// The `detail` of Klaviyo's JSON:API error.
     ///
     /// ```
@@ -307,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn every_dialect_renders_each_problem() {
+    fn every_problem_has_a_code_a_reason_and_words() {
         let problems = [
             Unstorable::NulInFields { pointer: "/a/0".into() },
             Unstorable::NulIn { member: "name" },
@@ -316,10 +263,7 @@ mod tests {
         for problem in problems {
             assert_eq!(problem.code(), ErrorCode::InvalidItem);
             assert!(["nul_character", "item_too_large"].contains(&problem.reason()));
-            assert!(["invalid-fields", "items-too-large"].contains(&problem.braze_error_id()));
-            for text in
-                [problem.to_string(), problem.braze_message(), problem.bloomreach_message(), problem.klaviyo_detail()]
-            {
+            for text in [problem.to_string(), problem.klaviyo_detail()] {
                 assert!(!text.is_empty() && !has_nul(&text), "{text}");
             }
         }

@@ -16,16 +16,16 @@ fn check_ids(args: &[&str], input: &[u8]) -> (u8, String, String) {
 }
 
 #[test]
-fn braze_verdicts_are_in_brazes_words_and_a_failure_exits_1() {
+fn braze_verdicts_are_the_reasons_and_a_failure_exits_1() {
     let (status, out, err) = check_ids(&["--dialect", "braze"], b"sku-1\nsku 2\nsku-1\n\nsku-3\n");
     assert_eq!(status, FAILED, "{err}");
     assert_eq!(
         out,
         [
             r#"line 1: "sku-1": ok"#,
-            r#"line 2: "sku 2": invalid-ids: Item IDs can only include letters, numbers, hyphens, and underscores"#,
-            r#"line 3: "sku-1": ids-not-unique: Item IDs must be unique in the request"#,
-            r#"line 4: "": invalid-ids: Item IDs can only include letters, numbers, hyphens, and underscores"#,
+            r#"line 2: "sku 2": invalid_character (the item id contains ' '; only letters, digits, `-` and `_` are allowed)"#,
+            r#"line 3: "sku-1": duplicate_id (the item id appears earlier in the request, at index 0)"#,
+            r#"line 4: "": empty_id (the item id is empty)"#,
             r#"line 5: "sku-3": ok"#,
             "",
         ]
@@ -57,11 +57,7 @@ fn bloomreach_allows_repeats_and_refuses_a_slash() {
     assert_eq!(status, FAILED);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        [
-            r#"line 1: "a b": ok"#,
-            r#"line 2: "a b": ok"#,
-            r#"line 3: "a/b": Invalid item id. Item id should not contain '/'"#
-        ]
+        [r#"line 1: "a b": ok"#, r#"line 2: "a b": ok"#, r#"line 3: "a/b": contains_slash (the item id contains `/`)"#]
     );
 }
 
@@ -91,14 +87,17 @@ fn lines_are_checked_in_requests_of_the_dialects_limit() {
     assert_eq!(status, FAILED);
     let verdicts: Vec<&str> = out.lines().collect();
     assert_eq!(verdicts.len(), 51);
-    assert_eq!(verdicts[49], r#"line 50: "id-49": ids-not-unique: Item IDs must be unique in the request"#);
+    assert_eq!(
+        verdicts[49],
+        r#"line 50: "id-49": duplicate_id (the item id appears earlier in the request, at index 48)"#
+    );
     assert_eq!(verdicts[50], r#"line 51: "id-1": ok"#);
 }
 
 #[test]
 fn no_lines_is_the_dialects_empty_request() {
     let (status, out, _) = check_ids(&["--dialect", "braze"], b"");
-    assert_eq!((status, out.as_str()), (FAILED, "item-array-invalid: `items` must be a non-empty array of objects\n"));
+    assert_eq!((status, out.as_str()), (FAILED, "invalid_request (the request has no items)\n"));
     let (status, out, _) = check_ids(&["--dialect", "klaviyo"], b"");
     assert_eq!((status, out.as_str()), (FAILED, "A job must include at least one resource.\n"));
 }

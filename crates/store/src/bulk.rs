@@ -236,7 +236,7 @@ impl Store {
         items: Vec<ItemInput>,
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
-        self.bulk_items(project, catalog, dialect, JobKind::ItemBulkUpsert, items, false, options).await
+        self.bulk_items(project, catalog, dialect, JobKind::ItemBulkUpsert, items, false, None, options).await
     }
 
     /// Merges the given top-level fields into existing items. A missing item is a per-item failure,
@@ -250,7 +250,7 @@ impl Store {
         create_missing: bool,
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
-        self.bulk_items(project, catalog, dialect, JobKind::ItemBulkPatch, items, create_missing, options).await
+        self.bulk_items(project, catalog, dialect, JobKind::ItemBulkPatch, items, create_missing, None, options).await
     }
 
     /// Creates categories or replaces them (external id, name and item set).
@@ -303,8 +303,11 @@ impl Store {
             .await
     }
 
+    /// `directives`, when given, holds one map per input that is added to its fields after they
+    /// were checked (`facade_support`: a patch's per-input directives, under keys no input can
+    /// carry).
     #[allow(clippy::too_many_arguments)] // the public calls above keep their lists short
-    async fn bulk_items(
+    pub(crate) async fn bulk_items(
         &self,
         project: ProjectId,
         catalog: &str,
@@ -312,13 +315,17 @@ impl Store {
         kind: JobKind,
         items: Vec<ItemInput>,
         create_missing: bool,
+        directives: Option<Vec<Map<String, Value>>>,
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
         let input_hash = options.idempotency_key.as_ref().map(|_| {
             let mut h = RequestHasher::new(if create_missing { "items+create" } else { "items" });
-            for item in &items {
+            for (index, item) in items.iter().enumerate() {
                 h.raw_id(&item.id);
                 h.fields(&item.fields);
+                if let Some(directive) = directives.as_ref().and_then(|d| d.get(index)) {
+                    h.fields(directive);
+                }
             }
             h.0
         });
@@ -327,11 +334,17 @@ impl Store {
             Some(problem) => Err(problem),
             None => Ok(()),
         })?;
+        let mut directives = directives.map(Vec::into_iter);
         let mut rows: Vec<ItemRow> = verdicts
             .iter()
             .zip(fields)
             .enumerate()
-            .filter_map(|(index, (verdict, fields))| verdict.as_ref().ok().map(|id| (index as u64, id.clone(), fields)))
+            .filter_map(|(index, (verdict, mut fields))| {
+                if let Some(directive) = directives.as_mut().and_then(Iterator::next) {
+                    fields.extend(directive);
+                }
+                verdict.as_ref().ok().map(|id| (index as u64, id.clone(), fields))
+            })
             .collect();
         // Id order for page locality; each row keeps its request index for error reports. A stable
         // sort keeps Bloomreach's repeated ids in request order (the last one wins).

@@ -34,6 +34,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (9, include_str!("../migrations/sqlite/0009_project_turns.sql")),
     (10, include_str!("../migrations/sqlite/0010_queue_sides.sql")),
     (11, include_str!("../migrations/sqlite/0011_jobs_in_progress_cap.sql")),
+    (12, include_str!("../migrations/sqlite/0012_catalog_fields.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -48,6 +49,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (10, include_str!("../migrations/postgres/0010_queue_sides.sql")),
     (11, include_str!("../migrations/postgres/0011_statement_triggers.sql")),
     (12, include_str!("../migrations/postgres/0012_jobs_in_progress_cap.sql")),
+    (13, include_str!("../migrations/postgres/0013_catalog_fields.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

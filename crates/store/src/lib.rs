@@ -39,6 +39,7 @@ mod util;
 
 pub use db::{now_ms, with_database};
 pub use error::StoreError;
+pub use facade_support::{CatalogField, ItemSearch, ItemWindow, PatchInput, SearchPage};
 pub use klaviyo_support::{JobDetails, JobSelection, JobWindow, MAX_ERRORS_PER_JOB};
 pub use model::{
     ApiKey, ApiKeyId, BulkOutcome, Catalog, CatalogId, Category, CategoryInput, CreatedApiKey, Item, ItemInput, Job,

@@ -85,6 +85,9 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         "job_payload_parts",
         "rate_limits",
         "queue_inputs",
+        "catalog_fields",
+        "catalog_titles",
+        "catalog_selections",
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
     }

@@ -12,7 +12,7 @@ use crate::bulk::FLAG_CREATE_MISSING;
 use crate::catalogs::parse_fields;
 use crate::error::StoreError;
 use crate::runner::sql::Statements;
-use catalog_domain::apply::{fold_runs, input_pointer, patch_fields, InputError, InputFailure};
+use catalog_domain::apply::{fold_runs, input_pointer, InputError, InputFailure};
 use catalog_domain::autobatch::Family;
 use catalog_domain::JobKind;
 use serde_json::{Map, Value};
@@ -113,7 +113,7 @@ pub(in crate::runner) async fn apply_batch<D: ChunkData>(
             let (units, failed) = apply_in_order(JobKind::ItemBulkPatch, inputs, stored, |current, op| match op {
                 ItemOp::Upsert(fields) => Ok(fields.clone()),
                 ItemOp::Patch(patch, create_missing) => {
-                    patch_fields(current, patch.iter().map(|(k, v)| (k.clone(), v.clone())), create_missing)
+                    crate::facade_support::merge_patch(current, patch, create_missing)
                 }
             });
             (Rows::StoreItems(units), failed)

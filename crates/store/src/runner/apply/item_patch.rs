@@ -1,13 +1,12 @@
 //! `item_bulk_patch`: each input's top-level fields are merged into the stored item, in request
 //! order; a missing item fails its input unless the job creates missing items
-//! (catalog_domain::apply::patch_fields).
+//! (catalog_domain::apply::patch_fields, with a facade's per-input directives: `facade_support::merge_patch`).
 
 use super::{apply_in_order, Chunk, ChunkData, Rows, Writes};
 use crate::bulk::{ItemRow, FLAG_CREATE_MISSING};
 use crate::catalogs::parse_fields;
 use crate::error::StoreError;
 use crate::runner::sql::Statements;
-use catalog_domain::apply::patch_fields;
 use std::collections::HashMap;
 
 /// Reads the chunk's items and merges every input into them: one unit per id that exists (or is
@@ -26,7 +25,7 @@ pub(super) async fn plan<D: ChunkData>(
     let create_missing = chunk.flags & FLAG_CREATE_MISSING != 0;
     let inputs = items.iter().map(|(index, id, patch)| (id.as_str(), *index, patch));
     let (units, failed) = apply_in_order(chunk.kind, inputs, stored, |current, patch| {
-        patch_fields(current, patch.iter().map(|(k, v)| (k.clone(), v.clone())), create_missing)
+        crate::facade_support::merge_patch(current, patch, create_missing)
     });
     Ok(Writes { rows: Rows::StoreItems(units), failed })
 }

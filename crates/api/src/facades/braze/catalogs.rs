@@ -1,0 +1,369 @@
+//! Braze's catalog endpoints: `POST /catalogs` (one catalog with its fields), `GET /catalogs`
+//! (each with its fields and item count), `DELETE /catalogs/{catalog_name}`, and the fields:
+//! `POST /catalogs/{catalog_name}/fields`, `DELETE /catalogs/{catalog_name}/fields/{field_name}`.
+//!
+//! The fields a catalog declares are kept (catalog-store, migration 0012 on SQLite, 0013 on PostgreSQL) and every item write
+//! is checked against them (`items`); a catalog created without `fields`, or by another surface,
+//! declares none and takes any field. The declaration rules are catalog-domain's
+//! (`braze_fields::check_field_declarations`).
+
+use super::auth::guarded;
+use super::error::{catalog_name_error, declaration_error, selection_error, store_failure, Failure};
+use super::items::json_body;
+use crate::limits::Policy;
+use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use catalog_domain::braze_fields::{
+    check_field_declarations, check_selection, FieldType, SelectionFilter, ValueKind, MAX_CATALOG_FIELDS,
+    MAX_FIELDS_PER_REQUEST,
+};
+use catalog_domain::storable::check_text;
+use catalog_domain::time::format_rfc3339_offset;
+use catalog_domain::validate_catalog_name;
+use catalog_store::{Catalog, CatalogField, Scope};
+use serde_json::{json, Map, Value};
+
+/// Fields shown for a catalog that declared none: just the id.
+fn shown_fields(fields: &[CatalogField]) -> Value {
+    if fields.is_empty() {
+        return json!([{"name": "id", "type": "string"}]);
+    }
+    fields.iter().map(|f| json!({"name": f.name, "type": f.field_type})).collect()
+}
+
+fn catalog_json(catalog: &Catalog, fields: &[CatalogField]) -> Value {
+    json!({
+        "name": catalog.name,
+        "description": catalog.description,
+        "fields": shown_fields(fields),
+        "num_items": catalog.item_count.unwrap_or(0),
+        "updated_at": format_rfc3339_offset(catalog.updated_at),
+    })
+}
+
+fn catalog_array_invalid() -> Failure {
+    Failure::one(
+        StatusCode::BAD_REQUEST,
+        "catalog-array-invalid",
+        "`catalogs` must be an array of exactly one catalog object",
+    )
+}
+
+fn fields_invalid() -> Failure {
+    Failure::one(
+        StatusCode::BAD_REQUEST,
+        "invalid-fields",
+        "`fields` must be an array of objects with a string `name` and `type`",
+    )
+}
+
+/// Reads `fields`: objects with a string `name` and `type`, checked by the declaration rules.
+fn declared_fields(value: Option<&Value>, id_first: bool, max: usize) -> Result<Vec<CatalogField>, Failure> {
+    let Some(Value::Array(entries)) = value else {
+        return Err(fields_invalid());
+    };
+    let mut fields = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match (entry.get("name"), entry.get("type")) {
+            (Some(Value::String(name)), Some(Value::String(word))) => {
+                fields.push(CatalogField { name: name.clone(), field_type: word.clone(), searchable: None });
+            }
+            _ => return Err(fields_invalid()),
+        }
+    }
+    check_field_declarations(fields.iter().map(|f| (f.name.as_str(), f.field_type.as_str())), id_first, max)
+        .map_err(|problem| Failure::bad_request(vec![declaration_error(problem)]))?;
+    Ok(fields)
+}
+
+fn one_catalog(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
+    let Some(Value::Object(mut body)) = body else {
+        return Err(catalog_array_invalid());
+    };
+    match body.remove("catalogs") {
+        Some(Value::Array(mut catalogs)) if catalogs.len() == 1 => match catalogs.pop() {
+            Some(Value::Object(catalog)) => Ok(catalog),
+            _ => Err(catalog_array_invalid()),
+        },
+        _ => Err(catalog_array_invalid()),
+    }
+}
+
+/// `POST /catalogs`: creates one catalog with its fields (none given: it declares none).
+pub(super) async fn create_catalog(State(state): State<AppState>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsWrite, move |state, principal| async move {
+        let catalog = one_catalog(json_body(&state, request).await?)?;
+        let name = match catalog.get("name") {
+            Some(Value::String(name)) => name.clone(),
+            _ => return Err(Failure::bad_request(vec![catalog_name_error(&catalog_domain::CatalogNameError::Empty)])),
+        };
+        validate_catalog_name(&name).map_err(|e| Failure::bad_request(vec![catalog_name_error(&e)]))?;
+        let description = match catalog.get("description") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(text)) => {
+                check_text("description", text)
+                    .map_err(|e| Failure::one(StatusCode::BAD_REQUEST, "invalid-description", e.to_string()))?;
+                Some(text.clone())
+            }
+            Some(_) => {
+                return Err(Failure::one(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-description",
+                    "`description` must be a string",
+                ));
+            }
+        };
+        let fields = match catalog.get("fields") {
+            None | Some(Value::Null) => Vec::new(),
+            given => declared_fields(given, true, MAX_CATALOG_FIELDS)?,
+        };
+        let created = state
+            .store
+            .create_catalog_with_fields(principal.project_id, &name, description.as_deref(), None, &fields)
+            .await
+            .map_err(|e| store_failure(e, &name))?;
+        let body = json!({"catalogs": [catalog_json(&created, &fields)], "message": "success"});
+        Ok((StatusCode::CREATED, Json(body)).into_response())
+    })
+    .await
+}
+
+/// `GET /catalogs`: every catalog of the project, with its fields and item count.
+pub(super) async fn list_catalogs(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsRead, |state, principal| async move {
+        let catalogs =
+            state.store.list_catalogs_with_fields(principal.project_id).await.map_err(|e| store_failure(e, ""))?;
+        let catalogs: Vec<Value> = catalogs.iter().map(|(c, fields)| catalog_json(c, fields)).collect();
+        Ok(Json(json!({"catalogs": catalogs, "message": "success"})).into_response())
+    })
+    .await
+}
+
+/// `DELETE /catalogs/{catalog_name}`: the catalog is gone at once (its name is free); a job
+/// removes its items.
+pub(super) async fn delete_catalog(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsWrite, |state, principal| async move {
+        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        state.store.delete_catalog(principal.project_id, &catalog).await.map_err(|e| store_failure(e, &catalog))?;
+        Ok(Json(json!({"message": "success"})).into_response())
+    })
+    .await
+}
+
+/// `POST /catalogs/{catalog_name}/fields`: declares up to 50 more fields (202, as Braze: its
+/// field changes are asynchronous; here they hold when the answer is sent).
+pub(super) async fn create_fields(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let headers = request.headers().clone();
+    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
+        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        let (_, declared) = state
+            .store
+            .find_catalog_with_fields(principal.project_id, &catalog)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        let Some(Value::Object(body)) = json_body(&state, request).await? else {
+            return Err(fields_invalid());
+        };
+        let fields = declared_fields(body.get("fields"), false, MAX_FIELDS_PER_REQUEST)?;
+        if fields.is_empty() {
+            return Err(fields_invalid());
+        }
+        if declared.len().max(1) + fields.len() > MAX_CATALOG_FIELDS {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "catalog-exceeds-fields-limit",
+                format!("Catalog cannot have more than {MAX_CATALOG_FIELDS} fields"),
+            ));
+        }
+        // A catalog that declared nothing declares `id` first, as one created with fields does.
+        let mut added = Vec::with_capacity(fields.len() + 1);
+        if declared.is_empty() {
+            added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned(), searchable: None });
+        }
+        added.extend(fields);
+        let existing = state
+            .store
+            .add_catalog_fields(principal.project_id, &catalog, &added)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !existing.is_empty() {
+            let mut failure =
+                Failure::one(StatusCode::BAD_REQUEST, "field-names-not-unique", "Some of the fields already exist");
+            if let Some(error) = failure.errors.first_mut() {
+                error.parameters = vec!["name"];
+                error.parameter_values = existing.into_iter().map(Value::String).collect();
+            }
+            return Err(failure);
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
+    .await
+}
+
+/// `DELETE /catalogs/{catalog_name}/fields/{field_name}`: the field is no longer declared (the
+/// items keep their values); `id` cannot be removed.
+pub(super) async fn delete_field(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
+        let Path((catalog, field)) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        if field == "id" {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "id-field-cannot-be-removed",
+                "The `id` field cannot be removed",
+            ));
+        }
+        let removed = state
+            .store
+            .remove_catalog_field(principal.project_id, &catalog, &field)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !removed {
+            let mut failure = Failure::one(StatusCode::NOT_FOUND, "field-not-found", "Could not find field");
+            if let Some(error) = failure.errors.first_mut() {
+                error.parameters = vec!["field_name"];
+                error.parameter_values = vec![Value::String(field)];
+            }
+            return Err(failure);
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
+    .await
+}
+
+fn selection_invalid(message: &str) -> Failure {
+    Failure::one(StatusCode::BAD_REQUEST, "invalid-selection", message)
+}
+
+fn kind_of(value: &Value) -> ValueKind<'_> {
+    match value {
+        Value::Null => ValueKind::Null,
+        Value::Bool(_) => ValueKind::Bool,
+        Value::Number(_) => ValueKind::Number,
+        Value::String(text) => ValueKind::String(text),
+        Value::Array(_) => ValueKind::Array,
+        Value::Object(_) => ValueKind::Object,
+    }
+}
+
+/// `POST /catalogs/{catalog_name}/selections` `{"selection": {"name", "description"?, "filters"?,
+/// "results_limit"?, "sort_field"?, "sort_order"?}}`: keeps a selection of the catalog, checked
+/// against its declared fields (catalog-domain's `check_selection`); 202.
+pub(super) async fn create_selection(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Response {
+    let headers = request.headers().clone();
+    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
+        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        let (_, declared) = state
+            .store
+            .find_catalog_with_fields(principal.project_id, &catalog)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
+            return Err(selection_invalid("The body must be an object with a `selection` object"));
+        };
+        let Some(Value::Object(selection)) = body.remove("selection") else {
+            return Err(selection_invalid("The body must be an object with a `selection` object"));
+        };
+        let Some(Value::String(name)) = selection.get("name") else {
+            return Err(selection_invalid("The selection needs a string `name`"));
+        };
+        if !matches!(selection.get("description"), None | Some(Value::Null | Value::String(_))) {
+            return Err(selection_invalid("`description` must be a string"));
+        }
+        let mut filters = Vec::new();
+        match selection.get("filters") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(entries)) => {
+                for entry in entries {
+                    match (entry.get("field"), entry.get("operator"), entry.get("value")) {
+                        (Some(Value::String(field)), Some(Value::String(operator)), Some(value)) => {
+                            filters.push(SelectionFilter { field, operator, value: kind_of(value) });
+                        }
+                        _ => {
+                            return Err(selection_invalid(
+                                "Each filter needs a string `field` and `operator` and a `value`",
+                            ))
+                        }
+                    }
+                }
+            }
+            Some(_) => return Err(selection_invalid("`filters` must be an array of filter objects")),
+        }
+        let results_limit = match selection.get("results_limit") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
+            Some(_) => Some(0),
+        };
+        let text = |key: &str| match selection.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_str())),
+            Some(_) => Err(selection_invalid("`sort_field` and `sort_order` must be strings")),
+        };
+        let (sort_field, sort_order) = (text("sort_field")?, text("sort_order")?);
+        let declared: Vec<(&str, FieldType)> =
+            declared.iter().filter_map(|f| FieldType::parse(&f.field_type).map(|ty| (f.name.as_str(), ty))).collect();
+        check_selection(name, &filters, &declared, results_limit, sort_field, sort_order)
+            .map_err(|problem| Failure::bad_request(vec![selection_error(problem)]))?;
+        let added = state
+            .store
+            .add_selection(principal.project_id, &catalog, name, &Value::Object(selection.clone()))
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !added {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "selection-name-already-exists",
+                "A selection with that name already exists in the catalog",
+            ));
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
+    .await
+}
+
+/// `DELETE /catalogs/{catalog_name}/selections/{selection_name}`: forgets the selection; 202, or
+/// 404 `selection-not-found`.
+pub(super) async fn delete_selection(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
+        let Path((catalog, selection)) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        let removed = state
+            .store
+            .remove_selection(principal.project_id, &catalog, &selection)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !removed {
+            let mut failure = Failure::one(StatusCode::NOT_FOUND, "selection-not-found", "Could not find selection");
+            if let Some(error) = failure.errors.first_mut() {
+                error.parameters = vec!["selection_name"];
+                error.parameter_values = vec![Value::String(selection)];
+            }
+            return Err(failure);
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
+    .await
+}
