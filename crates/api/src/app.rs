@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .merge(native)
         .merge(crate::facades::routes())
+        .merge(crate::console::routes().method_not_allowed_fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))

@@ -2,12 +2,13 @@
 //!
 //! It owns the axum router of the native API (`/v1/...`) and of the vendor facades, API key
 //! authentication and scopes, rate limits, body limits, the error envelope, metrics, the OpenAPI
-//! document, and the `catalogd` binary (`serve` and `admin`). Routes stay thin: extract,
-//! authorize, call catalog-store's service layer, render.
+//! document, the operator console at `GET /`, and the `catalogd` binary (`serve` and `admin`).
+//! Routes stay thin: extract, authorize, call catalog-store's service layer, render.
 
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod facades;
