@@ -64,7 +64,8 @@ async function main() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+    // Offline machine: no background connections, no component updates, no sync.
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync'],
   });
   const failures = [];
   try {
@@ -198,6 +199,42 @@ async function main() {
       step('without the webhooks API, the page says so');
       await page.getByRole('link', { name: 'Webhooks' }).click();
       await page.getByText('This server has no webhooks API.').waitFor();
+    }
+
+    step('the page reads an event stream (a canned one, served by the browser) and resumes it with Last-Event-ID');
+    {
+      const tab = await browser.newPage({ viewport: { width: 1280, height: 860 } });
+      tab.on('pageerror', (error) => failures.push(`page error: ${error.message}`));
+      await tab.addInitScript((token) => sessionStorage.setItem('catalogd.key', token), TOKEN);
+      const job = await api('GET', `/v1/jobs/${del.job.id}`);
+      // Later than the stored job, so the page takes it over the one it read.
+      const at = (n) => ({ ...job, status: 'running', completed_count: n, failed_count: 0, finished_at: null, updated_at: '2999-01-01T00:00:0' + (n % 10) + '.000Z' });
+      const event = (id, n, jobId) => JSON.stringify({ id, type: 'job.progress', created_at: '2999-01-01T00:00:00.000Z', data: { job: { ...at(n), id: jobId } } });
+      const first = event(41, 100, job.id);
+      const split = first.indexOf('"data"');
+      // CRLF and LF lines, comments, data over two lines, and then an event of another job.
+      const canned = ': keep-alive\r\n\r\n'
+        + `id: 41\r\nevent: job.progress\r\ndata: ${first.slice(0, split)}\r\ndata: ${first.slice(split)}\r\n\r\n`
+        + `id: 42\nevent: job.progress\ndata: ${event(42, 173, job.id + 1000)}\n\n`
+        + ': keep-alive\n\n';
+      const requests = [];
+      await tab.route('**/v1/events**', async (route) => {
+        requests.push({ url: route.request().url(), headers: await route.request().allHeaders() });
+        await route.fulfill({ status: 200, headers: { 'content-type': 'text/event-stream' }, body: canned });
+      });
+      await tab.goto(`${BASE}/#/jobs/${del.job.id}`);
+      await tab.locator('#job-fields[data-status="running"]').waitFor();
+      assert.match(await tab.locator('#job-fields').innerText(), /100 of 250/);
+      // The canned body ends: the page reconnects from the last id it saw.
+      for (const deadline = Date.now() + WAIT_MS; requests.length < 2;) {
+        assert.ok(Date.now() < deadline, 'the page reconnects');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      assert.equal(requests[0].headers.authorization, `Bearer ${TOKEN}`);
+      assert.match(requests[0].url, new RegExp(`[?&]job=${del.job.id}(&|$)`));
+      assert.equal(requests[0].headers['last-event-id'], undefined);
+      assert.equal(requests[1].headers['last-event-id'], '42');
+      await tab.close();
     }
 
     step('forgetting the key clears it');
