@@ -157,3 +157,33 @@ fn the_console_works_in_chromium_on_postgres() {
     let _ = std::fs::remove_dir_all(&dir);
     drop(database);
 }
+
+/// The page and its assets as the router serves them, without a browser: types, the security
+/// headers, and the error envelope for a method the console does not answer.
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_their_policy() {
+    use axum::http::{Method, StatusCode};
+    use catalog_api::testing::{TestApp, TestRequest};
+    let app = TestApp::new().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<script src=\"/console/app.js\" defer></script>"),
+        ("/console/app.js", "text/javascript; charset=utf-8", "/v1/events"),
+        ("/console/app.css", "text/css; charset=utf-8", "prefers-color-scheme"),
+    ] {
+        let response = app.send(TestRequest::new(Method::GET, path)).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+        assert_eq!(response.header("content-type"), Some(content_type), "{path}");
+        assert!(response.text.contains(needle), "{path}");
+        let policy = response.header("content-security-policy").unwrap_or_default();
+        assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"), "{path}: {policy}");
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+    // Nothing in the page is fetched from another origin.
+    let page = app.send(TestRequest::new(Method::GET, "/")).await.text;
+    assert!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    let refused = app.send(TestRequest::new(Method::POST, "/")).await;
+    assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(refused.json()["error"]["code"], "method_not_allowed", "{}", refused.text);
+    let missing = app.send(TestRequest::new(Method::GET, "/console/missing.js")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

@@ -219,7 +219,11 @@
           });
         } catch (error) {
           if (this.stopped) return;
-          if (error instanceof ApiError && error.status === 401) return report(error, 'The event stream');
+          // A key refused, or without the scope: retrying cannot help.
+          if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+            setLive('', 'No live updates.');
+            return report(error, 'The event stream');
+          }
         }
         if (this.stopped) return;
         setLive('poll', 'The event stream was interrupted; reconnecting…');
