@@ -424,6 +424,7 @@
       }
     });
     const refresh = async () => {
+      if (job && FINAL.has(job.status)) return; // an ended job changes no more
       const fresh = await api(`/v1/jobs/${encodeURIComponent(id)}`);
       if (isCurrent(view)) render(fresh);
     };
@@ -431,8 +432,9 @@
     refresh().catch((e) => report(e, `Loading job #${id} failed`));
   }
 
-  // A paged table filled from `path`, whose pages carry their rows in `field`.
-  function pagedTable(view, { id, caption, columns, path, field, row, emptyText }) {
+  // A table filled from `path`, whose answers carry their rows in `field`; `paged` lists are read
+  // a page at a time (`limit`, `cursor`, `next_cursor`), the others whole.
+  function pagedTable(view, { id, caption, columns, path, field, row, emptyText, paged = true }) {
     const rows = h('tbody', {});
     const more = h('button', { type: 'button', hidden: true }, 'Load more');
     const empty = h('p', { class: 'empty', hidden: true }, emptyText);
@@ -442,7 +444,7 @@
       rows);
     let cursor = null;
     const load = async (after) => {
-      const page = await api(`${path}${path.includes('?') ? '&' : '?'}${query({ limit: PAGE_SIZE, cursor: after }).slice(1)}`);
+      const page = await api(paged ? `${path}${query({ limit: PAGE_SIZE, cursor: after })}` : path);
       if (!isCurrent(view)) return;
       if (!after) rows.replaceChildren();
       for (const entry of page[field] || []) rows.append(row(entry));
@@ -518,7 +520,7 @@
       h('button', { type: 'submit' }, 'Add webhook'));
     const list = pagedTable(view, {
       id: 'webhooks', caption: 'Where job events are sent, signed.', columns: ['URL', 'Events', 'Description', 'Created'],
-      path: '/v1/webhooks', field: 'webhooks', emptyText: 'No webhook yet.',
+      path: '/v1/webhooks', field: 'webhooks', emptyText: 'No webhook yet.', paged: false,
       row: (w) => h('tr', {},
         h('td', {}, h('a', { href: `#/webhooks/${encodeURIComponent(w.id)}` }, w.url)),
         h('td', {}, (w.events || []).join(', ')), h('td', {}, w.description || '—'), h('td', {}, time(w.created_at))),
