@@ -20,6 +20,7 @@
 
   const main = document.getElementById('main');
   const liveLine = document.getElementById('live');
+  const announceLine = document.getElementById('announce');
   const flashLine = document.getElementById('flash');
   const keyForm = document.getElementById('key-form');
   const keyInput = document.getElementById('api-key');
@@ -75,6 +76,11 @@
     flashLine.hidden = false;
     clearTimeout(flash.timer);
     flash.timer = setTimeout(() => { flashLine.hidden = true; }, 8000);
+  }
+
+  // Tells screen readers that an action took effect (the page shows it by itself).
+  function announce(text) {
+    announceLine.textContent = text;
   }
 
   function setLive(mode, text) {
@@ -258,6 +264,7 @@
     if (currentView && currentView.live) currentView.live.stop();
     const view = { live: null, heading: h('h1', { tabindex: '-1' }, title) };
     currentView = view;
+    setLive('', ''); // a view that follows nothing live says nothing
     main.replaceChildren(view.heading);
     return view;
   }
@@ -266,7 +273,6 @@
 
   function keyPrompt() {
     const view = beginView('Welcome');
-    setLive('', '');
     main.append(h('p', {}, 'Type an API key of your project above (it needs the ', h('code', {}, 'jobs:read'),
       ' and ', h('code', {}, 'catalogs:read'), ' scopes; cancelling and webhooks need ', h('code', {}, 'jobs:write'),
       '). Create one with ', h('code', {}, 'catalogd admin key create'), '.'));
@@ -417,7 +423,7 @@
       cancel.disabled = true;
       try {
         render(await api(`/v1/jobs/${encodeURIComponent(id)}/cancel`, { method: 'POST' }));
-        liveLine.textContent = `Job #${id} cancelled.`;
+        announce(`Job #${id} cancelled.`);
       } catch (error) {
         report(error, 'Cancelling failed');
         cancel.disabled = job ? FINAL.has(job.status) : false;
@@ -563,7 +569,7 @@
           again.disabled = true;
           try {
             await api(`${path}/deliveries/${encodeURIComponent(d.id)}/redeliver`, { method: 'POST' });
-            liveLine.textContent = `Delivery ${d.id} queued again.`;
+            announce(`Delivery ${d.id} queued again.`);
             await deliveries.load();
           } catch (error) {
             report(error, 'Sending again failed');
