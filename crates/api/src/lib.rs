@@ -9,6 +9,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod facades;
 pub mod limits;
@@ -20,6 +21,8 @@ pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod views;
+pub mod webhook_sender;
+pub mod webhooks;
 
 pub use app::router;
 pub use state::AppState;

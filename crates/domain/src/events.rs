@@ -163,6 +163,12 @@ impl RetrySchedule {
     }
 }
 
+/// The longest webhook URL accepted, in bytes.
+pub const MAX_WEBHOOK_URL_LEN: usize = 2_048;
+
+/// The longest webhook description accepted, in bytes.
+pub const MAX_WEBHOOK_DESCRIPTION_LEN: usize = 1_024;
+
 /// True when a webhook may not be sent to `ip` unless the operator allows private targets:
 /// loopback, private (RFC 1918, unique local), link-local, unspecified, shared (RFC 6598),
 /// broadcast, documentation and multicast addresses, and IPv4 mapped into IPv6 likewise.

@@ -215,3 +215,19 @@ async fn poll_events(inner: Weak<Inner>) {
         tokio::time::sleep(EVENT_POLL_INTERVAL).await;
     }
 }
+
+impl Store {
+    /// Resolves once the process shuts down ([`Store::end_waits`]): open event streams end then,
+    /// so that they do not hold the shutdown (a client resumes with `Last-Event-ID`).
+    pub async fn shutting_down(&self) {
+        loop {
+            let notified = self.inner.job_finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.inner.waits_ended.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -219,7 +219,8 @@ impl Store {
     /// Gives the webhook a new secret: every later attempt is signed with it.
     pub async fn rotate_webhook_secret(&self, project: ProjectId, id: i64) -> Result<Webhook, StoreError> {
         let secret = new_secret()?;
-        let sql = format!("UPDATE webhooks SET secret = $1 WHERE id = $2 AND project_id = $3 RETURNING {WEBHOOK_COLUMNS}");
+        let sql =
+            format!("UPDATE webhooks SET secret = $1 WHERE id = $2 AND project_id = $3 RETURNING {WEBHOOK_COLUMNS}");
         with_db!(self.db(), pool => {
             let row = sqlx::query(&sql).bind(&secret).bind(id).bind(project.0).fetch_optional(pool).await?;
             row.as_ref().map(webhook_from_row).transpose()?.ok_or(StoreError::WebhookNotFound(id))
@@ -280,7 +281,8 @@ impl Store {
     /// [`Store::latest_event_id`]) that it subscribes to and has not had yet. Idempotent, and safe
     /// to run in several processes at once. Returns the deliveries made.
     pub async fn fan_out_deliveries(&self, latest: i64, now: i64) -> Result<u64, StoreError> {
-        let insert = "INSERT INTO webhook_deliveries (webhook_id, event_id, status, attempts, next_attempt_at, created_at)
+        let insert =
+            "INSERT INTO webhook_deliveries (webhook_id, event_id, status, attempts, next_attempt_at, created_at)
              SELECT w.id, e.id, 'pending', 0, $2, $2
              FROM webhooks w JOIN job_events e ON e.project_id = w.project_id AND e.id > w.cursor AND e.id <= $1
              WHERE w.cursor < $1 AND (',' || w.events || ',') LIKE ('%,' || e.type || ',%')
@@ -309,7 +311,12 @@ impl Store {
     /// Leases up to `limit` due deliveries for `lease_ms` (a sender must record each before the
     /// lease ends, or it is sent again): the oldest due of each webhook that has none in flight,
     /// so a slow receiver holds at most one of them and never the others'.
-    pub async fn claim_due_deliveries(&self, now: i64, lease_ms: i64, limit: u32) -> Result<Vec<DueDelivery>, StoreError> {
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
         let claim = "UPDATE webhook_deliveries SET lease_expires_at = $1 + $2
              WHERE id IN (
                  SELECT MIN(d.id) FROM webhook_deliveries d

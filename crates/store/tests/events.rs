@@ -122,7 +122,9 @@ async fn a_late_commit_is_never_skipped(db: &TestDb) {
     let seen = all_events(s, p, &EventFilter::default()).await;
     assert_eq!(seen.len(), 2);
     let mut last = seen[1].id;
-    let cancel = |id: JobId| format!("UPDATE jobs SET status = 'cancelled', finished_at = 1, updated_at = 1 WHERE id = {}", id.0);
+    let cancel = |id: JobId| {
+        format!("UPDATE jobs SET status = 'cancelled', finished_at = 1, updated_at = 1 WHERE id = {}", id.0)
+    };
 
     let mut collected = Vec::new();
     let mut read = async |store: &Store| {
@@ -169,8 +171,10 @@ async fn webhooks_are_kept_per_project(db: &TestDb) {
     let s = &db.store;
     let p = project(s, "p").await;
     let other = project(s, "q").await;
-    let hook =
-        s.create_webhook(p, "https://example.com/h", &[EventType::Failed, EventType::Completed], Some("d"), 5).await.unwrap();
+    let hook = s
+        .create_webhook(p, "https://example.com/h", &[EventType::Failed, EventType::Completed], Some("d"), 5)
+        .await
+        .unwrap();
     assert!(hook.secret.starts_with("whsec_") && hook.secret.len() > 40);
     assert_eq!(hook.events, [EventType::Completed, EventType::Failed]);
     assert_eq!(s.list_webhooks(p).await.unwrap(), [hook.clone()]);
@@ -206,18 +210,23 @@ async fn deliveries_are_made_once_leased_retried_and_recorded(db: &TestDb) {
     assert_eq!(claimed[1].event.job.id, job.id);
     assert!(s.claim_due_deliveries(101, 30_000, 10).await.unwrap().is_empty(), "both webhooks are busy");
 
-    let failed = AttemptOutcome::Failed { response_code: Some(500), error: "HTTP 500".into(), next_attempt_at: Some(1_000) };
+    let failed =
+        AttemptOutcome::Failed { response_code: Some(500), error: "HTTP 500".into(), next_attempt_at: Some(1_000) };
     s.record_delivery(claimed[0].id, &failed, 200).await.unwrap();
     s.record_delivery(claimed[1].id, &AttemptOutcome::Succeeded { response_code: 204 }, 200).await.unwrap();
     let next = s.claim_due_deliveries(300, 30_000, 10).await.unwrap();
-    assert_eq!(next.iter().map(|d| (d.webhook_id, d.event.event_type)).collect::<Vec<_>>(), [(all.id, EventType::Started)]);
+    assert_eq!(
+        next.iter().map(|d| (d.webhook_id, d.event.event_type)).collect::<Vec<_>>(),
+        [(all.id, EventType::Started)]
+    );
     // A lease that runs out makes the delivery due again (its sender died).
     let mut again = s.claim_due_deliveries(300 + 30_000, 30_000, 10).await.unwrap();
     again.sort_by_key(|d| d.webhook_id);
     assert_eq!(again.iter().map(|d| d.id).collect::<Vec<_>>(), [claimed[0].id, next[0].id]);
     assert_eq!(again[0].attempts, 1);
 
-    let gave_up = AttemptOutcome::Failed { response_code: None, error: "connection refused".into(), next_attempt_at: None };
+    let gave_up =
+        AttemptOutcome::Failed { response_code: None, error: "connection refused".into(), next_attempt_at: None };
     s.record_delivery(claimed[0].id, &gave_up, 40_000).await.unwrap();
     let page = s.list_deliveries(p, ends.id, None, 10).await.unwrap();
     let d = &page.rows[0];
