@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod facades;
 pub mod limits;
@@ -21,6 +22,8 @@ pub mod state;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod views;
+pub mod webhook_sender;
+pub mod webhooks;
 
 pub use app::router;
 pub use state::AppState;

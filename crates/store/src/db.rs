@@ -33,6 +33,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (8, include_str!("../migrations/sqlite/0008_queue_inputs.sql")),
     (9, include_str!("../migrations/sqlite/0009_project_turns.sql")),
     (10, include_str!("../migrations/sqlite/0010_queue_sides.sql")),
+    (11, include_str!("../migrations/sqlite/0011_events.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -45,6 +46,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (8, include_str!("../migrations/postgres/0008_queue_inputs.sql")),
     (9, include_str!("../migrations/postgres/0009_project_turns.sql")),
     (10, include_str!("../migrations/postgres/0010_queue_sides.sql")),
+    (11, include_str!("../migrations/postgres/0011_events.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.
