@@ -101,6 +101,11 @@ fn has_webhooks() -> bool {
     catalog_api::native::openapi_json().contains("\"/v1/webhooks\"")
 }
 
+/// Whether this build serves the event stream (the console then follows it instead of polling).
+fn has_events() -> bool {
+    catalog_api::native::openapi_json().contains("\"/v1/events\"")
+}
+
 /// Runs the browser script against a server on `database_url`, in `dir`.
 fn check_console(package: &Path, chromium: &Path, dir: &Path, database_url: &str) {
     let token = create_project_and_key_on(dir, database_url);
@@ -118,7 +123,8 @@ fn check_console(package: &Path, chromium: &Path, dir: &Path, database_url: &str
         .env("CATALOGD_TOKEN", &token)
         .env("PLAYWRIGHT_CORE", package)
         .env("CHROMIUM", chromium)
-        .env("CONSOLE_WEBHOOKS", if has_webhooks() { "1" } else { "0" });
+        .env("CONSOLE_WEBHOOKS", if has_webhooks() { "1" } else { "0" })
+        .env("CONSOLE_EVENTS", if has_events() { "1" } else { "0" });
     let output = run(&mut command).expect("run the console script");
     let port = server.port;
     drop(server);

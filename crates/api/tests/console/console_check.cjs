@@ -3,7 +3,8 @@
 //
 // Environment: CATALOGD_URL, CATALOGD_TOKEN (a key with every scope), PLAYWRIGHT_CORE (the
 // installed package's directory), CHROMIUM (the browser), CONSOLE_WEBHOOKS ("1" when the server
-// has the webhooks API and allows private receivers), CONSOLE_SCREENSHOTS (a directory: save
+// has the webhooks API and allows private receivers), CONSOLE_EVENTS ("1" when it serves
+// GET /v1/events: the page must then follow it, not poll), CONSOLE_SCREENSHOTS (a directory: save
 // screenshots there; unset: none).
 'use strict';
 
@@ -15,6 +16,7 @@ const { chromium } = require(process.env.PLAYWRIGHT_CORE);
 const BASE = process.env.CATALOGD_URL;
 const TOKEN = process.env.CATALOGD_TOKEN;
 const WEBHOOKS = process.env.CONSOLE_WEBHOOKS === '1';
+const EVENTS = process.env.CONSOLE_EVENTS === '1';
 const SHOTS = process.env.CONSOLE_SCREENSHOTS || '';
 // A generous bound for each wait: a slow CI machine, not the behaviour, decides how long it takes.
 const WAIT_MS = 60000;
@@ -93,6 +95,7 @@ async function main() {
     await page.locator(`#job-rows tr[data-job-id="${patch.job.id}"]`).waitFor();
     const liveMode = await page.locator('#live').getAttribute('data-mode');
     console.log(`  live updates: ${liveMode === 'stream' ? 'event stream' : 'polling'}`);
+    assert.equal(liveMode, EVENTS ? 'stream' : 'poll');
 
     step('a bulk delete made after the page loaded appears and reaches completed, live');
     await page.evaluate(() => { window.notReloaded = true; });
