@@ -113,9 +113,8 @@ enum Command {
 enum WebhooksCommand {
     /// Create a webhook; prints its signing secret, which is shown only now.
     Create {
-        /// Where to POST the events (http or https).
-        #[arg(long)]
-        url: String,
+        /// Where to POST the events (http or https). Positional: `--url` is the server's.
+        target: String,
         /// The event types to send (comma-separated, e.g. job.completed,job.failed).
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
@@ -932,8 +931,8 @@ async fn follow_events(
 
 async fn webhooks(client: &Client, ui: &Ui, command: WebhooksCommand) -> Result<Outcome, CliError> {
     match command {
-        WebhooksCommand::Create { url, events, description } => {
-            let hook = client.create_webhook(&url, &events, description.as_deref()).await?;
+        WebhooksCommand::Create { target, events, description } => {
+            let hook = client.create_webhook(&target, &events, description.as_deref()).await?;
             if ui.json() {
                 ui.print_json(&to_json(&hook));
             } else {
