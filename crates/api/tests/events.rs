@@ -175,6 +175,35 @@ async fn the_project_stream_follows_new_events_with_filters() {
     assert_eq!(replay[0].event, "job.completed");
 }
 
+/// A second store on the same database stands for another `catalogd` process: the job it
+/// accepts and runs reaches the first one's stream (on PostgreSQL through the outbox, with ids
+/// given by whichever process sequences first).
+async fn events_of_another_process_reach_the_stream() {
+    let app = app_with_catalog().await;
+    let mut stream = Stream::open(&app, TestRequest::new(Method::GET, "/v1/events").bearer(&app.token)).await;
+    let other =
+        catalog_store::Store::connect(&app.database_url(), catalog_store::StoreConfig::default()).await.unwrap();
+    let outcome = other
+        .bulk_delete_items(
+            app.project.id,
+            "shoes",
+            catalog_domain::Dialect::Native,
+            vec![catalog_domain::RawId::String("a".into())],
+            &catalog_store::JobOptions::default(),
+        )
+        .await
+        .unwrap();
+    let job = outcome.job.unwrap().id.0;
+    catalog_store::Runner::new(other.clone(), catalog_store::RunnerConfig::default()).run_until_idle().await.unwrap();
+    let got = stream.take(3).await;
+    assert_eq!(
+        got.iter().map(|m| m.event.as_str()).collect::<Vec<_>>(),
+        ["job.created", "job.started", "job.completed"]
+    );
+    assert!(got.iter().all(|m| m.data["data"]["job"]["id"] == job));
+    other.close().await;
+}
+
 async fn streams_need_jobs_read_and_stay_in_the_project() {
     let app = app_with_catalog().await;
     let job = upsert(&app, &["a"]).await;
@@ -457,6 +486,7 @@ async fn a_slow_receiver_does_not_delay_another() {
 catalog_api::on_both_backends!(
     a_jobs_stream_replays_it_and_ends_after_its_last_event,
     the_project_stream_follows_new_events_with_filters,
+    events_of_another_process_reach_the_stream,
     streams_need_jobs_read_and_stay_in_the_project,
     webhooks_are_created_listed_rotated_and_deleted,
     deliveries_are_signed_and_listed_and_can_be_sent_again,
