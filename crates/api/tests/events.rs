@@ -392,7 +392,7 @@ async fn deliveries_are_signed_and_listed_and_can_be_sent_again() {
     let sender = Sender::start(&app);
     let job = upsert(&app, &["a", "b"]).await;
     app.run_jobs().await;
-    let mut bodies = vec![verify(&next(&mut requests).await, &secret), verify(&next(&mut requests).await, &secret)];
+    let mut bodies = [verify(&next(&mut requests).await, &secret), verify(&next(&mut requests).await, &secret)];
     bodies.sort_by_key(|b| b["id"].as_i64());
     assert_eq!(
         bodies.iter().map(|b| b["type"].as_str().unwrap()).collect::<Vec<_>>(),
