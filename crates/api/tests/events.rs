@@ -337,8 +337,12 @@ struct Sender(Option<tokio::sync::oneshot::Sender<()>>, Option<tokio::task::Join
 
 impl Sender {
     fn start(app: &TestApp) -> Sender {
+        Sender::start_with(app, true)
+    }
+
+    fn start_with(app: &TestApp, allow_private: bool) -> Sender {
         let settings = WebhookSettings {
-            allow_private: true,
+            allow_private,
             retry: RetrySchedule { first_delay_ms: 50, ..RetrySchedule::default() },
             timeout: Duration::from_secs(20),
         };
@@ -483,7 +487,23 @@ async fn a_slow_receiver_does_not_delay_another() {
     sender.stop().await;
 }
 
+/// Without `--webhook-allow-private` the sender refuses a loopback target before each attempt
+/// (a webhook made before the operator changed the setting, or a name that resolves so).
+async fn the_sender_refuses_private_targets_unless_allowed() {
+    let app = app_with_catalog().await;
+    let (url, mut requests, _) = receiver(StatusCode::OK).await;
+    let (hook, _) = create_hook(&app, &url.replace("127.0.0.1", "localhost"), &["job.created"]).await;
+    let sender = Sender::start_with(&app, false);
+    upsert(&app, &["a"]).await;
+    let refused = wait_for_deliveries(&app, hook, |d| d[0]["attempts"].as_u64() >= Some(1)).await;
+    assert!(refused[0]["last_error"].as_str().is_some_and(|e| e.contains("private")), "{refused:?}");
+    assert_eq!(refused[0]["response_code"], Value::Null);
+    assert!(requests.try_recv().is_err(), "nothing was sent");
+    sender.stop().await;
+}
+
 catalog_api::on_both_backends!(
+    the_sender_refuses_private_targets_unless_allowed,
     a_jobs_stream_replays_it_and_ends_after_its_last_event,
     the_project_stream_follows_new_events_with_filters,
     events_of_another_process_reach_the_stream,
