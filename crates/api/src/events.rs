@@ -306,12 +306,22 @@ impl Follow {
             }
             // Marked seen before the read: a signal after it wakes the wait below.
             self.signal.borrow_and_update();
+            // Every event up to this id is readable by the read that follows.
+            let horizon = match self.store.readable_event_horizon().await {
+                Ok(horizon) => horizon,
+                Err(error) => {
+                    tracing::warn!(%error, "event stream ended: cannot read events");
+                    return None;
+                }
+            };
             match self.store.events_after(self.project, self.after, &self.filter, MAX_EVENTS_PER_READ).await {
                 Ok(events) if !events.is_empty() => {
                     self.pending.extend(events);
                     continue;
                 }
-                Ok(_) => {}
+                // None matched up to the horizon: the next read starts there, so a filter that
+                // rarely matches does not scan the same events again and again.
+                Ok(_) => self.after = self.after.max(horizon),
                 Err(error) => {
                     // The client resumes from the last id it got.
                     tracing::warn!(%error, "event stream ended: cannot read events");

@@ -22,7 +22,7 @@ pub const MAX_IN_FLIGHT: usize = 64;
 
 /// How long past an attempt's timeout its lease lasts: a delivery whose sender died is sent again
 /// once the lease ends.
-const LEASE_MARGIN: Duration = Duration::from_secs(20);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// `Catalogd-Signature` of `body` sent at `timestamp` (unix seconds):
 /// `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`, as Stripe signs.

@@ -175,6 +175,35 @@ async fn the_project_stream_follows_new_events_with_filters() {
     assert_eq!(replay[0].event, "job.completed");
 }
 
+/// A second store on the same database stands for another `catalogd` process: the job it
+/// accepts and runs reaches the first one's stream (on PostgreSQL through the outbox, with ids
+/// given by whichever process sequences first).
+async fn events_of_another_process_reach_the_stream() {
+    let app = app_with_catalog().await;
+    let mut stream = Stream::open(&app, TestRequest::new(Method::GET, "/v1/events").bearer(&app.token)).await;
+    let other =
+        catalog_store::Store::connect(&app.database_url(), catalog_store::StoreConfig::default()).await.unwrap();
+    let outcome = other
+        .bulk_delete_items(
+            app.project.id,
+            "shoes",
+            catalog_domain::Dialect::Native,
+            vec![catalog_domain::RawId::String("a".into())],
+            &catalog_store::JobOptions::default(),
+        )
+        .await
+        .unwrap();
+    let job = outcome.job.unwrap().id.0;
+    catalog_store::Runner::new(other.clone(), catalog_store::RunnerConfig::default()).run_until_idle().await.unwrap();
+    let got = stream.take(3).await;
+    assert_eq!(
+        got.iter().map(|m| m.event.as_str()).collect::<Vec<_>>(),
+        ["job.created", "job.started", "job.completed"]
+    );
+    assert!(got.iter().all(|m| m.data["data"]["job"]["id"] == job));
+    other.close().await;
+}
+
 async fn streams_need_jobs_read_and_stay_in_the_project() {
     let app = app_with_catalog().await;
     let job = upsert(&app, &["a"]).await;
@@ -308,8 +337,12 @@ struct Sender(Option<tokio::sync::oneshot::Sender<()>>, Option<tokio::task::Join
 
 impl Sender {
     fn start(app: &TestApp) -> Sender {
+        Sender::start_with(app, true)
+    }
+
+    fn start_with(app: &TestApp, allow_private: bool) -> Sender {
         let settings = WebhookSettings {
-            allow_private: true,
+            allow_private,
             retry: RetrySchedule { first_delay_ms: 50, ..RetrySchedule::default() },
             timeout: Duration::from_secs(20),
         };
@@ -363,7 +396,7 @@ async fn deliveries_are_signed_and_listed_and_can_be_sent_again() {
     let sender = Sender::start(&app);
     let job = upsert(&app, &["a", "b"]).await;
     app.run_jobs().await;
-    let mut bodies = vec![verify(&next(&mut requests).await, &secret), verify(&next(&mut requests).await, &secret)];
+    let mut bodies = [verify(&next(&mut requests).await, &secret), verify(&next(&mut requests).await, &secret)];
     bodies.sort_by_key(|b| b["id"].as_i64());
     assert_eq!(
         bodies.iter().map(|b| b["type"].as_str().unwrap()).collect::<Vec<_>>(),
@@ -454,9 +487,26 @@ async fn a_slow_receiver_does_not_delay_another() {
     sender.stop().await;
 }
 
+/// Without `--webhook-allow-private` the sender refuses a loopback target before each attempt
+/// (a webhook made before the operator changed the setting, or a name that resolves so).
+async fn the_sender_refuses_private_targets_unless_allowed() {
+    let app = app_with_catalog().await;
+    let (url, mut requests, _) = receiver(StatusCode::OK).await;
+    let (hook, _) = create_hook(&app, &url.replace("127.0.0.1", "localhost"), &["job.created"]).await;
+    let sender = Sender::start_with(&app, false);
+    upsert(&app, &["a"]).await;
+    let refused = wait_for_deliveries(&app, hook, |d| d[0]["attempts"].as_u64() >= Some(1)).await;
+    assert!(refused[0]["last_error"].as_str().is_some_and(|e| e.contains("private")), "{refused:?}");
+    assert_eq!(refused[0]["response_code"], Value::Null);
+    assert!(requests.try_recv().is_err(), "nothing was sent");
+    sender.stop().await;
+}
+
 catalog_api::on_both_backends!(
+    the_sender_refuses_private_targets_unless_allowed,
     a_jobs_stream_replays_it_and_ends_after_its_last_event,
     the_project_stream_follows_new_events_with_filters,
+    events_of_another_process_reach_the_stream,
     streams_need_jobs_read_and_stay_in_the_project,
     webhooks_are_created_listed_rotated_and_deleted,
     deliveries_are_signed_and_listed_and_can_be_sent_again,

@@ -173,6 +173,15 @@ impl Store {
         }
     }
 
+    /// The highest event id readable now, without giving ids (see [`Store::latest_event_id`]):
+    /// every event up to it is readable by any later read.
+    pub async fn readable_event_horizon(&self) -> Result<i64, StoreError> {
+        with_db!(self.db(), pool => {
+            let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM job_events").fetch_one(pool).await?;
+            row.int("last")
+        })
+    }
+
     /// A receiver of the highest readable event id of this database, updated every
     /// [`EVENT_POLL_INTERVAL`] by one task per store (started by the first call, ended with the
     /// store). Readers wait for a change, then read their own events.

@@ -64,12 +64,12 @@ conformance!(
 // ---------------------------------------------------------------------------------------------
 
 async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
-    assert_eq!(db.store.schema_version().await.unwrap(), 10);
+    assert_eq!(db.store.schema_version().await.unwrap(), 11);
     // A second node (or a restart) on the same database applies nothing and keeps the data.
     let p = project(&db.store, "mig").await;
     let again = Store::connect(&db.url, StoreConfig::default()).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 10);
-    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 10);
+    assert_eq!(again.schema_version().await.unwrap(), 11);
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations").await, 11);
     assert_eq!(again.get_project_by_key("mig").await.unwrap().id, p);
     for table in [
         "projects",
@@ -84,6 +84,9 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         "job_payload_parts",
         "rate_limits",
         "queue_inputs",
+        "job_events",
+        "webhooks",
+        "webhook_deliveries",
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
     }
@@ -1004,7 +1007,7 @@ async fn migration_2_moves_pending_payloads(db: &TestDb) {
     )
     .await;
     let store = Store::connect(&url, StoreConfig::default()).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 10);
+    assert_eq!(store.schema_version().await.unwrap(), 11);
     let p = store.get_project_by_key("old").await.unwrap().id;
     let id = runner(&store, "r", 10).process_one().await.unwrap().unwrap();
     let j = store.get_job(p, id).await.unwrap();

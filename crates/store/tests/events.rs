@@ -177,7 +177,7 @@ async fn webhooks_are_kept_per_project(db: &TestDb) {
         .unwrap();
     assert!(hook.secret.starts_with("whsec_") && hook.secret.len() > 40);
     assert_eq!(hook.events, [EventType::Completed, EventType::Failed]);
-    assert_eq!(s.list_webhooks(p).await.unwrap(), [hook.clone()]);
+    assert_eq!(s.list_webhooks(p).await.unwrap(), std::slice::from_ref(&hook));
     assert!(s.list_webhooks(other).await.unwrap().is_empty());
     assert_eq!(s.get_webhook(other, hook.id).await.unwrap_err().code(), ErrorCode::WebhookNotFound);
     let rotated = s.rotate_webhook_secret(p, hook.id).await.unwrap();
