@@ -98,8 +98,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text: the recorded series (HTTP, runner, events), then the job gauges read from the
-/// store at scrape time.
+/// Prometheus text: the recorded series, then the job gauges.
+///
+/// The recorded series are the HTTP layer's, the runner's and the events'; the job gauges are read
+/// from the store at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = state.metrics.render_recorded();
