@@ -195,6 +195,17 @@ async function main() {
         assert.match(text, /200/);
         assert.ok(received.length >= 1);
         await shot(page, 'console-webhook.png');
+        // The events' series, emitted with the metrics macros, rendered by this process's /metrics.
+        const metrics = await (await fetch(`${BASE}/metrics`)).text();
+        const value = (series) => {
+          const line = metrics.split('\n').find((l) => l.startsWith(`${series} `));
+          assert.ok(line, `no ${series} in\n${metrics}`);
+          return Number(line.slice(series.length + 1));
+        };
+        assert.ok(value('catalogd_webhook_deliveries_total{outcome="succeeded"}') >= 1);
+        assert.ok(value('catalogd_webhook_delivery_lag_seconds_bucket{le="86400"}') >= 1, 'rendered as a histogram');
+        // Present once a stream has opened (the page opened several); its value moves with them.
+        assert.ok(Number.isFinite(value('catalogd_event_streams_open')));
       } finally {
         receiver.close();
       }
