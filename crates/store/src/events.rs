@@ -194,14 +194,24 @@ impl Store {
         });
         let receiver = sender.subscribe();
         if started {
-            tokio::spawn(poll_events(Arc::downgrade(&self.inner)));
+            let inner = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                crate::supervise::supervise("event signal", EVENT_POLL_INTERVAL, None, || {
+                    let inner = inner.clone();
+                    async move {
+                        poll_events(inner).await;
+                        Ok(())
+                    }
+                })
+                .await;
+            });
         }
         receiver
     }
 }
 
-/// The task behind [`Store::subscribe_events`]: holds the store only while it reads, so the
-/// store's end (its last clone dropped) ends it.
+/// The task behind [`Store::subscribe_events`] (supervised: restarted if it panics): holds the
+/// store only while it reads, so the store's end (its last clone dropped) ends it.
 async fn poll_events(inner: Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
