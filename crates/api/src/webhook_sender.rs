@@ -78,12 +78,13 @@ async fn run_once(store: Store, settings: WebhookSettings, mut stop: tokio::sync
     }
     let mut signal = store.subscribe_events();
     let mut in_flight = JoinSet::new();
+    let mut fanned_out = None;
     loop {
         if *stop.borrow() {
             break;
         }
         signal.borrow_and_update();
-        if let Err(error) = step(&store, &settings, &client, &mut in_flight).await {
+        if let Err(error) = step(&store, &settings, &client, &mut in_flight, &mut fanned_out).await {
             tracing::warn!(%error, "webhook sender: cannot read or lease deliveries; trying again");
         }
         tokio::select! {
@@ -100,17 +101,23 @@ async fn run_once(store: Store, settings: WebhookSettings, mut stop: tokio::sync
     while in_flight.join_next().await.is_some() {}
 }
 
-/// Makes the deliveries of new events and starts the due ones.
+/// Makes the deliveries of new events (when there are any since `fanned_out`, the latest id
+/// this process fanned out) and starts the due ones. Writes only when there is work: on SQLite
+/// every write takes the one write lock.
 async fn step(
     store: &Store,
     settings: &WebhookSettings,
     client: &reqwest::Client,
     in_flight: &mut JoinSet<()>,
+    fanned_out: &mut Option<i64>,
 ) -> Result<(), StoreError> {
     let latest = store.latest_event_id().await?;
-    store.fan_out_deliveries(latest, now_ms()).await?;
+    if fanned_out.is_none_or(|done| latest > done) {
+        store.fan_out_deliveries(latest, now_ms()).await?;
+        *fanned_out = Some(latest);
+    }
     let room = MAX_IN_FLIGHT.saturating_sub(in_flight.len());
-    if room == 0 {
+    if room == 0 || !store.deliveries_due(now_ms()).await? {
         return Ok(());
     }
     let lease = settings.timeout + LEASE_MARGIN;

@@ -502,7 +502,92 @@ async fn the_sender_refuses_private_targets_unless_allowed() {
     sender.stop().await;
 }
 
+/// A metrics recorder that keeps each series' latest value (counters and gauges: their sum;
+/// histograms: how many values were recorded), keyed `name{label=value,...}`.
+#[derive(Default, Clone)]
+struct Captured(Arc<std::sync::Mutex<std::collections::BTreeMap<String, f64>>>);
+
+struct Series(String, Captured);
+
+impl Captured {
+    fn get(&self, key: &str) -> f64 {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0.0)
+    }
+
+    fn add(&self, key: &str, value: f64) {
+        *self.0.lock().unwrap().entry(key.to_owned()).or_default() += value;
+    }
+
+    fn series(&self, key: &metrics::Key) -> Arc<Series> {
+        let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+        let name =
+            if labels.is_empty() { key.name().to_owned() } else { format!("{}{{{}}}", key.name(), labels.join(",")) };
+        Arc::new(Series(name, self.clone()))
+    }
+}
+
+impl metrics::CounterFn for Series {
+    fn increment(&self, value: u64) {
+        self.1.add(&self.0, value as f64);
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::GaugeFn for Series {
+    fn increment(&self, value: f64) {
+        self.1.add(&self.0, value);
+    }
+    fn decrement(&self, value: f64) {
+        self.1.add(&self.0, -value);
+    }
+    fn set(&self, _: f64) {}
+}
+
+impl metrics::HistogramFn for Series {
+    fn record(&self, _: f64) {
+        self.1.add(&self.0, 1.0);
+    }
+}
+
+impl metrics::Recorder for Captured {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.series(key))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.series(key))
+    }
+    fn register_histogram(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::from_arc(self.series(key))
+    }
+}
+
+/// The events' series, under the names of the contract: open streams, deliveries by outcome,
+/// delivery lag. (The test's runtime has one thread, so the recorder, local to it, sees all.)
+async fn the_events_series_are_recorded() {
+    let captured = Captured::default();
+    let _recording = metrics::set_default_local_recorder(&captured);
+    let app = app_with_catalog().await;
+    let stream = Stream::open(&app, TestRequest::new(Method::GET, "/v1/events").bearer(&app.token)).await;
+    assert_eq!(captured.get("catalogd_event_streams_open"), 1.0);
+    drop(stream);
+    assert_eq!(captured.get("catalogd_event_streams_open"), 0.0);
+
+    let (url, mut requests, _) = receiver(StatusCode::OK).await;
+    let (hook, _) = create_hook(&app, &url, &["job.created"]).await;
+    let sender = Sender::start(&app);
+    upsert(&app, &["a"]).await;
+    next(&mut requests).await;
+    wait_for_deliveries(&app, hook, |d| d[0]["status"] == "succeeded").await;
+    sender.stop().await;
+    assert_eq!(captured.get("catalogd_webhook_deliveries_total{outcome=succeeded}"), 1.0);
+    assert_eq!(captured.get("catalogd_webhook_delivery_lag_seconds"), 1.0);
+}
+
 catalog_api::on_both_backends!(
+    the_events_series_are_recorded,
     the_sender_refuses_private_targets_unless_allowed,
     a_jobs_stream_replays_it_and_ends_after_its_last_event,
     the_project_stream_follows_new_events_with_filters,

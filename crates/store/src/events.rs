@@ -158,12 +158,20 @@ impl Store {
         })
     }
 
-    /// The highest event id readable now (0 when there is none). On PostgreSQL this first gives
-    /// ids to the events whose writers have ended (see the module).
+    /// The highest event id readable now (0 when there is none): every event committed before the
+    /// call has an id at most this. On PostgreSQL this first gives ids to the committed events
+    /// that have none, waiting for a run of another process to end (see the module).
     pub async fn latest_event_id(&self) -> Result<i64, StoreError> {
+        self.sequence_events(true).await
+    }
+
+    /// Gives ids on PostgreSQL and answers the highest; with `wait` false, a process that finds
+    /// another sequencing answers what is given so far (the periodic poll: the other run's ids
+    /// reach it at its next poll).
+    async fn sequence_events(&self, wait: bool) -> Result<i64, StoreError> {
         match self.db() {
             Db::Pg(pool) => {
-                let row = sqlx::query("SELECT catalogd_sequence_events() AS last").fetch_one(pool).await?;
+                let row = sqlx::query("SELECT catalogd_sequence_events($1) AS last").bind(wait).fetch_one(pool).await?;
                 row.int("last")
             }
             Db::Sqlite(pool) => {
@@ -194,19 +202,29 @@ impl Store {
         });
         let receiver = sender.subscribe();
         if started {
-            tokio::spawn(poll_events(Arc::downgrade(&self.inner)));
+            let inner = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                crate::supervise::supervise("event signal", EVENT_POLL_INTERVAL, None, || {
+                    let inner = inner.clone();
+                    async move {
+                        poll_events(inner).await;
+                        Ok(())
+                    }
+                })
+                .await;
+            });
         }
         receiver
     }
 }
 
-/// The task behind [`Store::subscribe_events`]: holds the store only while it reads, so the
-/// store's end (its last clone dropped) ends it.
+/// The task behind [`Store::subscribe_events`] (supervised: restarted if it panics): holds the
+/// store only while it reads, so the store's end (its last clone dropped) ends it.
 async fn poll_events(inner: Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
         let store = Store { inner };
-        match store.latest_event_id().await {
+        match store.sequence_events(false).await {
             Ok(latest) => {
                 if let Some(sender) = store.inner.events.sender.get() {
                     sender.send_if_modified(|current| {

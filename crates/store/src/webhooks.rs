@@ -308,6 +308,20 @@ impl Store {
         Ok(made)
     }
 
+    /// Whether any delivery is due at `now` (a read: the sender leases only when there is work).
+    pub async fn deliveries_due(&self, now: i64) -> Result<bool, StoreError> {
+        with_db!(self.db(), pool => {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS n FROM (SELECT 1 FROM webhook_deliveries
+                                            WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1) due",
+            )
+            .bind(now)
+            .fetch_one(pool)
+            .await?;
+            Ok(row.int("n")? > 0)
+        })
+    }
+
     /// Leases up to `limit` due deliveries for `lease_ms` (a sender must record each before the
     /// lease ends, or it is sent again): the oldest due of each webhook that has none in flight,
     /// so a slow receiver holds at most one of them and never the others'.

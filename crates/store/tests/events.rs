@@ -198,7 +198,10 @@ async fn deliveries_are_made_once_leased_retried_and_recorded(db: &TestDb) {
     runner(s, "r", 100).run_until_idle().await.unwrap();
     let latest = s.latest_event_id().await.unwrap();
     // created, started, completed for `all`; completed for `ends`.
+    assert!(!s.deliveries_due(100).await.unwrap());
     assert_eq!(s.fan_out_deliveries(latest, 100).await.unwrap(), 4);
+    assert!(s.deliveries_due(100).await.unwrap());
+    assert!(!s.deliveries_due(99).await.unwrap(), "not due before they were made");
     assert_eq!(s.fan_out_deliveries(latest, 100).await.unwrap(), 0, "made once");
 
     // One per webhook in flight: the oldest of each.

@@ -94,14 +94,21 @@ CREATE TRIGGER job_events_delete AFTER DELETE ON jobs
 REFERENCING OLD TABLE AS deleted FOR EACH STATEMENT EXECUTE FUNCTION job_events_delete();
 
 -- Gives ids to the committed events that have none; answers the highest id given so far. The lock
--- is taken before the statement that reads, so that statement's snapshot sees every id an earlier
+-- (waited for, or with `wait` false only tried: the periodic poll of a process that finds it taken
+-- leaves the work to its holder) is taken before the statement that reads, so that statement's snapshot sees every id an earlier
 -- run gave (READ COMMITTED: each statement of a volatile function takes a fresh snapshot).
-CREATE FUNCTION catalogd_sequence_events() RETURNS BIGINT LANGUAGE plpgsql AS $$
+CREATE FUNCTION catalogd_sequence_events(wait BOOLEAN) RETURNS BIGINT LANGUAGE plpgsql AS $$
 DECLARE
     last BIGINT;
     given BIGINT;
 BEGIN
-    PERFORM pg_advisory_xact_lock(7161132861623268467); -- "catevnts" in ASCII
+    IF wait THEN
+        PERFORM pg_advisory_xact_lock(7161132861623268467); -- "catevnts" in ASCII
+    ELSIF NOT pg_try_advisory_xact_lock(7161132861623268467) THEN
+        -- Another process sequencing now does this run's work too: answer what is given so far.
+        SELECT last_id INTO last FROM job_event_ids;
+        RETURN last;
+    END IF;
     SELECT last_id INTO last FROM job_event_ids;
     WITH due AS (
         SELECT pos, row_number() OVER (ORDER BY pos) AS n FROM job_events WHERE id IS NULL
