@@ -225,8 +225,8 @@
           });
         } catch (error) {
           if (this.stopped) return;
-          // A key refused, or without the scope: retrying cannot help.
-          if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+          // A key refused or without the scope, or a filter refused: retrying cannot help.
+          if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) {
             setLive('', 'No live updates.');
             return report(error, 'The event stream');
           }
@@ -265,6 +265,7 @@
     const view = { live: null, heading: h('h1', { tabindex: '-1' }, title) };
     currentView = view;
     setLive('', ''); // a view that follows nothing live says nothing
+    flashLine.hidden = true; // an error of the view left behind is no longer news
     main.replaceChildren(view.heading);
     return view;
   }

@@ -118,6 +118,13 @@ async function main() {
     await page.locator(`#job-rows tr[data-job-id="${patch.job.id}"]`).waitFor();
     assert.equal(await page.locator('#job-rows tr').count(), 1);
 
+    step('a filter the API refuses is reported, and the stream is not retried');
+    await page.goto(`${BASE}/#/jobs?catalog=${encodeURIComponent('no spaces')}`);
+    await page.locator('#flash', { hasText: '(invalid_query)' }).waitFor();
+    if (EVENTS) await page.locator('#live', { hasText: 'No live updates.' }).waitFor();
+    await page.goto(`${BASE}/#/jobs?kind=item_bulk_patch`);
+    await page.locator(`#job-rows tr[data-job-id="${patch.job.id}"]`).waitFor();
+
     step("a job's detail shows its per-item errors");
     await page.getByRole('link', { name: `#${patch.job.id}`, exact: true }).click();
     await page.getByRole('heading', { name: new RegExp(`^Job #${patch.job.id}`) }).waitFor();
