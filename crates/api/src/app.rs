@@ -3,6 +3,7 @@
 
 use crate::auth::native_guard;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::native;
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -12,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use catalog_domain::ErrorCode;
 use serde_json::json;
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .merge(native)
         .merge(crate::facades::routes())
+        .merge(crate::console::routes().method_not_allowed_fallback(method_not_allowed))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -97,42 +98,15 @@ async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text: the HTTP series, then job gauges read from the store at scrape time.
+/// Prometheus text: the recorded series, then the job gauges.
+///
+/// The recorded series are the HTTP layer's, the runner's and the events'; the job gauges are read
+/// from the store at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut out = String::new();
-    state.metrics.render_http(&mut out);
+    let mut out = state.metrics.render_recorded();
     match state.store.job_metrics().await {
-        Ok(jobs) => {
-            out.push_str("# HELP catalogd_jobs Jobs stored, by status.\n# TYPE catalogd_jobs gauge\n");
-            for (status, count) in &jobs.by_status {
-                let _ = writeln!(out, "catalogd_jobs{{status=\"{status}\"}} {count}");
-            }
-            out.push_str(
-                "# HELP catalogd_items_processed_total Inputs applied (completed or failed) by this process's runners.\n",
-            );
-            out.push_str("# TYPE catalogd_items_processed_total counter\n");
-            let _ = writeln!(out, "catalogd_items_processed_total {}", jobs.items_processed);
-            out.push_str("# HELP catalogd_runner_lag_seconds Age of the oldest due job not yet claimed.\n");
-            out.push_str("# TYPE catalogd_runner_lag_seconds gauge\n");
-            let _ = writeln!(out, "catalogd_runner_lag_seconds {}", jobs.oldest_due_ms as f64 / 1_000.0);
-            // Overall only: a series per project would grow with the number of projects.
-            out.push_str("# HELP catalogd_queue_jobs Unfinished jobs (queued, scheduled, running), all projects.\n");
-            out.push_str("# TYPE catalogd_queue_jobs gauge\n");
-            let _ = writeln!(out, "catalogd_queue_jobs {}", jobs.queued_jobs);
-            out.push_str(
-                "# HELP catalogd_queue_inputs Inputs of unfinished jobs not yet applied, all projects (the queue limits bound it).\n",
-            );
-            out.push_str("# TYPE catalogd_queue_inputs gauge\n");
-            let _ = writeln!(out, "catalogd_queue_inputs {}", jobs.queued_inputs);
-            if let Some(rate) = jobs.drain_rate {
-                out.push_str(
-                    "# HELP catalogd_queue_drain_rate Inputs applied per second by this process's runners over the last minute.\n",
-                );
-                out.push_str("# TYPE catalogd_queue_drain_rate gauge\n");
-                let _ = writeln!(out, "catalogd_queue_drain_rate {rate}");
-            }
-        }
+        Ok(jobs) => out.push_str(&Metrics::render_jobs(&jobs)),
         Err(error) => tracing::warn!(%error, "cannot read job metrics"),
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()

@@ -20,7 +20,8 @@ use catalog_store::{ApiKeyId, Principal, Scope};
 /// The scope a native route needs: reads of catalogs and jobs need the `read` scope of their
 /// resource, everything else its `write` scope.
 pub fn required_scope(method: &Method, route: &str) -> Scope {
-    let is_jobs = route.starts_with("/v1/jobs");
+    // Events and webhooks are about jobs: they need the jobs scopes.
+    let is_jobs = ["/v1/jobs", "/v1/events", "/v1/webhooks"].iter().any(|prefix| route.starts_with(prefix));
     let is_read = method == Method::GET || method == Method::HEAD;
     match (is_jobs, is_read) {
         (true, true) => Scope::JobsRead,
@@ -188,6 +189,9 @@ mod tests {
     #[test]
     fn scopes_follow_resource_and_method() {
         assert_eq!(required_scope(&Method::GET, "/v1/jobs/{id}"), Scope::JobsRead);
+        assert_eq!(required_scope(&Method::GET, "/v1/events"), Scope::JobsRead);
+        assert_eq!(required_scope(&Method::POST, "/v1/webhooks"), Scope::JobsWrite);
+        assert_eq!(required_scope(&Method::GET, "/v1/webhooks/{id}/deliveries"), Scope::JobsRead);
         assert_eq!(required_scope(&Method::POST, "/v1/jobs/{id}/cancel"), Scope::JobsWrite);
         assert_eq!(required_scope(&Method::GET, "/v1/catalogs/{catalog}/items"), Scope::CatalogsRead);
         assert_eq!(required_scope(&Method::POST, "/v1/catalogs/{catalog}/items/bulk-delete"), Scope::CatalogsWrite);

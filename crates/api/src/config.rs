@@ -216,6 +216,19 @@ pub struct ServeArgs {
     /// The catalog (of the caller's project) that Klaviyo compound ids' `$default` names.
     #[arg(long, env = "CATALOGD_KLAVIYO_CATALOG", default_value = "default")]
     pub klaviyo_catalog: String,
+    /// Let webhooks point at loopback and private addresses (receivers inside your own network,
+    /// tests); refused otherwise, at creation and before each attempt.
+    #[arg(long, env = "CATALOGD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// The wait after a webhook delivery's first failed attempt, in milliseconds; it doubles after
+    /// each further failure, and a delivery not answered with a 2xx within a day fails.
+    #[arg(long, env = "CATALOGD_WEBHOOK_RETRY_DELAY_MS", default_value_t = catalog_domain::events::DEFAULT_FIRST_DELAY_MS,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub webhook_retry_delay_ms: i64,
+    /// How long one webhook attempt may take (connecting, sending, the answer), in seconds.
+    #[arg(long, env = "CATALOGD_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_timeout_seconds: u64,
     /// Bounds on connections: timeouts and the connection cap.
     #[command(flatten)]
     pub connections: ConnectionArgs,

@@ -67,6 +67,8 @@ impl From<StoreError> for ApiError {
             | ErrorCode::CatalogNotFound
             | ErrorCode::ItemNotFound
             | ErrorCode::JobNotFound
+            | ErrorCode::WebhookNotFound
+            | ErrorCode::DeliveryNotFound
             | ErrorCode::ProjectNotFound
             | ErrorCode::MethodNotAllowed
             | ErrorCode::CatalogAlreadyExists

@@ -64,6 +64,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_job))
         .routes(routes!(list_job_errors))
         .routes(routes!(cancel_job))
+        .merge(crate::events::routes())
+        .merge(crate::webhooks::routes())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -114,7 +116,7 @@ pub fn safe_name_pattern(max: usize) -> String {
 /// Any text without a NUL (U+0000), which no backend can store in every place.
 pub const NO_NUL_PATTERN: &str = "^[^\\u0000]*$";
 
-fn string_schema() -> ObjectBuilder {
+pub(crate) fn string_schema() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::String)
 }
 
@@ -556,7 +558,7 @@ fn raw_ids(inputs: Vec<Value>) -> Vec<RawId> {
 }
 
 /// `limit`: 1 to [`MAX_PAGE_LIMIT`], default [`DEFAULT_PAGE_LIMIT`].
-fn limit_schema() -> Object {
+pub(crate) fn limit_schema() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1))
@@ -567,7 +569,7 @@ fn limit_schema() -> Object {
 
 /// A listing's cursor: its tag, then the hex of the position. A text position (a name or an id)
 /// is documented as ASCII bytes, which is all a real one holds; an integer one is 8 bytes.
-fn cursor_schema<const TAG: char, const TEXT: bool>() -> Object {
+pub(crate) fn cursor_schema<const TAG: char, const TEXT: bool>() -> Object {
     let body = if TEXT { "([2-7][0-9a-fA-F])+" } else { "[0-9a-fA-F]{16}" };
     string_schema().pattern(Some(format!("^{TAG}{body}$"))).build()
 }
@@ -597,7 +599,7 @@ macro_rules! page_query {
 }
 
 /// An optional query parameter.
-fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+pub(crate) fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Query)
@@ -608,7 +610,7 @@ fn query_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) 
 }
 
 /// A path parameter.
-fn path_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
+pub(crate) fn path_param(name: &str, description: &str, schema: impl Into<RefOr<Schema>>) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Path)
@@ -635,7 +637,7 @@ page_query!(
     ErrorsPage, 'e', false
 );
 
-fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ApiError> {
     match limit.unwrap_or(DEFAULT_PAGE_LIMIT) {
         limit @ 1..=MAX_PAGE_LIMIT => Ok(limit),
         other => {
@@ -924,12 +926,12 @@ impl IntoParams for JobsQuery {
     }
 }
 
-fn word_list_schema(words: &[&str]) -> Object {
+pub(crate) fn word_list_schema(words: &[&str]) -> Object {
     let alternatives = words.join("|");
     string_schema().pattern(Some(format!("^,*(({alternatives})(,+|$))*$"))).build()
 }
 
-fn status_list_schema() -> Object {
+pub(crate) fn status_list_schema() -> Object {
     word_list_schema(&JobStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>())
 }
 
@@ -937,7 +939,7 @@ fn kind_list_schema() -> Object {
     word_list_schema(&JobKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>())
 }
 
-fn catalog_name_schema() -> RefOr<Schema> {
+pub(crate) fn catalog_name_schema() -> RefOr<Schema> {
     <CatalogName as utoipa::PartialSchema>::schema()
 }
 
@@ -945,12 +947,12 @@ fn native_id_schema() -> RefOr<Schema> {
     <NativeId as utoipa::PartialSchema>::schema()
 }
 
-fn date_time_schema() -> Object {
+pub(crate) fn date_time_schema() -> Object {
     string_schema().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))).build()
 }
 
 /// Parses a comma-separated list of words (`status=queued,running`).
-fn word_list<T: std::str::FromStr<Err = catalog_domain::job::UnknownWord>>(
+pub(crate) fn word_list<T: std::str::FromStr<Err = catalog_domain::job::UnknownWord>>(
     text: Option<&str>,
 ) -> Result<Vec<T>, ApiError> {
     text.map(|text| {
@@ -1073,7 +1075,7 @@ impl IntoParams for ItemPath {
 }
 
 /// A job's path (documentation only).
-struct JobPath;
+pub(crate) struct JobPath;
 
 impl IntoParams for JobPath {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
@@ -1122,7 +1124,7 @@ enum BulkResponses {
 /// body) replaces this one, and says the same of the header.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum GuardErrors {
+pub(crate) enum GuardErrors {
     /// `invalid_request`: more than one `Authorization` header.
     #[response(status = 400)]
     RepeatedAuthorization(ErrorEnvelope),
@@ -1147,7 +1149,7 @@ enum GuardErrors {
 /// The errors of a route with a query string (documentation only).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum QueryErrors {
+pub(crate) enum QueryErrors {
     /// `invalid_query`: an unknown, malformed or out-of-range query parameter; or
     /// `invalid_request`: more than one `Authorization` header.
     #[response(status = 400)]
@@ -1157,7 +1159,7 @@ enum QueryErrors {
 /// The errors of a route with a JSON body (documentation only).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum BodyErrors {
+pub(crate) enum BodyErrors {
     /// The body breaks the schema (`invalid_json`, `invalid_request`, `invalid_catalog_name`,
     /// `too_many_items`), or no input is valid (`no_valid_items`, or any invalid one under
     /// `atomic`: `invalid_item_id`); or `invalid_request`: more than one `Authorization` header.
@@ -1174,7 +1176,7 @@ enum BodyErrors {
 /// The errors of a route that writes (documentation only).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum WriteErrors {
+pub(crate) enum WriteErrors {
     /// `insufficient_storage`: the database has no room left; nothing was written.
     #[response(status = 507)]
     InsufficientStorage(ErrorEnvelope),
@@ -1192,7 +1194,7 @@ enum CatalogNotFound {
 /// A route under a job (documentation only).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum JobNotFound {
+pub(crate) enum JobNotFound {
     /// `job_not_found`: no job of that id in the caller's project.
     #[response(status = 404)]
     NotFound(ErrorEnvelope),
@@ -1209,6 +1211,8 @@ enum JobNotFound {
         (name = "items", description = "Items, and their bulk jobs"),
         (name = "categories", description = "Categories, and their bulk jobs"),
         (name = "jobs", description = "List, inspect, wait for and cancel jobs"),
+        (name = "events", description = "Live job events (Server-Sent Events)"),
+        (name = "webhooks", description = "Signed webhooks of job events, and their deliveries"),
         (name = "service", description = "Health, readiness, metrics and this document; no key needed"),
     )
 )]

@@ -41,6 +41,18 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
     }
 }
 
+/// How `serve` sends webhooks.
+pub fn webhook_settings(args: &ServeArgs) -> crate::webhooks::WebhookSettings {
+    crate::webhooks::WebhookSettings {
+        allow_private: args.webhook_allow_private,
+        retry: catalog_domain::events::RetrySchedule {
+            first_delay_ms: args.webhook_retry_delay_ms,
+            ..catalog_domain::events::RetrySchedule::default()
+        },
+        timeout: Duration::from_secs(args.webhook_timeout_seconds),
+    }
+}
+
 /// The connection bounds of `args`, the cap lowered to what `open_file_limit` can hold.
 pub fn connection_limits(args: &ConnectionArgs, open_file_limit: Option<u64>) -> ConnectionLimits {
     let cap = cap_for_file_limit(args.max_connections, open_file_limit);
@@ -150,6 +162,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         metrics: Arc::new(Metrics::default()),
         max_body_bytes: args.max_body_bytes,
         klaviyo_catalog: args.klaviyo_catalog.as_str().into(),
+        webhooks: Arc::new(webhook_settings(&args)),
     };
     let listener = crate::listener::bind(args.listen).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
@@ -177,6 +190,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
     });
 
+    let (stop_sender, sender_stopped) = watch::channel(false);
+    let sender = tokio::spawn(crate::webhook_sender::run(store.clone(), webhook_settings(&args), async move {
+        let mut stopped = sender_stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }));
+
     tracing::info!(
         %address,
         database = %redact(&args.database.database_url),
@@ -193,6 +212,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), String> {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::error!(%error, "runner stopped with an error"),
         Err(error) => tracing::error!(%error, "runner task failed"),
+    }
+    let _ = stop_sender.send(true);
+    if let Err(error) = sender.await {
+        tracing::error!(%error, "webhook sender task failed");
     }
     store.close().await;
     tracing::info!("catalogd stopped");

@@ -19,6 +19,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The catalog of the key's project that Klaviyo's `$default` catalog maps to.
     pub klaviyo_catalog: Arc<str>,
+    /// How webhooks may be created and are sent.
+    pub webhooks: Arc<crate::webhooks::WebhookSettings>,
 }
 
 impl AppState {

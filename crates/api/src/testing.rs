@@ -300,6 +300,7 @@ impl TestApp {
             metrics: Arc::new(Metrics::default()),
             max_body_bytes: 10 * 1024 * 1024,
             klaviyo_catalog: "default".into(),
+            webhooks: Arc::default(),
         };
         let router = crate::router(state.clone());
         TestApp { store, project, token, state, router, database }
@@ -362,6 +363,19 @@ impl TestApp {
             headers: parts.headers,
             text: String::from_utf8_lossy(&bytes).into_owned(),
         }
+    }
+
+    /// Sends a request through the router and answers with its body unread: for streams, which
+    /// a test reads frame by frame ([`http_body_util::BodyExt::frame`]).
+    pub async fn open(&self, request: TestRequest) -> (StatusCode, HeaderMap, Body) {
+        let mut builder = Request::builder().method(request.method).uri(&request.path);
+        for (name, value) in &request.headers {
+            builder = builder.header(name, value);
+        }
+        let request = builder.body(Body::from(request.body)).unwrap_or_else(|e| panic!("bad test request: {e}"));
+        let response = self.router.clone().oneshot(request).await.unwrap_or_else(|e| match e {});
+        let (parts, body) = response.into_parts();
+        (parts.status, parts.headers, body)
     }
 
     /// `GET path` as the test project.

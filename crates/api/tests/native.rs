@@ -38,6 +38,38 @@ async fn health_ready_metrics_and_openapi_need_no_key() {
     assert!(openapi["paths"]["/v1/jobs/{id}"]["get"].is_object());
 }
 
+/// The recorded series: requests by route and status, and the runner's chunks and batches. The
+/// recorder is the process's, shared with the other tests of this binary, so only presence and
+/// lower bounds are checked.
+async fn metrics_show_requests_and_the_runners_series() {
+    let app = app_with_catalog().await;
+    // Two jobs of one catalog due together: the first one's last chunk takes the second along.
+    for ids in [&["a", "b"][..], &["c"][..]] {
+        let items: Vec<Value> = ids.iter().map(|id| json!({"id": id, "fields": {}})).collect();
+        let response = app.post("/v1/catalogs/shoes/items/bulk-upsert", &json!({"items": items})).await;
+        assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text);
+    }
+    app.run_jobs().await;
+    let text = app.send(TestRequest::new(Method::GET, "/metrics")).await.text;
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    };
+    let route = "/v1/catalogs/{catalog}/items/bulk-upsert";
+    assert!(value(&format!("catalogd_http_requests_total{{route=\"{route}\",status=\"202\"}}")) >= 2.0);
+    assert!(value(&format!("catalogd_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}}")) >= 2.0);
+    assert!(text.contains("# TYPE catalogd_runner_chunk_seconds histogram"), "{text}");
+    assert!(value("catalogd_runner_chunk_seconds_count") >= 1.0);
+    assert!(value("catalogd_runner_batch_jobs_bucket{le=\"2\"}") >= 1.0, "a batch of two jobs");
+    assert!(value("catalogd_runner_batch_inputs_sum") >= 3.0);
+    assert!(value("catalogd_runner_leases_lost_total") >= 0.0);
+    // The gauges read from this test's store.
+    assert_eq!(value("catalogd_jobs{status=\"completed\"}"), 2.0);
+    assert_eq!(value("catalogd_queue_jobs"), 0.0);
+}
+
 async fn catalogs_create_list_get_delete() {
     let app = app_with_catalog().await;
     let duplicate = app.post("/v1/catalogs", &json!({"name": "shoes"})).await;
@@ -633,6 +665,7 @@ async fn an_item_without_fields_is_refused_with_a_pointer() {
 catalog_api::on_both_backends!(
     an_item_without_fields_is_refused_with_a_pointer,
     health_ready_metrics_and_openapi_need_no_key,
+    metrics_show_requests_and_the_runners_series,
     catalogs_create_list_get_delete,
     items_upsert_patch_get_list_and_delete,
     bulk_results_are_per_input_in_order_and_atomic_refuses_all,

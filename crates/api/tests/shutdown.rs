@@ -137,4 +137,44 @@ async fn a_second_signal_exits_at_once() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-catalog_api::on_both_backends!(sigterm_answers_long_polls_and_exits_zero, a_second_signal_exits_at_once);
+/// An open event stream does not hold the shutdown: the first SIGTERM ends it (its client resumes
+/// with `Last-Event-ID`) and the process exits 0.
+async fn sigterm_ends_event_streams_and_exits_zero() {
+    let dir = temp_dir(&format!("shutdown_stream_{:?}", Backend::current()));
+    let database = ScratchDatabase::new(Backend::current()).await;
+    let port = free_port();
+    let mut server = start(&dir, database.url(), port);
+    let (token, job) = queued_job(&dir, database.url(), port);
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(GUARD)).unwrap();
+    write!(
+        stream,
+        "GET /v1/events HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\nlast-event-id: 0\r\n\
+         authorization: Bearer {token}\r\n\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut seen = String::new();
+    // The head, then the queued job's `job.created` event: the stream is open and serving.
+    while !seen.contains("event: job.created") || !seen.ends_with("\n\n") {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "the stream ended early: {seen}");
+        seen.push_str(&line);
+    }
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    assert!(seen.contains(&format!("\"id\":{job}")), "{seen}");
+    signal(&server, "TERM");
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    let exit = server.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", log(&dir, port));
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+catalog_api::on_both_backends!(
+    sigterm_answers_long_polls_and_exits_zero,
+    a_second_signal_exits_at_once,
+    sigterm_ends_event_streams_and_exits_zero
+);

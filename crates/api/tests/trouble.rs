@@ -65,6 +65,7 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             max_body_bytes: 10 * 1024 * 1024,
             klaviyo_catalog: "default".into(),
+            webhooks: Default::default(),
         };
         App { router: catalog_api::router(state), store, token: key.token, basic }
     }

@@ -280,7 +280,7 @@ impl Client {
         Ok(url)
     }
 
-    fn get(&self, url: Url) -> Call<'static> {
+    pub(crate) fn get(&self, url: Url) -> Call<'static> {
         Call {
             method: Method::GET,
             url,
@@ -291,7 +291,7 @@ impl Client {
         }
     }
 
-    fn post(&self, url: Url, body: &Value) -> Result<Call<'static>> {
+    pub(crate) fn post(&self, url: Url, body: &Value) -> Result<Call<'static>> {
         let body = serde_json::to_vec(body).map_err(|e| Error::InvalidInput(e.to_string()))?;
         Ok(Call {
             method: Method::POST,
@@ -329,6 +329,27 @@ impl Client {
         }
     }
 
+    /// Opens an event stream at `url`, after `last_event_id`: the response, its body unread. No
+    /// timeout: a stream lasts (the reader bounds how long it may stay silent).
+    pub(crate) async fn open_stream(&self, url: Url, last_event_id: Option<i64>) -> Result<reqwest::Response> {
+        let mut request = self.inner.http.get(url).header("accept", "text/event-stream");
+        if let Some(auth) = &self.inner.auth {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id.to_string());
+        }
+        let response = request.send().await.map_err(Error::Transport)?;
+        self.inner.answered.store(true, Ordering::Relaxed);
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.map_err(Error::Transport)?.to_vec();
+        Err(api_error(status, retry_after, &body))
+    }
+
     async fn send_once(&self, call: &Call<'_>) -> Result<(u16, Vec<u8>)> {
         let mut request = self.inner.http.request(call.method.clone(), call.url.clone()).timeout(call.timeout);
         if let Some(auth) = &self.inner.auth {
@@ -352,7 +373,7 @@ impl Client {
         }
     }
 
-    async fn call_json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
+    pub(crate) async fn call_json<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
         self.execute(&call, &mut |_| {}).await?.json()
     }
 
@@ -652,7 +673,7 @@ impl Client {
     }
 }
 
-fn page_query(url: &mut Url, limit: Option<u32>, cursor: Option<&str>) {
+pub(crate) fn page_query(url: &mut Url, limit: Option<u32>, cursor: Option<&str>) {
     if limit.is_none() && cursor.is_none() {
         return;
     }

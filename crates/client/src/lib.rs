@@ -33,6 +33,7 @@
 pub mod bulk;
 mod client;
 mod error;
+pub mod events;
 mod retry;
 pub mod types;
 
@@ -44,6 +45,7 @@ pub use bulk::{
 pub use catalog_domain::{IdProblem, JobKind, JobStatus};
 pub use client::{Client, ClientBuilder, RetryNotice, WaitOptions, MAX_WAIT};
 pub use error::{Error, Result};
+pub use events::{Delivery, DeliveryPage, Event, EventFilter, EventStream, Webhook};
 pub use retry::{new_idempotency_key, RetryPolicy};
 pub use types::{
     BulkResponse, Catalog, Category, CategoryInput, Item, ItemInput, ItemResult, ItemResultError, Job, JobError,

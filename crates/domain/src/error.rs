@@ -86,6 +86,10 @@ error_codes! {
     JobNotFound => ("job_not_found", 404),
     /// No project of that key.
     ProjectNotFound => ("project_not_found", 404),
+    /// No webhook of that id in the caller's project.
+    WebhookNotFound => ("webhook_not_found", 404),
+    /// No delivery of that id for the webhook.
+    DeliveryNotFound => ("delivery_not_found", 404),
     /// The HTTP method is not allowed on this route.
     MethodNotAllowed => ("method_not_allowed", 405),
     /// A catalog of that name already exists in the project.

@@ -12,6 +12,7 @@ pub mod braze_fields;
 pub mod catalog;
 pub mod chunk;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod job;
 pub mod klaviyo;

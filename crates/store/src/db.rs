@@ -35,6 +35,7 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     (10, include_str!("../migrations/sqlite/0010_queue_sides.sql")),
     (11, include_str!("../migrations/sqlite/0011_jobs_in_progress_cap.sql")),
     (12, include_str!("../migrations/sqlite/0012_catalog_fields.sql")),
+    (13, include_str!("../migrations/sqlite/0013_events.sql")),
 ];
 const POSTGRES_MIGRATIONS: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_init.sql")),
@@ -50,6 +51,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (11, include_str!("../migrations/postgres/0011_statement_triggers.sql")),
     (12, include_str!("../migrations/postgres/0012_jobs_in_progress_cap.sql")),
     (13, include_str!("../migrations/postgres/0013_catalog_fields.sql")),
+    (14, include_str!("../migrations/postgres/0014_events.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

@@ -66,6 +66,12 @@ pub enum StoreError {
     /// No job of that id in the project.
     #[error("job {0} not found")]
     JobNotFound(i64),
+    /// No webhook of that id in the project.
+    #[error("webhook {0} not found")]
+    WebhookNotFound(i64),
+    /// No delivery of that id for the webhook.
+    #[error("delivery {0} not found")]
+    DeliveryNotFound(i64),
     /// The job cannot be cancelled: it has finished, or it deletes a catalog (which is already
     /// gone from view, so stopping half-way would leave it neither there nor deleted).
     #[error("job {id} is {status} and cannot be cancelled")]
@@ -147,6 +153,8 @@ impl StoreError {
             StoreError::InvalidCatalogName(e) => e.code(),
             StoreError::ItemNotFound(_) => ErrorCode::ItemNotFound,
             StoreError::JobNotFound(_) => ErrorCode::JobNotFound,
+            StoreError::WebhookNotFound(_) => ErrorCode::WebhookNotFound,
+            StoreError::DeliveryNotFound(_) => ErrorCode::DeliveryNotFound,
             StoreError::JobNotCancellable { .. } => ErrorCode::JobNotCancellable,
             StoreError::IdempotencyKeyReused => ErrorCode::IdempotencyKeyReused,
             StoreError::Batch(BatchProblem::TooManyItems { .. }) => ErrorCode::TooManyItems,

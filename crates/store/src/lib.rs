@@ -22,6 +22,7 @@ mod catalogs;
 mod db;
 mod enqueue;
 mod error;
+mod events;
 mod facade_support;
 pub mod hooks;
 mod idlist;
@@ -36,9 +37,11 @@ mod runner;
 mod store;
 mod supervise;
 mod util;
+mod webhooks;
 
 pub use db::{now_ms, with_database};
 pub use error::StoreError;
+pub use events::{Event, EventFilter, EVENT_POLL_INTERVAL, MAX_EVENTS_PER_READ};
 pub use facade_support::{CatalogField, ItemSearch, ItemWindow, PatchInput, SearchPage};
 pub use klaviyo_support::{JobDetails, JobSelection, JobWindow, MAX_ERRORS_PER_JOB};
 pub use model::{
@@ -48,3 +51,4 @@ pub use model::{
 pub use ops::JobMetrics;
 pub use runner::{default_chunk_size, Heartbeat, Lease, Runner, RunnerConfig, Step};
 pub use store::{Store, StoreConfig};
+pub use webhooks::{AttemptOutcome, Delivery, DueDelivery, Webhook};

@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub(crate) hooks: Option<Arc<dyn crate::hooks::Hooks>>,
     /// Whether this process's latest writes met storage trouble (see [`Store::readiness`]).
     pub(crate) health: Arc<Health>,
+    /// The signal of new job events (see `events.rs`).
+    pub(crate) events: crate::events::EventSignal,
 }
 
 /// What this process remembers of storage trouble: set when a write fails with it (a request's
@@ -207,6 +209,7 @@ impl Store {
                 cache: LookupCache::default(),
                 write_turns,
                 hooks,
+                events: crate::events::EventSignal::default(),
             }),
         };
         if let (Db::Sqlite(pool), Some(_)) = (store.db(), store.relaxed_sqlite()) {

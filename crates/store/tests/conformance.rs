@@ -88,6 +88,9 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         "catalog_fields",
         "catalog_titles",
         "catalog_selections",
+        "job_events",
+        "webhooks",
+        "webhook_deliveries",
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
     }

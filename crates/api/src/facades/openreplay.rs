@@ -168,7 +168,11 @@ impl From<StoreError> for Failure {
         // Every code of the one table: a new code must be placed here before it compiles, never
         // fall into a 500 by accident.
         match error.code() {
-            ErrorCode::JobNotFound | ErrorCode::NotFound | ErrorCode::ProjectNotFound => Failure::JobNotFound,
+            ErrorCode::JobNotFound
+            | ErrorCode::NotFound
+            | ErrorCode::ProjectNotFound
+            | ErrorCode::WebhookNotFound
+            | ErrorCode::DeliveryNotFound => Failure::JobNotFound,
             ErrorCode::JobNotCancellable => match error {
                 StoreError::JobNotCancellable { status, .. } => Failure::NotCancellable(status),
                 other => Failure::Invalid(other.to_string()),

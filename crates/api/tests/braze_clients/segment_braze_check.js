@@ -58,17 +58,23 @@ async function send(method, path, body) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
-/// Waits until the jobs are applied: every id in `present` is there, every id in `absent` is not.
+/// Waits until every job has finished (the native job list, whose quota polling cannot exhaust),
+/// then checks through Braze's item reads (50 a minute) that every id in `present` is there and
+/// every id in `absent` is not; answers the present items.
 async function settled(present, absent) {
+  const finished = ['completed', 'failed', 'cancelled'];
   for (let attempt = 0; ; attempt++) {
-    const there = await Promise.all(present.map((id) => send('GET', `/catalogs/cars/items/${id}`)));
-    const gone = await Promise.all(absent.map((id) => send('GET', `/catalogs/cars/items/${id}`)));
-    if (there.every((r) => r.status === 200) && gone.every((r) => r.status === 404)) {
-      return there.map((r) => r.body.items[0]);
-    }
-    assert.ok(attempt < 600, `never settled: present ${present}, absent ${absent}`);
+    const jobs = await send('GET', '/v1/jobs?limit=100');
+    assert.equal(jobs.status, 200, JSON.stringify(jobs.body));
+    if (jobs.body.data.every((job) => finished.includes(job.status))) break;
+    assert.ok(attempt < 600, `jobs never finished: ${JSON.stringify(jobs.body.data)}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+  const there = await Promise.all(present.map((id) => send('GET', `/catalogs/cars/items/${id}`)));
+  const gone = await Promise.all(absent.map((id) => send('GET', `/catalogs/cars/items/${id}`)));
+  assert.deepEqual(there.map((r) => r.status), present.map(() => 200), `present ${present}`);
+  assert.deepEqual(gone.map((r) => r.status), absent.map(() => 404), `absent ${absent}`);
+  return there.map((r) => r.body.items[0]);
 }
 
 async function single(syncMode, event) {

@@ -125,6 +125,8 @@ pub struct Server {
     child: Child,
     pub dir: TempDir,
     database: Option<PgDatabase>,
+    /// How it was started, for [`Server::kill_and_restart`].
+    command: Vec<String>,
 }
 
 impl Drop for Server {
@@ -149,6 +151,18 @@ fn admin(bin: &Path, database_url: &str, args: &[&str]) -> Output {
         .expect("catalogd admin runs");
     assert!(output.status.success(), "catalogd admin {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     output
+}
+
+/// Starts `catalogd ARGS`, its output appended to the directory's `server.log`.
+fn spawn_serve(dir: &TempDir, args: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.0.join("server.log")).expect("log file");
+    Command::new(catalogd_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("catalogd starts")
 }
 
 impl Server {
@@ -182,18 +196,25 @@ impl Server {
         let stdout = String::from_utf8_lossy(&output.stdout);
         let token = stdout.lines().last().expect("the token is on the last line").trim().to_owned();
         let port = free_port();
-        let log = std::fs::File::create(dir.0.join("server.log")).expect("log file");
-        let child = Command::new(&bin)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &database_url])
-            .args(serve_args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("catalogd starts");
-        let server = Server { url: format!("http://127.0.0.1:{port}"), token, child, dir, database };
+        let mut command: Vec<String> =
+            ["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &database_url]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+        command.extend(serve_args.iter().map(|s| (*s).to_owned()));
+        let child = spawn_serve(&dir, &command);
+        let server = Server { url: format!("http://127.0.0.1:{port}"), token, child, dir, database, command };
         server.wait_healthy();
         server
+    }
+
+    /// Kills the server with SIGKILL (no shutdown of any kind), then starts it again on the same
+    /// port and database, and waits for /healthz.
+    pub fn kill_and_restart(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+        self.child = spawn_serve(&self.dir, &self.command);
+        self.wait_healthy();
     }
 
     fn wait_healthy(&self) {

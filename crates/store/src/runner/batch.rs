@@ -175,6 +175,8 @@ impl Lease {
             store.hook(Breakpoint::BatchWritten { job: self.job_id }).await?;
             tx.commit().await?;
             tracing::debug!(job = self.job_id.0, joined = joined.len(), "applied a batch");
+            metrics::histogram!("catalogd_runner_batch_jobs").record((1 + joined.len()) as f64);
+            metrics::histogram!("catalogd_runner_batch_inputs").record((inputs.len() + joined.iter().map(|f| f.payload.len()).sum::<usize>()) as f64);
             Ok(Some(BatchCommitted { leader: (next, inputs.end), followers_processed }))
         })
     }

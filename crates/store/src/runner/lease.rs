@@ -170,6 +170,7 @@ impl Lease {
             let Some(fenced) = fenced else {
                 tx.rollback().await?;
                 tracing::info!(job = self.job_id.0, attempt = self.attempt, "lease lost; writing nothing");
+                metrics::counter!("catalogd_runner_leases_lost_total").increment(1);
                 return Ok(Step::LeaseLost);
             };
             let (state, cursor) = super::claim::state_from_row(&fenced, self.state.status)?;
@@ -260,6 +261,7 @@ impl Heartbeat {
                 Ok(true) => tracing::trace!(job = self.job_id.0, "lease renewed"),
                 Ok(false) => {
                     tracing::warn!(job = self.job_id.0, attempt = self.attempt, "lease lost while a chunk ran");
+                    metrics::counter!("catalogd_runner_leases_lost_total").increment(1);
                     return;
                 }
                 Err(error) => tracing::warn!(job = self.job_id.0, %error, "heartbeat failed; trying again"),

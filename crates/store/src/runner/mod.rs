@@ -181,7 +181,9 @@ impl Runner {
             return Ok(None);
         };
         loop {
+            let chunk_started = std::time::Instant::now();
             let stepped = lease.step().await;
+            metrics::histogram!("catalogd_runner_chunk_seconds").record(chunk_started.elapsed());
             self.store.health().observe(&stepped);
             match stepped {
                 Ok(Step::Continue) => {}

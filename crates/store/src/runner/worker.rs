@@ -73,7 +73,9 @@ impl Runner {
                 }
                 return None;
             }
+            let chunk_started = std::time::Instant::now();
             let chunk = self.chunk_with_heartbeat(&mut lease).await;
+            metrics::histogram!("catalogd_runner_chunk_seconds").record(chunk_started.elapsed());
             if let Chunk::Stepped(stepped) = &chunk {
                 self.store.health().observe(stepped);
             }

@@ -157,6 +157,8 @@ fn code_failure(code: ErrorCode, error: &StoreError) -> Failure {
         | ErrorCode::CatalogNotFound
         | ErrorCode::ItemNotFound
         | ErrorCode::JobNotFound
+        | ErrorCode::WebhookNotFound
+        | ErrorCode::DeliveryNotFound
         | ErrorCode::ProjectNotFound => Failure::not_found(),
         ErrorCode::MethodNotAllowed => Failure::method_not_allowed(),
         ErrorCode::PayloadTooLarge => Failure::bad_request(PAYLOAD_TOO_LARGE),

@@ -160,7 +160,11 @@ fn code_failure(code: ErrorCode, error: &StoreError) -> Failure {
         ErrorCode::Forbidden => {
             Failure::one(status, "insufficient-permissions", "The API key lacks the permission for this endpoint")
         }
-        ErrorCode::NotFound | ErrorCode::JobNotFound | ErrorCode::ProjectNotFound => Failure::route_not_found(),
+        ErrorCode::NotFound
+        | ErrorCode::JobNotFound
+        | ErrorCode::ProjectNotFound
+        | ErrorCode::WebhookNotFound
+        | ErrorCode::DeliveryNotFound => Failure::route_not_found(),
         ErrorCode::CatalogNotFound => Failure::one(status, "catalog-not-found", "Could not find catalog"),
         ErrorCode::ItemNotFound => Failure::one(status, "item-not-found", "Could not find item"),
         ErrorCode::MethodNotAllowed => Failure::method_not_allowed(),

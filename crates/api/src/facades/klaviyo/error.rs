@@ -263,6 +263,8 @@ impl From<StoreError> for KlaviyoError {
             | ErrorCode::CatalogNotFound
             | ErrorCode::ItemNotFound
             | ErrorCode::JobNotFound
+            | ErrorCode::WebhookNotFound
+            | ErrorCode::DeliveryNotFound
             | ErrorCode::ProjectNotFound => KlaviyoError::not_found(error.to_string()),
             ErrorCode::MethodNotAllowed => KlaviyoError::method_not_allowed(),
             ErrorCode::CatalogAlreadyExists

@@ -9,8 +9,8 @@ mod input;
 mod progress;
 
 use catalog_client::{
-    BulkEvent, BulkOptions, BulkReport, Client, Error, IdProblem, Job, JobFilter, JobKind, JobStatus, Problem,
-    RetryPolicy, WaitOptions,
+    BulkEvent, BulkOptions, BulkReport, Client, Error, EventFilter, IdProblem, Job, JobFilter, JobKind, JobStatus,
+    Problem, RetryPolicy, WaitOptions,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use futures_util::stream;
@@ -78,10 +78,62 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Follow the project's job events as they happen (one line each; `--output json`: one JSON
+    /// event per line). Runs until interrupted.
+    Events {
+        /// Only this job's events.
+        #[arg(long)]
+        job: Option<i64>,
+        /// Only these types (comma-separated: job.created, job.started, job.progress, job.completed, job.failed, job.cancelled).
+        #[arg(long = "type", value_delimiter = ',')]
+        types: Vec<String>,
+        /// Only jobs of this catalog.
+        #[arg(long)]
+        catalog: Option<String>,
+        /// Only events that left their job in these statuses (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        status: Vec<String>,
+        /// Start after this event id (default: from now on).
+        #[arg(long)]
+        after: Option<i64>,
+    },
+    /// Webhooks: signed HTTP POSTs of job events.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
+    },
     /// Print a shell completion script, e.g. `catalogctl completions bash > ~/.local/share/bash-completion/completions/catalogctl`.
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhooksCommand {
+    /// Create a webhook; prints its signing secret, which is shown only now.
+    Create {
+        /// Where to POST the events (http or https). Positional: `--url` is the server's.
+        target: String,
+        /// The event types to send (comma-separated, e.g. job.completed,job.failed).
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Free text.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List the project's webhooks.
+    List,
+    /// List a webhook's deliveries, newest first.
+    Deliveries {
+        /// The webhook's id.
+        id: i64,
+        /// Rows per page (1 to 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Cursor from a previous page.
+        #[arg(long)]
+        cursor: Option<String>,
     },
 }
 
@@ -236,7 +288,8 @@ enum JobsCommand {
         /// The job's id.
         id: i64,
     },
-    /// Follow jobs to their end with a progress bar; fails unless they all succeed.
+    /// Follow jobs to their end with a progress bar, from their event streams; fails unless they
+    /// all succeed.
     Watch {
         /// The jobs' ids.
         #[arg(required = true)]
@@ -351,6 +404,11 @@ async fn run(cli: Cli) -> Result<Outcome, CliError> {
         Command::Catalogs { command } => catalogs(&client, &ui, command).await,
         Command::Items { command } => items(&client, &ui, command).await,
         Command::Jobs { command } => jobs(&client, &ui, command).await,
+        Command::Events { job, types, catalog, status, after } => {
+            let filter = EventFilter { job, types, catalog, statuses: status };
+            follow_events(&client, &ui, &filter, after).await
+        }
+        Command::Webhooks { command } => webhooks(&client, &ui, command).await,
         // Answered above, before any setting is read.
         Command::Completions { .. } => Ok(Outcome::Success),
     }
@@ -754,7 +812,7 @@ async fn jobs(client: &Client, ui: &Ui, command: JobsCommand) -> Result<Outcome,
             for id in ids {
                 jobs.push(client.get_job(id).await?);
             }
-            let jobs = wait_for_jobs(client, ui, &jobs).await?;
+            let jobs = follow_jobs(client, ui, &jobs).await?;
             Ok(show_jobs(ui, &jobs, true))
         }
         JobsCommand::Errors { id, limit, cursor } => {
@@ -811,6 +869,120 @@ async fn wait_for_jobs(client: &Client, ui: &Ui, jobs: &[Job]) -> Result<Vec<Job
     }
     bar.finish();
     Ok(current)
+}
+
+/// Follows `jobs` to their end through their event streams (`GET /v1/jobs/{id}/events`), with a
+/// completion bar over their inputs, and returns them finished. The streams are read one after
+/// the other: each replays its job's events from the first, so none is missed meanwhile.
+async fn follow_jobs(client: &Client, ui: &Ui, jobs: &[Job]) -> Result<Vec<Job>, CliError> {
+    let total: u64 = jobs.iter().map(|j| j.total_count).sum();
+    let bar = Progress::new(ui.progress, total, "completed");
+    let mut current: Vec<Job> = jobs.to_vec();
+    bar.set(current.iter().map(Job::processed_count).sum());
+    for position in 0..current.len() {
+        let Some(job) = current.get(position).filter(|j| !j.is_terminal()) else { continue };
+        let id = job.id;
+        let others: u64 =
+            current.iter().enumerate().filter(|(i, _)| *i != position).map(|(_, j)| j.processed_count()).sum();
+        let mut events = client.job_events(id, None).await?;
+        while let Some(event) = events.next().await {
+            let job = event?.data.job;
+            bar.set(others + job.processed_count());
+            bar.message(format!("job {} {}", job.id, job.status));
+            if let Some(slot) = current.get_mut(position) {
+                *slot = job;
+            }
+        }
+    }
+    bar.finish();
+    Ok(current)
+}
+
+/// `catalogctl events`: prints each event as it comes, until interrupted or the stream fails.
+async fn follow_events(
+    client: &Client,
+    ui: &Ui,
+    filter: &EventFilter,
+    after: Option<i64>,
+) -> Result<Outcome, CliError> {
+    let mut events = client.events(filter, after).await?;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if ui.json() {
+            // One event per line: a stream has no end to print one document at.
+            println!("{}", to_json(&event));
+        } else {
+            let job = &event.data.job;
+            println!(
+                "{:>8}  {:<14} job {:>6}  {:<10} {}/{} failed {}  {}",
+                event.id,
+                event.event_type,
+                job.id,
+                job.status.as_str(),
+                job.completed_count,
+                job.total_count,
+                job.failed_count,
+                job.catalog.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(Outcome::Success)
+}
+
+async fn webhooks(client: &Client, ui: &Ui, command: WebhooksCommand) -> Result<Outcome, CliError> {
+    match command {
+        WebhooksCommand::Create { target, events, description } => {
+            let hook = client.create_webhook(&target, &events, description.as_deref()).await?;
+            if ui.json() {
+                ui.print_json(&to_json(&hook));
+            } else {
+                println!("webhook {} created for {} ({})", hook.id, hook.url, hook.events.join(","));
+                println!("signing secret (shown only now): {}", hook.secret.as_deref().unwrap_or("-"));
+            }
+        }
+        WebhooksCommand::List => {
+            let hooks = client.list_webhooks().await?;
+            if ui.json() {
+                ui.print_json(&json!({"webhooks": to_json(&hooks)}));
+            } else if hooks.is_empty() {
+                println!("no webhooks");
+            } else {
+                println!("{:>6}  {:<50} {:<40} CREATED", "ID", "URL", "EVENTS");
+                for hook in &hooks {
+                    println!("{:>6}  {:<50} {:<40} {}", hook.id, hook.url, hook.events.join(","), hook.created_at);
+                }
+            }
+        }
+        WebhooksCommand::Deliveries { id, limit, cursor } => {
+            let page = client.webhook_deliveries(id, limit, cursor.as_deref()).await?;
+            if ui.json() {
+                ui.print_json(&to_json(&page));
+            } else if page.deliveries.is_empty() {
+                println!("no deliveries");
+            } else {
+                println!(
+                    "{:>8}  {:>8}  {:<14} {:<10} {:>8} {:>5}  LAST ATTEMPT",
+                    "ID", "EVENT", "TYPE", "STATUS", "ATTEMPTS", "CODE"
+                );
+                for d in &page.deliveries {
+                    println!(
+                        "{:>8}  {:>8}  {:<14} {:<10} {:>8} {:>5}  {}",
+                        d.id,
+                        d.event_id,
+                        d.event_type,
+                        d.status,
+                        d.attempts,
+                        d.response_code.map_or_else(|| "-".to_owned(), |c| c.to_string()),
+                        d.last_attempt_at.as_deref().unwrap_or("-")
+                    );
+                }
+                if let Some(cursor) = page.next_cursor {
+                    eprintln!("more: --cursor {cursor}");
+                }
+            }
+        }
+    }
+    Ok(Outcome::Success)
 }
 
 fn show_jobs(ui: &Ui, jobs: &[Job], waited: bool) -> Outcome {

@@ -1,0 +1,195 @@
+//! The operator console (`GET /`) end to end: the real `catalogd` binary, and the page driven in
+//! headless Chromium (Debian's `chromium`) by `playwright-core` from npm.
+//!
+//! The test starts `catalogd serve` over a temporary SQLite file, then over a fresh PostgreSQL
+//! database (`CATALOGD_TEST_PG`), makes a project and a key with `catalogd admin`, installs the
+//! pinned `playwright-core` into a cache outside the clone (`~/.cache/catalogd/`), and runs
+//! `tests/console/console_check.cjs`, which must exit 0: the page loads and asks for a key, lists
+//! jobs, shows a bulk delete made after it loaded reach completed without a reload, filters,
+//! shows a job's per-item errors, cancels a scheduled job, reaches a catalog's items by keyboard,
+//! and, when the server has the webhooks API, adds a webhook and shows its deliveries.
+//!
+//! `CONSOLE_SCREENSHOTS=DIR` makes the script save its screenshots there (the ones in docs/ are
+//! made so: `CONSOLE_SCREENSHOTS=$PWD/docs`). Under `CI=true` every step must work; elsewhere the
+//! test is skipped, with a message, when node, npm, the registry or Chromium is missing.
+
+mod support;
+
+use catalog_api::testing::{Backend, ScratchDatabase};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use support::{create_project_and_key_on, free_port, start_on, temp_dir, SQLITE};
+
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/console_check.cjs");
+/// The release the script is written against; it drives Debian 12's Chromium 156.
+const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
+/// Where Debian's package puts the browser; `CHROMIUM` overrides it.
+const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips the test outside CI; fails it in CI.
+fn unavailable(why: &str) {
+    assert!(!in_ci(), "CI=true: the console test must run, but {why}");
+    println!("skipping the console test: {why}");
+}
+
+fn run(command: &mut Command) -> std::io::Result<Output> {
+    command.stdin(Stdio::null()).output()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The cache directory of the pinned package: under `~/.cache/catalogd/`, so that a new clone or
+/// a cleaned target directory does not download it again.
+fn cache_dir() -> PathBuf {
+    let slug: String = PLAYWRIGHT_CORE.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let root = std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join(".cache").join("catalogd"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    root.join(slug)
+}
+
+/// The installed `playwright-core` package directory, installing it when missing.
+fn playwright_core() -> Result<PathBuf, String> {
+    let prefix = cache_dir();
+    let package = prefix.join("node_modules").join("playwright-core");
+    let installed = |package: &Path| package.join("package.json").exists() && package.join("index.js").exists();
+    if installed(&package) {
+        return Ok(package);
+    }
+    std::fs::create_dir_all(&prefix).map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
+    let output = run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", "--prefix"])
+        .arg(&prefix)
+        .arg(PLAYWRIGHT_CORE))
+    .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !output.status.success() || !installed(&package) {
+        return Err(format!("npm install {PLAYWRIGHT_CORE} failed: {}", describe(&output)));
+    }
+    Ok(package)
+}
+
+/// The SQLite and PostgreSQL tests share the cached package, which one install at a time fills.
+static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Node, the package and the browser, or why they are missing.
+fn tools() -> Result<(PathBuf, PathBuf), String> {
+    let node = run(Command::new("node").arg("--version")).map_err(|e| format!("cannot run node: {e}"))?;
+    if !node.status.success() {
+        return Err(format!("node --version failed: {}", describe(&node)));
+    }
+    let chromium = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
+    if !chromium.exists() {
+        return Err(format!("no browser at {} (apt-get install chromium)", chromium.display()));
+    }
+    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok((playwright_core()?, chromium))
+}
+
+/// Whether this build serves the webhooks API (the console then shows deliveries).
+fn has_webhooks() -> bool {
+    catalog_api::native::openapi_json().contains("\"/v1/webhooks\"")
+}
+
+/// Whether this build serves the event stream (the console then follows it instead of polling).
+fn has_events() -> bool {
+    catalog_api::native::openapi_json().contains("\"/v1/events\"")
+}
+
+/// Runs the browser script against a server on `database_url`, in `dir`.
+fn check_console(package: &Path, chromium: &Path, dir: &Path, database_url: &str) {
+    let token = create_project_and_key_on(dir, database_url);
+    // Small chunks: the bulk delete the script watches moves in several checkpoints.
+    let mut flags = vec!["--chunk-size", "25"];
+    if has_webhooks() {
+        // The script's receiver listens on 127.0.0.1.
+        flags.push("--webhook-allow-private");
+    }
+    let server = start_on(dir, database_url, free_port(), &flags);
+    let mut command = Command::new("node");
+    command
+        .arg(SCRIPT)
+        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
+        .env("CATALOGD_TOKEN", &token)
+        .env("PLAYWRIGHT_CORE", package)
+        .env("CHROMIUM", chromium)
+        .env("CONSOLE_WEBHOOKS", if has_webhooks() { "1" } else { "0" })
+        .env("CONSOLE_EVENTS", if has_events() { "1" } else { "0" });
+    let output = run(&mut command).expect("run the console script");
+    let port = server.port;
+    drop(server);
+    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
+    println!("{}", describe(&output));
+    assert!(
+        output.status.success(),
+        "the console script failed on {database_url}: {}\n--- server log\n{server_log}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn the_console_works_in_chromium_on_sqlite() {
+    let (package, chromium) = match tools() {
+        Ok(tools) => tools,
+        Err(why) => return unavailable(&why),
+    };
+    let dir = temp_dir("console_sqlite");
+    check_console(&package, &chromium, &dir, SQLITE);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
+fn the_console_works_in_chromium_on_postgres() {
+    let (package, chromium) = match tools() {
+        Ok(tools) => tools,
+        Err(why) => return unavailable(&why),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(Backend::Postgres.require());
+    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
+    let dir = temp_dir("console_postgres");
+    check_console(&package, &chromium, &dir, database.url());
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(database);
+}
+
+/// The page and its assets as the router serves them, without a browser: types, the security
+/// headers, and the error envelope for a method the console does not answer.
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_their_policy() {
+    use axum::http::{Method, StatusCode};
+    use catalog_api::testing::{TestApp, TestRequest};
+    let app = TestApp::new().await;
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<script src=\"/console/app.js\" defer></script>"),
+        ("/console/app.js", "text/javascript; charset=utf-8", "/v1/events"),
+        ("/console/app.css", "text/css; charset=utf-8", "prefers-color-scheme"),
+    ] {
+        let response = app.send(TestRequest::new(Method::GET, path)).await;
+        assert_eq!(response.status, StatusCode::OK, "{path}");
+        assert_eq!(response.header("content-type"), Some(content_type), "{path}");
+        assert!(response.text.contains(needle), "{path}");
+        let policy = response.header("content-security-policy").unwrap_or_default();
+        assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"), "{path}: {policy}");
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"), "{path}");
+    }
+    // Nothing in the page is fetched from another origin.
+    let page = app.send(TestRequest::new(Method::GET, "/")).await.text;
+    assert!(!page.contains("http://") && !page.contains("https://"), "{page}");
+    let refused = app.send(TestRequest::new(Method::POST, "/")).await;
+    assert_eq!(refused.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(refused.json()["error"]["code"], "method_not_allowed", "{}", refused.text);
+    let missing = app.send(TestRequest::new(Method::GET, "/console/missing.js")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
