@@ -56,10 +56,7 @@ REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION job_events
 
 -- A job that starts and ends in one statement (a batch's followers) gets both events, the
 -- started one as it was when it started.
--- The planner knows nothing of transition tables (it guesses one row each) and would pair every
--- old row with every new one in a nested loop: 40,000 comparisons for a batch finishing 200 jobs.
--- Without nested loops it hashes one side.
-CREATE FUNCTION job_events_update() RETURNS trigger LANGUAGE plpgsql SET enable_nestloop = off AS $$
+CREATE FUNCTION job_events_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO job_events (project_id, job_id, type, status, total_count, completed_count, failed_count,
                             updated_at, started_at, finished_at, expires_at)
