@@ -12,8 +12,8 @@ mod support;
 
 use catalog_api::testing::{Backend, ScratchDatabase};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use support::{admin_on, free_port, start_on, temp_dir, SQLITE};
+use std::process::Command;
+use support::{admin_on, cache_root, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bloomreach_sdk/sdk_check.py");
 /// The SDK release the check is written against (its latest on PyPI).
@@ -21,35 +21,10 @@ const SDK_SPEC: &str = "exponea-python-sdk==0.2.0";
 /// The SDK imports `requests` without declaring it, so the test pins one.
 const REQUESTS_SPEC: &str = "requests==2.32.3";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Skips the test outside CI; fails it in CI.
 fn unavailable(why: &str) {
     assert!(!in_ci(), "CI=true: the Exponea SDK test must run, but {why}");
     println!("skipping the Exponea SDK test: {why}");
-}
-
-fn run(command: &mut Command) -> std::io::Result<Output> {
-    command.stdin(Stdio::null()).output()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-fn cache_root() -> PathBuf {
-    match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
-        (Some(cache), _) => PathBuf::from(cache).join("catalogd"),
-        (None, Some(home)) => PathBuf::from(home).join(".cache").join("catalogd"),
-        (None, None) => Path::new(env!("CARGO_TARGET_TMPDIR")).join("catalogd-cache"),
-    }
 }
 
 /// The virtualenv's python with the SDK installed, creating or repairing the cached venv.

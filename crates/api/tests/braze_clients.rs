@@ -12,14 +12,10 @@ mod support;
 
 use catalog_api::testing::{Backend, ScratchDatabase};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use support::{create_project_and_key_on, free_port, start_on, temp_dir, SQLITE};
+use std::process::Command;
+use support::{cache_root, create_project_and_key_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
 
 const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/braze_clients");
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
 
 /// Skips the test outside CI; fails it in CI.
 fn unavailable(client: &str, why: &str) {
@@ -27,31 +23,10 @@ fn unavailable(client: &str, why: &str) {
     println!("skipping the {client} test: {why}");
 }
 
-fn run(command: &mut Command) -> std::io::Result<Output> {
-    command.stdin(Stdio::null()).output()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
 /// FNV-1a of the package.json: a new pin or override makes a new cache directory.
 fn fingerprint(bytes: &[u8]) -> String {
     let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
     format!("{hash:016x}")
-}
-
-fn cache_root() -> PathBuf {
-    match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
-        (Some(cache), _) => PathBuf::from(cache).join("catalogd"),
-        (None, Some(home)) => PathBuf::from(home).join(".cache").join("catalogd"),
-        (None, None) => Path::new(env!("CARGO_TARGET_TMPDIR")).join("catalogd-cache"),
-    }
 }
 
 /// The installed node project `name` (`tests/braze_clients/<name>.package.json`): its

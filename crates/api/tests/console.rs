@@ -17,8 +17,8 @@ mod support;
 
 use catalog_api::testing::{Backend, ScratchDatabase};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use support::{create_project_and_key_on, free_port, start_on, temp_dir, SQLITE};
+use std::process::Command;
+use support::{create_project_and_key_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/console_check.cjs");
 /// The release the script is written against; it drives Debian 12's Chromium 156.
@@ -26,27 +26,10 @@ const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
 /// Where Debian's package puts the browser; `CHROMIUM` overrides it.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Skips the test outside CI; fails it in CI.
 fn unavailable(why: &str) {
     assert!(!in_ci(), "CI=true: the console test must run, but {why}");
     println!("skipping the console test: {why}");
-}
-
-fn run(command: &mut Command) -> std::io::Result<Output> {
-    command.stdin(Stdio::null()).output()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The cache directory of the pinned package: under `~/.cache/catalogd/`, so that a new clone or

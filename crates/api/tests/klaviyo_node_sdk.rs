@@ -11,35 +11,18 @@ mod support;
 
 use catalog_api::testing::{Backend, ScratchDatabase};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use support::{admin_on, free_port, start_on, temp_dir, SQLITE};
+use std::process::Command;
+use support::{admin_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_node_sdk/sdk_check.js");
 /// The SDK release the check is written against (its API revision is 2026-07-15, the revision of
 /// the contract's OpenAPI slices).
 const SDK_VERSION: &str = "23.0.0";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
 /// Skips the test outside CI; fails it in CI.
 fn unavailable(why: &str) {
     assert!(!in_ci(), "CI=true: the Klaviyo Node SDK test must run, but {why}");
     println!("skipping the Klaviyo Node SDK test: {why}");
-}
-
-fn run(command: &mut Command) -> std::io::Result<Output> {
-    command.stdin(Stdio::null()).output()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The `node_modules` holding the pinned SDK, installing it into the cache when it is not there.

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test, built by cargo for this test run.
@@ -126,4 +126,34 @@ pub fn launch(mut command: Command, dir: &Path, port: u16) -> Server {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("catalogd did not answer /healthz on port {port}");
+}
+
+/// True under CI (`CI=true` or `CI=1`), where a test that needs a real client must run.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Runs `command` to its end with no input, capturing its output.
+pub fn run(command: &mut Command) -> std::io::Result<Output> {
+    command.stdin(Stdio::null()).output()
+}
+
+/// A finished command's status and output, for a failure message.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Where the real clients the tests install are cached, outside any clone: `~/.cache/catalogd`
+/// (or `$XDG_CACHE_HOME/catalogd`), else the target directory.
+pub fn cache_root() -> PathBuf {
+    match (std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME")) {
+        (Some(cache), _) => PathBuf::from(cache).join("catalogd"),
+        (None, Some(home)) => PathBuf::from(home).join(".cache").join("catalogd"),
+        (None, None) => Path::new(env!("CARGO_TARGET_TMPDIR")).join("catalogd-cache"),
+    }
 }
