@@ -52,6 +52,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (12, include_str!("../migrations/postgres/0012_jobs_in_progress_cap.sql")),
     (13, include_str!("../migrations/postgres/0013_catalog_fields.sql")),
     (14, include_str!("../migrations/postgres/0014_events.sql")),
+    (15, include_str!("../migrations/postgres/0015_event_costs.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.
