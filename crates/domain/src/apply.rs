@@ -350,18 +350,19 @@ pub fn create_in_order<K: PartialEq + Clone, I, T>(
     mut create: impl FnMut(bool, I) -> Result<T, InputFailure>,
 ) -> (Vec<(K, (u64, T))>, Vec<(u64, K, InputFailure)>) {
     let mut failed = Vec::new();
-    let per_id = fold_runs(sorted.into_iter().map(|(id, index, input)| (id, (index, input))), |id, seen, (index, input)| {
-        // `seen` is what the earlier inputs of the id left: `Some(Some(_))` once one created it.
-        let created: Option<(u64, T)> = seen.flatten();
-        let exists = created.is_some() || existed(id);
-        match create(exists, input) {
-            Ok(row) => Some((index, row)),
-            Err(failure) => {
-                failed.push((index, id.clone(), failure));
-                created
+    let per_id =
+        fold_runs(sorted.into_iter().map(|(id, index, input)| (id, (index, input))), |id, seen, (index, input)| {
+            // `seen` is what the earlier inputs of the id left: `Some(Some(_))` once one created it.
+            let created: Option<(u64, T)> = seen.flatten();
+            let exists = created.is_some() || existed(id);
+            match create(exists, input) {
+                Ok(row) => Some((index, row)),
+                Err(failure) => {
+                    failed.push((index, id.clone(), failure));
+                    created
+                }
             }
-        }
-    });
+        });
     failed.sort_by_key(|(index, _, _)| *index);
     let created = per_id.into_iter().filter_map(|(id, created)| created.map(|c| (id, c))).collect();
     (created, failed)

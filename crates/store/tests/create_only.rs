@@ -90,7 +90,7 @@ async fn a_mixed_chunk_creates_the_new_ids_and_fails_the_existing_ones(db: &Test
     let p = project(s, "mixed").await;
     s.create_catalog(p, "c", None).await.unwrap();
     seed(s, p, "c", 10).await; // item-00000..item-00009, fields {"n": i}
-    // Sent in reverse order: the errors keep the request's indexes, whatever the stored order.
+                               // Sent in reverse order: the errors keep the request's indexes, whatever the stored order.
     let inputs: Vec<ItemInput> = (5..25).rev().map(|i| item(&format!("item-{i:05}"), json!({"created": i}))).collect();
     let created = create_items(s, p, "c", inputs).await;
     // Chunks of 7 over the id-ordered payload: the first holds 5 existing ids and 2 new ones.

@@ -19,8 +19,7 @@ pub(super) async fn plan<D: ChunkData>(
     let ids = items.iter().map(|(_, id, _)| id.clone()).collect();
     let existing = data.existing(&sql.existing_items, chunk.catalog_id, ids).await?;
     let inputs = items.iter().map(|(index, id, fields)| (id.as_str(), *index, fields));
-    let (units, failed) = created_units(chunk.kind, inputs, existing, |exists, fields| {
-        create_item(exists, fields).map(Clone::clone)
-    });
+    let (units, failed) =
+        created_units(chunk.kind, inputs, existing, |exists, fields| create_item(exists, fields).map(Clone::clone));
     Ok(Writes { rows: Rows::StoreItems(units), failed })
 }
