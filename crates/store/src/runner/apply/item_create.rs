@@ -20,6 +20,6 @@ pub(super) async fn plan<D: ChunkData>(
     let existing = data.existing(&sql.existing_items, chunk.catalog_id, ids).await?;
     let inputs = items.iter().map(|(index, id, fields)| (id.as_str(), *index, fields));
     let (units, failed) =
-        created_units(chunk.kind, inputs, existing, |exists, fields| create_item(exists, fields).map(Clone::clone));
+        created_units(chunk.kind, inputs, existing, |exists, fields| create_item(exists, fields).cloned());
     Ok(Writes { rows: Rows::StoreItems(units), failed })
 }

@@ -356,7 +356,7 @@ async fn readable<'i, D: ChunkData, T: Clone>(
     if isolation == Isolation::Off {
         return Ok((Cow::Borrowed(inputs), Vec::new()));
     }
-    let ids = inputs.iter().map(|input| key(input)).map(|(index, id)| (index, id.clone())).collect();
+    let ids = inputs.iter().map(&key).map(|(index, id)| (index, id.clone())).collect();
     let unreadable = refused_lookups(data, sql, chunk, ids).await?;
     let kept = inputs.iter().filter(|input| !refused(&unreadable, key(input).0)).cloned().collect();
     Ok((Cow::Owned(kept), unreadable))
