@@ -73,6 +73,7 @@ impl From<StoreError> for ApiError {
             | ErrorCode::MethodNotAllowed
             | ErrorCode::CatalogAlreadyExists
             | ErrorCode::ProjectAlreadyExists
+            | ErrorCode::AlreadyExists
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::JobNotCancellable
             | ErrorCode::PayloadTooLarge

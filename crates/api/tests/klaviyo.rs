@@ -1303,16 +1303,94 @@ async fn item_jobs_create_and_update_items_readable_as_catalog_items() {
         (Some(1), Some(1))
     );
     assert_eq!(done["data"]["attributes"]["errors"][0]["source"]["pointer"], "/data/attributes/items/data/1");
-    // A create of an item that exists replaces it (catalogd's upsert; docs/compat/klaviyo.md).
-    created_id(&post(&app, ITEM_CREATE_JOBS, &item_create_body(vec![new_item("A", "A again")])).await);
-    app.run_jobs().await;
-    let a = get(&app, &format!("/api/catalog-items/{}", urlencode(&compound("A")))).await.json();
-    assert_eq!(a["data"]["attributes"]["title"], "A again");
     let sparse = get(&app, &format!("{path}?fields[catalog-item]=title,url")).await;
     assert_eq!(sparse.json()["data"]["attributes"], json!({"title": "Blue shirt", "url": "https://shop.test/N1"}));
     let missing = get(&app, &format!("/api/catalog-items/{}", urlencode(&compound("NOPE")))).await;
     assert_error(&missing, StatusCode::NOT_FOUND, "not_found");
     assert_valid("get_catalog_item", &missing);
+}
+
+/// Asserts that `job` (a get of a create job) completed one input and failed the other, at
+/// `pointer`, with Klaviyo's 409-style conflict about `what` ("item" or "category").
+fn assert_one_conflict(job: &TestResponse, pointer: &str, what: &str) {
+    assert_eq!(job.status, StatusCode::OK, "{}", job.text);
+    let attributes = &job.json()["data"]["attributes"];
+    assert_eq!(attributes["status"], "complete", "{}", job.text);
+    assert_eq!(
+        (
+            attributes["total_count"].as_u64(),
+            attributes["completed_count"].as_u64(),
+            attributes["failed_count"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{}",
+        job.text
+    );
+    let errors = attributes["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{}", job.text);
+    assert_eq!(errors[0]["code"], "conflict");
+    assert_eq!(errors[0]["title"], "Conflict.");
+    assert_eq!(errors[0]["detail"], format!("A catalog {what} with this ID already exists."));
+    assert_eq!(errors[0]["source"], json!({"pointer": pointer}));
+    assert_eq!(errors[0]["id"].as_str().map(str::len), Some(36));
+}
+
+async fn a_bulk_create_over_an_existing_item_fails_it_and_leaves_it_as_it_was() {
+    let app = app().await;
+    let a_path = format!("/api/catalog-items/{}", urlencode(&compound("A")));
+    let before = get(&app, &a_path).await.json();
+    let body = item_create_body(vec![new_item("N1", "New"), new_item("A", "A again")]);
+    let created = post(&app, ITEM_CREATE_JOBS, &body).await;
+    assert_valid("bulk_create_catalog_items", &created);
+    let id = created_id(&created);
+    app.run_jobs().await;
+    let done = get(&app, &format!("{ITEM_CREATE_JOBS}/{id}?include=items")).await;
+    assert_valid("get_bulk_create_catalog_items_job", &done);
+    assert_one_conflict(&done, "/data/attributes/items/data/1", "item");
+    assert_eq!(done.json()["included"].as_array().map(Vec::len), Some(2), "{}", done.text);
+    // The item is exactly as it was (its time included); the new one was created.
+    assert_eq!(get(&app, &a_path).await.json(), before);
+    let n1 = get(&app, &format!("/api/catalog-items/{}", urlencode(&compound("N1")))).await.json();
+    assert_eq!(n1["data"]["attributes"]["title"], "New");
+    // The native API shows the job as the create-only kind, with catalogd's own code.
+    let native = app.get(&format!("/v1/jobs/{id}")).await.json();
+    assert_eq!(native["kind"], "item_bulk_create", "{native}");
+    let errors = app.get(&format!("/v1/jobs/{id}/errors")).await.json();
+    assert_eq!((&errors["data"][0]["code"], &errors["data"][0]["item_id"]), (&json!("already_exists"), &json!("A")));
+    // The native seeding's upsert job still reads as an item create job (a create job accepted
+    // before the creates were create-only is one).
+    let jobs = app.get("/v1/jobs?kind=item_bulk_upsert").await.json();
+    let upsert = jobs["data"][0]["id"].as_i64().expect("the seeding's upsert job");
+    let old = get(&app, &format!("{ITEM_CREATE_JOBS}/{upsert}")).await;
+    assert_eq!(old.status, StatusCode::OK, "{}", old.text);
+    assert_valid("get_bulk_create_catalog_items_job", &old);
+    let listed = job_ids(&get(&app, ITEM_CREATE_JOBS).await.json());
+    assert_eq!(listed, [id, upsert.to_string()], "newest first, both kinds");
+}
+
+async fn a_bulk_create_over_an_existing_category_fails_it_and_leaves_it_as_it_was() {
+    let app = app().await;
+    let apparel_path = format!("/api/catalog-categories/{}", urlencode(&compound("APPAREL")));
+    let before = get(&app, &apparel_path).await.json();
+    let body = job_body(
+        "catalog-category-bulk-create-job",
+        "categories",
+        vec![new_category("APPAREL", "Replaced?", &["B"]), new_category("KIDS", "Kids", &["C"])],
+    );
+    let created = post(&app, CATEGORY_CREATE_JOBS, &body).await;
+    assert_valid("bulk_create_catalog_categories", &created);
+    let id = created_id(&created);
+    app.run_jobs().await;
+    let done = get(&app, &format!("{CATEGORY_CREATE_JOBS}/{id}")).await;
+    assert_valid("get_bulk_create_categories_job", &done);
+    assert_one_conflict(&done, "/data/attributes/categories/data/0", "category");
+    assert_eq!(get(&app, &apparel_path).await.json(), before);
+    let categories = app.get("/v1/catalogs/default/categories").await.json();
+    let members = |id: &str| {
+        categories["data"].as_array().and_then(|c| c.iter().find(|c| c["id"] == id)).map(|c| c["item_ids"].clone())
+    };
+    assert_eq!((members("APPAREL"), members("KIDS")), (Some(json!(["A"])), Some(json!(["C"]))));
+    assert_eq!(app.get(&format!("/v1/jobs/{id}")).await.json()["kind"], "category_bulk_create");
 }
 
 async fn item_job_bodies_are_checked_with_pointers() {
@@ -1567,6 +1645,8 @@ catalog_api::on_both_backends!(
     oauth_bearer_tokens_are_accepted_like_api_keys,
     every_job_type_is_created_listed_and_read_with_include,
     item_jobs_create_and_update_items_readable_as_catalog_items,
+    a_bulk_create_over_an_existing_item_fails_it_and_leaves_it_as_it_was,
+    a_bulk_create_over_an_existing_category_fails_it_and_leaves_it_as_it_was,
     item_job_bodies_are_checked_with_pointers,
     category_create_and_delete_jobs_change_the_categories,
     every_rendered_link_resolves,

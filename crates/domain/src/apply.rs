@@ -8,8 +8,14 @@
 //! - A **category update** changes what it names and keeps what it does not (an absent name or
 //!   external id keeps the stored one; an absent item list keeps the members); it fails for a
 //!   missing category. A **category upsert** replaces the category whole.
+//! - A **create** (items or categories) is create-only: an input whose id already exists in the
+//!   catalog fails alone ([`InputFailure::ItemExists`], [`InputFailure::CategoryExists`]) and the
+//!   stored row is left exactly as it was; any other input is created as an upsert would create it.
 //! - **Repeated ids** in one job apply in request order: the last input for an id wins, exactly
-//!   as if each had been applied alone.
+//!   as if each had been applied alone. For a create that means the first input of an id that
+//!   does not exist creates it, and every later input of the id fails: the row it would create
+//!   exists by then (created by the earlier input), as it would if the inputs had been sent one
+//!   request after another.
 //! - What counts as a **per-item failure** ([`InputFailure`]): it is counted in the job's
 //!   `failed_count` with an error record, and the job goes on with its other inputs.
 
@@ -28,6 +34,11 @@ pub enum InputFailure {
     ItemMissing,
     /// An update named a category that does not exist.
     CategoryMissing,
+    /// A create named an item that exists (stored before the job, or created by an earlier input
+    /// of it).
+    ItemExists,
+    /// A create named a category that exists (as for [`InputFailure::ItemExists`]).
+    CategoryExists,
     /// The database refused to store the input (a value it cannot hold, a key too long for its
     /// index); the text is what it said.
     Refused(String),
@@ -74,6 +85,16 @@ impl InputFailure {
                 "Category not found",
                 format!("category `{id}` does not exist, so it cannot be updated"),
             ),
+            InputFailure::ItemExists => (
+                ErrorCode::AlreadyExists,
+                "Item already exists",
+                format!("item `{id}` already exists, so it cannot be created"),
+            ),
+            InputFailure::CategoryExists => (
+                ErrorCode::AlreadyExists,
+                "Category already exists",
+                format!("category `{id}` already exists, so it cannot be created"),
+            ),
             InputFailure::Refused(reason) => (
                 ErrorCode::ItemRefused,
                 "Input refused by the database",
@@ -98,8 +119,8 @@ impl InputFailure {
 /// ```
 pub fn input_pointer(kind: JobKind, index: u64) -> Option<String> {
     let list = match kind {
-        JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch => "items",
-        JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert => "categories",
+        JobKind::ItemBulkUpsert | JobKind::ItemBulkCreate | JobKind::ItemBulkPatch => "items",
+        JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert | JobKind::CategoryBulkCreate => "categories",
         JobKind::ItemBulkDelete | JobKind::CategoryBulkDelete | JobKind::CatalogDelete => return None,
     };
     Some(format!("/{list}/{index}"))
@@ -270,6 +291,83 @@ pub fn upsert_category(change: CategoryChange) -> CategoryOutcome {
     }
 }
 
+/// An item create: `fields` become the item when no item of its id exists; when one does
+/// (`exists`), the input fails with [`InputFailure::ItemExists`] and the item is left alone.
+///
+/// A create never reads what is stored: `exists` is all it needs, which is why the runner looks
+/// up ids only, not fields.
+///
+/// ```
+/// use catalog_domain::apply::{create_item, InputFailure};
+/// assert_eq!(create_item(false, "fields"), Ok("fields"));
+/// assert_eq!(create_item(true, "fields"), Err(InputFailure::ItemExists));
+/// ```
+pub fn create_item<M>(exists: bool, fields: M) -> Result<M, InputFailure> {
+    if exists {
+        Err(InputFailure::ItemExists)
+    } else {
+        Ok(fields)
+    }
+}
+
+/// A category create: the category becomes what `change` says, exactly as
+/// [`upsert_category`] makes a new one, when no category of its id exists; when one does
+/// (`exists`), the input fails with [`InputFailure::CategoryExists`] and the category (its name,
+/// external id and items) is left alone.
+///
+/// ```
+/// use catalog_domain::apply::{create_category, CategoryChange, InputFailure};
+/// let change = CategoryChange { name: Some("Boots".into()), ..CategoryChange::default() };
+/// assert_eq!(create_category(false, change.clone()).map(|c| c.item_ids), Ok(Some(Vec::new())));
+/// assert_eq!(create_category(true, change), Err(InputFailure::CategoryExists));
+/// ```
+pub fn create_category(exists: bool, change: CategoryChange) -> Result<CategoryOutcome, InputFailure> {
+    if exists {
+        Err(InputFailure::CategoryExists)
+    } else {
+        Ok(upsert_category(change))
+    }
+}
+
+/// Create-only inputs of one job, sorted by id (a stable sort keeps request order among equal
+/// ids), applied with `create` (one of [`create_item`], [`create_category`]): for each id, given
+/// whether it `existed` before the job, the first input of an id that does not exist creates it,
+/// and every other input fails, since by then the id exists. Answers one
+/// `(id, (creating input, what it creates))` per created id, and the failed inputs with their
+/// failures, in input order.
+///
+/// ```
+/// use catalog_domain::apply::{create_in_order, create_item, InputFailure};
+/// let inputs = vec![("a", 0, "a0"), ("b", 1, "b1"), ("b", 2, "b2"), ("c", 3, "c3")];
+/// let (created, failed) = create_in_order(inputs, |id| *id == "c", create_item);
+/// assert_eq!(created, [("a", (0, "a0")), ("b", (1, "b1"))]);
+/// assert_eq!(failed, [(2, "b", InputFailure::ItemExists), (3, "c", InputFailure::ItemExists)]);
+/// ```
+#[allow(clippy::type_complexity)] // the pairs are named in the doc above
+pub fn create_in_order<K: PartialEq + Clone, I, T>(
+    sorted: impl IntoIterator<Item = (K, u64, I)>,
+    mut existed: impl FnMut(&K) -> bool,
+    mut create: impl FnMut(bool, I) -> Result<T, InputFailure>,
+) -> (Vec<(K, (u64, T))>, Vec<(u64, K, InputFailure)>) {
+    let mut failed = Vec::new();
+    let per_id =
+        fold_runs(sorted.into_iter().map(|(id, index, input)| (id, (index, input))), |id, seen, (index, input)| {
+            // `seen` is what the earlier inputs of the id left: `Some(Some(_))` once one created it.
+            let created: Option<(u64, T)> = seen.flatten();
+            let exists = created.is_some() || existed(id);
+            match create(exists, input) {
+                Ok(row) => Some((index, row)),
+                Err(failure) => {
+                    failed.push((index, id.clone(), failure));
+                    created
+                }
+            }
+        });
+    failed.sort_by_key(|(index, _, _)| *index);
+    let created = per_id.into_iter().filter_map(|(id, created)| created.map(|c| (id, c))).collect();
+    (created, failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,11 +434,35 @@ mod tests {
     }
 
     #[test]
+    fn a_create_of_an_existing_id_fails_and_a_new_one_is_created_as_an_upsert_would() {
+        assert_eq!(create_item(true, 1), Err(InputFailure::ItemExists));
+        assert_eq!(create_item(false, 1), Ok(1));
+        let change = CategoryChange { name: Some("n".into()), ..CategoryChange::default() };
+        assert_eq!(create_category(true, change.clone()), Err(InputFailure::CategoryExists));
+        assert_eq!(create_category(false, change.clone()), Ok(upsert_category(change)));
+    }
+
+    #[test]
+    fn repeated_creates_of_an_id_create_once_and_fail_after() {
+        // "n" is new: its first input creates it, the two after it fail. "s" was stored before the
+        // job: all of its inputs fail.
+        let inputs = vec![("n", 1, 'a'), ("n", 4, 'b'), ("n", 5, 'c'), ("s", 0, 'd'), ("s", 2, 'e')];
+        let (created, failed) = create_in_order(inputs, |id| *id == "s", create_item);
+        assert_eq!(created, [("n", (1, 'a'))]);
+        let failed: Vec<(u64, &str)> = failed.into_iter().map(|(index, id, _)| (index, id)).collect();
+        assert_eq!(failed, [(0, "s"), (2, "s"), (4, "n"), (5, "n")]);
+    }
+
+    #[test]
     fn records_point_into_the_request_by_kind() {
         let refused = InputFailure::Refused("too long".into());
         assert_eq!(refused.record(JobKind::ItemBulkDelete, 7, "x").pointer, None);
         assert_eq!(refused.record(JobKind::CategoryBulkUpsert, 2, "c").pointer.as_deref(), Some("/categories/2"));
         assert_eq!(refused.record(JobKind::ItemBulkUpsert, 0, "x").code, ErrorCode::ItemRefused);
         assert_eq!(InputFailure::CategoryMissing.record(JobKind::CategoryBulkUpdate, 1, "c").code, ErrorCode::NotFound);
+        let exists = InputFailure::ItemExists.record(JobKind::ItemBulkCreate, 3, "x");
+        assert_eq!((exists.code, exists.pointer.as_deref()), (ErrorCode::AlreadyExists, Some("/items/3")));
+        let exists = InputFailure::CategoryExists.record(JobKind::CategoryBulkCreate, 1, "c");
+        assert_eq!((exists.code, exists.pointer.as_deref()), (ErrorCode::AlreadyExists, Some("/categories/1")));
     }
 }

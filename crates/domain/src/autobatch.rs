@@ -9,8 +9,11 @@
 //! - item deletes join item deletes ([`Family::DeleteItems`]);
 //! - item upserts and item patches join each other ([`Family::WriteItems`]): their inputs are
 //!   applied in job order, then request order, so the later input for an id wins;
-//! - anything else (a category job, a catalog delete) joins nothing and stops the batch: the jobs
-//!   behind it wait for it, as the order rule says.
+//! - anything else (a category job, a catalog delete, an item or category create) joins nothing
+//!   and stops the batch: the jobs behind it wait for it, as the order rule says. A create is left
+//!   out although it writes items like an upsert: whether each of its inputs fails depends on
+//!   what exists when it is applied, which a batch's one set-based plan of upserts and patches
+//!   does not decide, and a create is rare enough (a first sync) not to be worth a plan of its own.
 //!
 //! A batch is measured in inputs, not jobs: a job joins only whole and only while the batch stays
 //! within [`BatchLimits`]. A job that does not fit ends the batch; it leads a batch of
@@ -41,12 +44,15 @@ impl Family {
     /// assert_eq!(Family::of(JobKind::ItemBulkPatch), Some(Family::WriteItems));
     /// assert_eq!(Family::of(JobKind::ItemBulkUpsert), Some(Family::WriteItems));
     /// assert_eq!(Family::of(JobKind::CatalogDelete), None);
+    /// assert_eq!(Family::of(JobKind::ItemBulkCreate), None);
     /// ```
     pub const fn of(kind: JobKind) -> Option<Family> {
         match kind {
             JobKind::ItemBulkDelete => Some(Family::DeleteItems),
             JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch => Some(Family::WriteItems),
-            JobKind::CategoryBulkUpsert
+            JobKind::ItemBulkCreate
+            | JobKind::CategoryBulkCreate
+            | JobKind::CategoryBulkUpsert
             | JobKind::CategoryBulkUpdate
             | JobKind::CategoryBulkDelete
             | JobKind::CatalogDelete => None,
@@ -178,6 +184,27 @@ mod tests {
             ("a catalog delete stops the batch", last_chunk(ItemBulkDelete, 5), vec![job(CatalogDelete, 1)], 0),
             ("category jobs are never batched", last_chunk(CategoryBulkDelete, 5), vec![job(CategoryBulkDelete, 5)], 0),
             ("a catalog delete leads nothing", last_chunk(CatalogDelete, 1), vec![job(CatalogDelete, 1)], 0),
+            ("an item create leads nothing", last_chunk(ItemBulkCreate, 5), vec![job(ItemBulkCreate, 5)], 0),
+            ("an item create takes no upserts", last_chunk(ItemBulkCreate, 5), vec![job(ItemBulkUpsert, 5)], 0),
+            (
+                "an item create does not join writes, and stops the batch",
+                last_chunk(ItemBulkUpsert, 5),
+                vec![job(ItemBulkPatch, 5), job(ItemBulkCreate, 5), job(ItemBulkUpsert, 5)],
+                1,
+            ),
+            (
+                "an item create does not join deletes, and stops the batch",
+                last_chunk(ItemBulkDelete, 5),
+                vec![job(ItemBulkCreate, 5), job(ItemBulkDelete, 5)],
+                0,
+            ),
+            ("a category create leads nothing", last_chunk(CategoryBulkCreate, 5), vec![job(CategoryBulkCreate, 5)], 0),
+            (
+                "a category create stops the batch",
+                last_chunk(ItemBulkDelete, 5),
+                vec![job(ItemBulkDelete, 5), job(CategoryBulkCreate, 5), job(ItemBulkDelete, 5)],
+                1,
+            ),
             (
                 "a chunk that does not finish its job takes nobody",
                 Leader { kind: ItemBulkDelete, inputs: 1_000, finishes_job: false },
@@ -229,8 +256,9 @@ mod tests {
     fn every_kind_has_its_family() {
         for &kind in JobKind::ALL {
             let family = Family::of(kind);
-            let item_kind = matches!(kind, ItemBulkDelete | ItemBulkUpsert | ItemBulkPatch);
-            assert_eq!(family.is_some(), item_kind, "{kind}");
+            // Creates write items too, but are never batched (module docs).
+            let batched = matches!(kind, ItemBulkDelete | ItemBulkUpsert | ItemBulkPatch);
+            assert_eq!(family.is_some(), batched, "{kind}");
         }
     }
 }

@@ -94,6 +94,9 @@ error_codes! {
     MethodNotAllowed => ("method_not_allowed", 405),
     /// A catalog of that name already exists in the project.
     CatalogAlreadyExists => ("catalog_already_exists", 409),
+    /// An input of a create-only job named an item or category that already exists (a per-item
+    /// error of a job, never a request's answer).
+    AlreadyExists => ("already_exists", 409),
     /// A project of that key already exists.
     ProjectAlreadyExists => ("project_already_exists", 409),
     /// The Idempotency-Key was used before with a different request body.

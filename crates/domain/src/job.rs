@@ -82,12 +82,18 @@ string_enum! {
         ItemBulkDelete => "item_bulk_delete",
         /// Create or fully replace items.
         ItemBulkUpsert => "item_bulk_upsert",
+        /// Create items that do not exist yet; an input naming an item that exists (or that an
+        /// earlier input of the job created) fails alone and leaves the item as it is.
+        ItemBulkCreate => "item_bulk_create",
         /// Change some fields of existing items (or create them, when asked).
         ItemBulkPatch => "item_bulk_patch",
         /// Set categories' names and item sets (existing categories only are changed).
         CategoryBulkUpdate => "category_bulk_update",
         /// Create or replace categories.
         CategoryBulkUpsert => "category_bulk_upsert",
+        /// Create categories that do not exist yet; like [`JobKind::ItemBulkCreate`], an existing
+        /// one fails its input and is left as it is.
+        CategoryBulkCreate => "category_bulk_create",
         /// Delete categories by id.
         CategoryBulkDelete => "category_bulk_delete",
         /// Delete a whole catalog with its items and categories.

@@ -239,6 +239,20 @@ impl Store {
         self.bulk_items(project, catalog, dialect, JobKind::ItemBulkUpsert, items, false, None, options).await
     }
 
+    /// Creates items that do not exist yet (a create-only job, `item_bulk_create`): an input
+    /// whose item exists when the job applies it — stored before, or created by an earlier input
+    /// of the job — fails alone (`already_exists`) and leaves the item as it is.
+    pub async fn bulk_create_items(
+        &self,
+        project: ProjectId,
+        catalog: &str,
+        dialect: Dialect,
+        items: Vec<ItemInput>,
+        options: &JobOptions,
+    ) -> Result<BulkOutcome, StoreError> {
+        self.bulk_items(project, catalog, dialect, JobKind::ItemBulkCreate, items, false, None, options).await
+    }
+
     /// Merges the given top-level fields into existing items. A missing item is a per-item failure,
     /// unless `create_missing`, which creates it with these fields.
     pub async fn bulk_patch_items(
@@ -263,6 +277,20 @@ impl Store {
         options: &JobOptions,
     ) -> Result<BulkOutcome, StoreError> {
         self.bulk_categories(project, catalog, dialect, JobKind::CategoryBulkUpsert, categories, options).await
+    }
+
+    /// Creates categories that do not exist yet (`category_bulk_create`), with their external id,
+    /// name and item set: an input whose category exists when the job applies it fails alone
+    /// (`already_exists`) and leaves the category as it is.
+    pub async fn bulk_create_categories(
+        &self,
+        project: ProjectId,
+        catalog: &str,
+        dialect: Dialect,
+        categories: Vec<CategoryInput>,
+        options: &JobOptions,
+    ) -> Result<BulkOutcome, StoreError> {
+        self.bulk_categories(project, catalog, dialect, JobKind::CategoryBulkCreate, categories, options).await
     }
 
     /// Changes existing categories: the fields given replace the current ones; a missing category

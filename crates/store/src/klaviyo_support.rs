@@ -372,13 +372,13 @@ fn input_ids(id: JobId, kind: JobKind, payload: &str) -> Result<Option<Vec<Strin
         JobKind::ItemBulkDelete | JobKind::CategoryBulkDelete => {
             serde_json::from_str::<Vec<String>>(payload).map(Some).map_err(bad)
         }
-        JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch => {
+        JobKind::ItemBulkUpsert | JobKind::ItemBulkCreate | JobKind::ItemBulkPatch => {
             let mut rows: Vec<ItemRow> = serde_json::from_str(payload).map_err(bad)?;
             // Stored in id order for page locality; each row keeps its request index.
             rows.sort_by_key(|row| row.0);
             Ok(Some(rows.into_iter().map(|row| row.1).collect()))
         }
-        JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert => {
+        JobKind::CategoryBulkUpdate | JobKind::CategoryBulkUpsert | JobKind::CategoryBulkCreate => {
             let mut rows: Vec<CategoryRow> = serde_json::from_str(payload).map_err(bad)?;
             // The payload may be stored sorted for page locality; the request order is kept
             // in each row's index.

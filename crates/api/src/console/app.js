@@ -11,8 +11,8 @@
   const KEY_STORAGE = 'catalogd.key';
   const STATUSES = ['scheduled', 'queued', 'running', 'completed', 'failed', 'cancelled'];
   const FINAL = new Set(['completed', 'failed', 'cancelled']);
-  const KINDS = ['item_bulk_delete', 'item_bulk_upsert', 'item_bulk_patch', 'category_bulk_update',
-    'category_bulk_upsert', 'category_bulk_delete', 'catalog_delete'];
+  const KINDS = ['item_bulk_delete', 'item_bulk_upsert', 'item_bulk_create', 'item_bulk_patch',
+    'category_bulk_update', 'category_bulk_upsert', 'category_bulk_create', 'category_bulk_delete', 'catalog_delete'];
   const EVENT_TYPES = ['job.created', 'job.started', 'job.progress', 'job.completed', 'job.failed', 'job.cancelled'];
   const PAGE_SIZE = 50;
   const POLL_MS = 2000;

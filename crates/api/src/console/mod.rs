@@ -43,3 +43,19 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ];
     (headers, body).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::APP_JS;
+    use catalog_domain::JobKind;
+
+    #[test]
+    fn the_kind_filter_offers_every_job_kind_in_order() {
+        let start = APP_JS.find("const KINDS = [").map(|at| at + "const KINDS = [".len());
+        let list = start.and_then(|start| APP_JS[start..].find("];").map(|end| &APP_JS[start..start + end]));
+        let listed: Vec<&str> =
+            list.unwrap_or_default().split(',').map(|word| word.trim().trim_matches('\'')).collect();
+        let kinds: Vec<&str> = JobKind::ALL.iter().map(|kind| kind.as_str()).collect();
+        assert_eq!(listed, kinds);
+    }
+}

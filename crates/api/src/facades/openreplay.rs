@@ -191,6 +191,7 @@ impl From<StoreError> for Failure {
             | ErrorCode::CatalogNotFound
             | ErrorCode::ItemNotFound
             | ErrorCode::CatalogAlreadyExists
+            | ErrorCode::AlreadyExists
             | ErrorCode::ProjectAlreadyExists
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::PayloadTooLarge
@@ -297,9 +298,11 @@ fn default_description(job: &Job) -> String {
     match job.kind {
         JobKind::ItemBulkDelete => format!("Delete {items} from catalog {catalog}"),
         JobKind::ItemBulkUpsert => format!("Upsert {items} in catalog {catalog}"),
+        JobKind::ItemBulkCreate => format!("Create {items} in catalog {catalog}"),
         JobKind::ItemBulkPatch => format!("Update {items} in catalog {catalog}"),
         JobKind::CategoryBulkUpdate => format!("Update {categories} in catalog {catalog}"),
         JobKind::CategoryBulkUpsert => format!("Upsert {categories} in catalog {catalog}"),
+        JobKind::CategoryBulkCreate => format!("Create {categories} in catalog {catalog}"),
         JobKind::CategoryBulkDelete => format!("Delete {categories} from catalog {catalog}"),
         JobKind::CatalogDelete => format!("Delete catalog {catalog}"),
     }

@@ -149,6 +149,7 @@ fn code_failure(code: ErrorCode, error: &StoreError) -> Failure {
         | ErrorCode::ItemRefused
         | ErrorCode::CatalogAlreadyExists
         | ErrorCode::ProjectAlreadyExists
+        | ErrorCode::AlreadyExists
         | ErrorCode::IdempotencyKeyReused
         | ErrorCode::JobNotCancellable => Failure::bad_request(error.to_string()),
         ErrorCode::Unauthenticated => Failure::new(status, "Invalid API key"),

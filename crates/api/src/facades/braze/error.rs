@@ -169,9 +169,10 @@ fn code_failure(code: ErrorCode, error: &StoreError) -> Failure {
         ErrorCode::ItemNotFound => Failure::one(status, "item-not-found", "Could not find item"),
         ErrorCode::MethodNotAllowed => Failure::method_not_allowed(),
         ErrorCode::CatalogAlreadyExists => catalog_name_taken(),
-        ErrorCode::ProjectAlreadyExists | ErrorCode::IdempotencyKeyReused | ErrorCode::JobNotCancellable => {
-            Failure::one(status, "conflict", error.to_string())
-        }
+        ErrorCode::ProjectAlreadyExists
+        | ErrorCode::AlreadyExists
+        | ErrorCode::IdempotencyKeyReused
+        | ErrorCode::JobNotCancellable => Failure::one(status, "conflict", error.to_string()),
         ErrorCode::PayloadTooLarge => {
             Failure::one(status, "request-too-large", "The request body is larger than the limit")
         }

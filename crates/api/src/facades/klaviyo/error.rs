@@ -269,6 +269,7 @@ impl From<StoreError> for KlaviyoError {
             ErrorCode::MethodNotAllowed => KlaviyoError::method_not_allowed(),
             ErrorCode::CatalogAlreadyExists
             | ErrorCode::ProjectAlreadyExists
+            | ErrorCode::AlreadyExists
             | ErrorCode::IdempotencyKeyReused
             | ErrorCode::JobNotCancellable => Self::one(
                 StatusCode::CONFLICT,

@@ -150,7 +150,7 @@ async fn find_job(state: &AppState, guard: &Guarded, job_type: JobType, raw_id: 
         Err(catalog_store::StoreError::JobNotFound(_)) => return Err(not_found()),
         Err(error) => return Err(error.into()),
     };
-    if job.kind != job_type.kind() || job.catalog_name.as_deref() != Some(&*state.klaviyo_catalog) {
+    if !job_type.kinds().contains(&job.kind) || job.catalog_name.as_deref() != Some(&*state.klaviyo_catalog) {
         return Err(not_found());
     }
     Ok(job)
@@ -177,7 +177,7 @@ async fn list(state: AppState, job_type: JobType, request: Request) -> Response 
     guarded(state, request, false, move |state, guard, request| async move {
         let params = Params::parse(request.uri(), job_type, Endpoint::List)?;
         let selection = JobSelection {
-            kinds: vec![job_type.kind()],
+            kinds: job_type.kinds().to_vec(),
             statuses: params.statuses.clone(),
             catalog: Some(state.klaviyo_catalog.to_string()),
         };
@@ -262,7 +262,7 @@ async fn submit(
     match parsed {
         CreateBody::ItemCreate(items) => {
             let items = items.into_iter().map(Into::into).collect();
-            store.bulk_upsert_items(project, catalog, dialect, items, options).await
+            store.bulk_create_items(project, catalog, dialect, items, options).await
         }
         CreateBody::ItemUpdate(items) => {
             let items = items.into_iter().map(Into::into).collect();
@@ -273,7 +273,7 @@ async fn submit(
         }
         CreateBody::CategoryCreate(categories) => {
             let inputs = categories.into_iter().map(Into::into).collect();
-            store.bulk_upsert_categories(project, catalog, dialect, inputs, options).await
+            store.bulk_create_categories(project, catalog, dialect, inputs, options).await
         }
         CreateBody::CategoryUpdate(categories) => {
             let inputs = categories.into_iter().map(Into::into).collect();

@@ -7,6 +7,7 @@ use super::wire::{JobType, CATEGORIES_PATH, CATEGORY_TYPE, ITEMS_PATH, ITEM_STOR
 use axum::http::{HeaderMap, Uri};
 use catalog_domain::klaviyo::CompoundId;
 use catalog_domain::time::format_rfc3339_offset;
+use catalog_domain::ErrorCode;
 use catalog_store::{Category, Item, Job, JobErrorRecord};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Map, Value};
@@ -14,6 +15,21 @@ use serde_json::{json, Map, Value};
 /// A stable id for one per-item error of a job: the same error shows the same id on every read.
 fn job_error_id(job: &Job, index: u64) -> String {
     error_id(&format!("job\u{1f}{}\u{1f}{index}", job.id.0))
+}
+
+/// The `code`, `title` and `detail` of a per-item error in Klaviyo's words where catalogd's
+/// differ: a create of an id that exists is Klaviyo's 409 conflict ("A catalog item with this ID
+/// already exists."); any other error keeps the words the job recorded.
+fn job_error_words(job_type: JobType, error: &JobErrorRecord) -> (&str, &str, &str) {
+    if error.code == ErrorCode::AlreadyExists.as_str() {
+        let detail = if job_type.on_items() {
+            "A catalog item with this ID already exists."
+        } else {
+            "A catalog category with this ID already exists."
+        };
+        return ("conflict", "Conflict.", detail);
+    }
+    (&error.code, &error.title, &error.detail)
 }
 
 /// `scheme://host` of the request, for absolute links: the `Host` header, and `https` only when a
@@ -118,11 +134,12 @@ impl Context<'_> {
         let rendered_errors: Vec<Value> = errors
             .iter()
             .map(|error| {
+                let (code, title, detail) = job_error_words(self.job_type, error);
                 json!({
                     "id": job_error_id(job, error.index),
-                    "code": error.code,
-                    "title": error.title,
-                    "detail": error.detail,
+                    "code": code,
+                    "title": title,
+                    "detail": detail,
                     "source": {"pointer": format!("/data/attributes/{member}/data/{}", error.index)},
                 })
             })

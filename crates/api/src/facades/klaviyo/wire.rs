@@ -155,15 +155,20 @@ impl JobType {
         }
     }
 
-    /// The catalogd job kind behind it (docs/compat/klaviyo.md, "How the job types map").
-    pub const fn kind(self) -> JobKind {
+    /// The catalogd job kinds its collection lists and reads (docs/compat/klaviyo.md, "How the job
+    /// types map"). The first is the kind a create of this type makes: the creates are
+    /// create-only, as Klaviyo's are. The create collections also list the catalog's upserts:
+    /// before the creates were create-only a create made an upsert job, so a client polling a
+    /// create job accepted before an upgrade still finds it, and a native upsert of the catalog
+    /// shows among the create jobs, as it always did.
+    pub const fn kinds(self) -> &'static [JobKind] {
         match self {
-            JobType::ItemCreate => JobKind::ItemBulkUpsert,
-            JobType::ItemUpdate => JobKind::ItemBulkPatch,
-            JobType::ItemDelete => JobKind::ItemBulkDelete,
-            JobType::CategoryCreate => JobKind::CategoryBulkUpsert,
-            JobType::CategoryUpdate => JobKind::CategoryBulkUpdate,
-            JobType::CategoryDelete => JobKind::CategoryBulkDelete,
+            JobType::ItemCreate => &[JobKind::ItemBulkCreate, JobKind::ItemBulkUpsert],
+            JobType::ItemUpdate => &[JobKind::ItemBulkPatch],
+            JobType::ItemDelete => &[JobKind::ItemBulkDelete],
+            JobType::CategoryCreate => &[JobKind::CategoryBulkCreate, JobKind::CategoryBulkUpsert],
+            JobType::CategoryUpdate => &[JobKind::CategoryBulkUpdate],
+            JobType::CategoryDelete => &[JobKind::CategoryBulkDelete],
         }
     }
 

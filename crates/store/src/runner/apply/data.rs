@@ -56,6 +56,15 @@ pub(crate) trait ChunkData: Send {
         ids: Vec<String>,
     ) -> impl Future<Output = Result<Vec<StoredCategory>, crate::error::StoreError>> + Send;
 
+    /// Runs `sql` (`existing_items` or `existing_categories`) with `$1` the catalog and `$2` the
+    /// ids; answers the ids it found.
+    fn existing(
+        &mut self,
+        sql: &str,
+        catalog: i64,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<String>, crate::error::StoreError>> + Send;
+
     /// Records a job's per-item failures.
     fn record_errors(
         &mut self,
@@ -145,6 +154,16 @@ macro_rules! impl_chunk_data {
                 rows.iter()
                     .map(|row| Ok((row.text("category_id")?, row.opt_text("external_id")?, row.opt_text("name")?)))
                     .collect()
+            }
+
+            async fn existing(
+                &mut self,
+                sql: &str,
+                catalog: i64,
+                ids: Vec<String>,
+            ) -> Result<Vec<String>, crate::error::StoreError> {
+                let rows = sqlx::query(sql).bind(catalog).bind(IdList(ids)).fetch_all(&mut **self).await?;
+                rows.iter().map(|row| row.text("id")).collect()
             }
 
             async fn record_errors(

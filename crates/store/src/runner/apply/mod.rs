@@ -11,10 +11,12 @@
 
 pub(super) mod batch;
 mod catalog_delete;
+mod category_create;
 mod category_delete;
 mod category_update;
 mod category_upsert;
 mod data;
+mod item_create;
 pub(super) mod item_delete;
 mod item_patch;
 mod item_upsert;
@@ -28,11 +30,12 @@ use crate::db::{now_ms, with_db, Flavor};
 use crate::error::{classify, DbErrorClass, StoreError};
 use crate::hooks::Breakpoint;
 use crate::runner::sql::Statements;
-use catalog_domain::apply::fold_runs;
+use catalog_domain::apply::{create_in_order, fold_runs};
 use catalog_domain::apply::{CategoryOutcome, InputError, InputFailure};
 use catalog_domain::{JobKind, JobState};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 /// A job's payload, parsed once per claim.
@@ -42,9 +45,9 @@ pub(super) enum Payload {
     None,
     /// Ids to delete, distinct and in id order.
     Ids(Vec<String>),
-    /// Items to upsert or patch, in id order (stable: repeated ids keep request order).
+    /// Items to upsert, create or patch, in id order (stable: repeated ids keep request order).
     Items(Vec<ItemRow>),
-    /// Categories to upsert or update, in id order (stable).
+    /// Categories to upsert, create or update, in id order (stable).
     Categories(Vec<CategoryRow>),
 }
 
@@ -61,10 +64,10 @@ impl Payload {
             JobKind::ItemBulkDelete | JobKind::CategoryBulkDelete => {
                 Payload::Ids(serde_json::from_str(text).map_err(bad)?)
             }
-            JobKind::ItemBulkUpsert | JobKind::ItemBulkPatch => {
+            JobKind::ItemBulkUpsert | JobKind::ItemBulkCreate | JobKind::ItemBulkPatch => {
                 Payload::Items(serde_json::from_str(text).map_err(bad)?)
             }
-            JobKind::CategoryBulkUpsert | JobKind::CategoryBulkUpdate => {
+            JobKind::CategoryBulkUpsert | JobKind::CategoryBulkCreate | JobKind::CategoryBulkUpdate => {
                 Payload::Categories(serde_json::from_str(text).map_err(bad)?)
             }
             JobKind::CatalogDelete => Payload::None,
@@ -300,28 +303,22 @@ pub(super) async fn apply_chunk<D: ChunkData>(
         (JobKind::ItemBulkDelete, Payload::Ids(ids)) => item_delete::plan(ids, chunk.inputs.clone()),
         (JobKind::CategoryBulkDelete, Payload::Ids(ids)) => category_delete::plan(ids, chunk.inputs.clone()),
         (JobKind::ItemBulkUpsert, Payload::Items(items)) => item_upsert::plan(slice(items, chunk)),
-        (JobKind::ItemBulkPatch, Payload::Items(items)) => {
-            let items = slice(items, chunk);
-            if isolation == Isolation::On {
-                let ids = items.iter().map(|(index, id, _)| (*index, id.clone())).collect();
-                unreadable = refused_lookups(data, sql, chunk, ids).await?;
-                let readable: Vec<ItemRow> = items.iter().filter(|i| !refused(&unreadable, i.0)).cloned().collect();
-                item_patch::plan(data, sql, chunk, &readable).await?
-            } else {
-                item_patch::plan(data, sql, chunk, items).await?
+        (JobKind::ItemBulkPatch | JobKind::ItemBulkCreate, Payload::Items(items)) => {
+            let (items, failed) = readable(data, sql, chunk, isolation, slice(items, chunk), |i| (i.0, &i.1)).await?;
+            unreadable = failed;
+            match chunk.kind {
+                JobKind::ItemBulkCreate => item_create::plan(data, sql, chunk, &items).await?,
+                _ => item_patch::plan(data, sql, chunk, &items).await?,
             }
         }
         (JobKind::CategoryBulkUpsert, Payload::Categories(c)) => category_upsert::plan(slice(c, chunk)),
-        (JobKind::CategoryBulkUpdate, Payload::Categories(c)) => {
-            let categories = slice(c, chunk);
-            if isolation == Isolation::On {
-                let ids = categories.iter().map(|c| (c.index, c.id.clone())).collect();
-                unreadable = refused_lookups(data, sql, chunk, ids).await?;
-                let readable: Vec<CategoryRow> =
-                    categories.iter().filter(|c| !refused(&unreadable, c.index)).cloned().collect();
-                category_update::plan(data, sql, chunk, &readable).await?
-            } else {
-                category_update::plan(data, sql, chunk, categories).await?
+        (JobKind::CategoryBulkUpdate | JobKind::CategoryBulkCreate, Payload::Categories(c)) => {
+            let (categories, failed) =
+                readable(data, sql, chunk, isolation, slice(c, chunk), |c| (c.index, &c.id)).await?;
+            unreadable = failed;
+            match chunk.kind {
+                JobKind::CategoryBulkCreate => category_create::plan(data, sql, chunk, &categories).await?,
+                _ => category_update::plan(data, sql, chunk, &categories).await?,
             }
         }
         (kind, _) => return Err(StoreError::Corrupt(format!("a {kind} job with a payload of another kind"))),
@@ -343,6 +340,43 @@ pub(super) async fn apply_chunk<D: ChunkData>(
     failed.sort_by_key(|e| e.index);
     let completed = inputs.saturating_sub(failed.len() as u64);
     Ok(Applied { completed, failed, cursor: chunk.inputs.end, last: chunk.is_last() })
+}
+
+/// For the kinds that read before they write: the inputs whose rows can be looked up, and the
+/// failure records of the others. Only when isolating are the ids looked up by halves first
+/// ([`refused_lookups`]); otherwise every input is readable and nothing is copied.
+async fn readable<'i, D: ChunkData, T: Clone>(
+    data: &mut D,
+    sql: &Statements,
+    chunk: &Chunk<'_>,
+    isolation: Isolation,
+    inputs: &'i [T],
+    key: impl Fn(&T) -> (u64, &String),
+) -> Result<(Cow<'i, [T]>, Vec<InputError>), StoreError> {
+    if isolation == Isolation::Off {
+        return Ok((Cow::Borrowed(inputs), Vec::new()));
+    }
+    let ids = inputs.iter().map(&key).map(|(index, id)| (index, id.clone())).collect();
+    let unreadable = refused_lookups(data, sql, chunk, ids).await?;
+    let kept = inputs.iter().filter(|input| !refused(&unreadable, key(input).0)).cloned().collect();
+    Ok((Cow::Owned(kept), unreadable))
+}
+
+/// For the create-only kinds: applies `create` (a rule of `catalog_domain::apply`) to the inputs
+/// in request order per id, each told whether its id exists — in `existing` (read in the chunk's
+/// transaction) or created by an earlier input of the job. Answers one unit per created id,
+/// standing for the input that created it, and the records of the inputs that failed.
+fn created_units<'i, I, T>(
+    kind: JobKind,
+    inputs: impl IntoIterator<Item = (&'i str, u64, I)>,
+    existing: Vec<String>,
+    create: impl FnMut(bool, I) -> Result<T, InputFailure>,
+) -> (Vec<Unit<T>>, Vec<InputError>) {
+    let existing: HashSet<String> = existing.into_iter().collect();
+    let (created, failed) = create_in_order(inputs, |id: &&str| existing.contains(*id), create);
+    let units = created.into_iter().map(|(id, (index, row))| Unit { id: id.to_owned(), inputs: vec![index], row });
+    let failed = failed.into_iter().map(|(index, id, failure)| failure.record(kind, index, id)).collect();
+    (units.collect(), failed)
 }
 
 /// For the kinds that read before they write: applies each input to what the earlier inputs of
@@ -493,8 +527,13 @@ async fn refused_lookups<D: ChunkData>(
         };
         let lookup: Vec<String> = part.iter().map(|(_, id)| id.clone()).collect();
         data.savepoint(Savepoint::Begin).await?;
+        // The same statement the kind's plan looks its ids up with.
         let looked_up = match chunk.kind {
             JobKind::CategoryBulkUpdate => data.read_categories(sql, chunk.catalog_id, lookup).await.map(|_| ()),
+            JobKind::CategoryBulkCreate => {
+                data.existing(&sql.existing_categories, chunk.catalog_id, lookup).await.map(|_| ())
+            }
+            JobKind::ItemBulkCreate => data.existing(&sql.existing_items, chunk.catalog_id, lookup).await.map(|_| ()),
             _ => data.read_items(sql, chunk.catalog_id, lookup).await.map(|_| ()),
         };
         match looked_up {

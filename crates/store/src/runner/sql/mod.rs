@@ -52,6 +52,10 @@ pub(super) struct Statements {
     pub delete_items: String,
     pub delete_members_of_items: String,
     pub select_items: String,
+    /// Which of the ids `$2` are items of the catalog `$1` (a create reads no fields).
+    pub existing_items: String,
+    /// Which of the ids `$2` are categories of the catalog `$1`.
+    pub existing_categories: String,
     pub upsert_items: &'static str,
     pub select_categories: String,
     pub upsert_categories: &'static str,
@@ -106,6 +110,11 @@ impl Statements {
                 list("item_id", "$2")
             ),
             select_items: format!("SELECT item_id, fields FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
+            existing_items: format!("SELECT item_id AS id FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
+            existing_categories: format!(
+                "SELECT category_id AS id FROM categories WHERE catalog_id = $1 AND {}",
+                list("category_id", "$2")
+            ),
             upsert_items: pick(sqlite::UPSERT_ITEMS, postgres::UPSERT_ITEMS),
             select_categories: format!(
                 "SELECT category_id, external_id, name FROM categories WHERE catalog_id = $1 AND {}",
