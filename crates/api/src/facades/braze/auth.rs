@@ -8,6 +8,8 @@ use super::error::{store_failure, Failure};
 use crate::auth::{token_with_scheme, RepeatedAuthorization};
 use crate::limits::Policy;
 use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use catalog_domain::rate::RateDecision;
@@ -71,6 +73,28 @@ where
         rate.apply(&mut response);
     }
     response
+}
+
+/// [`guarded`] for a route with path parameters, which `handler` gets parsed: a path that does
+/// not parse is `catalog-not-found`, found after the key, quota and permission like every problem
+/// of the request.
+pub(super) async fn guarded_at<P, F, Fut>(
+    state: AppState,
+    path: Result<Path<P>, PathRejection>,
+    headers: &HeaderMap,
+    policy: Policy,
+    scope: Scope,
+    handler: F,
+) -> Response
+where
+    F: FnOnce(AppState, Principal, P) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, Failure>>,
+{
+    guarded(state, headers, policy, scope, move |state, principal| async move {
+        let Path(path) = path.map_err(|_| Failure::catalog_not_found(""))?;
+        handler(state, principal, path).await
+    })
+    .await
 }
 
 type Refusal = (Failure, Option<RateHeaders>);

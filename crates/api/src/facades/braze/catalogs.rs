@@ -7,9 +7,9 @@
 //! declares none and takes any field. The declaration rules are catalog-domain's
 //! (`braze_fields::check_field_declarations`).
 
-use super::auth::guarded;
+use super::auth::{guarded, guarded_at};
 use super::error::{catalog_name_error, declaration_error, selection_error, store_failure, Failure};
-use super::items::json_body;
+use super::items::{declared_fields_of, json_body};
 use crate::limits::Policy;
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
@@ -24,7 +24,7 @@ use catalog_domain::braze_fields::{
 use catalog_domain::storable::check_text;
 use catalog_domain::time::format_rfc3339_offset;
 use catalog_domain::validate_catalog_name;
-use catalog_store::{Catalog, CatalogField, Scope};
+use catalog_store::{Catalog, CatalogField, Scope, StoreError};
 use serde_json::{json, Map, Value};
 
 /// Fields shown for a catalog that declared none: just the id.
@@ -151,8 +151,7 @@ pub(super) async fn delete_catalog(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsWrite, |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+    guarded_at(state, path, &headers, Policy::BrazeSync, Scope::CatalogsWrite, |state, principal, catalog| async move {
         state.store.delete_catalog(principal.project_id, &catalog).await.map_err(|e| store_failure(e, &catalog))?;
         Ok(Json(json!({"message": "success"})).into_response())
     })
@@ -167,49 +166,47 @@ pub(super) async fn create_fields(
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        let Some(Value::Object(body)) = json_body(&state, request).await? else {
-            return Err(fields_invalid());
-        };
-        let fields = declared_fields(body.get("fields"), false, MAX_FIELDS_PER_REQUEST)?;
-        if fields.is_empty() {
-            return Err(fields_invalid());
-        }
-        if declared.len().max(1) + fields.len() > MAX_CATALOG_FIELDS {
-            return Err(Failure::one(
-                StatusCode::BAD_REQUEST,
-                "catalog-exceeds-fields-limit",
-                format!("Catalog cannot have more than {MAX_CATALOG_FIELDS} fields"),
-            ));
-        }
-        // A catalog that declared nothing declares `id` first, as one created with fields does.
-        let mut added = Vec::with_capacity(fields.len() + 1);
-        if declared.is_empty() {
-            added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned(), searchable: None });
-        }
-        added.extend(fields);
-        let existing = state
-            .store
-            .add_catalog_fields(principal.project_id, &catalog, &added)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        if !existing.is_empty() {
-            let mut failure =
-                Failure::one(StatusCode::BAD_REQUEST, "field-names-not-unique", "Some of the fields already exist");
-            if let Some(error) = failure.errors.first_mut() {
-                error.parameters = vec!["name"];
-                error.parameter_values = existing.into_iter().map(Value::String).collect();
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeFields,
+        Scope::CatalogsWrite,
+        |state, principal, catalog| async move {
+            let declared = declared_fields_of(&state, &principal, &catalog).await?;
+            let Some(Value::Object(body)) = json_body(&state, request).await? else {
+                return Err(fields_invalid());
+            };
+            let fields = declared_fields(body.get("fields"), false, MAX_FIELDS_PER_REQUEST)?;
+            if fields.is_empty() {
+                return Err(fields_invalid());
             }
-            return Err(failure);
-        }
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-    })
+            if declared.len().max(1) + fields.len() > MAX_CATALOG_FIELDS {
+                return Err(Failure::one(
+                    StatusCode::BAD_REQUEST,
+                    "catalog-exceeds-fields-limit",
+                    format!("Catalog cannot have more than {MAX_CATALOG_FIELDS} fields"),
+                ));
+            }
+            // A catalog that declared nothing declares `id` first, as one created with fields does.
+            let mut added = Vec::with_capacity(fields.len() + 1);
+            if declared.is_empty() {
+                added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned(), searchable: None });
+            }
+            added.extend(fields);
+            let existing = state
+                .store
+                .add_catalog_fields(principal.project_id, &catalog, &added)
+                .await
+                .map_err(|e| store_failure(e, &catalog))?;
+            if !existing.is_empty() {
+                let failure =
+                    Failure::one(StatusCode::BAD_REQUEST, "field-names-not-unique", "Some of the fields already exist");
+                return Err(failure.naming("name", existing.into_iter().map(Value::String).collect()));
+            }
+            Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+        },
+    )
     .await
 }
 
@@ -220,31 +217,40 @@ pub(super) async fn delete_field(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
-        let Path((catalog, field)) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        if field == "id" {
-            return Err(Failure::one(
-                StatusCode::BAD_REQUEST,
-                "id-field-cannot-be-removed",
-                "The `id` field cannot be removed",
-            ));
-        }
-        let removed = state
-            .store
-            .remove_catalog_field(principal.project_id, &catalog, &field)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        if !removed {
-            let mut failure = Failure::one(StatusCode::NOT_FOUND, "field-not-found", "Could not find field");
-            if let Some(error) = failure.errors.first_mut() {
-                error.parameters = vec!["field_name"];
-                error.parameter_values = vec![Value::String(field)];
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeFields,
+        Scope::CatalogsWrite,
+        |state, principal, (catalog, field)| async move {
+            if field == "id" {
+                return Err(Failure::one(
+                    StatusCode::BAD_REQUEST,
+                    "id-field-cannot-be-removed",
+                    "The `id` field cannot be removed",
+                ));
             }
-            return Err(failure);
-        }
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-    })
+            let removed = state.store.remove_catalog_field(principal.project_id, &catalog, &field).await;
+            removal_answer(removed, &catalog, ("field-not-found", "Could not find field", "field_name"), field)
+        },
+    )
     .await
+}
+
+/// The answer of a removal by name (a field, a selection): 202, or 404 with Braze's `not_found`
+/// (error id, message, parameter) naming what was not there.
+fn removal_answer(
+    removed: Result<bool, StoreError>,
+    catalog: &str,
+    not_found: (&'static str, &'static str, &'static str),
+    name: String,
+) -> Result<Response, Failure> {
+    let (id, message, parameter) = not_found;
+    if !removed.map_err(|e| store_failure(e, catalog))? {
+        return Err(Failure::one(StatusCode::NOT_FOUND, id, message).naming(parameter, vec![Value::String(name)]));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
 }
 
 fn selection_invalid(message: &str) -> Failure {
@@ -271,73 +277,77 @@ pub(super) async fn create_selection(
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
-            return Err(selection_invalid("The body must be an object with a `selection` object"));
-        };
-        let Some(Value::Object(selection)) = body.remove("selection") else {
-            return Err(selection_invalid("The body must be an object with a `selection` object"));
-        };
-        let Some(Value::String(name)) = selection.get("name") else {
-            return Err(selection_invalid("The selection needs a string `name`"));
-        };
-        if !matches!(selection.get("description"), None | Some(Value::Null | Value::String(_))) {
-            return Err(selection_invalid("`description` must be a string"));
-        }
-        let mut filters = Vec::new();
-        match selection.get("filters") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(entries)) => {
-                for entry in entries {
-                    match (entry.get("field"), entry.get("operator"), entry.get("value")) {
-                        (Some(Value::String(field)), Some(Value::String(operator)), Some(value)) => {
-                            filters.push(SelectionFilter { field, operator, value: kind_of(value) });
-                        }
-                        _ => {
-                            return Err(selection_invalid(
-                                "Each filter needs a string `field` and `operator` and a `value`",
-                            ))
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeFields,
+        Scope::CatalogsWrite,
+        |state, principal, catalog| async move {
+            let declared = declared_fields_of(&state, &principal, &catalog).await?;
+            let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
+                return Err(selection_invalid("The body must be an object with a `selection` object"));
+            };
+            let Some(Value::Object(selection)) = body.remove("selection") else {
+                return Err(selection_invalid("The body must be an object with a `selection` object"));
+            };
+            let Some(Value::String(name)) = selection.get("name") else {
+                return Err(selection_invalid("The selection needs a string `name`"));
+            };
+            if !matches!(selection.get("description"), None | Some(Value::Null | Value::String(_))) {
+                return Err(selection_invalid("`description` must be a string"));
+            }
+            let mut filters = Vec::new();
+            match selection.get("filters") {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(entries)) => {
+                    for entry in entries {
+                        match (entry.get("field"), entry.get("operator"), entry.get("value")) {
+                            (Some(Value::String(field)), Some(Value::String(operator)), Some(value)) => {
+                                filters.push(SelectionFilter { field, operator, value: kind_of(value) });
+                            }
+                            _ => {
+                                return Err(selection_invalid(
+                                    "Each filter needs a string `field` and `operator` and a `value`",
+                                ))
+                            }
                         }
                     }
                 }
+                Some(_) => return Err(selection_invalid("`filters` must be an array of filter objects")),
             }
-            Some(_) => return Err(selection_invalid("`filters` must be an array of filter objects")),
-        }
-        let results_limit = match selection.get("results_limit") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
-            Some(_) => Some(0),
-        };
-        let text = |key: &str| match selection.get(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(text)) => Ok(Some(text.as_str())),
-            Some(_) => Err(selection_invalid("`sort_field` and `sort_order` must be strings")),
-        };
-        let (sort_field, sort_order) = (text("sort_field")?, text("sort_order")?);
-        let declared: Vec<(&str, FieldType)> =
-            declared.iter().filter_map(|f| FieldType::parse(&f.field_type).map(|ty| (f.name.as_str(), ty))).collect();
-        check_selection(name, &filters, &declared, results_limit, sort_field, sort_order)
-            .map_err(|problem| Failure::bad_request(vec![selection_error(problem)]))?;
-        let added = state
-            .store
-            .add_selection(principal.project_id, &catalog, name, &Value::Object(selection.clone()))
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        if !added {
-            return Err(Failure::one(
-                StatusCode::BAD_REQUEST,
-                "selection-name-already-exists",
-                "A selection with that name already exists in the catalog",
-            ));
-        }
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-    })
+            let results_limit = match selection.get("results_limit") {
+                None | Some(Value::Null) => None,
+                Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
+                Some(_) => Some(0),
+            };
+            let text = |key: &str| match selection.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text.as_str())),
+                Some(_) => Err(selection_invalid("`sort_field` and `sort_order` must be strings")),
+            };
+            let (sort_field, sort_order) = (text("sort_field")?, text("sort_order")?);
+            let declared: Vec<(&str, FieldType)> = declared
+                .iter()
+                .filter_map(|f| FieldType::parse(&f.field_type).map(|ty| (f.name.as_str(), ty)))
+                .collect();
+            check_selection(name, &filters, &declared, results_limit, sort_field, sort_order)
+                .map_err(|problem| Failure::bad_request(vec![selection_error(problem)]))?;
+            let added = state
+                .store
+                .add_selection(principal.project_id, &catalog, name, &Value::Object(selection.clone()))
+                .await
+                .map_err(|e| store_failure(e, &catalog))?;
+            if !added {
+                return Err(Failure::one(
+                    StatusCode::BAD_REQUEST,
+                    "selection-name-already-exists",
+                    "A selection with that name already exists in the catalog",
+                ));
+            }
+            Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+        },
+    )
     .await
 }
 
@@ -348,22 +358,21 @@ pub(super) async fn delete_selection(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
-        let Path((catalog, selection)) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let removed = state
-            .store
-            .remove_selection(principal.project_id, &catalog, &selection)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        if !removed {
-            let mut failure = Failure::one(StatusCode::NOT_FOUND, "selection-not-found", "Could not find selection");
-            if let Some(error) = failure.errors.first_mut() {
-                error.parameters = vec!["selection_name"];
-                error.parameter_values = vec![Value::String(selection)];
-            }
-            return Err(failure);
-        }
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-    })
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeFields,
+        Scope::CatalogsWrite,
+        |state, principal, (catalog, selection)| async move {
+            let removed = state.store.remove_selection(principal.project_id, &catalog, &selection).await;
+            removal_answer(
+                removed,
+                &catalog,
+                ("selection-not-found", "Could not find selection", "selection_name"),
+                selection,
+            )
+        },
+    )
     .await
 }

@@ -13,7 +13,7 @@
 //! creates nothing: Braze refuses a request with any bad item, so the store is asked for
 //! all-or-nothing too.
 
-use super::auth::guarded;
+use super::auth::guarded_at;
 use super::error::{batch_error, store_failure, Failure, ItemErrors};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::limits::Policy;
@@ -59,6 +59,16 @@ pub(super) async fn json_body(state: &AppState, request: Request) -> Result<Opti
     })?;
     // A repeated key is not JSON Braze could read one way: the endpoint's invalid-body error.
     Ok(parse_json(&bytes).ok())
+}
+
+/// The catalog's declared fields (none: it takes any field), or Braze's `catalog-not-found`.
+pub(super) async fn declared_fields_of(
+    state: &AppState,
+    principal: &Principal,
+    catalog: &str,
+) -> Result<Vec<CatalogField>, Failure> {
+    let found = state.store.find_catalog_with_fields(principal.project_id, catalog).await;
+    found.map(|(_, fields)| fields).map_err(|e| store_failure(e, catalog))
 }
 
 /// The `items` of an item request: each an object.
@@ -256,40 +266,43 @@ async fn bulk_endpoint(
     action: ItemAction,
 ) -> Response {
     let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeAsync, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        let mut items = items_of(json_body(&state, request).await?)?;
-        let ids: Vec<RawId> = items.iter().map(|item| raw_id(item.get("id"))).collect();
-        let verdicts =
-            validate_ids(Dialect::Braze, ids.clone()).map_err(|p| Failure::bad_request(vec![batch_error(&p)]))?;
-        let names = names_of(&ids);
-        let mut errors = ItemErrors::default();
-        errors.verdicts(&verdicts, &names);
-        let mut fields_of: Vec<Map<String, Value>> = Vec::with_capacity(items.len());
-        let mut ops_of: Vec<Vec<ArrayOp>> = Vec::with_capacity(items.len());
-        if action != ItemAction::Delete {
-            for (item, name) in items.iter_mut().zip(&names) {
-                item.remove("id");
-                // Only PATCH has the array operators; elsewhere their `$` keys are invalid keys.
-                let ops = if action == ItemAction::Edit { take_array_ops(item) } else { Vec::new() };
-                for problem in field_problems(item, &declared).into_iter().chain(array_op_problems(&ops, &declared)) {
-                    errors.field(problem, *name);
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeAsync,
+        Scope::CatalogsWrite,
+        |state, principal, catalog| async move {
+            let declared = declared_fields_of(&state, &principal, &catalog).await?;
+            let mut items = items_of(json_body(&state, request).await?)?;
+            let ids: Vec<RawId> = items.iter().map(|item| raw_id(item.get("id"))).collect();
+            let verdicts =
+                validate_ids(Dialect::Braze, ids.clone()).map_err(|p| Failure::bad_request(vec![batch_error(&p)]))?;
+            let names = names_of(&ids);
+            let mut errors = ItemErrors::default();
+            errors.verdicts(&verdicts, &names);
+            let mut fields_of: Vec<Map<String, Value>> = Vec::with_capacity(items.len());
+            let mut ops_of: Vec<Vec<ArrayOp>> = Vec::with_capacity(items.len());
+            if action != ItemAction::Delete {
+                for (item, name) in items.iter_mut().zip(&names) {
+                    item.remove("id");
+                    // Only PATCH has the array operators; elsewhere their `$` keys are invalid keys.
+                    let ops = if action == ItemAction::Edit { take_array_ops(item) } else { Vec::new() };
+                    for problem in field_problems(item, &declared).into_iter().chain(array_op_problems(&ops, &declared))
+                    {
+                        errors.field(problem, *name);
+                    }
+                    ops_of.push(ops);
                 }
-                ops_of.push(ops);
+                fields_of = items;
             }
-            fields_of = items;
-        }
-        if !errors.is_empty() {
-            return Err(Failure::bad_request(errors.into_errors()));
-        }
-        enqueue(&state, &principal, &catalog, action, ids, fields_of, ops_of).await?;
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-    })
+            if !errors.is_empty() {
+                return Err(Failure::bad_request(errors.into_errors()));
+            }
+            enqueue(&state, &principal, &catalog, action, ids, fields_of, ops_of).await?;
+            Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+        },
+    )
     .await
 }
 
@@ -354,13 +367,9 @@ async fn single_endpoint(
     action: ItemAction,
 ) -> Response {
     let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeSyncItems, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path((catalog, item_id)) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
+    let (policy, scope) = (Policy::BrazeSyncItems, Scope::CatalogsWrite);
+    guarded_at(state, path, &headers, policy, scope, |state, principal, (catalog, item_id)| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let mut fields =
             if action == ItemAction::Delete { Map::new() } else { single_item(json_body(&state, request).await?)? };
         let ops = if action == ItemAction::Edit { take_array_ops(&mut fields) } else { Vec::new() };
@@ -448,40 +457,46 @@ pub(super) async fn list_items(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    guarded(state, &headers, Policy::BrazeSyncItems, Scope::CatalogsRead, |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let cursor = query.get("cursor").filter(|c| !c.is_empty());
-        let window = state
-            .store
-            .list_items_window(principal.project_id, &catalog, cursor.map(String::as_str), ITEMS_PAGE)
-            .await
-            .map_err(|e| match e {
-                StoreError::InvalidCursor => {
-                    Failure::one(StatusCode::BAD_REQUEST, "invalid-cursor", "The cursor is not valid")
-                }
-                other => store_failure(other, &catalog),
-            })?;
-        let items: Vec<Value> = window.rows.into_iter().map(|item| item_json(item.id, item.fields)).collect();
-        let mut response = Json(json!({"items": items, "message": "success"})).into_response();
-        // Cursors are hex and catalog names url-safe, so the links need no escaping.
-        let link_to = |cursor: Option<&str>, rel: &str| match cursor {
-            Some(cursor) => format!("</catalogs/{catalog}/items?cursor={cursor}>; rel=\"{rel}\""),
-            None => format!("</catalogs/{catalog}/items>; rel=\"{rel}\""),
-        };
-        let mut links = Vec::new();
-        if let Some(prev) = &window.prev_cursor {
-            links.push(link_to(prev.as_deref(), "prev"));
-        }
-        if let Some(next) = &window.next_cursor {
-            links.push(link_to(Some(next), "next"));
-        }
-        if !links.is_empty() {
-            if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
-                response.headers_mut().insert(header::LINK, value);
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeSyncItems,
+        Scope::CatalogsRead,
+        |state, principal, catalog| async move {
+            let cursor = query.get("cursor").filter(|c| !c.is_empty());
+            let window = state
+                .store
+                .list_items_window(principal.project_id, &catalog, cursor.map(String::as_str), ITEMS_PAGE)
+                .await
+                .map_err(|e| match e {
+                    StoreError::InvalidCursor => {
+                        Failure::one(StatusCode::BAD_REQUEST, "invalid-cursor", "The cursor is not valid")
+                    }
+                    other => store_failure(other, &catalog),
+                })?;
+            let items: Vec<Value> = window.rows.into_iter().map(|item| item_json(item.id, item.fields)).collect();
+            let mut response = Json(json!({"items": items, "message": "success"})).into_response();
+            // Cursors are hex and catalog names url-safe, so the links need no escaping.
+            let link_to = |cursor: Option<&str>, rel: &str| match cursor {
+                Some(cursor) => format!("</catalogs/{catalog}/items?cursor={cursor}>; rel=\"{rel}\""),
+                None => format!("</catalogs/{catalog}/items>; rel=\"{rel}\""),
+            };
+            let mut links = Vec::new();
+            if let Some(prev) = &window.prev_cursor {
+                links.push(link_to(prev.as_deref(), "prev"));
             }
-        }
-        Ok(response)
-    })
+            if let Some(next) = &window.next_cursor {
+                links.push(link_to(Some(next), "next"));
+            }
+            if !links.is_empty() {
+                if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
+                    response.headers_mut().insert(header::LINK, value);
+                }
+            }
+            Ok(response)
+        },
+    )
     .await
 }
 
@@ -501,14 +516,20 @@ pub(super) async fn get_item(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded(state, &headers, Policy::BrazeSyncItems, Scope::CatalogsRead, |state, principal| async move {
-        let Path((catalog, item_id)) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let item = state
-            .store
-            .get_item(principal.project_id, &catalog, &item_id)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        Ok(Json(json!({"items": [item_json(item.id, item.fields)], "message": "success"})).into_response())
-    })
+    guarded_at(
+        state,
+        path,
+        &headers,
+        Policy::BrazeSyncItems,
+        Scope::CatalogsRead,
+        |state, principal, (catalog, item_id)| async move {
+            let item = state
+                .store
+                .get_item(principal.project_id, &catalog, &item_id)
+                .await
+                .map_err(|e| store_failure(e, &catalog))?;
+            Ok(Json(json!({"items": [item_json(item.id, item.fields)], "message": "success"})).into_response())
+        },
+    )
     .await
 }
