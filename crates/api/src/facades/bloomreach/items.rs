@@ -159,9 +159,19 @@ pub(super) fn update_input(entry: Value, with_upsert: bool) -> Result<UpdateInpu
     Ok(UpdateInput { item: ItemInput { id: raw_id(entry.get("item_id")), fields }, upsert })
 }
 
-/// Shared body of bulk update (`partial` false: full replace, upsert) and partial update (the
-/// given properties merged; a missing item created only when its `upsert` is true).
-pub(super) async fn update(
+/// `PUT .../catalogs/{catalog_id}/items` (`PARTIAL` false: bulk update, the items' properties
+/// replaced, missing items created) and `POST .../catalogs/{catalog_id}/items/partial-update`
+/// (`PARTIAL` true: the given properties merged; a missing item created only when its `upsert`
+/// is true).
+pub(super) async fn update<const PARTIAL: bool>(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    bulk_answer(update_items(state, path, request, PARTIAL).await)
+}
+
+async fn update_items(
     state: AppState,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
@@ -208,24 +218,6 @@ pub(super) async fn update(
         }
     }
     Ok((results, decision))
-}
-
-/// `PUT .../catalogs/{catalog_id}/items`: replaces the items' properties, creating missing items.
-pub(super) async fn bulk_update(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_answer(update(state, path, request, false).await)
-}
-
-/// `POST .../catalogs/{catalog_id}/items/partial-update`: merges the given properties.
-pub(super) async fn partial_update(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_answer(update(state, path, request, true).await)
 }
 
 /// A non-negative integer query parameter, or the dialect's 400.
@@ -366,18 +358,43 @@ async fn single_body(state: &AppState, request: Request) -> Result<Map<String, V
 
 /// What a single-item endpoint does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SingleAction {
+pub(super) enum SingleAction {
+    /// `PUT .../items/{item_id}` `{"properties"}`: creates or replaces the item.
     Replace,
+    /// `POST .../items/{item_id}/partial-update` `{"properties", "upsert"?}`: merges the
+    /// properties into the item (a missing item is created only with `upsert`).
     Update,
+    /// `DELETE .../items/{item_id}`: deletes the item (a missing one counts as deleted, as in
+    /// bulk delete).
     Delete,
 }
 
-async fn single_item(
-    state: AppState,
+/// A single-item endpoint's action as a type, so that one generic handler serves each route
+/// (`single_item::<Replace>`, ...).
+pub(super) trait Single {
+    /// The action.
+    const ACTION: SingleAction;
+}
+
+macro_rules! single_actions {
+    ($($name:ident),*) => {$(
+        #[doc = concat!("[`SingleAction::", stringify!($name), "`] as a type.")]
+        pub(super) enum $name {}
+        impl Single for $name {
+            const ACTION: SingleAction = SingleAction::$name;
+        }
+    )*};
+}
+single_actions!(Replace, Update, Delete);
+
+/// `.../catalogs/{catalog_id}/items/{item_id}`: the action of `A` ([`SingleAction`]) on the item,
+/// as one job; `{"success":true}` once the job is accepted.
+pub(super) async fn single_item<A: Single>(
+    State(state): State<AppState>,
     path: Result<Path<(String, String, String)>, PathRejection>,
     request: Request,
-    action: SingleAction,
 ) -> Response {
+    let action = A::ACTION;
     let headers = request.headers().clone();
     native(state, path, &headers, Scope::CatalogsWrite, |state, principal, (_, catalog, item_id)| async move {
         let (_, declared) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await?;
@@ -416,35 +433,6 @@ async fn single_item(
         Ok(json!({"success": true}))
     })
     .await
-}
-
-/// `PUT .../catalogs/{catalog_id}/items/{item_id}` `{"properties"}`: creates or replaces the item.
-pub(super) async fn replace_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_item(state, path, request, SingleAction::Replace).await
-}
-
-/// `POST .../catalogs/{catalog_id}/items/{item_id}/partial-update` `{"properties", "upsert"?}`:
-/// merges the properties into the item (a missing item is created only with `upsert`).
-pub(super) async fn update_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_item(state, path, request, SingleAction::Update).await
-}
-
-/// `DELETE .../catalogs/{catalog_id}/items/{item_id}`: deletes the item (a missing one counts as
-/// deleted, as in bulk delete).
-pub(super) async fn delete_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_item(state, path, request, SingleAction::Delete).await
 }
 
 /// `DELETE .../catalogs/{catalog_id}/items`: deletes every item, those of writes still queued

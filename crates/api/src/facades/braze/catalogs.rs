@@ -7,10 +7,9 @@
 //! declares none and takes any field. The declaration rules are catalog-domain's
 //! (`braze_fields::check_field_declarations`).
 
-use super::auth::{guarded, guarded_at};
+use super::auth::{guarded, CATALOGS_READ, CATALOGS_WRITE, FIELDS_WRITE};
 use super::error::{catalog_name_error, declaration_error, selection_error, store_failure, Failure};
-use super::items::{declared_fields_of, json_body};
-use crate::limits::Policy;
+use super::items::{declared_fields_of, json_body, kind_of};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
@@ -18,13 +17,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::braze_fields::{
-    check_field_declarations, check_selection, FieldType, SelectionFilter, ValueKind, MAX_CATALOG_FIELDS,
-    MAX_FIELDS_PER_REQUEST,
+    check_field_declarations, check_selection, FieldType, SelectionFilter, MAX_CATALOG_FIELDS, MAX_FIELDS_PER_REQUEST,
 };
 use catalog_domain::storable::check_text;
 use catalog_domain::time::format_rfc3339_offset;
 use catalog_domain::validate_catalog_name;
-use catalog_store::{Catalog, CatalogField, Scope, StoreError};
+use catalog_store::{Catalog, CatalogField, StoreError};
 use serde_json::{json, Map, Value};
 
 /// Fields shown for a catalog that declared none: just the id.
@@ -96,7 +94,7 @@ fn one_catalog(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
 /// `POST /catalogs`: creates one catalog with its fields (none given: it declares none).
 pub(super) async fn create_catalog(State(state): State<AppState>, request: Request) -> Response {
     let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsWrite, move |state, principal| async move {
+    guarded(state, Ok(Path(())), &headers, CATALOGS_WRITE, move |state, principal, ()| async move {
         let catalog = one_catalog(json_body(&state, request).await?)?;
         let name = match catalog.get("name") {
             Some(Value::String(name)) => name.clone(),
@@ -135,7 +133,7 @@ pub(super) async fn create_catalog(State(state): State<AppState>, request: Reque
 
 /// `GET /catalogs`: every catalog of the project, with its fields and item count.
 pub(super) async fn list_catalogs(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsRead, |state, principal| async move {
+    guarded(state, Ok(Path(())), &headers, CATALOGS_READ, |state, principal, ()| async move {
         let catalogs =
             state.store.list_catalogs_with_fields(principal.project_id).await.map_err(|e| store_failure(e, ""))?;
         let catalogs: Vec<Value> = catalogs.iter().map(|(c, fields)| catalog_json(c, fields)).collect();
@@ -151,7 +149,7 @@ pub(super) async fn delete_catalog(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded_at(state, path, &headers, Policy::BrazeSync, Scope::CatalogsWrite, |state, principal, catalog| async move {
+    guarded(state, path, &headers, CATALOGS_WRITE, |state, principal, catalog| async move {
         state.store.delete_catalog(principal.project_id, &catalog).await.map_err(|e| store_failure(e, &catalog))?;
         Ok(Json(json!({"message": "success"})).into_response())
     })
@@ -166,47 +164,40 @@ pub(super) async fn create_fields(
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeFields,
-        Scope::CatalogsWrite,
-        |state, principal, catalog| async move {
-            let declared = declared_fields_of(&state, &principal, &catalog).await?;
-            let Some(Value::Object(body)) = json_body(&state, request).await? else {
-                return Err(fields_invalid());
-            };
-            let fields = declared_fields(body.get("fields"), false, MAX_FIELDS_PER_REQUEST)?;
-            if fields.is_empty() {
-                return Err(fields_invalid());
-            }
-            if declared.len().max(1) + fields.len() > MAX_CATALOG_FIELDS {
-                return Err(Failure::one(
-                    StatusCode::BAD_REQUEST,
-                    "catalog-exceeds-fields-limit",
-                    format!("Catalog cannot have more than {MAX_CATALOG_FIELDS} fields"),
-                ));
-            }
-            // A catalog that declared nothing declares `id` first, as one created with fields does.
-            let mut added = Vec::with_capacity(fields.len() + 1);
-            if declared.is_empty() {
-                added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned(), searchable: None });
-            }
-            added.extend(fields);
-            let existing = state
-                .store
-                .add_catalog_fields(principal.project_id, &catalog, &added)
-                .await
-                .map_err(|e| store_failure(e, &catalog))?;
-            if !existing.is_empty() {
-                let failure =
-                    Failure::one(StatusCode::BAD_REQUEST, "field-names-not-unique", "Some of the fields already exist");
-                return Err(failure.naming("name", existing.into_iter().map(Value::String).collect()));
-            }
-            Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-        },
-    )
+    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, catalog| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
+        let Some(Value::Object(body)) = json_body(&state, request).await? else {
+            return Err(fields_invalid());
+        };
+        let fields = declared_fields(body.get("fields"), false, MAX_FIELDS_PER_REQUEST)?;
+        if fields.is_empty() {
+            return Err(fields_invalid());
+        }
+        if declared.len().max(1) + fields.len() > MAX_CATALOG_FIELDS {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "catalog-exceeds-fields-limit",
+                format!("Catalog cannot have more than {MAX_CATALOG_FIELDS} fields"),
+            ));
+        }
+        // A catalog that declared nothing declares `id` first, as one created with fields does.
+        let mut added = Vec::with_capacity(fields.len() + 1);
+        if declared.is_empty() {
+            added.push(CatalogField { name: "id".to_owned(), field_type: "string".to_owned(), searchable: None });
+        }
+        added.extend(fields);
+        let existing = state
+            .store
+            .add_catalog_fields(principal.project_id, &catalog, &added)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !existing.is_empty() {
+            let failure =
+                Failure::one(StatusCode::BAD_REQUEST, "field-names-not-unique", "Some of the fields already exist");
+            return Err(failure.naming("name", existing.into_iter().map(Value::String).collect()));
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
     .await
 }
 
@@ -217,24 +208,17 @@ pub(super) async fn delete_field(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeFields,
-        Scope::CatalogsWrite,
-        |state, principal, (catalog, field)| async move {
-            if field == "id" {
-                return Err(Failure::one(
-                    StatusCode::BAD_REQUEST,
-                    "id-field-cannot-be-removed",
-                    "The `id` field cannot be removed",
-                ));
-            }
-            let removed = state.store.remove_catalog_field(principal.project_id, &catalog, &field).await;
-            removal_answer(removed, &catalog, ("field-not-found", "Could not find field", "field_name"), field)
-        },
-    )
+    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, (catalog, field)| async move {
+        if field == "id" {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "id-field-cannot-be-removed",
+                "The `id` field cannot be removed",
+            ));
+        }
+        let removed = state.store.remove_catalog_field(principal.project_id, &catalog, &field).await;
+        removal_answer(removed, &catalog, ("field-not-found", "Could not find field", "field_name"), field)
+    })
     .await
 }
 
@@ -257,17 +241,6 @@ fn selection_invalid(message: &str) -> Failure {
     Failure::one(StatusCode::BAD_REQUEST, "invalid-selection", message)
 }
 
-fn kind_of(value: &Value) -> ValueKind<'_> {
-    match value {
-        Value::Null => ValueKind::Null,
-        Value::Bool(_) => ValueKind::Bool,
-        Value::Number(_) => ValueKind::Number,
-        Value::String(text) => ValueKind::String(text),
-        Value::Array(_) => ValueKind::Array,
-        Value::Object(_) => ValueKind::Object,
-    }
-}
-
 /// `POST /catalogs/{catalog_name}/selections` `{"selection": {"name", "description"?, "filters"?,
 /// "results_limit"?, "sort_field"?, "sort_order"?}}`: keeps a selection of the catalog, checked
 /// against its declared fields (catalog-domain's `check_selection`); 202.
@@ -277,77 +250,68 @@ pub(super) async fn create_selection(
     request: Request,
 ) -> Response {
     let headers = request.headers().clone();
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeFields,
-        Scope::CatalogsWrite,
-        |state, principal, catalog| async move {
-            let declared = declared_fields_of(&state, &principal, &catalog).await?;
-            let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
-                return Err(selection_invalid("The body must be an object with a `selection` object"));
-            };
-            let Some(Value::Object(selection)) = body.remove("selection") else {
-                return Err(selection_invalid("The body must be an object with a `selection` object"));
-            };
-            let Some(Value::String(name)) = selection.get("name") else {
-                return Err(selection_invalid("The selection needs a string `name`"));
-            };
-            if !matches!(selection.get("description"), None | Some(Value::Null | Value::String(_))) {
-                return Err(selection_invalid("`description` must be a string"));
-            }
-            let mut filters = Vec::new();
-            match selection.get("filters") {
-                None | Some(Value::Null) => {}
-                Some(Value::Array(entries)) => {
-                    for entry in entries {
-                        match (entry.get("field"), entry.get("operator"), entry.get("value")) {
-                            (Some(Value::String(field)), Some(Value::String(operator)), Some(value)) => {
-                                filters.push(SelectionFilter { field, operator, value: kind_of(value) });
-                            }
-                            _ => {
-                                return Err(selection_invalid(
-                                    "Each filter needs a string `field` and `operator` and a `value`",
-                                ))
-                            }
+    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, catalog| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
+        let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
+            return Err(selection_invalid("The body must be an object with a `selection` object"));
+        };
+        let Some(Value::Object(selection)) = body.remove("selection") else {
+            return Err(selection_invalid("The body must be an object with a `selection` object"));
+        };
+        let Some(Value::String(name)) = selection.get("name") else {
+            return Err(selection_invalid("The selection needs a string `name`"));
+        };
+        if !matches!(selection.get("description"), None | Some(Value::Null | Value::String(_))) {
+            return Err(selection_invalid("`description` must be a string"));
+        }
+        let mut filters = Vec::new();
+        match selection.get("filters") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(entries)) => {
+                for entry in entries {
+                    match (entry.get("field"), entry.get("operator"), entry.get("value")) {
+                        (Some(Value::String(field)), Some(Value::String(operator)), Some(value)) => {
+                            filters.push(SelectionFilter { field, operator, value: kind_of(value) });
+                        }
+                        _ => {
+                            return Err(selection_invalid(
+                                "Each filter needs a string `field` and `operator` and a `value`",
+                            ))
                         }
                     }
                 }
-                Some(_) => return Err(selection_invalid("`filters` must be an array of filter objects")),
             }
-            let results_limit = match selection.get("results_limit") {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
-                Some(_) => Some(0),
-            };
-            let text = |key: &str| match selection.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(text)) => Ok(Some(text.as_str())),
-                Some(_) => Err(selection_invalid("`sort_field` and `sort_order` must be strings")),
-            };
-            let (sort_field, sort_order) = (text("sort_field")?, text("sort_order")?);
-            let declared: Vec<(&str, FieldType)> = declared
-                .iter()
-                .filter_map(|f| FieldType::parse(&f.field_type).map(|ty| (f.name.as_str(), ty)))
-                .collect();
-            check_selection(name, &filters, &declared, results_limit, sort_field, sort_order)
-                .map_err(|problem| Failure::bad_request(vec![selection_error(problem)]))?;
-            let added = state
-                .store
-                .add_selection(principal.project_id, &catalog, name, &Value::Object(selection.clone()))
-                .await
-                .map_err(|e| store_failure(e, &catalog))?;
-            if !added {
-                return Err(Failure::one(
-                    StatusCode::BAD_REQUEST,
-                    "selection-name-already-exists",
-                    "A selection with that name already exists in the catalog",
-                ));
-            }
-            Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-        },
-    )
+            Some(_) => return Err(selection_invalid("`filters` must be an array of filter objects")),
+        }
+        let results_limit = match selection.get("results_limit") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(n.as_i64().unwrap_or(0)),
+            Some(_) => Some(0),
+        };
+        let text = |key: &str| match selection.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(text)) => Ok(Some(text.as_str())),
+            Some(_) => Err(selection_invalid("`sort_field` and `sort_order` must be strings")),
+        };
+        let (sort_field, sort_order) = (text("sort_field")?, text("sort_order")?);
+        let declared: Vec<(&str, FieldType)> =
+            declared.iter().filter_map(|f| FieldType::parse(&f.field_type).map(|ty| (f.name.as_str(), ty))).collect();
+        check_selection(name, &filters, &declared, results_limit, sort_field, sort_order)
+            .map_err(|problem| Failure::bad_request(vec![selection_error(problem)]))?;
+        let added = state
+            .store
+            .add_selection(principal.project_id, &catalog, name, &Value::Object(selection.clone()))
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        if !added {
+            return Err(Failure::one(
+                StatusCode::BAD_REQUEST,
+                "selection-name-already-exists",
+                "A selection with that name already exists in the catalog",
+            ));
+        }
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
     .await
 }
 
@@ -358,21 +322,14 @@ pub(super) async fn delete_selection(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeFields,
-        Scope::CatalogsWrite,
-        |state, principal, (catalog, selection)| async move {
-            let removed = state.store.remove_selection(principal.project_id, &catalog, &selection).await;
-            removal_answer(
-                removed,
-                &catalog,
-                ("selection-not-found", "Could not find selection", "selection_name"),
-                selection,
-            )
-        },
-    )
+    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, (catalog, selection)| async move {
+        let removed = state.store.remove_selection(principal.project_id, &catalog, &selection).await;
+        removal_answer(
+            removed,
+            &catalog,
+            ("selection-not-found", "Could not find selection", "selection_name"),
+            selection,
+        )
+    })
     .await
 }

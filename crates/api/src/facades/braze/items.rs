@@ -13,10 +13,9 @@
 //! creates nothing: Braze refuses a request with any bad item, so the store is asked for
 //! all-or-nothing too.
 
-use super::auth::guarded_at;
+use super::auth::{guarded, ASYNC_ITEMS_WRITE, SYNC_ITEMS_READ, SYNC_ITEMS_WRITE};
 use super::error::{batch_error, store_failure, Failure, ItemErrors};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
-use crate::limits::Policy;
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -29,7 +28,7 @@ use catalog_domain::braze_fields::{
 };
 use catalog_domain::storable::has_nul;
 use catalog_domain::{check_id, validate_ids, Dialect, ErrorCode, RawId};
-use catalog_store::{CatalogField, ItemInput, JobOptions, PatchInput, Principal, Scope, StoreError};
+use catalog_store::{CatalogField, ItemInput, JobOptions, PatchInput, Principal, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -118,7 +117,8 @@ fn value_problems(value: &Value, depth: usize, out: &mut Vec<BrazeFieldProblem>)
     }
 }
 
-fn kind_of(value: &Value) -> ValueKind<'_> {
+/// What `value` is, as catalog-domain's field rules ask.
+pub(super) fn kind_of(value: &Value) -> ValueKind<'_> {
     match value {
         Value::Null => ValueKind::Null,
         Value::Bool(_) => ValueKind::Bool,
@@ -191,12 +191,35 @@ fn array_op_problems(ops: &[ArrayOp], declared: &[CatalogField]) -> Vec<BrazeFie
 
 /// What an item endpoint does with the items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ItemAction {
+pub(super) enum ItemAction {
+    /// `DELETE`: the items go (bulk: a missing id is not an error; single: 404 when missing).
     Delete,
+    /// `POST`: the items are created (bulk: an existing id is replaced, as Braze documents no
+    /// error for it and a job cannot answer the request; single: 400 `item-already-exists`).
     Create,
+    /// `PATCH`: the given fields of existing items change.
     Edit,
+    /// `PUT`: the items are replaced, missing ones created.
     Replace,
 }
+
+/// An item endpoint's action as a type, so that one generic handler serves the route of each
+/// method (`bulk::<Delete>`, `single::<Create>`, ...).
+pub(super) trait Action {
+    /// The action.
+    const ACTION: ItemAction;
+}
+
+macro_rules! actions {
+    ($($name:ident),*) => {$(
+        #[doc = concat!("[`ItemAction::", stringify!($name), "`] as a type.")]
+        pub(super) enum $name {}
+        impl Action for $name {
+            const ACTION: ItemAction = ItemAction::$name;
+        }
+    )*};
+}
+actions!(Delete, Create, Edit, Replace);
 
 fn raw_id(value: Option<&Value>) -> RawId {
     match value {
@@ -259,88 +282,45 @@ fn names_of(ids: &[RawId]) -> Vec<Option<&str>> {
         .collect()
 }
 
-async fn bulk_endpoint(
-    state: AppState,
+/// `/catalogs/{catalog_name}/items`, the asynchronous bulk endpoints (up to 50 items, 202): the
+/// action of `A` ([`ItemAction`]) on every item, or nothing when any item is refused.
+pub(super) async fn bulk<A: Action>(
+    State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     request: Request,
-    action: ItemAction,
 ) -> Response {
+    let action = A::ACTION;
     let headers = request.headers().clone();
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeAsync,
-        Scope::CatalogsWrite,
-        |state, principal, catalog| async move {
-            let declared = declared_fields_of(&state, &principal, &catalog).await?;
-            let mut items = items_of(json_body(&state, request).await?)?;
-            let ids: Vec<RawId> = items.iter().map(|item| raw_id(item.get("id"))).collect();
-            let verdicts =
-                validate_ids(Dialect::Braze, ids.clone()).map_err(|p| Failure::bad_request(vec![batch_error(&p)]))?;
-            let names = names_of(&ids);
-            let mut errors = ItemErrors::default();
-            errors.verdicts(&verdicts, &names);
-            let mut fields_of: Vec<Map<String, Value>> = Vec::with_capacity(items.len());
-            let mut ops_of: Vec<Vec<ArrayOp>> = Vec::with_capacity(items.len());
-            if action != ItemAction::Delete {
-                for (item, name) in items.iter_mut().zip(&names) {
-                    item.remove("id");
-                    // Only PATCH has the array operators; elsewhere their `$` keys are invalid keys.
-                    let ops = if action == ItemAction::Edit { take_array_ops(item) } else { Vec::new() };
-                    for problem in field_problems(item, &declared).into_iter().chain(array_op_problems(&ops, &declared))
-                    {
-                        errors.field(problem, *name);
-                    }
-                    ops_of.push(ops);
+    guarded(state, path, &headers, ASYNC_ITEMS_WRITE, |state, principal, catalog| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
+        let mut items = items_of(json_body(&state, request).await?)?;
+        let ids: Vec<RawId> = items.iter().map(|item| raw_id(item.get("id"))).collect();
+        let verdicts =
+            validate_ids(Dialect::Braze, ids.clone()).map_err(|p| Failure::bad_request(vec![batch_error(&p)]))?;
+        let names = names_of(&ids);
+        let mut errors = ItemErrors::default();
+        errors.verdicts(&verdicts, &names);
+        let mut fields_of: Vec<Map<String, Value>> = Vec::with_capacity(items.len());
+        let mut ops_of: Vec<Vec<ArrayOp>> = Vec::with_capacity(items.len());
+        if action != ItemAction::Delete {
+            for (item, name) in items.iter_mut().zip(&names) {
+                item.remove("id");
+                // Only PATCH has the array operators; elsewhere their `$` keys are invalid keys.
+                let ops = if action == ItemAction::Edit { take_array_ops(item) } else { Vec::new() };
+                for problem in field_problems(item, &declared).into_iter().chain(array_op_problems(&ops, &declared)) {
+                    errors.field(problem, *name);
                 }
-                fields_of = items;
+                ops_of.push(ops);
             }
-            if !errors.is_empty() {
-                return Err(Failure::bad_request(errors.into_errors()));
-            }
-            enqueue(&state, &principal, &catalog, action, ids, fields_of, ops_of).await?;
-            Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
-        },
-    )
+            fields_of = items;
+        }
+        if !errors.is_empty() {
+            return Err(Failure::bad_request(errors.into_errors()));
+        }
+        enqueue(&state, &principal, &catalog, action, ids, fields_of, ops_of).await?;
+        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+    })
     .await
-}
-
-/// `DELETE /catalogs/{catalog_name}/items`: deletes the items by id (a missing id is not an error).
-pub(super) async fn delete_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Delete).await
-}
-
-/// `POST /catalogs/{catalog_name}/items`: creates the items (an existing id is replaced: Braze
-/// documents no error for it, and a job cannot answer the request).
-pub(super) async fn create_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Create).await
-}
-
-/// `PATCH /catalogs/{catalog_name}/items`: changes the given fields of existing items.
-pub(super) async fn edit_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Edit).await
-}
-
-/// `PUT /catalogs/{catalog_name}/items`: replaces the items, creating missing ones.
-pub(super) async fn replace_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Replace).await
 }
 
 /// The one item object of a single-item write: `{"items":[{<fields>}]}`, without `id`.
@@ -360,15 +340,16 @@ fn single_item(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
     Ok(item)
 }
 
-async fn single_endpoint(
-    state: AppState,
+/// `/catalogs/{catalog_name}/items/{item_id}`, the synchronous single-item writes: the action of
+/// `A` ([`ItemAction`]) on the item; `POST` answers 201, `PUT` and `PATCH` 200, `DELETE` 202.
+pub(super) async fn single<A: Action>(
+    State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
-    action: ItemAction,
 ) -> Response {
+    let action = A::ACTION;
     let headers = request.headers().clone();
-    let (policy, scope) = (Policy::BrazeSyncItems, Scope::CatalogsWrite);
-    guarded_at(state, path, &headers, policy, scope, |state, principal, (catalog, item_id)| async move {
+    guarded(state, path, &headers, SYNC_ITEMS_WRITE, |state, principal, (catalog, item_id)| async move {
         let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let mut fields =
             if action == ItemAction::Delete { Map::new() } else { single_item(json_body(&state, request).await?)? };
@@ -409,43 +390,6 @@ async fn single_endpoint(
     .await
 }
 
-/// `POST /catalogs/{catalog_name}/items/{item_id}`: creates the item; 400 `item-already-exists`
-/// when it exists.
-pub(super) async fn create_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Create).await
-}
-
-/// `PUT /catalogs/{catalog_name}/items/{item_id}`: replaces the item, creating it when missing.
-pub(super) async fn replace_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Replace).await
-}
-
-/// `PATCH /catalogs/{catalog_name}/items/{item_id}`: changes the given fields of the item.
-pub(super) async fn edit_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Edit).await
-}
-
-/// `DELETE /catalogs/{catalog_name}/items/{item_id}`: deletes the item; 404 when it is missing.
-pub(super) async fn delete_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Delete).await
-}
-
 /// Items per page of `GET /catalogs/{catalog_name}/items` (Braze's page size).
 const ITEMS_PAGE: u32 = 50;
 
@@ -457,46 +401,39 @@ pub(super) async fn list_items(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeSyncItems,
-        Scope::CatalogsRead,
-        |state, principal, catalog| async move {
-            let cursor = query.get("cursor").filter(|c| !c.is_empty());
-            let window = state
-                .store
-                .list_items_window(principal.project_id, &catalog, cursor.map(String::as_str), ITEMS_PAGE)
-                .await
-                .map_err(|e| match e {
-                    StoreError::InvalidCursor => {
-                        Failure::one(StatusCode::BAD_REQUEST, "invalid-cursor", "The cursor is not valid")
-                    }
-                    other => store_failure(other, &catalog),
-                })?;
-            let items: Vec<Value> = window.rows.into_iter().map(|item| item_json(item.id, item.fields)).collect();
-            let mut response = Json(json!({"items": items, "message": "success"})).into_response();
-            // Cursors are hex and catalog names url-safe, so the links need no escaping.
-            let link_to = |cursor: Option<&str>, rel: &str| match cursor {
-                Some(cursor) => format!("</catalogs/{catalog}/items?cursor={cursor}>; rel=\"{rel}\""),
-                None => format!("</catalogs/{catalog}/items>; rel=\"{rel}\""),
-            };
-            let mut links = Vec::new();
-            if let Some(prev) = &window.prev_cursor {
-                links.push(link_to(prev.as_deref(), "prev"));
-            }
-            if let Some(next) = &window.next_cursor {
-                links.push(link_to(Some(next), "next"));
-            }
-            if !links.is_empty() {
-                if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
-                    response.headers_mut().insert(header::LINK, value);
+    guarded(state, path, &headers, SYNC_ITEMS_READ, |state, principal, catalog| async move {
+        let cursor = query.get("cursor").filter(|c| !c.is_empty());
+        let window = state
+            .store
+            .list_items_window(principal.project_id, &catalog, cursor.map(String::as_str), ITEMS_PAGE)
+            .await
+            .map_err(|e| match e {
+                StoreError::InvalidCursor => {
+                    Failure::one(StatusCode::BAD_REQUEST, "invalid-cursor", "The cursor is not valid")
                 }
+                other => store_failure(other, &catalog),
+            })?;
+        let items: Vec<Value> = window.rows.into_iter().map(|item| item_json(item.id, item.fields)).collect();
+        let mut response = Json(json!({"items": items, "message": "success"})).into_response();
+        // Cursors are hex and catalog names url-safe, so the links need no escaping.
+        let link_to = |cursor: Option<&str>, rel: &str| match cursor {
+            Some(cursor) => format!("</catalogs/{catalog}/items?cursor={cursor}>; rel=\"{rel}\""),
+            None => format!("</catalogs/{catalog}/items>; rel=\"{rel}\""),
+        };
+        let mut links = Vec::new();
+        if let Some(prev) = &window.prev_cursor {
+            links.push(link_to(prev.as_deref(), "prev"));
+        }
+        if let Some(next) = &window.next_cursor {
+            links.push(link_to(Some(next), "next"));
+        }
+        if !links.is_empty() {
+            if let Ok(value) = HeaderValue::from_str(&links.join(", ")) {
+                response.headers_mut().insert(header::LINK, value);
             }
-            Ok(response)
-        },
-    )
+        }
+        Ok(response)
+    })
     .await
 }
 
@@ -516,20 +453,13 @@ pub(super) async fn get_item(
     path: Result<Path<(String, String)>, PathRejection>,
     headers: HeaderMap,
 ) -> Response {
-    guarded_at(
-        state,
-        path,
-        &headers,
-        Policy::BrazeSyncItems,
-        Scope::CatalogsRead,
-        |state, principal, (catalog, item_id)| async move {
-            let item = state
-                .store
-                .get_item(principal.project_id, &catalog, &item_id)
-                .await
-                .map_err(|e| store_failure(e, &catalog))?;
-            Ok(Json(json!({"items": [item_json(item.id, item.fields)], "message": "success"})).into_response())
-        },
-    )
+    guarded(state, path, &headers, SYNC_ITEMS_READ, |state, principal, (catalog, item_id)| async move {
+        let item = state
+            .store
+            .get_item(principal.project_id, &catalog, &item_id)
+            .await
+            .map_err(|e| store_failure(e, &catalog))?;
+        Ok(Json(json!({"items": [item_json(item.id, item.fields)], "message": "success"})).into_response())
+    })
     .await
 }
