@@ -71,12 +71,16 @@ fn failed(message: &str) -> Value {
     json!({"success": false, "queued": false, "errors": {"_global": [message]}})
 }
 
-async fn item_ids(app: &TestApp) -> Vec<String> {
-    let page = call(app, Method::GET, &format!("{BASE}/products/items?count=1000"), None).await.json();
+/// The item ids of a page of the item list.
+fn ids_of(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
         .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
+}
+
+async fn item_ids(app: &TestApp) -> Vec<String> {
+    ids_of(&call(app, Method::GET, &format!("{BASE}/products/items?count=1000"), None).await.json())
 }
 
 async fn properties(app: &TestApp, id: &str) -> Value {
@@ -763,12 +767,6 @@ async fn the_item_list_searches_and_orders() {
     ]);
     assert_eq!(call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&items)).await.status, StatusCode::OK);
     app.run_jobs().await;
-    let ids_of = |page: &Value| -> Vec<String> {
-        page["data"]
-            .as_array()
-            .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    };
     let shoes = call(&app, Method::GET, &format!("{BASE}/products/items?query=shoe"), None).await.json();
     assert_eq!(ids_of(&shoes), ["p1", "p2", "shoe-box"], "the id or any property");
     assert_eq!((shoes["matched"].clone(), shoes["total"].clone()), (json!(3), json!(4)));
@@ -889,12 +887,6 @@ async fn the_search_looks_only_in_searchable_fields() {
     ]);
     assert_eq!(call(&app, Method::PUT, &format!("{BASE}/{id}/items"), Some(&items)).await.status, StatusCode::OK);
     app.run_jobs().await;
-    let ids_of = |page: &Value| -> Vec<String> {
-        page["data"]
-            .as_array()
-            .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    };
     let red = call(&app, Method::GET, &format!("{BASE}/{id}/items?query=red"), None).await.json();
     assert_eq!(ids_of(&red), ["p1", "red-box"], "the id and the searchable title, not the colour");
     let in_title = call(&app, Method::GET, &format!("{BASE}/{id}/items?query=red&field=title"), None).await.json();

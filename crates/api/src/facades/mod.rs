@@ -10,7 +10,12 @@ pub mod klaviyo;
 pub mod openreplay;
 
 use crate::state::AppState;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::Router;
+use serde::de::value::Error as NoError;
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use std::convert::Infallible;
 
 /// Every facade's routes, merged.
 pub fn routes() -> Router<AppState> {
@@ -19,4 +24,31 @@ pub fn routes() -> Router<AppState> {
         .merge(klaviyo::routes())
         .merge(bloomreach::routes())
         .merge(openreplay::routes())
+}
+
+/// A request to a facade's route as its handler takes it: the state, the path parameters (`None`
+/// when they do not parse; each facade answers that in its own words), and the request, whose body
+/// is read only once the facade's guard has passed. One extractor, so that a handler's signature is
+/// one line and its guard gets everything it checks.
+pub(crate) struct Call<P> {
+    pub(crate) state: AppState,
+    pub(crate) path: Option<P>,
+    pub(crate) request: Request,
+}
+
+impl<P: DeserializeOwned + Send> FromRequest<AppState> for Call<P> {
+    type Rejection = Infallible;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Infallible> {
+        let (mut parts, body) = request.into_parts();
+        let path = match Path::<P>::from_request_parts(&mut parts, state).await {
+            Ok(Path(path)) => Some(path),
+            // A route without parameters: `Call<()>`.
+            Err(PathRejection::MissingPathParams(_)) => {
+                P::deserialize(IntoDeserializer::<NoError>::into_deserializer(())).ok()
+            }
+            Err(_) => None,
+        };
+        Ok(Call { state: state.clone(), path, request: Request::from_parts(parts, body) })
+    }
 }

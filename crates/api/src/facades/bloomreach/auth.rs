@@ -4,10 +4,10 @@
 
 use super::error::Failure;
 use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
+pub(super) use crate::facades::Call;
 use crate::limits::Policy;
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::Path;
+use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -19,7 +19,7 @@ use std::future::Future;
 
 /// The caller behind `Authorization: Basic base64(<key id>:<secret>)`, checked against the path's
 /// project and the scope the route needs.
-pub(super) async fn authorize(
+async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     project_key: &str,
@@ -57,11 +57,7 @@ pub(super) async fn authorize(
 
 /// The quota of routes Bloomreach sets none for: the native API's, per project (`native-read` for
 /// a route that needs `catalogs:read`, `native-write` for the others).
-pub(super) async fn general_quota(
-    state: &AppState,
-    principal: &Principal,
-    scope: Scope,
-) -> Result<Option<RateDecision>, Failure> {
+async fn general_quota(state: &AppState, principal: &Principal, scope: Scope) -> Result<Option<RateDecision>, Failure> {
     let policy = if scope == Scope::CatalogsRead { Policy::NativeRead } else { Policy::NativeWrite };
     let decision = state.take_quota(principal.project_id, &[policy], None).await?;
     refuse_if_limited(decision)
@@ -94,23 +90,18 @@ impl ProjectPath for (String, String, String) {
 /// Runs a route under the native API's quota (`general_quota`): the path (404), the key and scope
 /// (`authorize`: 401, 403), the quota (429), then `handler`, whose JSON is answered with 200. Every
 /// answer after the quota, a failure of `handler` included, carries the quota's headers.
-pub(super) async fn native<P, F, Fut>(
-    state: AppState,
-    path: Result<Path<P>, PathRejection>,
-    headers: &HeaderMap,
-    scope: Scope,
-    handler: F,
-) -> Response
+pub(super) async fn native<P, F, Fut>(call: Call<P>, scope: Scope, handler: F) -> Response
 where
     P: ProjectPath,
-    F: FnOnce(AppState, Principal, P) -> Fut,
+    F: FnOnce(AppState, Principal, P, Request) -> Fut,
     Fut: Future<Output = Result<Value, Failure>>,
 {
+    let Call { state, path, request } = call;
     let result = async {
-        let Path(path) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, headers, path.project_key(), scope).await?;
+        let path = path.ok_or_else(Failure::not_found)?;
+        let principal = authorize(&state, request.headers(), path.project_key(), scope).await?;
         let decision = general_quota(&state, &principal, scope).await?;
-        match handler(state, principal, path).await {
+        match handler(state, principal, path, request).await {
             Ok(body) => Ok(with_rate(Json(body).into_response(), decision)),
             Err(failure) => Err(failure.with_rate(decision)),
         }

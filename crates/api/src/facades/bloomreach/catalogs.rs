@@ -7,13 +7,11 @@
 //! and the items' properties are checked against their names and types (`items`); the item list
 //! searches only the searchable ones.
 
-use super::auth::native;
+use super::auth::{native, Call};
 use super::error::Failure;
 use super::items::json_body;
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::HeaderMap;
+use axum::extract::Request;
 use axum::response::Response;
 use catalog_domain::catalog::PropertyType;
 use catalog_store::{CatalogField, Scope};
@@ -89,13 +87,8 @@ async fn object_body(state: &AppState, request: Request) -> Result<Map<String, V
 
 /// `POST /data/v2/projects/{project_id}/catalogs` `{"name", "fields"}`: creates a catalog and
 /// answers its new id.
-pub(super) async fn create_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    native(state, path, &headers, Scope::CatalogsWrite, |state, principal, _| async move {
+pub(super) async fn create_catalog(call: Call<String>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, _, request| async move {
         let body = object_body(&state, request).await?;
         let name = display_name(&body)?;
         let fields = field_definitions(body.get("fields"))?.unwrap_or_default();
@@ -106,12 +99,8 @@ pub(super) async fn create_catalog(
 }
 
 /// `GET /data/v2/projects/{project_id}/catalogs`: every catalog of the project, its id and name.
-pub(super) async fn list_catalogs(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    native(state, path, &headers, Scope::CatalogsRead, |state, principal, _| async move {
+pub(super) async fn list_catalogs(call: Call<String>) -> Response {
+    native(call, Scope::CatalogsRead, |state, principal, _, _| async move {
         let catalogs = state.store.list_catalog_titles(principal.project_id).await?;
         let data: Vec<Value> = catalogs
             .into_iter()
@@ -123,12 +112,8 @@ pub(super) async fn list_catalogs(
 }
 
 /// `GET .../catalogs/{catalog_id}`: the catalog's id, name and fields.
-pub(super) async fn get_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    native(state, path, &headers, Scope::CatalogsRead, |state, principal, (_, catalog)| async move {
+pub(super) async fn get_catalog(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsRead, |state, principal, (_, catalog), _| async move {
         let (found, title) = state.store.catalog_title(principal.project_id, &catalog).await?;
         let (_, fields) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await?;
         let name = title.unwrap_or_else(|| found.name.clone());
@@ -139,13 +124,8 @@ pub(super) async fn get_catalog(
 
 /// `PUT .../catalogs/{catalog_id}` `{"name", "fields"?}`: renames the catalog (its id stays) and,
 /// when `fields` is given, replaces its field definitions.
-pub(super) async fn update_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    native(state, path, &headers, Scope::CatalogsWrite, |state, principal, (_, catalog)| async move {
+pub(super) async fn update_catalog(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog), request| async move {
         state.store.find_live_catalog(principal.project_id, &catalog).await?;
         let body = object_body(&state, request).await?;
         let name = display_name(&body)?;
@@ -157,12 +137,8 @@ pub(super) async fn update_catalog(
 }
 
 /// `DELETE .../catalogs/{catalog_id}`: the catalog is gone at once; a job removes its items.
-pub(super) async fn delete_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    native(state, path, &headers, Scope::CatalogsWrite, |state, principal, (_, catalog)| async move {
+pub(super) async fn delete_catalog(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog), _| async move {
         state.store.delete_catalog(principal.project_id, &catalog).await?;
         Ok(json!({"success": true}))
     })

@@ -2,13 +2,13 @@
 //! result per input, a bad input fails alone), the single-item ones the Exponea SDK calls, and the
 //! item list.
 
-use super::auth::{bulk_guard, native, with_decision, with_rate};
+use super::auth::{bulk_guard, native, with_decision, with_rate, Call};
 use super::error::{batch_message, id_problem_message, Failure, INVALID_JSON, NOT_A_LIST, PAYLOAD_TOO_LARGE};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::catalog::{check_property, DeclaredProperty, PropertyProblem, PropertyType, PropertyValue};
@@ -255,13 +255,8 @@ pub(super) fn searched_fields(
 /// contains `query`, in id order (`order`
 /// `asc`, the default, or `desc`), `count` (20) of them after `skip`, with `count + skip` at most
 /// 1,001; the answer says how many matched and how many the catalog holds.
-pub(super) async fn list_items(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    native(state, path, &headers, Scope::CatalogsRead, |state, principal, (_, catalog)| async move {
+pub(super) async fn list_items(Query(query): Query<HashMap<String, String>>, call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsRead, |state, principal, (_, catalog), _| async move {
         let count = query_number(&query, "count")?.unwrap_or(u64::from(DEFAULT_COUNT));
         let skip = query_number(&query, "skip")?.unwrap_or(0);
         if count == 0 || count.saturating_add(skip) > MAX_COUNT_AND_SKIP {
@@ -389,14 +384,9 @@ single_actions!(Replace, Update, Delete);
 
 /// `.../catalogs/{catalog_id}/items/{item_id}`: the action of `A` ([`SingleAction`]) on the item,
 /// as one job; `{"success":true}` once the job is accepted.
-pub(super) async fn single_item<A: Single>(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
+pub(super) async fn single_item<A: Single>(call: Call<(String, String, String)>) -> Response {
     let action = A::ACTION;
-    let headers = request.headers().clone();
-    native(state, path, &headers, Scope::CatalogsWrite, |state, principal, (_, catalog, item_id)| async move {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog, item_id), request| async move {
         let (_, declared) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await?;
         let entry = match action {
             SingleAction::Delete => None,
@@ -437,12 +427,8 @@ pub(super) async fn single_item<A: Single>(
 
 /// `DELETE .../catalogs/{catalog_id}/items`: deletes every item, those of writes still queued
 /// included (the store empties the catalog in one transaction; its id, name and fields stay).
-pub(super) async fn delete_all_items(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    native(state, path, &headers, Scope::CatalogsWrite, |state, principal, (_, catalog)| async move {
+pub(super) async fn delete_all_items(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog), _| async move {
         state.store.empty_catalog(principal.project_id, &catalog).await?;
         Ok(json!({"success": true}))
     })

@@ -6,10 +6,10 @@
 
 use super::error::{store_failure, Failure};
 use crate::auth::{token_with_scheme, RepeatedAuthorization};
+pub(super) use crate::facades::Call;
 use crate::limits::Policy;
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::Path;
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use catalog_domain::rate::RateDecision;
@@ -72,24 +72,19 @@ pub(super) const SYNC_ITEMS_READ: Guard = Guard { policy: Policy::BrazeSyncItems
 pub(super) const SYNC_ITEMS_WRITE: Guard = Guard { policy: Policy::BrazeSyncItems, scope: Scope::CatalogsWrite };
 
 /// Runs `handler` for an authenticated caller with the guard's scope, under its quota, with the
-/// route's path parameters parsed (`Ok(Path(()))` for a route without any), and puts the
-/// rate-limit headers on whatever it answers. A path that does not parse is `catalog-not-found`,
-/// found after the key, quota and permission like every problem of the request.
-pub(super) async fn guarded<P, F, Fut>(
-    state: AppState,
-    path: Result<Path<P>, PathRejection>,
-    headers: &HeaderMap,
-    guard: Guard,
-    handler: F,
-) -> Response
+/// route's path parameters and the request, and puts the rate-limit headers on whatever it
+/// answers. A path that does not parse is `catalog-not-found`, found after the key, quota and
+/// permission like every problem of the request.
+pub(super) async fn guarded<P, F, Fut>(call: Call<P>, guard: Guard, handler: F) -> Response
 where
-    F: FnOnce(AppState, Principal, P) -> Fut,
+    F: FnOnce(AppState, Principal, P, Request) -> Fut,
     Fut: std::future::Future<Output = Result<Response, Failure>>,
 {
-    let (result, rate) = match authorize(&state, headers, guard.policy, guard.scope).await {
+    let Call { state, path, request } = call;
+    let (result, rate) = match authorize(&state, request.headers(), guard.policy, guard.scope).await {
         Ok((principal, rate)) => match path {
-            Ok(Path(path)) => (handler(state, principal, path).await, rate),
-            Err(_) => (Err(Failure::catalog_not_found("")), rate),
+            Some(path) => (handler(state, principal, path, request).await, rate),
+            None => (Err(Failure::catalog_not_found("")), rate),
         },
         Err((failure, rate)) => (Err(failure), rate),
     };

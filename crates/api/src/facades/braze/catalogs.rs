@@ -7,13 +7,10 @@
 //! declares none and takes any field. The declaration rules are catalog-domain's
 //! (`braze_fields::check_field_declarations`).
 
-use super::auth::{guarded, CATALOGS_READ, CATALOGS_WRITE, FIELDS_WRITE};
+use super::auth::{guarded, Call, CATALOGS_READ, CATALOGS_WRITE, FIELDS_WRITE};
 use super::error::{catalog_name_error, declaration_error, selection_error, store_failure, Failure};
 use super::items::{declared_fields_of, json_body, kind_of};
-use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::braze_fields::{
@@ -92,9 +89,8 @@ fn one_catalog(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
 }
 
 /// `POST /catalogs`: creates one catalog with its fields (none given: it declares none).
-pub(super) async fn create_catalog(State(state): State<AppState>, request: Request) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, Ok(Path(())), &headers, CATALOGS_WRITE, move |state, principal, ()| async move {
+pub(super) async fn create_catalog(call: Call<()>) -> Response {
+    guarded(call, CATALOGS_WRITE, |state, principal, (), request| async move {
         let catalog = one_catalog(json_body(&state, request).await?)?;
         let name = match catalog.get("name") {
             Some(Value::String(name)) => name.clone(),
@@ -132,8 +128,8 @@ pub(super) async fn create_catalog(State(state): State<AppState>, request: Reque
 }
 
 /// `GET /catalogs`: every catalog of the project, with its fields and item count.
-pub(super) async fn list_catalogs(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    guarded(state, Ok(Path(())), &headers, CATALOGS_READ, |state, principal, ()| async move {
+pub(super) async fn list_catalogs(call: Call<()>) -> Response {
+    guarded(call, CATALOGS_READ, |state, principal, (), _| async move {
         let catalogs =
             state.store.list_catalogs_with_fields(principal.project_id).await.map_err(|e| store_failure(e, ""))?;
         let catalogs: Vec<Value> = catalogs.iter().map(|(c, fields)| catalog_json(c, fields)).collect();
@@ -144,12 +140,8 @@ pub(super) async fn list_catalogs(State(state): State<AppState>, headers: Header
 
 /// `DELETE /catalogs/{catalog_name}`: the catalog is gone at once (its name is free); a job
 /// removes its items.
-pub(super) async fn delete_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, path, &headers, CATALOGS_WRITE, |state, principal, catalog| async move {
+pub(super) async fn delete_catalog(call: Call<String>) -> Response {
+    guarded(call, CATALOGS_WRITE, |state, principal, catalog, _| async move {
         state.store.delete_catalog(principal.project_id, &catalog).await.map_err(|e| store_failure(e, &catalog))?;
         Ok(Json(json!({"message": "success"})).into_response())
     })
@@ -158,13 +150,8 @@ pub(super) async fn delete_catalog(
 
 /// `POST /catalogs/{catalog_name}/fields`: declares up to 50 more fields (202, as Braze: its
 /// field changes are asynchronous; here they hold when the answer is sent).
-pub(super) async fn create_fields(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, catalog| async move {
+pub(super) async fn create_fields(call: Call<String>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, catalog, request| async move {
         let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let Some(Value::Object(body)) = json_body(&state, request).await? else {
             return Err(fields_invalid());
@@ -203,12 +190,8 @@ pub(super) async fn create_fields(
 
 /// `DELETE /catalogs/{catalog_name}/fields/{field_name}`: the field is no longer declared (the
 /// items keep their values); `id` cannot be removed.
-pub(super) async fn delete_field(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, (catalog, field)| async move {
+pub(super) async fn delete_field(call: Call<(String, String)>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, (catalog, field), _| async move {
         if field == "id" {
             return Err(Failure::one(
                 StatusCode::BAD_REQUEST,
@@ -244,13 +227,8 @@ fn selection_invalid(message: &str) -> Failure {
 /// `POST /catalogs/{catalog_name}/selections` `{"selection": {"name", "description"?, "filters"?,
 /// "results_limit"?, "sort_field"?, "sort_order"?}}`: keeps a selection of the catalog, checked
 /// against its declared fields (catalog-domain's `check_selection`); 202.
-pub(super) async fn create_selection(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, catalog| async move {
+pub(super) async fn create_selection(call: Call<String>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, catalog, request| async move {
         let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
             return Err(selection_invalid("The body must be an object with a `selection` object"));
@@ -317,12 +295,8 @@ pub(super) async fn create_selection(
 
 /// `DELETE /catalogs/{catalog_name}/selections/{selection_name}`: forgets the selection; 202, or
 /// 404 `selection-not-found`.
-pub(super) async fn delete_selection(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, path, &headers, FIELDS_WRITE, |state, principal, (catalog, selection)| async move {
+pub(super) async fn delete_selection(call: Call<(String, String)>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, (catalog, selection), _| async move {
         let removed = state.store.remove_selection(principal.project_id, &catalog, &selection).await;
         removal_answer(
             removed,

@@ -13,13 +13,12 @@
 //! creates nothing: Braze refuses a request with any bad item, so the store is asked for
 //! all-or-nothing too.
 
-use super::auth::{guarded, ASYNC_ITEMS_WRITE, SYNC_ITEMS_READ, SYNC_ITEMS_WRITE};
+use super::auth::{guarded, Call, ASYNC_ITEMS_WRITE, SYNC_ITEMS_READ, SYNC_ITEMS_WRITE};
 use super::error::{batch_error, store_failure, Failure, ItemErrors};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, Request};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::braze_fields::{
@@ -284,14 +283,9 @@ fn names_of(ids: &[RawId]) -> Vec<Option<&str>> {
 
 /// `/catalogs/{catalog_name}/items`, the asynchronous bulk endpoints (up to 50 items, 202): the
 /// action of `A` ([`ItemAction`]) on every item, or nothing when any item is refused.
-pub(super) async fn bulk<A: Action>(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
+pub(super) async fn bulk<A: Action>(call: Call<String>) -> Response {
     let action = A::ACTION;
-    let headers = request.headers().clone();
-    guarded(state, path, &headers, ASYNC_ITEMS_WRITE, |state, principal, catalog| async move {
+    guarded(call, ASYNC_ITEMS_WRITE, |state, principal, catalog, request| async move {
         let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let mut items = items_of(json_body(&state, request).await?)?;
         let ids: Vec<RawId> = items.iter().map(|item| raw_id(item.get("id"))).collect();
@@ -342,14 +336,9 @@ fn single_item(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
 
 /// `/catalogs/{catalog_name}/items/{item_id}`, the synchronous single-item writes: the action of
 /// `A` ([`ItemAction`]) on the item; `POST` answers 201, `PUT` and `PATCH` 200, `DELETE` 202.
-pub(super) async fn single<A: Action>(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
+pub(super) async fn single<A: Action>(call: Call<(String, String)>) -> Response {
     let action = A::ACTION;
-    let headers = request.headers().clone();
-    guarded(state, path, &headers, SYNC_ITEMS_WRITE, |state, principal, (catalog, item_id)| async move {
+    guarded(call, SYNC_ITEMS_WRITE, |state, principal, (catalog, item_id), request| async move {
         let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let mut fields =
             if action == ItemAction::Delete { Map::new() } else { single_item(json_body(&state, request).await?)? };
@@ -395,13 +384,8 @@ const ITEMS_PAGE: u32 = 50;
 
 /// `GET /catalogs/{catalog_name}/items?cursor=`: one page of items in id order, the pages around
 /// it announced in a `Link` header (`rel="prev"`, `rel="next"`), as Braze does.
-pub(super) async fn list_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, path, &headers, SYNC_ITEMS_READ, |state, principal, catalog| async move {
+pub(super) async fn list_items(Query(query): Query<HashMap<String, String>>, call: Call<String>) -> Response {
+    guarded(call, SYNC_ITEMS_READ, |state, principal, catalog, _| async move {
         let cursor = query.get("cursor").filter(|c| !c.is_empty());
         let window = state
             .store
@@ -448,12 +432,8 @@ fn item_json(id: String, fields: Map<String, Value>) -> Value {
 }
 
 /// `GET /catalogs/{catalog_name}/items/{item_id}`: one item, its fields beside its `id`.
-pub(super) async fn get_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, path, &headers, SYNC_ITEMS_READ, |state, principal, (catalog, item_id)| async move {
+pub(super) async fn get_item(call: Call<(String, String)>) -> Response {
+    guarded(call, SYNC_ITEMS_READ, |state, principal, (catalog, item_id), _| async move {
         let item = state
             .store
             .get_item(principal.project_id, &catalog, &item_id)
