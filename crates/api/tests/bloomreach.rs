@@ -904,6 +904,21 @@ async fn the_search_looks_only_in_searchable_fields() {
     }
 }
 
+async fn fields_declared_by_braze_are_searchable_and_keep_braze_types_out() {
+    let app = TestApp::new().await;
+    let fields = json!([{"name": "id", "type": "string"}, {"name": "title", "type": "string"}, {"name": "opens", "type": "time"}]);
+    let braze = TestRequest::new(Method::POST, "/catalogs")
+        .header("authorization", &format!("Bearer {}", app.token))
+        .json(&json!({"catalogs": [{"name": "shoes", "fields": fields}]}));
+    assert_eq!(app.send(braze).await.status, StatusCode::CREATED);
+    let items = json!([{"item_id": "p1", "properties": {"title": "Red Shoe", "opens": 5}}]);
+    let response = call(&app, Method::PUT, &format!("{BASE}/shoes/items"), Some(&items)).await;
+    assert_eq!(response.json(), json!([ok()]), "Braze's `time` is no Bloomreach type: any value");
+    app.run_jobs().await;
+    let found = call(&app, Method::GET, &format!("{BASE}/shoes/items?query=red&field=title"), None).await;
+    assert_eq!((found.status, ids_of(&found.json())), (StatusCode::OK, vec!["p1".to_owned()]));
+}
+
 async fn unknown_routes_under_data_answer_in_the_envelope() {
     let app = app_with(&["a"]).await;
     for path in ["/data/v2/projects/acme/catalogs/products/nothing", "/data/v2/projects/acme/other", "/data/v3"] {
@@ -955,4 +970,5 @@ catalog_api::on_both_backends!(
     a_value_of_the_wrong_type_changes_nothing_on_every_write,
     an_unknown_field_type_is_refused_and_creates_nothing,
     the_search_looks_only_in_searchable_fields,
+    fields_declared_by_braze_are_searchable_and_keep_braze_types_out,
 );

@@ -239,7 +239,8 @@ pub(super) fn searched_fields(
     field: Option<&String>,
     declared: &[CatalogField],
 ) -> Result<(Option<Vec<String>>, bool), Failure> {
-    let searchable = |field: &&CatalogField| field.searchable.unwrap_or(false);
+    // A field declared where `searchable` means nothing (Braze) is not kept from the search.
+    let searchable = |field: &&CatalogField| field.searchable.unwrap_or(true);
     match field {
         Some(field) if !declared.is_empty() && !declared.iter().filter(searchable).any(|f| &f.name == field) => Err(
             Failure::bad_request(format!("Invalid field. Field '{field}' is not a searchable field of the catalog")),
