@@ -4,6 +4,27 @@
 //! the answer in its dialect (status codes, envelopes, time formats). No business rule lives
 //! here: validation comes from catalog-domain, jobs from catalog-store.
 
+/// Declares, for each variant of `$action` (a facade's enum of what an endpoint does), an empty
+/// type implementing `$trait` with that variant as its `ACTION`, so that one generic handler
+/// serves the route of each (Braze's `bulk::<Delete>`). Only types: the wording stays the facade's.
+macro_rules! action_types {
+    ($trait:ident: $action:ident { $($name:ident),* }) => {
+        #[doc = concat!("[`", stringify!($action), "`] as a type, so that one generic handler serves each route.")]
+        pub(super) trait $trait {
+            /// The action.
+            const ACTION: $action;
+        }
+        $(
+            #[doc = concat!("[`", stringify!($action), "::", stringify!($name), "`] as a type.")]
+            pub(super) enum $name {}
+            impl $trait for $name {
+                const ACTION: $action = $action::$name;
+            }
+        )*
+    };
+}
+pub(crate) use action_types;
+
 pub mod bloomreach;
 pub mod braze;
 pub mod klaviyo;

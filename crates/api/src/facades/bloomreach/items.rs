@@ -365,23 +365,7 @@ pub(super) enum SingleAction {
     Delete,
 }
 
-/// A single-item endpoint's action as a type, so that one generic handler serves each route
-/// (`single_item::<Replace>`, ...).
-pub(super) trait Single {
-    /// The action.
-    const ACTION: SingleAction;
-}
-
-macro_rules! single_actions {
-    ($($name:ident),*) => {$(
-        #[doc = concat!("[`SingleAction::", stringify!($name), "`] as a type.")]
-        pub(super) enum $name {}
-        impl Single for $name {
-            const ACTION: SingleAction = SingleAction::$name;
-        }
-    )*};
-}
-single_actions!(Replace, Update, Delete);
+crate::facades::action_types!(Single: SingleAction { Replace, Update, Delete });
 
 /// `.../catalogs/{catalog_id}/items/{item_id}`: the action of `A` ([`SingleAction`]) on the item,
 /// as one job; `{"success":true}` once the job is accepted.

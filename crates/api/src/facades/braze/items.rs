@@ -202,23 +202,7 @@ pub(super) enum ItemAction {
     Replace,
 }
 
-/// An item endpoint's action as a type, so that one generic handler serves the route of each
-/// method (`bulk::<Delete>`, `single::<Create>`, ...).
-pub(super) trait Action {
-    /// The action.
-    const ACTION: ItemAction;
-}
-
-macro_rules! actions {
-    ($($name:ident),*) => {$(
-        #[doc = concat!("[`ItemAction::", stringify!($name), "`] as a type.")]
-        pub(super) enum $name {}
-        impl Action for $name {
-            const ACTION: ItemAction = ItemAction::$name;
-        }
-    )*};
-}
-actions!(Delete, Create, Edit, Replace);
+crate::facades::action_types!(Action: ItemAction { Delete, Create, Edit, Replace });
 
 fn raw_id(value: Option<&Value>) -> RawId {
     match value {
