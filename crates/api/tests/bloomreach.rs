@@ -71,12 +71,16 @@ fn failed(message: &str) -> Value {
     json!({"success": false, "queued": false, "errors": {"_global": [message]}})
 }
 
-async fn item_ids(app: &TestApp) -> Vec<String> {
-    let page = call(app, Method::GET, &format!("{BASE}/products/items?count=1000"), None).await.json();
+/// The item ids of a page of the item list.
+fn ids_of(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
         .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
+}
+
+async fn item_ids(app: &TestApp) -> Vec<String> {
+    ids_of(&call(app, Method::GET, &format!("{BASE}/products/items?count=1000"), None).await.json())
 }
 
 async fn properties(app: &TestApp, id: &str) -> Value {
@@ -763,12 +767,6 @@ async fn the_item_list_searches_and_orders() {
     ]);
     assert_eq!(call(&app, Method::PUT, &format!("{BASE}/products/items"), Some(&items)).await.status, StatusCode::OK);
     app.run_jobs().await;
-    let ids_of = |page: &Value| -> Vec<String> {
-        page["data"]
-            .as_array()
-            .map(|d| d.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default()
-    };
     let shoes = call(&app, Method::GET, &format!("{BASE}/products/items?query=shoe"), None).await.json();
     assert_eq!(ids_of(&shoes), ["p1", "p2", "shoe-box"], "the id or any property");
     assert_eq!((shoes["matched"].clone(), shoes["total"].clone()), (json!(3), json!(4)));
@@ -782,6 +780,143 @@ async fn the_item_list_searches_and_orders() {
     );
     let none = call(&app, Method::GET, &format!("{BASE}/products/items?query=zebra"), None).await.json();
     assert_eq!((ids_of(&none).len(), none["matched"].clone(), none["total"].clone()), (0, json!(0), json!(4)));
+}
+
+/// A catalog made through Bloomreach's create with `fields`; its id.
+async fn catalog_with_fields(app: &TestApp, fields: Value) -> String {
+    let created = call(app, Method::POST, BASE, Some(&json!({"name": "Typed", "fields": fields}))).await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    created.json()["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Each Bloomreach field type: (field, type, a value it takes, one it refuses, the message's end).
+const TYPE_CASES: &[(&str, &str, &str, &str, &str)] = &[
+    ("s", "string", r#""text""#, "[1]", "a string (text, a number or a boolean)"),
+    ("lt", "long text", "5", r#"{"a":1}"#, "a long text (text, a number or a boolean)"),
+    ("n", "number", r#""12.5""#, r#""twelve""#, "a number"),
+    ("b", "boolean", "1", r#""yes""#, "a boolean (true, false, 1 or 0)"),
+    ("d", "date", "1700000000", r#""2024-01-01""#, "a date (a UNIX timestamp in seconds)"),
+    ("dt", "datetime", "1700000000.5", r#""2024-01-01T00:00:00Z""#, "a datetime (a UNIX timestamp in seconds)"),
+    ("l", "list", r#"["a"]"#, r#""a""#, "a list"),
+    ("u", "url", r#""https://example.com/p""#, r#""example.com""#, "a URL (http or https)"),
+    ("j", "json", r#"{"k":[1]}"#, r#""{}""#, "JSON (an object or a list)"),
+];
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+async fn each_field_type_takes_its_values_and_refuses_others_alone() {
+    let app = TestApp::new().await;
+    let fields: Vec<Value> = TYPE_CASES.iter().map(|(name, ty, ..)| json!({"name": name, "type": ty})).collect();
+    let id = catalog_with_fields(&app, Value::from(fields)).await;
+    let mut body = Vec::new();
+    let mut expected = Vec::new();
+    let mut stored = Vec::new();
+    for (name, _, taken, refused, wants) in TYPE_CASES {
+        body.push(json!({"item_id": format!("ok-{name}"), "properties": {*name: parsed(taken)}}));
+        body.push(json!({"item_id": format!("bad-{name}"), "properties": {*name: parsed(refused)}}));
+        body.push(json!({"item_id": format!("null-{name}"), "properties": {*name: null}}));
+        expected.extend([ok(), failed(&format!("Invalid properties. Property '{name}' should be {wants}")), ok()]);
+        stored.push((format!("ok-{name}"), json!({*name: parsed(taken)})));
+        stored.push((format!("null-{name}"), json!({*name: null})));
+    }
+    let response = call(&app, Method::PUT, &format!("{BASE}/{id}/items"), Some(&Value::from(body))).await;
+    assert_eq!((response.status, response.json()), (StatusCode::OK, Value::from(expected)));
+    app.run_jobs().await;
+    stored.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(properties_of(&app, &id).await, stored, "only the refused values are missing");
+}
+
+async fn a_value_of_the_wrong_type_changes_nothing_on_every_write() {
+    let app = TestApp::new().await;
+    let id = catalog_with_fields(&app, json!([{"name": "title"}, {"name": "price", "type": "number"}])).await;
+    let put =
+        call(&app, Method::PUT, &format!("{BASE}/{id}/items/p1"), Some(&json!({"properties": {"price": 10}}))).await;
+    assert_eq!((put.status, put.json()), (StatusCode::OK, success()));
+    app.run_jobs().await;
+    let jobs = jobs_count(&app).await;
+    let message = "Invalid properties. Property 'price' should be a number";
+    let bad = json!({"properties": {"title": "Shoe", "price": "ten"}});
+    for (method, path) in [
+        (Method::PUT, format!("{BASE}/{id}/items/p1")),
+        (Method::POST, format!("{BASE}/{id}/items/p1/partial-update")),
+        (Method::PUT, format!("{BASE}/{id}/items/p2")),
+    ] {
+        let response = call(&app, method, &path, Some(&bad)).await;
+        assert_eq!((response.status, response.json()), (StatusCode::BAD_REQUEST, global_error(message)), "{path}");
+    }
+    let partial = json!([{"item_id": "p1", "properties": {"price": [10]}, "upsert": true}]);
+    let response = call(&app, Method::POST, &format!("{BASE}/{id}/items/partial-update"), Some(&partial)).await;
+    assert_eq!(response.json(), json!([failed(message)]));
+    app.run_jobs().await;
+    assert_eq!(jobs_count(&app).await, jobs, "no job for a refused write");
+    assert_eq!(properties_of(&app, &id).await, [("p1".to_owned(), json!({"price": 10}))]);
+}
+
+async fn an_unknown_field_type_is_refused_and_creates_nothing() {
+    let app = TestApp::new().await;
+    let fields = json!([{"name": "price", "type": "decimal"}]);
+    let created = call(&app, Method::POST, BASE, Some(&json!({"name": "Typed", "fields": fields}))).await;
+    let message = "Invalid field type. The type of field 'price' should be one of: string, long text, number, \
+                   boolean, date, datetime, list, url, json, not 'decimal'";
+    assert_eq!((created.status, created.json()), (StatusCode::BAD_REQUEST, global_error(message)));
+    assert_eq!(call(&app, Method::GET, BASE, None).await.json()["data"], json!([]));
+    let id = catalog_with_fields(&app, json!([{"name": "price", "type": "number"}])).await;
+    let renamed =
+        call(&app, Method::PUT, &format!("{BASE}/{id}"), Some(&json!({"name": "Other", "fields": fields}))).await;
+    assert_eq!((renamed.status, renamed.json()), (StatusCode::BAD_REQUEST, global_error(message)));
+    let got = call(&app, Method::GET, &format!("{BASE}/{id}"), None).await.json();
+    assert_eq!(
+        (got["data"]["name"].clone(), got["data"]["fields"].clone()),
+        (json!("Typed"), json!([{"name": "price", "type": "number", "searchable": false}]))
+    );
+}
+
+async fn the_search_looks_only_in_searchable_fields() {
+    let app = TestApp::new().await;
+    let id = catalog_with_fields(
+        &app,
+        json!([{"name": "title", "searchable": true}, {"name": "colour", "searchable": false}]),
+    )
+    .await;
+    let items = json!([
+        {"item_id": "p1", "properties": {"title": "Red Shoe", "colour": "blue"}},
+        {"item_id": "p2", "properties": {"title": "Blue Hat", "colour": "red"}},
+        {"item_id": "red-box", "properties": {"title": "Box", "colour": "green"}},
+    ]);
+    assert_eq!(call(&app, Method::PUT, &format!("{BASE}/{id}/items"), Some(&items)).await.status, StatusCode::OK);
+    app.run_jobs().await;
+    let red = call(&app, Method::GET, &format!("{BASE}/{id}/items?query=red"), None).await.json();
+    assert_eq!(ids_of(&red), ["p1", "red-box"], "the id and the searchable title, not the colour");
+    let in_title = call(&app, Method::GET, &format!("{BASE}/{id}/items?query=red&field=title"), None).await.json();
+    assert_eq!((ids_of(&in_title), in_title["matched"].clone()), (vec!["p1".to_owned()], json!(1)), "the field alone");
+    for field in ["colour", "nope"] {
+        let refused = call(&app, Method::GET, &format!("{BASE}/{id}/items?query=red&field={field}"), None).await;
+        assert_eq!(
+            (refused.status, refused.json()),
+            (
+                StatusCode::BAD_REQUEST,
+                global_error(&format!("Invalid field. Field '{field}' is not a searchable field of the catalog"))
+            )
+        );
+        assert!(refused.headers.contains_key("ratelimit-limit"), "a refused search counts against the quota");
+    }
+}
+
+async fn fields_declared_by_braze_are_searchable_and_keep_braze_types_out() {
+    let app = TestApp::new().await;
+    let fields = json!([{"name": "id", "type": "string"}, {"name": "title", "type": "string"}, {"name": "opens", "type": "time"}]);
+    let braze = TestRequest::new(Method::POST, "/catalogs")
+        .header("authorization", &format!("Bearer {}", app.token))
+        .json(&json!({"catalogs": [{"name": "shoes", "fields": fields}]}));
+    assert_eq!(app.send(braze).await.status, StatusCode::CREATED);
+    let items = json!([{"item_id": "p1", "properties": {"title": "Red Shoe", "opens": 5}}]);
+    let response = call(&app, Method::PUT, &format!("{BASE}/shoes/items"), Some(&items)).await;
+    assert_eq!(response.json(), json!([ok()]), "Braze's `time` is no Bloomreach type: any value");
+    app.run_jobs().await;
+    let found = call(&app, Method::GET, &format!("{BASE}/shoes/items?query=red&field=title"), None).await;
+    assert_eq!((found.status, ids_of(&found.json())), (StatusCode::OK, vec!["p1".to_owned()]));
 }
 
 async fn unknown_routes_under_data_answer_in_the_envelope() {
@@ -831,4 +966,9 @@ catalog_api::on_both_backends!(
     the_item_list_searches_and_orders,
     unknown_routes_under_data_answer_in_the_envelope,
     a_partial_update_applies_its_inputs_in_request_order,
+    each_field_type_takes_its_values_and_refuses_others_alone,
+    a_value_of_the_wrong_type_changes_nothing_on_every_write,
+    an_unknown_field_type_is_refused_and_creates_nothing,
+    the_search_looks_only_in_searchable_fields,
+    fields_declared_by_braze_are_searchable_and_keep_braze_types_out,
 );

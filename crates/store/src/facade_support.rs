@@ -84,15 +84,17 @@ fn field_from_row(row: &impl RowExt) -> Result<CatalogField, StoreError> {
     })
 }
 
-/// What [`Store::search_items`] looks for: items whose value of `field` (any top-level field
-/// when `None`) contains `query` (ASCII case-insensitive; every item when `None`), in id order
-/// or its reverse, `skip` of them skipped and at most `limit` returned.
+/// What [`Store::search_items`] looks for: items whose id (with `in_id`) or value of one of
+/// `fields` (any top-level field when `None`) contains `query` (ASCII case-insensitive; every item
+/// when `None`), in id order or its reverse, `skip` of them skipped and at most `limit` returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ItemSearch {
     /// Text to look for.
     pub query: Option<String>,
-    /// The field to look in.
-    pub field: Option<String>,
+    /// The fields to look in (`None`: all of them; empty: none).
+    pub fields: Option<Vec<String>>,
+    /// Whether the item id is looked in too.
+    pub in_id: bool,
     /// Newest id first (descending id order).
     pub descending: bool,
     /// Matches skipped.
@@ -414,19 +416,23 @@ impl Store {
         let catalog = self.find_catalog(project, catalog).await?;
         let query = search.query.as_deref().filter(|q| !q.is_empty());
         if query.is_some_and(catalog_domain::storable::has_nul)
-            || search.field.as_deref().is_some_and(catalog_domain::storable::has_nul)
+            || search.fields.iter().flatten().any(|field| catalog_domain::storable::has_nul(field))
         {
             return Err(StoreError::InvalidRequest("a search cannot contain a NUL character".to_owned()));
         }
-        // One predicate, `$2` the text (NULL: everything) and `$3` the field (NULL: any).
+        // The fields as a JSON list (`NULL`: any), one bind whatever their number.
+        let fields = search.fields.as_ref().map(|fields| Value::from(fields.clone()).to_string());
+        // One predicate: `$2` the text (NULL: everything), `$3` the fields, `$6` 1 when the id counts.
         let matches = if self.is_postgres() {
-            "($2::text IS NULL OR strpos(lower(i.item_id), lower($2::text)) > 0 OR EXISTS (
+            "($2::text IS NULL OR ($6::bigint = 1 AND strpos(lower(i.item_id), lower($2::text)) > 0) OR EXISTS (
                  SELECT 1 FROM jsonb_each_text(i.fields::jsonb) f
-                 WHERE ($3::text IS NULL OR f.key = $3::text) AND strpos(lower(f.value), lower($2::text)) > 0))"
+                 WHERE ($3::text IS NULL OR f.key IN (SELECT jsonb_array_elements_text($3::jsonb)))
+                   AND strpos(lower(f.value), lower($2::text)) > 0))"
         } else {
-            "($2 IS NULL OR instr(lower(i.item_id), lower($2)) > 0 OR EXISTS (
+            "($2 IS NULL OR ($6 = 1 AND instr(lower(i.item_id), lower($2)) > 0) OR EXISTS (
                  SELECT 1 FROM json_each(i.fields) f
-                 WHERE ($3 IS NULL OR f.key = $3) AND instr(lower(CAST(f.value AS TEXT)), lower($2)) > 0))"
+                 WHERE ($3 IS NULL OR f.key IN (SELECT value FROM json_each($3)))
+                   AND instr(lower(CAST(f.value AS TEXT)), lower($2)) > 0))"
         };
         let order = if search.descending { "DESC" } else { "ASC" };
         // One statement, so the page and both counts come from one snapshot (a job may commit
@@ -447,9 +453,10 @@ impl Store {
             let found = sqlx::query(&sql)
                 .bind(catalog.id.0)
                 .bind(query)
-                .bind(search.field.as_deref())
+                .bind(fields.as_deref())
                 .bind(i64::from(limit))
                 .bind(to_i64(search.skip))
+                .bind(i64::from(search.in_id))
                 .fetch_all(pool)
                 .await?;
             let (mut matched, mut total) = (0, 0);

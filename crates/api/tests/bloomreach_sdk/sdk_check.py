@@ -45,8 +45,15 @@ assert properties(listing)["p2"] == {"title": "Blue Shoe", "price": 20}
 page = catalog.get_catalog_items(catalog_id, {"count": 2, "skip": 1})
 assert [item["item_id"] for item in page["data"]] == ["p2", "p3"], page
 assert (page["matched"], page["limit"], page["skip"], page["total"], page["matched_limited"]) == (3, 2, 1, 3, False), page
-found = catalog.get_catalog_items(catalog_id, {"query": "red", "field": "title", "order": "desc"})
-assert [item["item_id"] for item in found["data"]] == ["p3", "p1"], found
+# The SDK declares fields by name only, so none is searchable: `query` looks in the item ids, and a
+# `field` must be a searchable one (docs/compat/bloomreach.md).
+found = catalog.get_catalog_items(catalog_id, {"query": "P", "order": "desc"})
+assert [item["item_id"] for item in found["data"]] == ["p3", "p2", "p1"], found
+try:
+    catalog.get_catalog_items(catalog_id, {"query": "red", "field": "title"})
+    raise AssertionError("a search in a field that is not searchable was accepted")
+except APIException as error:
+    assert "searchable" in str(error), error
 
 assert catalog.update_catalog_item(catalog_id, "p1", {"price": 12}) is True
 assert catalog.delete_catalog_item(catalog_id, "p2") is True

@@ -4,17 +4,22 @@
 
 use super::error::Failure;
 use crate::auth::{insert_ratelimit_headers, token_with_scheme, RepeatedAuthorization};
+pub(super) use crate::facades::Call;
 use crate::limits::Policy;
 use crate::state::AppState;
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::Response;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use base64::Engine as _;
 use catalog_domain::rate::RateDecision;
 use catalog_store::{CatalogField, Principal, Scope};
+use serde_json::Value;
+use std::future::Future;
 
 /// The caller behind `Authorization: Basic base64(<key id>:<secret>)`, checked against the path's
 /// project and the scope the route needs.
-pub(super) async fn authorize(
+async fn authorize(
     state: &AppState,
     headers: &HeaderMap,
     project_key: &str,
@@ -50,15 +55,59 @@ pub(super) async fn authorize(
     Ok(principal)
 }
 
-/// The quota of routes Bloomreach sets none for: the native API's, per project.
-pub(super) async fn general_quota(
-    state: &AppState,
-    principal: &Principal,
-    method: &Method,
-) -> Result<Option<RateDecision>, Failure> {
-    let policy = if method == Method::GET { Policy::NativeRead } else { Policy::NativeWrite };
+/// The quota of routes Bloomreach sets none for: the native API's, per project (`native-read` for
+/// a route that needs `catalogs:read`, `native-write` for the others).
+async fn general_quota(state: &AppState, principal: &Principal, scope: Scope) -> Result<Option<RateDecision>, Failure> {
+    let policy = if scope == Scope::CatalogsRead { Policy::NativeRead } else { Policy::NativeWrite };
     let decision = state.take_quota(principal.project_id, &[policy], None).await?;
     refuse_if_limited(decision)
+}
+
+/// A route's path parameters, the project key first.
+pub(super) trait ProjectPath {
+    /// The `{project_id}` of the path.
+    fn project_key(&self) -> &str;
+}
+
+impl ProjectPath for String {
+    fn project_key(&self) -> &str {
+        self
+    }
+}
+
+impl ProjectPath for (String, String) {
+    fn project_key(&self) -> &str {
+        &self.0
+    }
+}
+
+impl ProjectPath for (String, String, String) {
+    fn project_key(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Runs a route under the native API's quota (`general_quota`): the path (404), the key and scope
+/// (`authorize`: 401, 403), the quota (429), then `handler`, whose JSON is answered with 200. Every
+/// answer after the quota, a failure of `handler` included, carries the quota's headers.
+pub(super) async fn native<P, F, Fut>(call: Call<P>, scope: Scope, handler: F) -> Response
+where
+    P: ProjectPath,
+    F: FnOnce(AppState, Principal, P, Request) -> Fut,
+    Fut: Future<Output = Result<Value, Failure>>,
+{
+    let Call { state, path, request } = call;
+    let result = async {
+        let path = path.ok_or_else(Failure::not_found)?;
+        let principal = authorize(&state, request.headers(), path.project_key(), scope).await?;
+        let decision = general_quota(&state, &principal, scope).await?;
+        match handler(state, principal, path, request).await {
+            Ok(body) => Ok(with_rate(Json(body).into_response(), decision)),
+            Err(failure) => Err(failure.with_rate(decision)),
+        }
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(super) fn refuse_if_limited(decision: Option<RateDecision>) -> Result<Option<RateDecision>, Failure> {

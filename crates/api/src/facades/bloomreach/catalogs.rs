@@ -4,22 +4,22 @@
 //! digits, its catalogd name, which addresses it everywhere) and keeps the `name` it was sent, any
 //! text, as its display name; `PUT .../catalogs/{catalog_id}` changes the name. A catalog made by
 //! another surface shows its catalogd name as both. Its `fields` (name, type, searchable) are kept
-//! and the items' properties are checked against them (`items`).
+//! and the items' properties are checked against their names and types (`items`); the item list
+//! searches only the searchable ones.
 
-use super::auth::{authorize, general_quota, with_rate};
+use super::auth::{native, Call};
 use super::error::Failure;
 use super::items::json_body;
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, Method};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::extract::Request;
+use axum::response::Response;
+use catalog_domain::catalog::PropertyType;
 use catalog_store::{CatalogField, Scope};
 use serde_json::{json, Map, Value};
 
 /// The field definitions of a create or rename body: `[{"name", "type"?, "searchable"?}]`, each
-/// name once; the type defaults to `string`.
+/// name once; the type is one of Bloomreach's (catalog-domain's `PropertyType`) and defaults to
+/// `string`.
 fn field_definitions(value: Option<&Value>) -> Result<Option<Vec<CatalogField>>, Failure> {
     let entries = match value {
         None | Some(Value::Null) => return Ok(None),
@@ -40,7 +40,14 @@ fn field_definitions(value: Option<&Value>) -> Result<Option<Vec<CatalogField>>,
         };
         let field_type = match entry.get("type") {
             None | Some(Value::Null) => "string".to_owned(),
-            Some(Value::String(word)) if !word.is_empty() && !word.contains('\0') => word.clone(),
+            Some(Value::String(word)) if PropertyType::parse(word).is_some() => word.clone(),
+            Some(Value::String(word)) => {
+                let known: Vec<&str> = PropertyType::ALL.iter().map(|t| t.as_str()).collect();
+                return Err(Failure::bad_request(format!(
+                    "Invalid field type. The type of field '{name}' should be one of: {}, not '{word}'",
+                    known.join(", ")
+                )));
+            }
             Some(_) => return Err(malformed()),
         };
         let searchable = match entry.get("searchable") {
@@ -80,119 +87,60 @@ async fn object_body(state: &AppState, request: Request) -> Result<Map<String, V
 
 /// `POST /data/v2/projects/{project_id}/catalogs` `{"name", "fields"}`: creates a catalog and
 /// answers its new id.
-pub(super) async fn create_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let result = async {
-        let Path(project_key) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, request.headers(), &project_key, Scope::CatalogsWrite).await?;
-        let decision = general_quota(&state, &principal, &Method::POST).await?;
-        let fail = |failure: Failure| failure.with_rate(decision);
-        let body = object_body(&state, request).await.map_err(fail)?;
-        let name = display_name(&body).map_err(fail)?;
-        let fields = field_definitions(body.get("fields")).map_err(fail)?.unwrap_or_default();
-        let catalog = state
-            .store
-            .create_titled_catalog(principal.project_id, &name, &fields)
-            .await
-            .map_err(|e| fail(e.into()))?;
-        Ok::<Response, Failure>(with_rate(Json(json!({"id": catalog.name, "success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(IntoResponse::into_response)
+pub(super) async fn create_catalog(call: Call<String>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, _, request| async move {
+        let body = object_body(&state, request).await?;
+        let name = display_name(&body)?;
+        let fields = field_definitions(body.get("fields"))?.unwrap_or_default();
+        let catalog = state.store.create_titled_catalog(principal.project_id, &name, &fields).await?;
+        Ok(json!({"id": catalog.name, "success": true}))
+    })
+    .await
 }
 
 /// `GET /data/v2/projects/{project_id}/catalogs`: every catalog of the project, its id and name.
-pub(super) async fn list_catalogs(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let Path(project_key) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, &headers, &project_key, Scope::CatalogsRead).await?;
-        let decision = general_quota(&state, &principal, &Method::GET).await?;
-        let catalogs = state
-            .store
-            .list_catalog_titles(principal.project_id)
-            .await
-            .map_err(|e| Failure::from(e).with_rate(decision))?;
+pub(super) async fn list_catalogs(call: Call<String>) -> Response {
+    native(call, Scope::CatalogsRead, |state, principal, _, _| async move {
+        let catalogs = state.store.list_catalog_titles(principal.project_id).await?;
         let data: Vec<Value> = catalogs
             .into_iter()
             .map(|(catalog, title)| json!({"id": catalog.name, "name": title.unwrap_or(catalog.name)}))
             .collect();
-        Ok(with_rate(Json(json!({"data": data, "success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
+        Ok(json!({"data": data, "success": true}))
+    })
+    .await
 }
 
 /// `GET .../catalogs/{catalog_id}`: the catalog's id, name and fields.
-pub(super) async fn get_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let Path((project_key, catalog)) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, &headers, &project_key, Scope::CatalogsRead).await?;
-        let decision = general_quota(&state, &principal, &Method::GET).await?;
-        let fail = |error: catalog_store::StoreError| Failure::from(error).with_rate(decision);
-        let (found, title) = state.store.catalog_title(principal.project_id, &catalog).await.map_err(fail)?;
-        let (_, fields) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await.map_err(fail)?;
-        let data = json!({"id": found.name, "name": title.unwrap_or_else(|| found.name.clone()), "fields": fields_json(&fields)});
-        Ok(with_rate(Json(json!({"data": data, "success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
+pub(super) async fn get_catalog(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsRead, |state, principal, (_, catalog), _| async move {
+        let (found, title) = state.store.catalog_title(principal.project_id, &catalog).await?;
+        let (_, fields) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await?;
+        let name = title.unwrap_or_else(|| found.name.clone());
+        Ok(json!({"data": {"id": found.name, "name": name, "fields": fields_json(&fields)}, "success": true}))
+    })
+    .await
 }
 
 /// `PUT .../catalogs/{catalog_id}` `{"name", "fields"?}`: renames the catalog (its id stays) and,
 /// when `fields` is given, replaces its field definitions.
-pub(super) async fn update_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    let result = async {
-        let Path((project_key, catalog)) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, request.headers(), &project_key, Scope::CatalogsWrite).await?;
-        let decision = general_quota(&state, &principal, &Method::PUT).await?;
-        let fail = |failure: Failure| failure.with_rate(decision);
-        state.store.find_live_catalog(principal.project_id, &catalog).await.map_err(|e| fail(e.into()))?;
-        let body = object_body(&state, request).await.map_err(fail)?;
-        let name = display_name(&body).map_err(fail)?;
-        let fields = field_definitions(body.get("fields")).map_err(fail)?;
-        state
-            .store
-            .retitle_catalog(principal.project_id, &catalog, &name, fields.as_deref())
-            .await
-            .map_err(|e| fail(e.into()))?;
-        Ok(with_rate(Json(json!({"success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
+pub(super) async fn update_catalog(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog), request| async move {
+        state.store.find_live_catalog(principal.project_id, &catalog).await?;
+        let body = object_body(&state, request).await?;
+        let name = display_name(&body)?;
+        let fields = field_definitions(body.get("fields"))?;
+        state.store.retitle_catalog(principal.project_id, &catalog, &name, fields.as_deref()).await?;
+        Ok(json!({"success": true}))
+    })
+    .await
 }
 
 /// `DELETE .../catalogs/{catalog_id}`: the catalog is gone at once; a job removes its items.
-pub(super) async fn delete_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let Path((project_key, catalog)) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, &headers, &project_key, Scope::CatalogsWrite).await?;
-        let decision = general_quota(&state, &principal, &Method::DELETE).await?;
-        state
-            .store
-            .delete_catalog(principal.project_id, &catalog)
-            .await
-            .map_err(|e| Failure::from(e).with_rate(decision))?;
-        Ok(with_rate(Json(json!({"success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
+pub(super) async fn delete_catalog(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog), _| async move {
+        state.store.delete_catalog(principal.project_id, &catalog).await?;
+        Ok(json!({"success": true}))
+    })
+    .await
 }

@@ -2,16 +2,16 @@
 //! result per input, a bad input fails alone), the single-item ones the Exponea SDK calls, and the
 //! item list.
 
-use super::auth::{authorize, bulk_guard, general_quota, with_decision, with_rate};
+use super::auth::{bulk_guard, native, with_decision, with_rate, Call};
 use super::error::{batch_message, id_problem_message, Failure, INVALID_JSON, NOT_A_LIST, PAYLOAD_TOO_LARGE};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
 use crate::state::AppState;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, Method};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use catalog_domain::catalog::first_undeclared;
+use catalog_domain::catalog::{check_property, DeclaredProperty, PropertyProblem, PropertyType, PropertyValue};
 use catalog_domain::ids::check_batch_len;
 use catalog_domain::rate::RateDecision;
 use catalog_domain::{Dialect, ErrorCode, IdVerdict, RawId};
@@ -159,9 +159,19 @@ pub(super) fn update_input(entry: Value, with_upsert: bool) -> Result<UpdateInpu
     Ok(UpdateInput { item: ItemInput { id: raw_id(entry.get("item_id")), fields }, upsert })
 }
 
-/// Shared body of bulk update (`partial` false: full replace, upsert) and partial update (the
-/// given properties merged; a missing item created only when its `upsert` is true).
-pub(super) async fn update(
+/// `PUT .../catalogs/{catalog_id}/items` (`PARTIAL` false: bulk update, the items' properties
+/// replaced, missing items created) and `POST .../catalogs/{catalog_id}/items/partial-update`
+/// (`PARTIAL` true: the given properties merged; a missing item created only when its `upsert`
+/// is true).
+pub(super) async fn update<const PARTIAL: bool>(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    request: Request,
+) -> Response {
+    bulk_answer(update_items(state, path, request, PARTIAL).await)
+}
+
+async fn update_items(
     state: AppState,
     path: Result<Path<(String, String)>, PathRejection>,
     request: Request,
@@ -177,7 +187,7 @@ pub(super) async fn update(
     let mut group: Vec<(usize, UpdateInput)> = Vec::with_capacity(entries.len());
     for (position, entry) in entries.into_iter().enumerate() {
         match update_input(entry, partial)
-            .and_then(|input| undeclared_property(&input.item.fields, &declared).map_or(Ok(input), Err))
+            .and_then(|input| property_problem(&input.item.fields, &declared).map_or(Ok(input), Err))
         {
             Ok(input) => group.push((position, input)),
             Err(message) => {
@@ -210,24 +220,6 @@ pub(super) async fn update(
     Ok((results, decision))
 }
 
-/// `PUT .../catalogs/{catalog_id}/items`: replaces the items' properties, creating missing items.
-pub(super) async fn bulk_update(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_answer(update(state, path, request, false).await)
-}
-
-/// `POST .../catalogs/{catalog_id}/items/partial-update`: merges the given properties.
-pub(super) async fn partial_update(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_answer(update(state, path, request, true).await)
-}
-
 /// A non-negative integer query parameter, or the dialect's 400.
 pub(super) fn query_number(query: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Failure> {
     query
@@ -240,51 +232,61 @@ pub(super) fn query_number(query: &HashMap<String, String>, name: &str) -> Resul
         .transpose()
 }
 
+/// Where the item list's `query` looks, and whether in the item id: in `field` alone when it is
+/// given (it must be a searchable field when the catalog declares its fields, else 400); else in
+/// the item id and every property, or only the searchable ones when the catalog declares fields.
+pub(super) fn searched_fields(
+    field: Option<&String>,
+    declared: &[CatalogField],
+) -> Result<(Option<Vec<String>>, bool), Failure> {
+    // A field declared where `searchable` means nothing (Braze) is not kept from the search.
+    let searchable = |field: &&CatalogField| field.searchable.unwrap_or(true);
+    match field {
+        Some(field) if !declared.is_empty() && !declared.iter().filter(searchable).any(|f| &f.name == field) => Err(
+            Failure::bad_request(format!("Invalid field. Field '{field}' is not a searchable field of the catalog")),
+        ),
+        Some(field) => Ok((Some(vec![field.clone()]), false)),
+        None if declared.is_empty() => Ok((None, true)),
+        None => Ok((Some(declared.iter().filter(searchable).map(|f| f.name.clone()).collect()), true)),
+    }
+}
+
 /// `GET .../catalogs/{catalog_id}/items?query=&field=&order=&count=&skip=`: the items whose
-/// `field` (any property, or the item id, when not given) contains `query`, in id order (`order`
+/// `field` (when not given: the item id or any searchable property, see `searched_fields`)
+/// contains `query`, in id order (`order`
 /// `asc`, the default, or `desc`), `count` (20) of them after `skip`, with `count + skip` at most
 /// 1,001; the answer says how many matched and how many the catalog holds.
-pub(super) async fn list_items(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (project_key, catalog) = catalog_path(path)?;
-        let principal = authorize(&state, &headers, &project_key, Scope::CatalogsRead).await?;
-        let decision = general_quota(&state, &principal, &Method::GET).await?;
+pub(super) async fn list_items(Query(query): Query<HashMap<String, String>>, call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsRead, |state, principal, (_, catalog), _| async move {
         let count = query_number(&query, "count")?.unwrap_or(u64::from(DEFAULT_COUNT));
         let skip = query_number(&query, "skip")?.unwrap_or(0);
         if count == 0 || count.saturating_add(skip) > MAX_COUNT_AND_SKIP {
             return Err(Failure::bad_request(format!(
                 "Invalid count and skip. count should be at least 1 and count + skip at most {MAX_COUNT_AND_SKIP}"
-            ))
-            .with_rate(decision));
+            )));
         }
         let descending = match query.get("order").map(String::as_str) {
             None | Some("" | "asc") => false,
             Some("desc") => true,
-            Some(_) => return Err(Failure::bad_request("Invalid order. It should be asc or desc").with_rate(decision)),
+            Some(_) => return Err(Failure::bad_request("Invalid order. It should be asc or desc")),
         };
+        let (_, declared) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await?;
+        let (fields, in_id) = searched_fields(query.get("field").filter(|f| !f.is_empty()), &declared)?;
         let search = ItemSearch {
             query: query.get("query").cloned(),
-            field: query.get("field").filter(|f| !f.is_empty()).cloned(),
+            fields,
+            in_id,
             descending,
             skip,
             limit: u32::try_from(count).unwrap_or(u32::MAX),
         };
-        let page = state
-            .store
-            .search_items(principal.project_id, &catalog, &search)
-            .await
-            .map_err(|e| Failure::from(e).with_rate(decision))?;
+        let page = state.store.search_items(principal.project_id, &catalog, &search).await?;
         let data: Vec<Value> = page
             .rows
             .into_iter()
             .map(|item| json!({"catalog_id": catalog, "item_id": item.id, "properties": item.fields}))
             .collect();
-        let body = json!({
+        Ok(json!({
             "data": data,
             "matched": page.matched,
             "limit": count,
@@ -293,19 +295,53 @@ pub(super) async fn list_items(
             // catalogd counts every match; Bloomreach caps the count of a large search.
             "matched_limited": false,
             "success": true,
-        });
-        Ok(with_rate(Json(body).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
+        }))
+    })
+    .await
 }
 
-/// The first property of `properties` the catalog did not declare (catalog-domain's
-/// `first_undeclared`), in Bloomreach's words.
-pub(super) fn undeclared_property(properties: &Map<String, Value>, declared: &[CatalogField]) -> Option<String> {
-    let declared: Vec<&str> = declared.iter().map(|field| field.name.as_str()).collect();
-    first_undeclared(properties.keys().map(String::as_str), &declared)
-        .map(|name| format!("Invalid properties. Property '{name}' is not a field of the catalog"))
+/// The first property of `properties` the catalog's declared fields refuse (catalog-domain's
+/// `check_property`: undeclared, or a value its type does not take), in Bloomreach's words.
+pub(super) fn property_problem(properties: &Map<String, Value>, declared: &[CatalogField]) -> Option<String> {
+    let declared: Vec<DeclaredProperty<'_>> =
+        declared.iter().map(|field| (field.name.as_str(), PropertyType::parse(&field.field_type))).collect();
+    properties.iter().find_map(|(name, value)| {
+        check_property(&declared, name, property_value(value)).err().map(|problem| match problem {
+            PropertyProblem::Undeclared => {
+                format!("Invalid properties. Property '{name}' is not a field of the catalog")
+            }
+            PropertyProblem::WrongType(ty) => {
+                format!("Invalid properties. Property '{name}' should be {}", type_expectation(ty))
+            }
+        })
+    })
+}
+
+/// What a field of type `ty` takes, worded for a message (Bloomreach documents none).
+const fn type_expectation(ty: PropertyType) -> &'static str {
+    match ty {
+        PropertyType::String => "a string (text, a number or a boolean)",
+        PropertyType::LongText => "a long text (text, a number or a boolean)",
+        PropertyType::Number => "a number",
+        PropertyType::Boolean => "a boolean (true, false, 1 or 0)",
+        PropertyType::Date => "a date (a UNIX timestamp in seconds)",
+        PropertyType::Datetime => "a datetime (a UNIX timestamp in seconds)",
+        PropertyType::List => "a list",
+        PropertyType::Url => "a URL (http or https)",
+        PropertyType::Json => "JSON (an object or a list)",
+    }
+}
+
+fn property_value(value: &Value) -> PropertyValue<'_> {
+    match value {
+        Value::Null => PropertyValue::Null,
+        Value::Bool(flag) => PropertyValue::Bool(*flag),
+        // Every JSON number reads as an `f64` (an out-of-range one as infinite).
+        Value::Number(number) => PropertyValue::Number(number.as_f64().unwrap_or(f64::INFINITY)),
+        Value::String(text) => PropertyValue::String(text),
+        Value::Array(_) => PropertyValue::List,
+        Value::Object(_) => PropertyValue::Object,
+    }
 }
 
 /// A single-item body, `{"properties": {...}}` (and, for partial update, `"upsert"`).
@@ -318,34 +354,34 @@ async fn single_body(state: &AppState, request: Request) -> Result<Map<String, V
 
 /// What a single-item endpoint does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SingleAction {
+pub(super) enum SingleAction {
+    /// `PUT .../items/{item_id}` `{"properties"}`: creates or replaces the item.
     Replace,
+    /// `POST .../items/{item_id}/partial-update` `{"properties", "upsert"?}`: merges the
+    /// properties into the item (a missing item is created only with `upsert`).
     Update,
+    /// `DELETE .../items/{item_id}`: deletes the item (a missing one counts as deleted, as in
+    /// bulk delete).
     Delete,
 }
 
-async fn single_item(
-    state: AppState,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-    action: SingleAction,
-) -> Response {
-    let result = async {
-        let Path((project_key, catalog, item_id)) = path.map_err(|_| Failure::not_found())?;
-        let principal = authorize(&state, request.headers(), &project_key, Scope::CatalogsWrite).await?;
-        let decision = general_quota(&state, &principal, &Method::PUT).await?;
-        let fail = |failure: Failure| failure.with_rate(decision);
-        let (_, declared) =
-            state.store.find_catalog_with_fields(principal.project_id, &catalog).await.map_err(|e| fail(e.into()))?;
+crate::facades::action_types!(Single: SingleAction { Replace, Update, Delete });
+
+/// `.../catalogs/{catalog_id}/items/{item_id}`: the action of `A` ([`SingleAction`]) on the item,
+/// as one job; `{"success":true}` once the job is accepted.
+pub(super) async fn single_item<A: Single>(call: Call<(String, String, String)>) -> Response {
+    let action = A::ACTION;
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog, item_id), request| async move {
+        let (_, declared) = state.store.find_catalog_with_fields(principal.project_id, &catalog).await?;
         let entry = match action {
             SingleAction::Delete => None,
             SingleAction::Replace | SingleAction::Update => {
-                let mut body = single_body(&state, request).await.map_err(fail)?;
+                let mut body = single_body(&state, request).await?;
                 body.insert("item_id".to_owned(), Value::String(item_id.clone()));
-                let input = update_input(Value::Object(body), action == SingleAction::Update)
-                    .map_err(|m| fail(Failure::bad_request(m)))?;
-                if let Some(message) = undeclared_property(&input.item.fields, &declared) {
-                    return Err(fail(Failure::bad_request(message)));
+                let input =
+                    update_input(Value::Object(body), action == SingleAction::Update).map_err(Failure::bad_request)?;
+                if let Some(message) = property_problem(&input.item.fields, &declared) {
+                    return Err(Failure::bad_request(message));
                 }
                 Some(input)
             }
@@ -366,65 +402,22 @@ async fn single_item(
                 store.bulk_upsert_items(project, &catalog, Dialect::Bloomreach, vec![input.item], &options).await
             }
         };
-        let verdicts = verdicts_of(outcome).map_err(fail)?;
-        if let Some(Err(problem)) = verdicts.first() {
-            return Err(fail(Failure::bad_request(id_problem_message(problem))));
+        if let Some(Err(problem)) = verdicts_of(outcome)?.first() {
+            return Err(Failure::bad_request(id_problem_message(problem)));
         }
-        Ok(with_rate(Json(json!({"success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
-}
-
-/// `PUT .../catalogs/{catalog_id}/items/{item_id}` `{"properties"}`: creates or replaces the item.
-pub(super) async fn replace_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_item(state, path, request, SingleAction::Replace).await
-}
-
-/// `POST .../catalogs/{catalog_id}/items/{item_id}/partial-update` `{"properties", "upsert"?}`:
-/// merges the properties into the item (a missing item is created only with `upsert`).
-pub(super) async fn update_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_item(state, path, request, SingleAction::Update).await
-}
-
-/// `DELETE .../catalogs/{catalog_id}/items/{item_id}`: deletes the item (a missing one counts as
-/// deleted, as in bulk delete).
-pub(super) async fn delete_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_item(state, path, request, SingleAction::Delete).await
+        Ok(json!({"success": true}))
+    })
+    .await
 }
 
 /// `DELETE .../catalogs/{catalog_id}/items`: deletes every item, those of writes still queued
 /// included (the store empties the catalog in one transaction; its id, name and fields stay).
-pub(super) async fn delete_all_items(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    let result = async {
-        let (project_key, catalog) = catalog_path(path)?;
-        let principal = authorize(&state, &headers, &project_key, Scope::CatalogsWrite).await?;
-        let decision = general_quota(&state, &principal, &Method::DELETE).await?;
-        state
-            .store
-            .empty_catalog(principal.project_id, &catalog)
-            .await
-            .map_err(|e| Failure::from(e).with_rate(decision))?;
-        Ok(with_rate(Json(json!({"success": true})).into_response(), decision))
-    }
-    .await;
-    result.unwrap_or_else(|failure: Failure| failure.into_response())
+pub(super) async fn delete_all_items(call: Call<(String, String)>) -> Response {
+    native(call, Scope::CatalogsWrite, |state, principal, (_, catalog), _| async move {
+        state.store.empty_catalog(principal.project_id, &catalog).await?;
+        Ok(json!({"success": true}))
+    })
+    .await
 }
 
 #[cfg(test)]

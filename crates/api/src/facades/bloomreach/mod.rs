@@ -13,6 +13,12 @@
 //! unknown catalog is the documented 404. The per-catalog quota (5 per 10 s) is shared by the bulk
 //! endpoints, is taken once the catalog is known to exist, and refuses with 429 and `Retry-After`.
 //! Id rules and messages come from catalog-domain; jobs from catalog-store.
+//!
+//! A catalog's declared fields (name, type, searchable) are enforced: a property must be declared
+//! and its value of the field's type (catalog-domain's `check_property`), else that input fails
+//! (400 on the single-item endpoints); the item list searches the searchable fields only. Catalog
+//! management, the single-item endpoints and the item list run under the native quotas
+//! (`auth::native`: Bloomreach documents no figure for them).
 
 mod auth;
 mod catalogs;

@@ -3,6 +3,7 @@
 //! served.
 
 use super::error::Failure;
+use super::items::{Delete, Replace, Update};
 use super::{catalogs, items};
 use crate::state::AppState;
 use axum::routing::{any, get, post, put, MethodRouter};
@@ -19,12 +20,15 @@ pub fn routes() -> Router<AppState> {
         ),
         (
             format!("{BASE}/{{catalog_id}}/items"),
-            put(items::bulk_update).get(items::list_items).delete(items::delete_all_items),
+            put(items::update::<false>).get(items::list_items).delete(items::delete_all_items),
         ),
-        (format!("{BASE}/{{catalog_id}}/items/partial-update"), post(items::partial_update)),
+        (format!("{BASE}/{{catalog_id}}/items/partial-update"), post(items::update::<true>)),
         (format!("{BASE}/{{catalog_id}}/items/bulk-delete"), post(items::bulk_delete).delete(items::bulk_delete)),
-        (format!("{BASE}/{{catalog_id}}/items/{{item_id}}"), put(items::replace_item).delete(items::delete_item)),
-        (format!("{BASE}/{{catalog_id}}/items/{{item_id}}/partial-update"), post(items::update_item)),
+        (
+            format!("{BASE}/{{catalog_id}}/items/{{item_id}}"),
+            put(items::single_item::<Replace>).delete(items::single_item::<Delete>),
+        ),
+        (format!("{BASE}/{{catalog_id}}/items/{{item_id}}/partial-update"), post(items::single_item::<Update>)),
     ];
     let mut router = Router::new();
     for (path, methods) in served {

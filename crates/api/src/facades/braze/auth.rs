@@ -6,8 +6,10 @@
 
 use super::error::{store_failure, Failure};
 use crate::auth::{token_with_scheme, RepeatedAuthorization};
+pub(super) use crate::facades::Call;
 use crate::limits::Policy;
 use crate::state::AppState;
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use catalog_domain::rate::RateDecision;
@@ -49,21 +51,41 @@ fn now_secs() -> u64 {
     u64::try_from(catalog_store::now_ms() / 1_000).unwrap_or(0)
 }
 
-/// Runs `handler` for an authenticated caller with `scope`, under `policy`'s quota, and puts the
-/// rate-limit headers on whatever it answers.
-pub(super) async fn guarded<F, Fut>(
-    state: AppState,
-    headers: &HeaderMap,
+/// What a route needs: its endpoint group's quota and the key's scope.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Guard {
     policy: Policy,
     scope: Scope,
-    handler: F,
-) -> Response
+}
+
+/// Catalog management, reading (`braze-sync`).
+pub(super) const CATALOGS_READ: Guard = Guard { policy: Policy::BrazeSync, scope: Scope::CatalogsRead };
+/// Catalog management, writing (`braze-sync`).
+pub(super) const CATALOGS_WRITE: Guard = Guard { policy: Policy::BrazeSync, scope: Scope::CatalogsWrite };
+/// Fields and selections (`braze-fields`).
+pub(super) const FIELDS_WRITE: Guard = Guard { policy: Policy::BrazeFields, scope: Scope::CatalogsWrite };
+/// The asynchronous item endpoints (`braze-async`).
+pub(super) const ASYNC_ITEMS_WRITE: Guard = Guard { policy: Policy::BrazeAsync, scope: Scope::CatalogsWrite };
+/// The synchronous item endpoints and the item list, reading (`braze-sync-items`).
+pub(super) const SYNC_ITEMS_READ: Guard = Guard { policy: Policy::BrazeSyncItems, scope: Scope::CatalogsRead };
+/// The synchronous item endpoints, writing (`braze-sync-items`).
+pub(super) const SYNC_ITEMS_WRITE: Guard = Guard { policy: Policy::BrazeSyncItems, scope: Scope::CatalogsWrite };
+
+/// Runs `handler` for an authenticated caller with the guard's scope, under its quota, with the
+/// route's path parameters and the request, and puts the rate-limit headers on whatever it
+/// answers. A path that does not parse is `catalog-not-found`, found after the key, quota and
+/// permission like every problem of the request.
+pub(super) async fn guarded<P, F, Fut>(call: Call<P>, guard: Guard, handler: F) -> Response
 where
-    F: FnOnce(AppState, Principal) -> Fut,
+    F: FnOnce(AppState, Principal, P, Request) -> Fut,
     Fut: std::future::Future<Output = Result<Response, Failure>>,
 {
-    let (result, rate) = match authorize(&state, headers, policy, scope).await {
-        Ok((principal, rate)) => (handler(state, principal).await, rate),
+    let Call { state, path, request } = call;
+    let (result, rate) = match authorize(&state, request.headers(), guard.policy, guard.scope).await {
+        Ok((principal, rate)) => match path {
+            Some(path) => (handler(state, principal, path, request).await, rate),
+            None => (Err(Failure::catalog_not_found("")), rate),
+        },
         Err((failure, rate)) => (Err(failure), rate),
     };
     let mut response = result.unwrap_or_else(Failure::into_response);

@@ -7,24 +7,19 @@
 //! declares none and takes any field. The declaration rules are catalog-domain's
 //! (`braze_fields::check_field_declarations`).
 
-use super::auth::guarded;
+use super::auth::{guarded, Call, CATALOGS_READ, CATALOGS_WRITE, FIELDS_WRITE};
 use super::error::{catalog_name_error, declaration_error, selection_error, store_failure, Failure};
-use super::items::json_body;
-use crate::limits::Policy;
-use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use super::items::{declared_fields_of, json_body, kind_of};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::braze_fields::{
-    check_field_declarations, check_selection, FieldType, SelectionFilter, ValueKind, MAX_CATALOG_FIELDS,
-    MAX_FIELDS_PER_REQUEST,
+    check_field_declarations, check_selection, FieldType, SelectionFilter, MAX_CATALOG_FIELDS, MAX_FIELDS_PER_REQUEST,
 };
 use catalog_domain::storable::check_text;
 use catalog_domain::time::format_rfc3339_offset;
 use catalog_domain::validate_catalog_name;
-use catalog_store::{Catalog, CatalogField, Scope};
+use catalog_store::{Catalog, CatalogField, StoreError};
 use serde_json::{json, Map, Value};
 
 /// Fields shown for a catalog that declared none: just the id.
@@ -94,9 +89,8 @@ fn one_catalog(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
 }
 
 /// `POST /catalogs`: creates one catalog with its fields (none given: it declares none).
-pub(super) async fn create_catalog(State(state): State<AppState>, request: Request) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsWrite, move |state, principal| async move {
+pub(super) async fn create_catalog(call: Call<()>) -> Response {
+    guarded(call, CATALOGS_WRITE, |state, principal, (), request| async move {
         let catalog = one_catalog(json_body(&state, request).await?)?;
         let name = match catalog.get("name") {
             Some(Value::String(name)) => name.clone(),
@@ -134,8 +128,8 @@ pub(super) async fn create_catalog(State(state): State<AppState>, request: Reque
 }
 
 /// `GET /catalogs`: every catalog of the project, with its fields and item count.
-pub(super) async fn list_catalogs(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsRead, |state, principal| async move {
+pub(super) async fn list_catalogs(call: Call<()>) -> Response {
+    guarded(call, CATALOGS_READ, |state, principal, (), _| async move {
         let catalogs =
             state.store.list_catalogs_with_fields(principal.project_id).await.map_err(|e| store_failure(e, ""))?;
         let catalogs: Vec<Value> = catalogs.iter().map(|(c, fields)| catalog_json(c, fields)).collect();
@@ -146,13 +140,8 @@ pub(super) async fn list_catalogs(State(state): State<AppState>, headers: Header
 
 /// `DELETE /catalogs/{catalog_name}`: the catalog is gone at once (its name is free); a job
 /// removes its items.
-pub(super) async fn delete_catalog(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, &headers, Policy::BrazeSync, Scope::CatalogsWrite, |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+pub(super) async fn delete_catalog(call: Call<String>) -> Response {
+    guarded(call, CATALOGS_WRITE, |state, principal, catalog, _| async move {
         state.store.delete_catalog(principal.project_id, &catalog).await.map_err(|e| store_failure(e, &catalog))?;
         Ok(Json(json!({"message": "success"})).into_response())
     })
@@ -161,19 +150,9 @@ pub(super) async fn delete_catalog(
 
 /// `POST /catalogs/{catalog_name}/fields`: declares up to 50 more fields (202, as Braze: its
 /// field changes are asynchronous; here they hold when the answer is sent).
-pub(super) async fn create_fields(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
+pub(super) async fn create_fields(call: Call<String>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, catalog, request| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let Some(Value::Object(body)) = json_body(&state, request).await? else {
             return Err(fields_invalid());
         };
@@ -200,13 +179,9 @@ pub(super) async fn create_fields(
             .await
             .map_err(|e| store_failure(e, &catalog))?;
         if !existing.is_empty() {
-            let mut failure =
+            let failure =
                 Failure::one(StatusCode::BAD_REQUEST, "field-names-not-unique", "Some of the fields already exist");
-            if let Some(error) = failure.errors.first_mut() {
-                error.parameters = vec!["name"];
-                error.parameter_values = existing.into_iter().map(Value::String).collect();
-            }
-            return Err(failure);
+            return Err(failure.naming("name", existing.into_iter().map(Value::String).collect()));
         }
         Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
     })
@@ -215,13 +190,8 @@ pub(super) async fn create_fields(
 
 /// `DELETE /catalogs/{catalog_name}/fields/{field_name}`: the field is no longer declared (the
 /// items keep their values); `id` cannot be removed.
-pub(super) async fn delete_field(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
-        let Path((catalog, field)) = path.map_err(|_| Failure::catalog_not_found(""))?;
+pub(super) async fn delete_field(call: Call<(String, String)>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, (catalog, field), _| async move {
         if field == "id" {
             return Err(Failure::one(
                 StatusCode::BAD_REQUEST,
@@ -229,55 +199,37 @@ pub(super) async fn delete_field(
                 "The `id` field cannot be removed",
             ));
         }
-        let removed = state
-            .store
-            .remove_catalog_field(principal.project_id, &catalog, &field)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        if !removed {
-            let mut failure = Failure::one(StatusCode::NOT_FOUND, "field-not-found", "Could not find field");
-            if let Some(error) = failure.errors.first_mut() {
-                error.parameters = vec!["field_name"];
-                error.parameter_values = vec![Value::String(field)];
-            }
-            return Err(failure);
-        }
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+        let removed = state.store.remove_catalog_field(principal.project_id, &catalog, &field).await;
+        removal_answer(removed, &catalog, ("field-not-found", "Could not find field", "field_name"), field)
     })
     .await
+}
+
+/// The answer of a removal by name (a field, a selection): 202, or 404 with Braze's `not_found`
+/// (error id, message, parameter) naming what was not there.
+fn removal_answer(
+    removed: Result<bool, StoreError>,
+    catalog: &str,
+    not_found: (&'static str, &'static str, &'static str),
+    name: String,
+) -> Result<Response, Failure> {
+    let (id, message, parameter) = not_found;
+    if !removed.map_err(|e| store_failure(e, catalog))? {
+        return Err(Failure::one(StatusCode::NOT_FOUND, id, message).naming(parameter, vec![Value::String(name)]));
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
 }
 
 fn selection_invalid(message: &str) -> Failure {
     Failure::one(StatusCode::BAD_REQUEST, "invalid-selection", message)
 }
 
-fn kind_of(value: &Value) -> ValueKind<'_> {
-    match value {
-        Value::Null => ValueKind::Null,
-        Value::Bool(_) => ValueKind::Bool,
-        Value::Number(_) => ValueKind::Number,
-        Value::String(text) => ValueKind::String(text),
-        Value::Array(_) => ValueKind::Array,
-        Value::Object(_) => ValueKind::Object,
-    }
-}
-
 /// `POST /catalogs/{catalog_name}/selections` `{"selection": {"name", "description"?, "filters"?,
 /// "results_limit"?, "sort_field"?, "sort_order"?}}`: keeps a selection of the catalog, checked
 /// against its declared fields (catalog-domain's `check_selection`); 202.
-pub(super) async fn create_selection(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
+pub(super) async fn create_selection(call: Call<String>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, catalog, request| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let Some(Value::Object(mut body)) = json_body(&state, request).await? else {
             return Err(selection_invalid("The body must be an object with a `selection` object"));
         };
@@ -343,27 +295,15 @@ pub(super) async fn create_selection(
 
 /// `DELETE /catalogs/{catalog_name}/selections/{selection_name}`: forgets the selection; 202, or
 /// 404 `selection-not-found`.
-pub(super) async fn delete_selection(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, &headers, Policy::BrazeFields, Scope::CatalogsWrite, |state, principal| async move {
-        let Path((catalog, selection)) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let removed = state
-            .store
-            .remove_selection(principal.project_id, &catalog, &selection)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
-        if !removed {
-            let mut failure = Failure::one(StatusCode::NOT_FOUND, "selection-not-found", "Could not find selection");
-            if let Some(error) = failure.errors.first_mut() {
-                error.parameters = vec!["selection_name"];
-                error.parameter_values = vec![Value::String(selection)];
-            }
-            return Err(failure);
-        }
-        Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
+pub(super) async fn delete_selection(call: Call<(String, String)>) -> Response {
+    guarded(call, FIELDS_WRITE, |state, principal, (catalog, selection), _| async move {
+        let removed = state.store.remove_selection(principal.project_id, &catalog, &selection).await;
+        removal_answer(
+            removed,
+            &catalog,
+            ("selection-not-found", "Could not find selection", "selection_name"),
+            selection,
+        )
     })
     .await
 }

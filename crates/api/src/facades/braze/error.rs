@@ -62,6 +62,15 @@ impl Failure {
         Failure::many(StatusCode::BAD_REQUEST, errors)
     }
 
+    /// The failure with its first error naming the `values` of `parameter`.
+    pub(super) fn naming(mut self, parameter: &'static str, values: Vec<Value>) -> Self {
+        if let Some(error) = self.errors.first_mut() {
+            error.parameters = vec![parameter];
+            error.parameter_values = values;
+        }
+        self
+    }
+
     pub(super) fn item_array_invalid() -> Self {
         Failure::one(StatusCode::BAD_REQUEST, "item-array-invalid", "`items` must be an array of objects")
     }

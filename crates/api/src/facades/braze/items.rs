@@ -13,14 +13,12 @@
 //! creates nothing: Braze refuses a request with any bad item, so the store is asked for
 //! all-or-nothing too.
 
-use super::auth::guarded;
+use super::auth::{guarded, Call, ASYNC_ITEMS_WRITE, SYNC_ITEMS_READ, SYNC_ITEMS_WRITE};
 use super::error::{batch_error, store_failure, Failure, ItemErrors};
 use crate::extract::{is_json_content_type, parse_json, read_body_within};
-use crate::limits::Policy;
 use crate::state::AppState;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Query, Request};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use catalog_domain::braze_fields::{
@@ -29,7 +27,7 @@ use catalog_domain::braze_fields::{
 };
 use catalog_domain::storable::has_nul;
 use catalog_domain::{check_id, validate_ids, Dialect, ErrorCode, RawId};
-use catalog_store::{CatalogField, ItemInput, JobOptions, PatchInput, Principal, Scope, StoreError};
+use catalog_store::{CatalogField, ItemInput, JobOptions, PatchInput, Principal, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
@@ -59,6 +57,16 @@ pub(super) async fn json_body(state: &AppState, request: Request) -> Result<Opti
     })?;
     // A repeated key is not JSON Braze could read one way: the endpoint's invalid-body error.
     Ok(parse_json(&bytes).ok())
+}
+
+/// The catalog's declared fields (none: it takes any field), or Braze's `catalog-not-found`.
+pub(super) async fn declared_fields_of(
+    state: &AppState,
+    principal: &Principal,
+    catalog: &str,
+) -> Result<Vec<CatalogField>, Failure> {
+    let found = state.store.find_catalog_with_fields(principal.project_id, catalog).await;
+    found.map(|(_, fields)| fields).map_err(|e| store_failure(e, catalog))
 }
 
 /// The `items` of an item request: each an object.
@@ -108,7 +116,8 @@ fn value_problems(value: &Value, depth: usize, out: &mut Vec<BrazeFieldProblem>)
     }
 }
 
-fn kind_of(value: &Value) -> ValueKind<'_> {
+/// What `value` is, as catalog-domain's field rules ask.
+pub(super) fn kind_of(value: &Value) -> ValueKind<'_> {
     match value {
         Value::Null => ValueKind::Null,
         Value::Bool(_) => ValueKind::Bool,
@@ -181,12 +190,19 @@ fn array_op_problems(ops: &[ArrayOp], declared: &[CatalogField]) -> Vec<BrazeFie
 
 /// What an item endpoint does with the items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ItemAction {
+pub(super) enum ItemAction {
+    /// `DELETE`: the items go (bulk: a missing id is not an error; single: 404 when missing).
     Delete,
+    /// `POST`: the items are created (bulk: an existing id is replaced, as Braze documents no
+    /// error for it and a job cannot answer the request; single: 400 `item-already-exists`).
     Create,
+    /// `PATCH`: the given fields of existing items change.
     Edit,
+    /// `PUT`: the items are replaced, missing ones created.
     Replace,
 }
+
+crate::facades::action_types!(Action: ItemAction { Delete, Create, Edit, Replace });
 
 fn raw_id(value: Option<&Value>) -> RawId {
     match value {
@@ -249,20 +265,12 @@ fn names_of(ids: &[RawId]) -> Vec<Option<&str>> {
         .collect()
 }
 
-async fn bulk_endpoint(
-    state: AppState,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-    action: ItemAction,
-) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeAsync, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
+/// `/catalogs/{catalog_name}/items`, the asynchronous bulk endpoints (up to 50 items, 202): the
+/// action of `A` ([`ItemAction`]) on every item, or nothing when any item is refused.
+pub(super) async fn bulk<A: Action>(call: Call<String>) -> Response {
+    let action = A::ACTION;
+    guarded(call, ASYNC_ITEMS_WRITE, |state, principal, catalog, request| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let mut items = items_of(json_body(&state, request).await?)?;
         let ids: Vec<RawId> = items.iter().map(|item| raw_id(item.get("id"))).collect();
         let verdicts =
@@ -293,43 +301,6 @@ async fn bulk_endpoint(
     .await
 }
 
-/// `DELETE /catalogs/{catalog_name}/items`: deletes the items by id (a missing id is not an error).
-pub(super) async fn delete_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Delete).await
-}
-
-/// `POST /catalogs/{catalog_name}/items`: creates the items (an existing id is replaced: Braze
-/// documents no error for it, and a job cannot answer the request).
-pub(super) async fn create_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Create).await
-}
-
-/// `PATCH /catalogs/{catalog_name}/items`: changes the given fields of existing items.
-pub(super) async fn edit_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Edit).await
-}
-
-/// `PUT /catalogs/{catalog_name}/items`: replaces the items, creating missing ones.
-pub(super) async fn replace_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    request: Request,
-) -> Response {
-    bulk_endpoint(state, path, request, ItemAction::Replace).await
-}
-
 /// The one item object of a single-item write: `{"items":[{<fields>}]}`, without `id`.
 fn single_item(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
     let mut items = items_of(body)?;
@@ -347,20 +318,12 @@ fn single_item(body: Option<Value>) -> Result<Map<String, Value>, Failure> {
     Ok(item)
 }
 
-async fn single_endpoint(
-    state: AppState,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-    action: ItemAction,
-) -> Response {
-    let headers = request.headers().clone();
-    guarded(state, &headers, Policy::BrazeSyncItems, Scope::CatalogsWrite, move |state, principal| async move {
-        let Path((catalog, item_id)) = path.map_err(|_| Failure::catalog_not_found(""))?;
-        let (_, declared) = state
-            .store
-            .find_catalog_with_fields(principal.project_id, &catalog)
-            .await
-            .map_err(|e| store_failure(e, &catalog))?;
+/// `/catalogs/{catalog_name}/items/{item_id}`, the synchronous single-item writes: the action of
+/// `A` ([`ItemAction`]) on the item; `POST` answers 201, `PUT` and `PATCH` 200, `DELETE` 202.
+pub(super) async fn single<A: Action>(call: Call<(String, String)>) -> Response {
+    let action = A::ACTION;
+    guarded(call, SYNC_ITEMS_WRITE, |state, principal, (catalog, item_id), request| async move {
+        let declared = declared_fields_of(&state, &principal, &catalog).await?;
         let mut fields =
             if action == ItemAction::Delete { Map::new() } else { single_item(json_body(&state, request).await?)? };
         let ops = if action == ItemAction::Edit { take_array_ops(&mut fields) } else { Vec::new() };
@@ -400,56 +363,13 @@ async fn single_endpoint(
     .await
 }
 
-/// `POST /catalogs/{catalog_name}/items/{item_id}`: creates the item; 400 `item-already-exists`
-/// when it exists.
-pub(super) async fn create_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Create).await
-}
-
-/// `PUT /catalogs/{catalog_name}/items/{item_id}`: replaces the item, creating it when missing.
-pub(super) async fn replace_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Replace).await
-}
-
-/// `PATCH /catalogs/{catalog_name}/items/{item_id}`: changes the given fields of the item.
-pub(super) async fn edit_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Edit).await
-}
-
-/// `DELETE /catalogs/{catalog_name}/items/{item_id}`: deletes the item; 404 when it is missing.
-pub(super) async fn delete_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    request: Request,
-) -> Response {
-    single_endpoint(state, path, request, ItemAction::Delete).await
-}
-
 /// Items per page of `GET /catalogs/{catalog_name}/items` (Braze's page size).
 const ITEMS_PAGE: u32 = 50;
 
 /// `GET /catalogs/{catalog_name}/items?cursor=`: one page of items in id order, the pages around
 /// it announced in a `Link` header (`rel="prev"`, `rel="next"`), as Braze does.
-pub(super) async fn list_items(
-    State(state): State<AppState>,
-    path: Result<Path<String>, PathRejection>,
-    Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, &headers, Policy::BrazeSyncItems, Scope::CatalogsRead, |state, principal| async move {
-        let Path(catalog) = path.map_err(|_| Failure::catalog_not_found(""))?;
+pub(super) async fn list_items(Query(query): Query<HashMap<String, String>>, call: Call<String>) -> Response {
+    guarded(call, SYNC_ITEMS_READ, |state, principal, catalog, _| async move {
         let cursor = query.get("cursor").filter(|c| !c.is_empty());
         let window = state
             .store
@@ -496,13 +416,8 @@ fn item_json(id: String, fields: Map<String, Value>) -> Value {
 }
 
 /// `GET /catalogs/{catalog_name}/items/{item_id}`: one item, its fields beside its `id`.
-pub(super) async fn get_item(
-    State(state): State<AppState>,
-    path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Response {
-    guarded(state, &headers, Policy::BrazeSyncItems, Scope::CatalogsRead, |state, principal| async move {
-        let Path((catalog, item_id)) = path.map_err(|_| Failure::catalog_not_found(""))?;
+pub(super) async fn get_item(call: Call<(String, String)>) -> Response {
+    guarded(call, SYNC_ITEMS_READ, |state, principal, (catalog, item_id), _| async move {
         let item = state
             .store
             .get_item(principal.project_id, &catalog, &item_id)

@@ -4,6 +4,7 @@
 
 use super::auth::RateHeaders;
 use super::error::Failure;
+use super::items::{Create, Delete, Edit, Replace};
 use super::{catalogs, items};
 use crate::limits::Policy;
 use crate::state::AppState;
@@ -21,18 +22,18 @@ pub fn routes() -> Router<AppState> {
         (
             "/catalogs/{catalog_name}/items",
             get(items::list_items)
-                .delete(items::delete_items)
-                .post(items::create_items)
-                .patch(items::edit_items)
-                .put(items::replace_items),
+                .delete(items::bulk::<Delete>)
+                .post(items::bulk::<Create>)
+                .patch(items::bulk::<Edit>)
+                .put(items::bulk::<Replace>),
         ),
         (
             "/catalogs/{catalog_name}/items/{item_id}",
             get(items::get_item)
-                .post(items::create_item)
-                .put(items::replace_item)
-                .patch(items::edit_item)
-                .delete(items::delete_item),
+                .post(items::single::<Create>)
+                .put(items::single::<Replace>)
+                .patch(items::single::<Edit>)
+                .delete(items::single::<Delete>),
         ),
         ("/catalogs/{catalog_name}/fields", post(catalogs::create_fields)),
         ("/catalogs/{catalog_name}/fields/{field_name}", delete(catalogs::delete_field)),
