@@ -761,6 +761,20 @@ async fn single_item_endpoints_write_one_item_each() {
     assert_eq!(item(&app, "restaurant1").await.status, StatusCode::OK, "the others are untouched");
 }
 
+/// The single-item POST checks that the item is new when it answers, and its job checks again
+/// when it applies: an item created in between (here by a PUT accepted earlier and not yet
+/// applied) is kept, not replaced by the create.
+async fn a_single_item_create_never_replaces_an_item_created_before_its_job_applies() {
+    let app = app_with(&["restaurant1"]).await;
+    let path = "/catalogs/restaurants/items/restaurant9";
+    let put = call(&app, Method::PUT, path, Some(&json!({"items": [{"City": "Rome"}]}))).await;
+    assert_eq!(put.status, StatusCode::OK);
+    let created = call(&app, Method::POST, path, Some(&json!({"items": [{"Name": "Nine"}]}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "not stored yet when the request is answered");
+    app.run_jobs().await;
+    assert_eq!(item(&app, "restaurant9").await.json()["items"][0], json!({"id": "restaurant9", "City": "Rome"}));
+}
+
 async fn single_item_endpoints_refuse_as_braze_does() {
     let app = app_with(&["a"]).await;
     let jobs_before = jobs_count(&app).await;
@@ -1297,6 +1311,7 @@ catalog_api::on_both_backends!(
     a_nul_in_a_path_is_not_found_never_a_500,
     the_synchronous_item_endpoints_share_one_quota,
     single_item_endpoints_write_one_item_each,
+    a_single_item_create_never_replaces_an_item_created_before_its_job_applies,
     single_item_endpoints_refuse_as_braze_does,
     bulk_endpoints_answer_with_a_trailing_slash,
     per_item_errors_name_every_failing_item,

@@ -212,16 +212,26 @@ fn raw_id(value: Option<&Value>) -> RawId {
     }
 }
 
-/// Creates the job of `action` over `inputs` (ids checked, fields checked).
+/// The checked inputs of an item endpoint: ids, and for writes each item's fields and array
+/// operators, in request order.
+struct ItemWrites {
+    ids: Vec<RawId>,
+    fields: Vec<Map<String, Value>>,
+    array_ops: Vec<Vec<ArrayOp>>,
+}
+
+/// Creates the job of `action` over `writes` (ids checked, fields checked). `create_only`: a
+/// create fails for an item that exists when the job applies it, rather than replacing it (the
+/// single-item POST, whose answer said the item was new).
 async fn enqueue(
     state: &AppState,
     principal: &Principal,
     catalog: &str,
     action: ItemAction,
-    ids: Vec<RawId>,
-    fields: Vec<Map<String, Value>>,
-    array_ops: Vec<Vec<ArrayOp>>,
+    writes: ItemWrites,
+    create_only: bool,
 ) -> Result<(), Failure> {
+    let ItemWrites { ids, fields, array_ops } = writes;
     let owned_ids = ids.clone();
     let names = &names_of(&owned_ids);
     let options = JobOptions { atomic: true, ..JobOptions::default() };
@@ -239,6 +249,8 @@ async fn enqueue(
                     .map(|(item, array_ops)| PatchInput { item, create_missing: false, array_ops })
                     .collect();
                 store.bulk_patch_items_with_directives(project, catalog, Dialect::Braze, inputs, &options).await
+            } else if action == ItemAction::Create && create_only {
+                store.bulk_create_items(project, catalog, Dialect::Braze, inputs, &options).await
             } else {
                 store.bulk_upsert_items(project, catalog, Dialect::Braze, inputs, &options).await
             }
@@ -295,7 +307,8 @@ pub(super) async fn bulk<A: Action>(call: Call<String>) -> Response {
         if !errors.is_empty() {
             return Err(Failure::bad_request(errors.into_errors()));
         }
-        enqueue(&state, &principal, &catalog, action, ids, fields_of, ops_of).await?;
+        let writes = ItemWrites { ids, fields: fields_of, array_ops: ops_of };
+        enqueue(&state, &principal, &catalog, action, writes, false).await?;
         Ok((StatusCode::ACCEPTED, Json(json!({"message": "success"}))).into_response())
     })
     .await
@@ -357,7 +370,10 @@ pub(super) async fn single<A: Action>(call: Call<(String, String)>) -> Response 
             ItemAction::Replace | ItemAction::Edit => StatusCode::OK,
             ItemAction::Delete => StatusCode::ACCEPTED,
         };
-        enqueue(&state, &principal, &catalog, action, vec![RawId::String(item_id)], vec![fields], vec![ops]).await?;
+        // The existence check above answers the request; the job checks again when it applies
+        // the item, so a create racing another writer of the id fails instead of replacing it.
+        let writes = ItemWrites { ids: vec![RawId::String(item_id)], fields: vec![fields], array_ops: vec![ops] };
+        enqueue(&state, &principal, &catalog, action, writes, true).await?;
         Ok((status, Json(json!({"message": "success"}))).into_response())
     })
     .await
