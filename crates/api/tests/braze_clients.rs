@@ -10,18 +10,12 @@
 
 mod support;
 
-use catalog_api::testing::{Backend, ScratchDatabase};
+use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{cache_root, create_project_and_key_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
+use support::{cache_root, create_project_and_key_on, describe, on_fresh_database, run, run_client, unavailable};
 
 const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/braze_clients");
-
-/// Skips the test outside CI; fails it in CI.
-fn unavailable(client: &str, why: &str) {
-    assert!(!in_ci(), "CI=true: the {client} test must run, but {why}");
-    println!("skipping the {client} test: {why}");
-}
 
 /// FNV-1a of the package.json: a new pin or override makes a new cache directory.
 fn fingerprint(bytes: &[u8]) -> String {
@@ -68,57 +62,28 @@ fn node_project_once(name: &str, npm_flags: &[&str]) -> Result<PathBuf, String> 
 /// Runs `script` with the client's modules against a fresh server on `database_url`.
 fn check_client(modules: &Path, script: &str, dir: &Path, database_url: &str) {
     let token = create_project_and_key_on(dir, database_url);
-    let server = start_on(dir, database_url, free_port(), &[]);
-    let output = run(Command::new("node")
-        .arg(Path::new(CLIENTS).join(script))
-        .env("NODE_PATH", modules)
-        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
-        .env("CATALOGD_TOKEN", &token))
-    .expect("run node");
-    let port = server.port;
-    drop(server);
-    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
-    println!("{}", describe(&output));
-    assert!(
-        output.status.success(),
-        "{script} failed on {database_url}: {}\n--- server log\n{server_log}",
-        describe(&output)
-    );
+    let mut client = Command::new("node");
+    client.arg(Path::new(CLIENTS).join(script)).env("NODE_PATH", modules).env("CATALOGD_TOKEN", &token);
+    run_client(dir, database_url, &[], script, &mut client);
 }
 
-fn on_sqlite(client: &str, project: &str, npm_flags: &[&str], script: &str) {
-    let modules = match node_project_once(project, npm_flags) {
-        Ok(modules) => modules,
-        Err(why) => return unavailable(client, &why),
-    };
-    let dir = temp_dir(&format!("{project}_sqlite"));
-    check_client(&modules, script, &dir, SQLITE);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn on_postgres(client: &str, project: &str, npm_flags: &[&str], script: &str) {
-    let modules = match node_project_once(project, npm_flags) {
-        Ok(modules) => modules,
-        Err(why) => return unavailable(client, &why),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(Backend::Postgres.require());
-    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
-    let dir = temp_dir(&format!("{project}_postgres"));
-    check_client(&modules, script, &dir, database.url());
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(database);
+/// `client`'s check (`script`, with the npm project `project`) on a fresh database of `backend`.
+fn check_on(backend: Backend, client: &str, project: &str, npm_flags: &[&str], script: &str) {
+    match node_project_once(project, npm_flags) {
+        Ok(modules) => on_fresh_database(backend, project, |dir, url| check_client(&modules, script, dir, url)),
+        Err(why) => unavailable(client, &why),
+    }
 }
 
 #[test]
 fn braze_api_lists_pages_and_gets_on_sqlite() {
-    on_sqlite("npm braze-api", "braze-api", &[], "braze_api_check.js");
+    check_on(Backend::Sqlite, "npm braze-api", "braze-api", &[], "braze_api_check.js");
 }
 
 #[test]
 #[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 fn braze_api_lists_pages_and_gets_on_postgres() {
-    on_postgres("npm braze-api", "braze-api", &[], "braze_api_check.js");
+    check_on(Backend::Postgres, "npm braze-api", "braze-api", &[], "braze_api_check.js");
 }
 
 /// Its install scripts build nothing the Braze destination uses (native modules of other
@@ -130,11 +95,23 @@ const SEGMENT_NPM_FLAGS: &[&str] = &["--ignore-scripts"];
 
 #[test]
 fn segment_braze_destination_upserts_and_deletes_on_sqlite() {
-    on_sqlite("Segment Braze destination", "segment-braze", SEGMENT_NPM_FLAGS, "segment_braze_check.js");
+    check_on(
+        Backend::Sqlite,
+        "Segment Braze destination",
+        "segment-braze",
+        SEGMENT_NPM_FLAGS,
+        "segment_braze_check.js",
+    );
 }
 
 #[test]
 #[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 fn segment_braze_destination_upserts_and_deletes_on_postgres() {
-    on_postgres("Segment Braze destination", "segment-braze", SEGMENT_NPM_FLAGS, "segment_braze_check.js");
+    check_on(
+        Backend::Postgres,
+        "Segment Braze destination",
+        "segment-braze",
+        SEGMENT_NPM_FLAGS,
+        "segment_braze_check.js",
+    );
 }

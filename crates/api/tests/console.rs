@@ -15,22 +15,16 @@
 
 mod support;
 
-use catalog_api::testing::{Backend, ScratchDatabase};
+use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{create_project_and_key_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
+use support::{create_project_and_key_on, describe, on_fresh_database, run, run_client, unavailable};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/console_check.cjs");
 /// The release the script is written against; it drives Debian 12's Chromium 156.
 const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
 /// Where Debian's package puts the browser; `CHROMIUM` overrides it.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Skips the test outside CI; fails it in CI.
-fn unavailable(why: &str) {
-    assert!(!in_ci(), "CI=true: the console test must run, but {why}");
-    println!("skipping the console test: {why}");
-}
 
 /// The cache directory of the pinned package: under `~/.cache/catalogd/`, so that a new clone or
 /// a cleaned target directory does not download it again.
@@ -98,53 +92,36 @@ fn check_console(package: &Path, chromium: &Path, dir: &Path, database_url: &str
         // The script's receiver listens on 127.0.0.1.
         flags.push("--webhook-allow-private");
     }
-    let server = start_on(dir, database_url, free_port(), &flags);
-    let mut command = Command::new("node");
-    command
+    let mut client = Command::new("node");
+    client
         .arg(SCRIPT)
-        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
         .env("CATALOGD_TOKEN", &token)
         .env("PLAYWRIGHT_CORE", package)
         .env("CHROMIUM", chromium)
         .env("CONSOLE_WEBHOOKS", if has_webhooks() { "1" } else { "0" })
         .env("CONSOLE_EVENTS", if has_events() { "1" } else { "0" });
-    let output = run(&mut command).expect("run the console script");
-    let port = server.port;
-    drop(server);
-    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
-    println!("{}", describe(&output));
-    assert!(
-        output.status.success(),
-        "the console script failed on {database_url}: {}\n--- server log\n{server_log}",
-        describe(&output)
-    );
+    run_client(dir, database_url, &flags, "the console script", &mut client);
+}
+
+/// The browser check on a fresh database of `backend`.
+fn check_on(backend: Backend) {
+    match tools() {
+        Ok((package, chromium)) => {
+            on_fresh_database(backend, "console", |dir, url| check_console(&package, &chromium, dir, url));
+        }
+        Err(why) => unavailable("console", &why),
+    }
 }
 
 #[test]
 fn the_console_works_in_chromium_on_sqlite() {
-    let (package, chromium) = match tools() {
-        Ok(tools) => tools,
-        Err(why) => return unavailable(&why),
-    };
-    let dir = temp_dir("console_sqlite");
-    check_console(&package, &chromium, &dir, SQLITE);
-    let _ = std::fs::remove_dir_all(&dir);
+    check_on(Backend::Sqlite);
 }
 
 #[test]
 #[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 fn the_console_works_in_chromium_on_postgres() {
-    let (package, chromium) = match tools() {
-        Ok(tools) => tools,
-        Err(why) => return unavailable(&why),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(Backend::Postgres.require());
-    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
-    let dir = temp_dir("console_postgres");
-    check_console(&package, &chromium, &dir, database.url());
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(database);
+    check_on(Backend::Postgres);
 }
 
 /// The page and its assets as the router serves them, without a browser: types, the security

@@ -9,21 +9,15 @@
 
 mod support;
 
-use catalog_api::testing::{Backend, ScratchDatabase};
+use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{admin_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
+use support::{admin_on, describe, on_fresh_database, run, run_client, unavailable};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_node_sdk/sdk_check.js");
 /// The SDK release the check is written against (its API revision is 2026-07-15, the revision of
 /// the contract's OpenAPI slices).
 const SDK_VERSION: &str = "23.0.0";
-
-/// Skips the test outside CI; fails it in CI.
-fn unavailable(why: &str) {
-    assert!(!in_ci(), "CI=true: the Klaviyo Node SDK test must run, but {why}");
-    println!("skipping the Klaviyo Node SDK test: {why}");
-}
 
 /// The `node_modules` holding the pinned SDK, installing it into the cache when it is not there.
 fn sdk_modules() -> Result<PathBuf, String> {
@@ -65,22 +59,9 @@ fn check_sdk(modules: &Path, dir: &Path, database_url: &str) {
         &["key", "create", "--project", "klaviyo-node-sdk", "--scopes", "catalogs:read,catalogs:write"],
     );
     let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
-    let server = start_on(dir, database_url, free_port(), &[]);
-    let output = run(Command::new("node")
-        .arg(SCRIPT)
-        .env("NODE_PATH", modules)
-        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
-        .env("CATALOGD_TOKEN", &token))
-    .expect("run the SDK script");
-    let port = server.port;
-    drop(server);
-    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
-    println!("{}", describe(&output));
-    assert!(
-        output.status.success(),
-        "the Node SDK script failed on {database_url}: {}\n--- server log\n{server_log}",
-        describe(&output)
-    );
+    let mut client = Command::new("node");
+    client.arg(SCRIPT).env("NODE_PATH", modules).env("CATALOGD_TOKEN", &token);
+    run_client(dir, database_url, &[], "the Node SDK script", &mut client);
 }
 
 /// The SQLite and PostgreSQL tests share the cached install, which one install at a time fills.
@@ -91,29 +72,21 @@ fn sdk_modules_once() -> Result<PathBuf, String> {
     sdk_modules()
 }
 
+/// The SDK's check on a fresh database of `backend`.
+fn check_on(backend: Backend) {
+    match sdk_modules_once() {
+        Ok(modules) => on_fresh_database(backend, "klaviyo_node_sdk", |dir, url| check_sdk(&modules, dir, url)),
+        Err(why) => unavailable("Klaviyo Node SDK", &why),
+    }
+}
+
 #[test]
 fn klaviyo_node_sdk_works_against_catalogd_on_sqlite() {
-    let modules = match sdk_modules_once() {
-        Ok(modules) => modules,
-        Err(why) => return unavailable(&why),
-    };
-    let dir = temp_dir("klaviyo_node_sdk_sqlite");
-    check_sdk(&modules, &dir, SQLITE);
-    let _ = std::fs::remove_dir_all(&dir);
+    check_on(Backend::Sqlite);
 }
 
 #[test]
 #[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 fn klaviyo_node_sdk_works_against_catalogd_on_postgres() {
-    let modules = match sdk_modules_once() {
-        Ok(modules) => modules,
-        Err(why) => return unavailable(&why),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(Backend::Postgres.require());
-    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
-    let dir = temp_dir("klaviyo_node_sdk_postgres");
-    check_sdk(&modules, &dir, database.url());
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(database);
+    check_on(Backend::Postgres);
 }

@@ -9,20 +9,14 @@
 
 mod support;
 
-use catalog_api::testing::{Backend, ScratchDatabase};
+use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{admin_on, describe, free_port, in_ci, run, start_on, temp_dir, SQLITE};
+use support::{admin_on, describe, on_fresh_database, run, run_client, unavailable};
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_sdk/sdk_check.py");
 /// The SDK release the check is written against; `KLAVIYO_SDK_SPEC` overrides it (e.g. to try a
 /// newer one: `KLAVIYO_SDK_SPEC=klaviyo-api`).
 const DEFAULT_SDK_SPEC: &str = "klaviyo-api==25.0.0";
-
-/// Skips the test outside CI; fails it in CI.
-fn unavailable(why: &str) {
-    assert!(!in_ci(), "CI=true: the Klaviyo SDK test must run, but {why}");
-    println!("skipping the Klaviyo SDK test: {why}");
-}
 
 /// The virtualenv's python with the SDK installed, creating or repairing the cached venv.
 fn sdk_python() -> Result<PathBuf, String> {
@@ -68,21 +62,9 @@ fn check_sdk(python: &Path, dir: &Path, database_url: &str) {
         &["key", "create", "--project", "klaviyo-sdk", "--scopes", "catalogs:read,catalogs:write,jobs:read"],
     );
     let token = created.lines().last().map(str::trim).expect("the token on the last line").to_owned();
-    let server = start_on(dir, database_url, free_port(), &[]);
-    let output = run(Command::new(python)
-        .arg(SCRIPT)
-        .env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port))
-        .env("CATALOGD_TOKEN", &token))
-    .expect("run the SDK script");
-    let port = server.port;
-    drop(server);
-    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
-    println!("{}", describe(&output));
-    assert!(
-        output.status.success(),
-        "the SDK script failed on {database_url}: {}\n--- server log\n{server_log}",
-        describe(&output)
-    );
+    let mut client = Command::new(python);
+    client.arg(SCRIPT).env("CATALOGD_TOKEN", &token);
+    run_client(dir, database_url, &[], "the SDK script", &mut client);
 }
 
 /// The SQLite and PostgreSQL tests share the cached virtualenv, which one install at a time fills.
@@ -93,29 +75,21 @@ fn sdk_python_once() -> Result<PathBuf, String> {
     sdk_python()
 }
 
+/// The SDK's check on a fresh database of `backend`.
+fn check_on(backend: Backend) {
+    match sdk_python_once() {
+        Ok(python) => on_fresh_database(backend, "klaviyo_sdk", |dir, url| check_sdk(&python, dir, url)),
+        Err(why) => unavailable("Klaviyo SDK", &why),
+    }
+}
+
 #[test]
 fn klaviyo_python_sdk_works_against_catalogd_on_sqlite() {
-    let python = match sdk_python_once() {
-        Ok(python) => python,
-        Err(why) => return unavailable(&why),
-    };
-    let dir = temp_dir("klaviyo_sdk_sqlite");
-    check_sdk(&python, &dir, SQLITE);
-    let _ = std::fs::remove_dir_all(&dir);
+    check_on(Backend::Sqlite);
 }
 
 #[test]
 #[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
 fn klaviyo_python_sdk_works_against_catalogd_on_postgres() {
-    let python = match sdk_python_once() {
-        Ok(python) => python,
-        Err(why) => return unavailable(&why),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
-    runtime.block_on(Backend::Postgres.require());
-    let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
-    let dir = temp_dir("klaviyo_sdk_postgres");
-    check_sdk(&python, &dir, database.url());
-    let _ = std::fs::remove_dir_all(&dir);
-    drop(database);
+    check_on(Backend::Postgres);
 }

@@ -157,3 +157,50 @@ pub fn cache_root() -> PathBuf {
         (None, None) => Path::new(env!("CARGO_TARGET_TMPDIR")).join("catalogd-cache"),
     }
 }
+
+/// Skips a real client's test outside CI, saying why; fails it under CI, where it must run.
+pub fn unavailable(client: &str, why: &str) {
+    assert!(!in_ci(), "CI=true: the {client} test must run, but {why}");
+    println!("skipping the {client} test: {why}");
+}
+
+/// Runs `check` with a fresh working directory and a fresh database of `backend`: the SQLite
+/// file [`SQLITE`] in that directory, or a scratch database on the PostgreSQL server (the test
+/// fails when it does not answer). Both are removed afterwards.
+pub fn on_fresh_database(backend: catalog_api::testing::Backend, name: &str, check: impl FnOnce(&Path, &str)) {
+    use catalog_api::testing::{Backend, ScratchDatabase};
+    match backend {
+        Backend::Sqlite => {
+            let dir = temp_dir(&format!("{name}_sqlite"));
+            check(&dir, SQLITE);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Backend::Postgres => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+            runtime.block_on(Backend::Postgres.require());
+            let database = runtime.block_on(ScratchDatabase::new(Backend::Postgres));
+            let dir = temp_dir(&format!("{name}_postgres"));
+            check(&dir, database.url());
+            let _ = std::fs::remove_dir_all(&dir);
+            drop(database);
+        }
+    }
+}
+
+/// Serves `database_url` from `dir` (with `flags`), runs `client` against it with `CATALOGD_URL`
+/// set to the server, and fails with the client's output and the server's log unless the client
+/// exits 0. `what` names the client in the failure.
+pub fn run_client(dir: &Path, database_url: &str, flags: &[&str], what: &str, client: &mut Command) {
+    let server = start_on(dir, database_url, free_port(), flags);
+    let output = run(client.env("CATALOGD_URL", format!("http://127.0.0.1:{}", server.port)))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let port = server.port;
+    drop(server);
+    let server_log = std::fs::read_to_string(dir.join(format!("server-{port}.log"))).unwrap_or_default();
+    println!("{}", describe(&output));
+    assert!(
+        output.status.success(),
+        "{what} failed on {database_url}: {}\n--- server log\n{server_log}",
+        describe(&output)
+    );
+}
