@@ -204,3 +204,31 @@ pub fn run_client(dir: &Path, database_url: &str, flags: &[&str], what: &str, cl
         describe(&output)
     );
 }
+
+/// The python of a virtualenv cached under [`cache_root`] with `specs` installed from PyPI,
+/// created or repaired when `import` (a Python import statement's module list) fails in it. One
+/// install at a time: the SQLite and PostgreSQL tests of a suite share the virtualenv.
+pub fn python_with(specs: &[&str], import: &str) -> Result<PathBuf, String> {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let slug: String = specs.join("+").chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let venv = cache_root().join(format!("venv-{slug}"));
+    let python = venv.join("bin").join("python");
+    let has_modules = |python: &Path| {
+        run(Command::new(python).args(["-c", &format!("import {import}")])).is_ok_and(|o| o.status.success())
+    };
+    if python.exists() && has_modules(&python) {
+        return Ok(python);
+    }
+    let created = run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv))
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    if !created.status.success() {
+        return Err(format!("python3 -m venv failed: {}", describe(&created)));
+    }
+    let pip = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--timeout", "60"];
+    let installed = run(Command::new(&python).args(pip).args(specs)).map_err(|e| format!("cannot run pip: {e}"))?;
+    if !installed.status.success() || !has_modules(&python) {
+        return Err(format!("pip install {} failed: {}", specs.join(" "), describe(&installed)));
+    }
+    Ok(python)
+}
