@@ -53,6 +53,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (13, include_str!("../migrations/postgres/0013_catalog_fields.sql")),
     (14, include_str!("../migrations/postgres/0014_events.sql")),
     (15, include_str!("../migrations/postgres/0015_event_costs.sql")),
+    (16, include_str!("../migrations/postgres/0016_payload_compression.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

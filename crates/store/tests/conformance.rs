@@ -94,6 +94,12 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
     ] {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
     }
+    if db.is_pg() {
+        // Migration 0016: payloads are compressed with lz4 (the test server's build has it).
+        let lz4 = "SELECT COUNT(*) FROM pg_attribute
+                   WHERE attrelid = 'job_payloads'::regclass AND attname = 'payload' AND attcompression = 'l'";
+        assert_eq!(db.scalar(lz4).await, 1, "job_payloads.payload is compressed with lz4");
+    }
     again.close().await;
 }
 

@@ -7,7 +7,9 @@
 //! `project_turns` row (migration 0009: the turns and the cap are read from the snapshot too). Leases are computed on the database's
 //! clock, so nodes with different clocks agree on when one ends.
 
-use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
+use super::{
+    catalog_has_members, checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING,
+};
 use crate::idlist::opaque_list_pg;
 
 /// The database's clock in epoch milliseconds.
@@ -119,11 +121,13 @@ pub(super) fn delete_and_checkpoint() -> String {
                     AND (SELECT v FROM commit_mode) IS NOT NULL
                   FOR UPDATE),
               members AS (DELETE FROM category_items
-                          WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job)),
+                          WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job)
+                            AND {has_members}),
               gone AS (DELETE FROM items
                        WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job))
          {checkpoint} AND id IN (SELECT id FROM job)",
         ids = opaque_list_pg("$13"),
+        has_members = catalog_has_members("$12"),
         checkpoint = checkpoint_sql(true, false)
     )
 }

@@ -5,7 +5,9 @@
 //! picks the next job and the one that leases it run in one immediate transaction. Multi-statement
 //! work is sent as one script (`sqlite_script`): one round trip to sqlx's connection thread.
 
-use super::{checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING};
+use super::{
+    catalog_has_members, checkpoint_sql, in_turn, next_jobs, CATALOGS_WITH_WORK, CLAIM_COLUMNS, TURN_ORDER, WAITING,
+};
 use crate::idlist::in_list;
 
 /// SQLite's clock in epoch milliseconds (the same clock as the process's: one machine).
@@ -85,11 +87,12 @@ fn delete_chunk() -> String {
                          AND status = 'running' AND cancel_requested = 0
                          AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL))";
     format!(
-        "DELETE FROM category_items WHERE catalog_id = $12 AND {ids} AND {fence};
+        "DELETE FROM category_items WHERE catalog_id = $12 AND {ids} AND {fence} AND {has_members};
          DELETE FROM items WHERE catalog_id = $12 AND {ids} AND {fence};
          {} RETURNING id;",
         checkpoint_sql(false, true),
         ids = in_list(false, "item_id", "$13"),
+        has_members = catalog_has_members("$12"),
     )
 }
 
