@@ -3,7 +3,8 @@
 //!
 //! One project, one catalog of `--items` items (500,000), filled through 10,000-id bulk upserts.
 //! The reference: every item deleted through 10,000-id bulk deletes, timed from the first request
-//! until every job has finished (ids/s). Then the same items are upserted again, and
+//! until every job has finished (ids/s), then the items upserted again; the fastest of
+//! [`REFERENCE_ROUNDS`] such rounds counts. Then
 //! `--connections` (64) closed loops send 50-id bulk deletes for `--seconds` (30): the figure is
 //! the ids of the accepted requests over the load plus the drain, until every accepted job has
 //! finished. The 50-id requests walk the items in order and start over when they have named them
@@ -28,6 +29,11 @@ const DEFAULT_SECONDS: u64 = 30;
 /// The queue bounds for this section, per project and overall: far above anything the load can
 /// queue, so that what is measured is the runner, not the bound (a refusal would be a 429).
 const QUEUE_BOUND: &str = "1000000000000";
+/// Rounds of the reference (each deletes every item, then upserts them again); the fastest
+/// counts. The reference takes about a second, and a pause of the database within it (a
+/// checkpoint, an autovacuum) moved single runs by a fifth (443,000 to 537,000 ids/s on one
+/// PostgreSQL build), and the ratio with it: the best round is the conservative reference.
+const REFERENCE_ROUNDS: usize = 3;
 /// The catalog the section works on.
 const CATALOG: &str = "sustained";
 
@@ -78,11 +84,19 @@ pub async fn run(
 
     eprintln!("filling {} items…", options.items);
     bulk(&mut conn, "bulk-upsert", options.items).await?;
-    eprintln!("reference: deleting them in {LARGE}-id requests…");
-    let reference = bulk(&mut conn, "bulk-delete", options.items).await?;
-    eprintln!("  {:.0} ids/s; upserting them again…", reference.rate());
-    let refill = bulk(&mut conn, "bulk-upsert", options.items).await?;
-    eprintln!("  {:.0} ids/s", refill.rate());
+    let (mut reference, mut refill) = (None::<Phase>, None::<Phase>);
+    for round in 1..=REFERENCE_ROUNDS {
+        eprintln!("reference, round {round} of {REFERENCE_ROUNDS}: deleting them in {LARGE}-id requests…");
+        let deleted = bulk(&mut conn, "bulk-delete", options.items).await?;
+        eprintln!("  {:.0} ids/s; upserting them again…", deleted.rate());
+        let upserted = bulk(&mut conn, "bulk-upsert", options.items).await?;
+        eprintln!("  {:.0} ids/s", upserted.rate());
+        reference = Some(fastest(reference, deleted));
+        refill = Some(fastest(refill, upserted));
+    }
+    let (Some(reference), Some(refill)) = (reference, refill) else {
+        return Err("the reference ran no round".into());
+    };
     let one = small_deletes(&[first.port], &token, options, seconds, &mut conn).await?;
     if processes < 2 {
         return Ok(sustained_table(options, backend, seconds, &args, reference, refill, &one));
@@ -92,6 +106,14 @@ pub async fn run(
     bulk(&mut conn, "bulk-upsert", options.items).await?;
     let two = small_deletes(&[first.port, second.port], &token, options, seconds, &mut conn).await?;
     Ok(shared_table(options, seconds, &args, reference, &one, &two))
+}
+
+/// The faster of `best` (if any) and `phase`.
+fn fastest(best: Option<Phase>, phase: Phase) -> Phase {
+    match best {
+        Some(best) if best.rate() >= phase.rate() => best,
+        _ => phase,
+    }
 }
 
 /// `--serve-arg`s, plus the raised queue bounds unless those were given.
@@ -185,11 +207,11 @@ fn sustained_table(
     format!(
         "{head}\
          | figure | catalogd | reference (same run) | ratio | goal |\n|---|---|---|---|---|\n\
-         | {SMALL}-id bulk deletes, ids applied per second over load + drain | {applied:.0} ids/s | {LARGE}-id bulk deletes of the {items} items: {reference:.0} ids/s | {ratio:.2} | ≥ 0.7 |\n\
+         | {SMALL}-id bulk deletes, ids applied per second over load + drain | {applied:.0} ids/s | {LARGE}-id bulk deletes of the {items} items, best of {REFERENCE_ROUNDS}: {reference:.0} ids/s | {ratio:.2} | ≥ 0.7 |\n\
          | {SMALL}-id bulk deletes accepted during the load | {accepted:.0}/s ({accepted_ids:.0} ids/s) | — | — | — |\n\
          | drain after the load (until every accepted job finished) | {drain:.1} s | the load: {load:.1} s | — | — |\n\
          | answers 5xx / 429 during the load | {errors} / {refused} | — | — | no 5xx |\n\
-         | {LARGE}-id bulk upserts of the same items, applied | {refill:.0} ids/s | — | — | none set |\n",
+         | {LARGE}-id bulk upserts of the same items, applied (best of {REFERENCE_ROUNDS}) | {refill:.0} ids/s | — | — | none set |\n",
         head = measured(options, backend, "sustained", seconds, args),
         applied = run.applied_rate(),
         items = options.items,
@@ -225,7 +247,7 @@ fn shared_table(
     };
     format!(
         "{head}\
-         {LARGE}-id bulk deletes of the {items} items through one process (the reference of the sustained section): \
+         {LARGE}-id bulk deletes of the {items} items through one process (the reference of the sustained section, best of {REFERENCE_ROUNDS}): \
          {reference:.0} ids/s.\n\n\
          | {SMALL}-id bulk deletes through | accepted during the load | ids applied per second over load + drain | drain after the load | 5xx / 429 | against one process |\n\
          |---|---|---|---|---|---|\n{one_row}{two_row}",
