@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 conformance!(
     small_deletes_of_a_catalog_are_applied_together_each_with_its_own_counts,
+    deletes_applied_together_remove_their_items_from_their_categories,
     writes_applied_together_end_as_if_applied_one_after_another,
     a_batch_stops_at_the_first_job_it_cannot_join,
     a_batch_is_measured_in_inputs,
@@ -173,6 +174,31 @@ async fn small_deletes_of_a_catalog_are_applied_together_each_with_its_own_count
         assert_eq!(done.attempt, 1);
     }
     assert_eq!(item_count(db).await, 55);
+}
+
+/// A batch's delete also deletes the items' category memberships (one statement on PostgreSQL,
+/// two on SQLite), and no other item's.
+async fn deletes_applied_together_remove_their_items_from_their_categories(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "members").await;
+    s.create_catalog(p, "c", None).await.unwrap();
+    seed(s, p, "c", 20).await;
+    let members: Vec<String> = [3, 4, 12, 15].iter().map(|i| format!("item-{i:05}")).collect();
+    let input = catalog_store::CategoryInput {
+        id: catalog_domain::RawId::String("k".into()),
+        external_id: None,
+        name: Some("k".into()),
+        item_ids: Some(members.clone()),
+    };
+    s.bulk_upsert_categories(p, "c", Dialect::Native, vec![input], &opts()).await.unwrap();
+    let r = runner(s, "r", 1000);
+    r.run_until_idle().await.unwrap();
+    let jobs = [delete(s, p, "c", 0..5).await, delete(s, p, "c", 5..10).await, delete(s, p, "c", 10..13).await];
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
+    assert_eq!(r.process_one().await.unwrap(), None, "one claim applied all three");
+    let category = s.list_categories(p, "c", None, 10).await.unwrap().rows;
+    assert_eq!(category[0].item_ids, vec![members[3].clone()], "only the item not deleted stays a member");
+    assert_eq!(item_count(db).await, 7);
 }
 
 async fn writes_applied_together_end_as_if_applied_one_after_another(db: &TestDb) {
