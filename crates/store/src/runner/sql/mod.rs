@@ -23,16 +23,16 @@ pub(super) const CLAIM_COLUMNS: &str =
     "id, project_id, catalog_id, kind, status, attempt, releases, last_error, flags, \
      cursor, total_count, completed_count, failed_count, cancel_requested";
 
-/// Which unfinished jobs are waiting to start: the `jobs_waiting` index's condition.
-/// SQL that is true when the catalog `$n` (`catalog`) has any category membership. Deleting items
-/// also deletes their memberships, but most catalogs have no categories: then this one index probe
-/// spares a lookup per id (measured on PostgreSQL: 2 ms of a 10,000-id chunk's 18.5 ms, with the
-/// catalog's memberships empty). Jobs of one catalog run one at a time, so no membership appears
-/// between this check and the delete.
+/// SQL that is true when the catalog `catalog` (a placeholder) has any category membership.
+/// Deleting items also deletes their memberships, but most catalogs have no categories: then this
+/// one index probe spares a lookup per id (measured on PostgreSQL: 2 ms of a 10,000-id chunk's
+/// 18.5 ms, with the catalog's memberships empty). Memberships change only through jobs of their
+/// catalog, which run one at a time, so none appears between this check and the delete.
 pub(super) fn catalog_has_members(catalog: &str) -> String {
     format!("EXISTS (SELECT 1 FROM category_items WHERE catalog_id = {catalog})")
 }
 
+/// Which unfinished jobs are waiting to start: the `jobs_waiting` index's condition.
 pub(super) const WAITING: &str = "status IN ('queued', 'scheduled')";
 
 /// Which jobs hold their catalog (started, not finished): the `jobs_holding` index's condition.
