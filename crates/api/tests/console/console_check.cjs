@@ -115,8 +115,12 @@ async function main() {
     await page.getByLabel('Kind').selectOption('item_bulk_patch');
     await page.getByRole('button', { name: 'Apply' }).click();
     await page.waitForURL(/#\/jobs\?kind=item_bulk_patch/);
-    await page.locator(`#job-rows tr[data-job-id="${patch.job.id}"]`).waitFor();
-    assert.equal(await page.locator('#job-rows tr').count(), 1);
+    // The unfiltered list holds the patch's row too until the filtered one replaces it: wait for
+    // the list to be that one row (a count taken at once could read either list, or none between).
+    await page.waitForFunction((id) => {
+      const rows = document.querySelectorAll('#job-rows tr');
+      return rows.length === 1 && rows[0].dataset.jobId === String(id);
+    }, patch.job.id);
 
     step('a filter the API refuses is reported, and the stream is not retried');
     await page.goto(`${BASE}/#/jobs?catalog=${encodeURIComponent('no spaces')}`);
