@@ -13,50 +13,16 @@ mod support;
 use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{cache_root, create_project_and_key_on, describe, on_fresh_database, run, run_client, unavailable};
+use support::{create_project_and_key_on, node_modules_with, on_fresh_database, run_client, unavailable};
 
 const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/braze_clients");
 
-/// FNV-1a of the package.json: a new pin or override makes a new cache directory.
-fn fingerprint(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}")
-}
-
 /// The installed node project `name` (`tests/braze_clients/<name>.package.json`): its
-/// `node_modules`, installing it first when the cache has no complete copy.
+/// `node_modules`.
 fn node_project(name: &str, npm_flags: &[&str]) -> Result<PathBuf, String> {
     let manifest = std::fs::read(Path::new(CLIENTS).join(format!("{name}.package.json")))
         .map_err(|e| format!("cannot read {name}.package.json: {e}"))?;
-    let dir = cache_root().join(format!("{name}-{}", fingerprint(&manifest)));
-    let done = dir.join(".catalogd-installed");
-    if done.exists() {
-        return Ok(dir.join("node_modules"));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::write(dir.join("package.json"), &manifest).map_err(|e| format!("cannot write package.json: {e}"))?;
-    let installed = run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-        .args(npm_flags)
-        .current_dir(&dir))
-    .map_err(|e| format!("cannot run npm: {e}"))?;
-    if !installed.status.success() {
-        return Err(format!("npm install of {name} failed: {}", describe(&installed)));
-    }
-    std::fs::write(&done, b"").map_err(|e| format!("cannot mark {}: {e}", dir.display()))?;
-    Ok(dir.join("node_modules"))
-}
-
-/// The SQLite and PostgreSQL tests share each cached project, which one install at a time fills.
-static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn node_project_once(name: &str, npm_flags: &[&str]) -> Result<PathBuf, String> {
-    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let node = run(Command::new("node").arg("--version")).map_err(|e| format!("cannot run node: {e}"))?;
-    if !node.status.success() {
-        return Err(format!("node --version failed: {}", describe(&node)));
-    }
-    node_project(name, npm_flags)
+    node_modules_with(name, &manifest, npm_flags)
 }
 
 /// Runs `script` with the client's modules against a fresh server on `database_url`.
@@ -69,7 +35,7 @@ fn check_client(modules: &Path, script: &str, dir: &Path, database_url: &str) {
 
 /// `client`'s check (`script`, with the npm project `project`) on a fresh database of `backend`.
 fn check_on(backend: Backend, client: &str, project: &str, npm_flags: &[&str], script: &str) {
-    match node_project_once(project, npm_flags) {
+    match node_project(project, npm_flags) {
         Ok(modules) => on_fresh_database(backend, project, |dir, url| check_client(&modules, script, dir, url)),
         Err(why) => unavailable(client, &why),
     }

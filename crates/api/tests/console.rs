@@ -18,58 +18,29 @@ mod support;
 use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{create_project_and_key_on, describe, on_fresh_database, run, run_client, unavailable};
+use support::{create_project_and_key_on, node_modules_with, on_fresh_database, run_client, unavailable};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/console_check.cjs");
 /// The release the script is written against; it drives Debian 12's Chromium 156.
-const PLAYWRIGHT_CORE: &str = "playwright-core@1.65.1";
+const PLAYWRIGHT_CORE_VERSION: &str = "1.65.1";
 /// Where Debian's package puts the browser; `CHROMIUM` overrides it.
 const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 
-/// The cache directory of the pinned package: under `~/.cache/catalogd/`, so that a new clone or
-/// a cleaned target directory does not download it again.
-fn cache_dir() -> PathBuf {
-    let slug: String = PLAYWRIGHT_CORE.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
-    let root = std::env::var_os("HOME")
-        .map(|home| PathBuf::from(home).join(".cache").join("catalogd"))
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    root.join(slug)
-}
-
-/// The installed `playwright-core` package directory, installing it when missing.
+/// The installed `playwright-core` package directory, installed into the cache when missing.
 fn playwright_core() -> Result<PathBuf, String> {
-    let prefix = cache_dir();
-    let package = prefix.join("node_modules").join("playwright-core");
-    let installed = |package: &Path| package.join("package.json").exists() && package.join("index.js").exists();
-    if installed(&package) {
-        return Ok(package);
-    }
-    std::fs::create_dir_all(&prefix).map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
-    let output = run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--no-save", "--loglevel=error", "--prefix"])
-        .arg(&prefix)
-        .arg(PLAYWRIGHT_CORE))
-    .map_err(|e| format!("cannot run npm: {e}"))?;
-    if !output.status.success() || !installed(&package) {
-        return Err(format!("npm install {PLAYWRIGHT_CORE} failed: {}", describe(&output)));
-    }
-    Ok(package)
+    let manifest = format!(
+        "{{\"name\": \"catalogd-console-check\", \"private\": true, \
+         \"dependencies\": {{\"playwright-core\": \"{PLAYWRIGHT_CORE_VERSION}\"}}}}\n"
+    );
+    Ok(node_modules_with("playwright-core", manifest.as_bytes(), &[])?.join("playwright-core"))
 }
-
-/// The SQLite and PostgreSQL tests share the cached package, which one install at a time fills.
-static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Node, the package and the browser, or why they are missing.
 fn tools() -> Result<(PathBuf, PathBuf), String> {
-    let node = run(Command::new("node").arg("--version")).map_err(|e| format!("cannot run node: {e}"))?;
-    if !node.status.success() {
-        return Err(format!("node --version failed: {}", describe(&node)));
-    }
     let chromium = std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(DEFAULT_CHROMIUM), PathBuf::from);
     if !chromium.exists() {
         return Err(format!("no browser at {} (apt-get install chromium)", chromium.display()));
     }
-    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     Ok((playwright_core()?, chromium))
 }
 

@@ -3,8 +3,8 @@
 //! filter following the cursor, and get with `include`, through an API-key session and an OAuth
 //! session (`tests/klaviyo_node_sdk/sdk_check.js`, which must exit 0).
 //!
-//! The SDK is installed with npm into a directory cached under Cargo's target directory (outside
-//! the clone), keyed by its version. Under `CI=true` every step must work; elsewhere the test is
+//! The SDK is installed with npm into a directory cached outside the clone (`~/.cache/catalogd/`,
+//! `support::node_modules_with`), keyed by its package.json. Under `CI=true` every step must work; elsewhere the test is
 //! skipped, with a message, when Node.js, npm or the registry is unavailable.
 
 mod support;
@@ -12,42 +12,20 @@ mod support;
 use catalog_api::testing::Backend;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{admin_on, describe, on_fresh_database, run, run_client, unavailable};
+use support::{admin_on, node_modules_with, on_fresh_database, run_client, unavailable};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/klaviyo_node_sdk/sdk_check.js");
 /// The SDK release the check is written against (its API revision is 2026-07-15, the revision of
 /// the contract's OpenAPI slices).
 const SDK_VERSION: &str = "23.0.0";
 
-/// The `node_modules` holding the pinned SDK, installing it into the cache when it is not there.
+/// The `node_modules` holding the pinned SDK, installed into the cache when it is not there.
 fn sdk_modules() -> Result<PathBuf, String> {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("klaviyo-node-sdk-{SDK_VERSION}"));
-    let modules = dir.join("node_modules");
-    let installed = modules.join("klaviyo-api").join("package.json");
-    let has_sdk = || {
-        std::fs::read_to_string(&installed).is_ok_and(|text| text.contains(&format!("\"version\": \"{SDK_VERSION}\"")))
-    };
-    if has_sdk() {
-        return Ok(modules);
-    }
-    let node = run(Command::new("node").arg("--version")).map_err(|e| format!("cannot run node: {e}"))?;
-    if !node.status.success() {
-        return Err(format!("node --version failed: {}", describe(&node)));
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let manifest = format!(
         "{{\"name\": \"catalogd-klaviyo-node-sdk-check\", \"private\": true, \
          \"dependencies\": {{\"klaviyo-api\": \"{SDK_VERSION}\"}}}}\n"
     );
-    std::fs::write(dir.join("package.json"), manifest).map_err(|e| format!("cannot write package.json: {e}"))?;
-    let install = run(Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel", "error"])
-        .current_dir(&dir))
-    .map_err(|e| format!("cannot run npm: {e}"))?;
-    if !install.status.success() || !has_sdk() {
-        return Err(format!("npm install klaviyo-api@{SDK_VERSION} failed: {}", describe(&install)));
-    }
-    Ok(modules)
+    node_modules_with("klaviyo-node-sdk", manifest.as_bytes(), &["--ignore-scripts"])
 }
 
 /// Runs the SDK script against a server on `database_url`, in `dir`.
@@ -64,17 +42,9 @@ fn check_sdk(modules: &Path, dir: &Path, database_url: &str) {
     run_client(dir, database_url, &[], "the Node SDK script", &mut client);
 }
 
-/// The SQLite and PostgreSQL tests share the cached install, which one install at a time fills.
-static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn sdk_modules_once() -> Result<PathBuf, String> {
-    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    sdk_modules()
-}
-
 /// The SDK's check on a fresh database of `backend`.
 fn check_on(backend: Backend) {
-    match sdk_modules_once() {
+    match sdk_modules() {
         Ok(modules) => on_fresh_database(backend, "klaviyo_node_sdk", |dir, url| check_sdk(&modules, dir, url)),
         Err(why) => unavailable("Klaviyo Node SDK", &why),
     }

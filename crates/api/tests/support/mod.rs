@@ -232,3 +232,36 @@ pub fn python_with(specs: &[&str], import: &str) -> Result<PathBuf, String> {
     }
     Ok(python)
 }
+
+/// The `node_modules` of a node project whose package.json is `manifest`, installed with npm (and
+/// `npm_flags`) under [`cache_root`] as `<name>-<hash of the manifest>/`, so that a new pin or
+/// override makes a new directory; reused once an install has completed. One install at a time:
+/// the SQLite and PostgreSQL tests of a suite share the project.
+pub fn node_modules_with(name: &str, manifest: &[u8], npm_flags: &[&str]) -> Result<PathBuf, String> {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let node = run(Command::new("node").arg("--version")).map_err(|e| format!("cannot run node: {e}"))?;
+    if !node.status.success() {
+        return Err(format!("node --version failed: {}", describe(&node)));
+    }
+    // FNV-1a: stable across Rust releases, unlike the standard library's hasher.
+    let hash =
+        manifest.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+    let dir = cache_root().join(format!("{name}-{hash:016x}"));
+    let done = dir.join(".catalogd-installed");
+    if done.exists() {
+        return Ok(dir.join("node_modules"));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    std::fs::write(dir.join("package.json"), manifest).map_err(|e| format!("cannot write package.json: {e}"))?;
+    let installed = run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+        .args(npm_flags)
+        .current_dir(&dir))
+    .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !installed.status.success() {
+        return Err(format!("npm install of {name} failed: {}", describe(&installed)));
+    }
+    std::fs::write(&done, b"").map_err(|e| format!("cannot mark {}: {e}", dir.display()))?;
+    Ok(dir.join("node_modules"))
+}
