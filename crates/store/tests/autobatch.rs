@@ -1,9 +1,9 @@
 //! Autobatching, on both backends: a catalog's consecutive due jobs of compatible kinds are
 //! applied together, in one transaction, and end exactly as if each had run alone — the same data,
-//! and for each job its own counts, per-item errors, status and times. A batch stops at the first
-//! job it cannot join and is a chunk measured in inputs; a job cancelled before the batch locks it
-//! leaves it; a batch that fails or whose lease is lost writes nothing; two runners batching one
-//! catalog end as the requests said. Races are made deterministic with the store's test hooks.
+//! and for each job its own counts, per-item errors, status, times and events. A batch stops at the
+//! first job it cannot join and is a chunk measured in inputs; a job cancelled before the batch
+//! locks it leaves it; a batch that fails or whose lease is lost writes nothing; two runners
+//! batching one catalog end as the requests said. Races are made deterministic with the store's test hooks.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -12,7 +12,7 @@ use common::*;
 
 use catalog_domain::{Dialect, JobKind, JobStatus};
 use catalog_store::hooks::{Breakpoint, HookFuture, Hooks, Injected};
-use catalog_store::{ItemInput, JobId, ProjectId, Runner, RunnerConfig, Store, StoreConfig, StoreError};
+use catalog_store::{EventFilter, ItemInput, JobId, ProjectId, Runner, RunnerConfig, Store, StoreConfig, StoreError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -165,7 +165,7 @@ async fn small_deletes_of_a_catalog_are_applied_together_each_with_its_own_count
     let r = runner(s, "r", 1000);
     assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
     assert_eq!(r.process_one().await.unwrap(), None, "one claim applied all five");
-    for id in jobs {
+    for &id in &jobs {
         let done = outcome(s, p, id).await;
         assert_eq!(
             (done.status, done.total, done.completed, done.failed, done.cursor),
@@ -174,6 +174,29 @@ async fn small_deletes_of_a_catalog_are_applied_together_each_with_its_own_count
         assert_eq!(done.attempt, 1);
     }
     assert_eq!(item_count(db).await, 55);
+    each_reports_its_own_start_and_end(s, p, &jobs).await;
+}
+
+/// Each of `jobs`, applied in one batch, reports its own events (docs/EVENTS.md), as if it had run
+/// alone in one chunk: created, started (running, nothing done yet), completed with its counts.
+async fn each_reports_its_own_start_and_end(store: &Store, p: ProjectId, jobs: &[JobId]) {
+    store.latest_event_id().await.unwrap();
+    for id in jobs {
+        let filter = EventFilter { job: Some(*id), ..EventFilter::default() };
+        let events = store.events_after(p, 0, &filter, 100).await.unwrap();
+        let seen: Vec<(&str, JobStatus, u64)> =
+            events.iter().map(|e| (e.event_type.as_str(), e.job.status, e.job.completed_count)).collect();
+        let total = job(store, p, *id).await.total_count;
+        assert_eq!(
+            seen,
+            [
+                ("job.created", JobStatus::Queued, 0),
+                ("job.started", JobStatus::Running, 0),
+                ("job.completed", JobStatus::Completed, total)
+            ],
+            "job {id}"
+        );
+    }
 }
 
 /// A batch's delete also deletes the items' category memberships (one statement on PostgreSQL,
