@@ -39,7 +39,8 @@ pub enum Breakpoint {
         job: JobId,
     },
     /// A batch led by `job` has written everything (data, errors, the leader's checkpoint, the
-    /// followers' ends) in its open transaction and is about to commit.
+    /// followers' ends) in its open transaction and is about to commit. (A batch of item deletes
+    /// on PostgreSQL is one statement: it has no such point, nor `ChunkWritten`.)
     BatchWritten {
         /// The leading job.
         job: JobId,

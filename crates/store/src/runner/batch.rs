@@ -11,18 +11,24 @@
 //!   that waits for the commit (PostgreSQL's row lock, SQLite's write lock) and finds the job
 //!   finished;
 //! - at most one job of a catalog is ever started and unfinished, as the order rule wants.
+//!
+//! On PostgreSQL a batch of item deletes is one autocommit statement instead
+//! (`Lease::delete_batch`), which keeps those rules: it locks every job of the batch before
+//! writing, and writes nothing unless all of them are as read.
 
 use super::apply::batch::{apply_batch, Member, MemberApplied};
 use super::apply::{Chunk, ChunkData, Isolation, Payload};
+use super::checkpoint::bind_checkpoint;
 use super::lease::Lease;
-use crate::db::{to_i64, with_db, Flavor, RowExt};
+use crate::db::{to_i64, with_db, Db, Flavor, RowExt};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
-use crate::idlist::IntList;
+use crate::idlist::{IdList, IntList};
 use crate::jobs::joined_payload;
 use crate::model::JobId;
 use catalog_domain::autobatch::{autobatch, BatchLimits, Family, Leader, Waiting};
 use catalog_domain::{JobEvent, JobKind, JobState, JobStatus};
+use sqlx::{PgPool, Row};
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -121,6 +127,14 @@ impl Lease {
         now: i64,
         isolation: Isolation,
     ) -> Result<Option<BatchCommitted>, StoreError> {
+        if isolation == Isolation::Off && Family::of(self.kind) == Some(Family::DeleteItems) {
+            if let (Db::Pg(pool), Some(statement)) = (self.runner.store.db(), &self.runner.sql.batch.delete_batch) {
+                match self.delete_batch(pool, statement, inputs.clone(), followers, now).await? {
+                    OneStatement::Done(committed) => return Ok(committed),
+                    OneStatement::FollowerLeft => {}
+                }
+            }
+        }
         let runner = self.runner.clone();
         let store = &runner.store;
         let sql = &runner.sql;
@@ -138,7 +152,7 @@ impl Lease {
         let ids: Vec<i64> = followers.iter().map(|f| f.job_id.0).collect();
         with_db!(store.db(), pool => {
             let mut tx = pool.begin_write(&runner.turns).await?;
-            let live = tx.job_ids(sql.batch.lock_waiting, ids).await?;
+            let live = tx.job_ids(&sql.batch.lock_waiting, ids).await?;
             // A job cancelled since it was read is no longer in the catalog's order: the batch
             // goes on without it.
             let joined: Vec<&Follower> = followers.iter().filter(|f| live.contains(&f.job_id.0)).collect();
@@ -163,7 +177,7 @@ impl Lease {
                 ends.push((follower.job_id.0, end.status.as_str(), to_i64(end.completed_count), to_i64(end.failed_count)));
             }
             let rows = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let finished = tx.finish_jobs(sql.batch.finish, rows, now, expires_at).await?;
+            let finished = tx.finish_jobs(&sql.batch.finish, rows, now, expires_at).await?;
             if finished != joined.len() as u64 {
                 // The rows were locked (or the write lock held) since they were read: a bug.
                 tx.rollback().await?;
@@ -174,12 +188,94 @@ impl Lease {
             }
             store.hook(Breakpoint::BatchWritten { job: self.job_id }).await?;
             tx.commit().await?;
-            tracing::debug!(job = self.job_id.0, joined = joined.len(), "applied a batch");
-            metrics::histogram!("catalogd_runner_batch_jobs").record((1 + joined.len()) as f64);
-            metrics::histogram!("catalogd_runner_batch_inputs").record((inputs.len() + joined.iter().map(|f| f.payload.len()).sum::<usize>()) as f64);
+            applied_a_batch(self.job_id, inputs.len(), &joined);
             Ok(Some(BatchCommitted { leader: (next, inputs.end), followers_processed }))
         })
     }
+
+    /// A batch of item deletes on PostgreSQL in one statement (`postgres::delete_batch`): every
+    /// input is done (deleting an item that is not there counts as done), so each job's end is
+    /// known before the statement.
+    async fn delete_batch(
+        &self,
+        pool: &PgPool,
+        statement: &str,
+        inputs: Range<usize>,
+        followers: &[Follower],
+        now: i64,
+    ) -> Result<OneStatement, StoreError> {
+        let members = std::iter::once((&self.payload, inputs.clone()))
+            .chain(followers.iter().map(|f| (&f.payload, 0..f.payload.len())));
+        let mut ids: Vec<&str> = Vec::new();
+        for (payload, range) in members {
+            let Payload::Ids(list) = payload else {
+                return Err(StoreError::Corrupt(format!(
+                    "a job without ids in job {}'s batch of deletes",
+                    self.job_id.0
+                )));
+            };
+            ids.extend(list.get(range).unwrap_or_default().iter().map(String::as_str));
+        }
+        // In key order, as the transaction's delete goes: neighbouring ids share index pages.
+        ids.sort_unstable();
+        ids.dedup();
+        let next = self.after_chunk(inputs.len() as u64, 0, true)?;
+        let row = self.checkpoint_row(&next, inputs.end, now);
+        let mut ends = Vec::with_capacity(followers.len());
+        let mut followers_processed = 0;
+        for follower in followers {
+            let end = follower.end(&MemberApplied { completed: follower.payload.len() as u64, failed: Vec::new() })?;
+            followers_processed += end.processed();
+            ends.push((follower.job_id.0, end.status.as_str(), to_i64(end.completed_count), to_i64(end.failed_count)));
+        }
+        let ends = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let expires_at = now.saturating_add(self.runner.store.config().retention_ms);
+        let outcome = bind_checkpoint!(sqlx::query(statement), &row)
+            .bind(self.catalog_id.unwrap_or_default())
+            .bind(IdList(ids.into_iter().map(str::to_owned).collect()))
+            .bind(ends)
+            .bind(expires_at)
+            .fetch_one(pool)
+            .await?;
+        if !outcome.try_get::<bool, _>("leader")? {
+            return Ok(OneStatement::Done(None));
+        }
+        if !outcome.try_get::<bool, _>("go")? {
+            return Ok(OneStatement::FollowerLeft);
+        }
+        let (finished, checkpointed) =
+            (outcome.try_get::<i64, _>("finished")?, outcome.try_get::<i64, _>("checkpointed")?);
+        if checkpointed != 1 || finished != to_i64(followers.len() as u64) {
+            // Every row was locked before anything was written: a bug.
+            return Err(StoreError::Corrupt(format!(
+                "job {}'s batch of deletes checkpointed {checkpointed} leader and finished {finished} of its {} other jobs",
+                self.job_id.0,
+                followers.len()
+            )));
+        }
+        let joined: Vec<&Follower> = followers.iter().collect();
+        applied_a_batch(self.job_id, inputs.len(), &joined);
+        Ok(OneStatement::Done(Some(BatchCommitted { leader: (next, inputs.end), followers_processed })))
+    }
+}
+
+/// What [`Lease::delete_batch`]'s statement did.
+enum OneStatement {
+    /// What [`Lease::batch_chunk`] answers: the batch committed, or (`None`) the leader's
+    /// checkpoint matched nothing and nothing was written.
+    Done(Option<BatchCommitted>),
+    /// A job that joined was cancelled since it was read: nothing was written, and the batch is
+    /// applied in a transaction, without it.
+    FollowerLeft,
+}
+
+/// Logs and measures a committed batch: the leader's chunk of `leader_inputs` and the jobs that
+/// `joined` it.
+fn applied_a_batch(leader: JobId, leader_inputs: usize, joined: &[&Follower]) {
+    tracing::debug!(job = leader.0, joined = joined.len(), "applied a batch");
+    metrics::histogram!("catalogd_runner_batch_jobs").record((1 + joined.len()) as f64);
+    let inputs = leader_inputs + joined.iter().map(|f| f.payload.len()).sum::<usize>();
+    metrics::histogram!("catalogd_runner_batch_inputs").record(inputs as f64);
 }
 
 /// A due job behind the leader, as the batch's first query reads it.

@@ -14,11 +14,14 @@ pub(crate) struct BatchStatements {
     pub payloads: &'static str,
     /// Of jobs `$1`, the ids still waiting and not cancelled; on PostgreSQL their rows are locked
     /// until the batch commits, so a cancel waits for the batch and then finds the job finished.
-    pub lock_waiting: &'static str,
+    pub lock_waiting: String,
     /// Finishes the batch's other jobs: `$1` a JSON array of `[id, status, completed, failed]`
     /// (the cursor moves to the end), `$2` now, `$3` when they expire. Each job is started and
     /// finished at `$2` with one attempt, as if claimed and applied in one chunk.
-    pub finish: &'static str,
+    pub finish: String,
+    /// PostgreSQL: a whole batch of item deletes as one autocommit statement (see
+    /// `postgres::delete_batch`); none on SQLite, where a batch holds the one write lock anyway.
+    pub delete_batch: Option<String>,
 }
 
 impl BatchStatements {
@@ -43,8 +46,9 @@ impl BatchStatements {
                  ORDER BY {due}, id LIMIT $3"
             ),
             payloads: if pg { PG_PAYLOADS } else { SQLITE_PAYLOADS },
-            lock_waiting: if pg { PG_LOCK_WAITING } else { SQLITE_LOCK_WAITING },
-            finish: if pg { PG_FINISH } else { SQLITE_FINISH },
+            lock_waiting: if pg { pg_lock_waiting() } else { SQLITE_LOCK_WAITING.to_owned() },
+            finish: if pg { pg_finish() } else { SQLITE_FINISH.to_owned() },
+            delete_batch: pg.then(postgres::delete_batch),
         }
     }
 }
@@ -57,11 +61,17 @@ const SQLITE_PAYLOADS: &str = "SELECT job_id, 0 AS part, payload FROM job_payloa
      UNION ALL SELECT job_id, part, payload FROM job_payload_parts WHERE job_id IN (SELECT value FROM json_each($1))
      ORDER BY job_id, part";
 
-/// `status || ''` keeps the planner on the primary key, as `+status` does SQLite's (see
-/// [`PG_FINISH`]).
-const PG_LOCK_WAITING: &str = "SELECT id FROM jobs
-     WHERE id = ANY($1) AND status || '' IN ('queued', 'scheduled') AND started_at IS NULL AND cancel_requested = 0
-     ORDER BY id FOR UPDATE";
+/// PostgreSQL: which rows of `jobs` are still waiting to start and not cancelled. `status || ''`
+/// keeps the planner on the primary key, as `+status` does SQLite's: on a plain `status`,
+/// PostgreSQL read every waiting job through `jobs_waiting` and matched each against every row of
+/// the list (measured: the finish ran for most of a batch's time with 1,160 jobs waiting); now one
+/// primary-key lookup per job.
+pub(super) const PG_STILL_WAITING: &str =
+    "jobs.status || '' IN ('queued', 'scheduled') AND jobs.started_at IS NULL AND jobs.cancel_requested = 0";
+
+fn pg_lock_waiting() -> String {
+    format!("SELECT id FROM jobs WHERE id = ANY($1) AND {PG_STILL_WAITING} ORDER BY id FOR UPDATE")
+}
 
 /// The batch holds SQLite's write lock: what it reads stays true until it commits. (`+status`
 /// keeps SQLite's planner on the primary key: through `jobs_queue` it would walk every queued job.)
@@ -69,23 +79,34 @@ const SQLITE_LOCK_WAITING: &str = "SELECT id FROM jobs
      WHERE id IN (SELECT value FROM json_each($1)) AND +status IN ('queued', 'scheduled') AND started_at IS NULL
        AND cancel_requested = 0";
 
-/// `jobs.status || ''`: on a plain `status`, PostgreSQL read every waiting job through
-/// `jobs_waiting` and matched each against every row of `$1` (measured: the statement ran for most
-/// of a batch's time with 1,160 jobs waiting); now one primary-key lookup per job.
-///
-/// The rows are read out of the JSON once (`f`, materialized), and `jobs.id = ANY(...)` lets the
-/// planner reach the jobs by their key whatever it believes of `jobs`: with the statistics of a
-/// young table (it guessed one job left after the filters) it scanned every job and, for each, ran
-/// through the JSON again (measured: 125–235 ms per batch of 200 with 4,000 jobs stored).
-const PG_FINISH: &str = "WITH f AS MATERIALIZED (
-         SELECT (e->>0)::bigint AS id, e->>1 AS status, (e->>2)::bigint AS completed, (e->>3)::bigint AS failed
-         FROM json_array_elements($1::json) e)
-     UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
-         completed_count = f.completed, failed_count = f.failed, started_at = $2, updated_at = $2,
-         finished_at = $2, expires_at = $3, lease_owner = NULL, lease_expires_at = NULL
-     FROM f
-     WHERE jobs.id = f.id AND jobs.id = ANY(ARRAY(SELECT id FROM f))
-       AND jobs.status || '' IN ('queued', 'scheduled') AND jobs.started_at IS NULL AND jobs.cancel_requested = 0";
+/// PostgreSQL's finish: the followers' rows are read out of the JSON once (`f`, materialized).
+fn pg_finish() -> String {
+    format!("WITH f AS MATERIALIZED ({}) {}", pg_finish_rows("$1"), pg_finish_jobs("$2", "$3", PG_STILL_WAITING))
+}
+
+/// PostgreSQL: the rows of the JSON array `json` of [`BatchStatements::finish`], as `id`,
+/// `status`, `completed`, `failed`.
+pub(super) fn pg_finish_rows(json: &str) -> String {
+    format!(
+        "SELECT (e->>0)::bigint AS id, e->>1 AS status, (e->>2)::bigint AS completed, (e->>3)::bigint AS failed
+         FROM json_array_elements({json}::json) e"
+    )
+}
+
+/// PostgreSQL: finishes the jobs of `f` (rows of [`pg_finish_rows`]) for which `condition` holds,
+/// at `now`, to expire at `expires`. `jobs.id = ANY(...)` lets the planner reach the jobs by their
+/// key whatever it believes of `jobs`: with the statistics of a young table (it guessed one job
+/// left after the filters) it scanned every job and, for each, ran through the JSON again
+/// (measured: 125–235 ms per batch of 200 with 4,000 jobs stored).
+pub(super) fn pg_finish_jobs(now: &str, expires: &str, condition: &str) -> String {
+    format!(
+        "UPDATE jobs SET status = f.status, attempt = jobs.attempt + 1, cursor = jobs.total_count,
+             completed_count = f.completed, failed_count = f.failed, started_at = {now}, updated_at = {now},
+             finished_at = {now}, expires_at = {expires}, lease_owner = NULL, lease_expires_at = NULL
+         FROM f
+         WHERE jobs.id = f.id AND jobs.id = ANY(ARRAY(SELECT id FROM f)) AND {condition}"
+    )
+}
 
 /// `+jobs.status`: as in [`SQLITE_LOCK_WAITING`], one primary-key lookup per job rather than a walk
 /// through every queued job (measured: 67 ms against 0.6 ms for 20 jobs with 3,000 queued).
