@@ -51,8 +51,16 @@ impl Runner {
                 chained = self.work_on(lease, &stop).await;
                 continue;
             }
+            let found_nothing = tokio::time::Instant::now();
             tokio::select! {
-                _ = &mut woken => {}
+                _ = &mut woken => {
+                    // Woken soon after finding nothing: wait out the gap, so that a stream of
+                    // wakes costs one claim per gap (see `RunnerConfig::idle_claim_gap`).
+                    tokio::select! {
+                        () = tokio::time::sleep_until(found_nothing + self.config.idle_claim_gap) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
                 _ = tokio::time::sleep(self.config.poll_interval) => {}
                 _ = stop.changed() => {}
             }
