@@ -135,8 +135,9 @@ pub(super) fn delete_and_checkpoint() -> String {
 
 /// A batch of item deletes (`runner/batch.rs`) as ONE autocommit statement: the leading job's
 /// last chunk and every job that joined it, so that 200 small jobs cost one round trip, as a raw
-/// delete does (in a transaction of its own statements, the round trips and the second firing of
-/// the job triggers cost a 10,000-id batch about a fifth of its time).
+/// delete does. As a transaction the batch took five round trips more and fired the jobs'
+/// triggers twice; under a load that keeps both cores busy each round trip waits for one, and the
+/// runner fell behind the requests it was given (docs/PERFORMANCE.md, "Sustained load").
 ///
 /// `job` locks the leader's row only if [`delete_and_checkpoint`]'s guard holds; `live` locks the
 /// followers still waiting and not cancelled. Only when both hold for every job (`go`) do the
