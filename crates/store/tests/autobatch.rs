@@ -106,12 +106,19 @@ async fn delete(store: &Store, p: ProjectId, catalog: &str, range: std::ops::Ran
     store.bulk_delete_items(p, catalog, Dialect::Native, ids(range), &opts()).await.unwrap().job.unwrap().id
 }
 
-/// A catalog `c` of project `name` with `items` items and one 10-id delete job per ten of them,
-/// queued through `hs`. The items are seeded without the hooks: the seed's own chunks must not stop.
-async fn deletes_to_batch(db: &TestDb, hs: &Store, name: &str, items: usize) -> (ProjectId, Vec<JobId>) {
+/// Project `name` with a catalog `c` of `items` items, seeded without the hooks of the store under
+/// test.
+async fn seeded(db: &TestDb, name: &str, items: usize) -> ProjectId {
     let p = project(&db.store, name).await;
     db.store.create_catalog(p, "c", None).await.unwrap();
     seed(&db.store, p, "c", items).await;
+    p
+}
+
+/// A catalog `c` of project `name` with `items` items and one 10-id delete job per ten of them,
+/// queued through `hs`. The items are seeded without the hooks: the seed's own chunks must not stop.
+async fn deletes_to_batch(db: &TestDb, hs: &Store, name: &str, items: usize) -> (ProjectId, Vec<JobId>) {
+    let p = seeded(db, name, items).await;
     let mut jobs = Vec::new();
     for start in (0..items).step_by(10) {
         jobs.push(delete(hs, p, "c", start..start + 10).await);
@@ -124,9 +131,7 @@ async fn deletes_to_batch(db: &TestDb, hs: &Store, name: &str, items: usize) -> 
 /// batch's transaction stop (a batch of deletes on PostgreSQL is one statement, with no point
 /// inside).
 async fn upserts_to_batch(db: &TestDb, hs: &Store, name: &str, items: usize) -> (ProjectId, Vec<JobId>) {
-    let p = project(&db.store, name).await;
-    db.store.create_catalog(p, "c", None).await.unwrap();
-    seed(&db.store, p, "c", items).await;
+    let p = seeded(db, name, items).await;
     let mut jobs = Vec::new();
     for start in (0..items).step_by(10) {
         let upsert = (start..start + 10).map(|i| item(&format!("item-{i:05}"), json!({ "v": 1 }))).collect();

@@ -168,15 +168,11 @@ impl Lease {
                 tx.rollback().await?;
                 return Ok(None);
             }
-            let mut ends = Vec::with_capacity(joined.len());
-            let mut followers_processed = 0;
-            for (follower, done) in joined.iter().zip(applied) {
+            let applied: Vec<MemberApplied> = applied.collect();
+            for (follower, done) in joined.iter().zip(&applied) {
                 tx.record_errors(sql, follower.job_id.0, &done.failed).await?;
-                let end = follower.end(&done)?;
-                followers_processed += end.processed();
-                ends.push((follower.job_id.0, end.status.as_str(), to_i64(end.completed_count), to_i64(end.failed_count)));
             }
-            let rows = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let (rows, followers_processed) = ends_of(joined.iter().copied().zip(&applied))?;
             let finished = tx.finish_jobs(&sql.batch.finish, rows, now, expires_at).await?;
             if finished != joined.len() as u64 {
                 // The rows were locked (or the write lock held) since they were read: a bug.
@@ -188,7 +184,7 @@ impl Lease {
             }
             store.hook(Breakpoint::BatchWritten { job: self.job_id }).await?;
             tx.commit().await?;
-            applied_a_batch(self.job_id, inputs.len(), &joined);
+            applied_a_batch(self.job_id, inputs.len(), joined.iter().copied());
             Ok(Some(BatchCommitted { leader: (next, inputs.end), followers_processed }))
         })
     }
@@ -221,14 +217,9 @@ impl Lease {
         ids.dedup();
         let next = self.after_chunk(inputs.len() as u64, 0, true)?;
         let row = self.checkpoint_row(&next, inputs.end, now);
-        let mut ends = Vec::with_capacity(followers.len());
-        let mut followers_processed = 0;
-        for follower in followers {
-            let end = follower.end(&MemberApplied { completed: follower.payload.len() as u64, failed: Vec::new() })?;
-            followers_processed += end.processed();
-            ends.push((follower.job_id.0, end.status.as_str(), to_i64(end.completed_count), to_i64(end.failed_count)));
-        }
-        let ends = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let done: Vec<MemberApplied> =
+            followers.iter().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
+        let (ends, followers_processed) = ends_of(followers.iter().zip(&done))?;
         let expires_at = now.saturating_add(self.runner.store.config().retention_ms);
         let outcome = bind_checkpoint!(sqlx::query(statement), &row)
             .bind(self.catalog_id.unwrap_or_default())
@@ -253,8 +244,7 @@ impl Lease {
                 followers.len()
             )));
         }
-        let joined: Vec<&Follower> = followers.iter().collect();
-        applied_a_batch(self.job_id, inputs.len(), &joined);
+        applied_a_batch(self.job_id, inputs.len(), followers.iter());
         Ok(OneStatement::Done(Some(BatchCommitted { leader: (next, inputs.end), followers_processed })))
     }
 }
@@ -269,12 +259,27 @@ enum OneStatement {
     FollowerLeft,
 }
 
+/// The followers' ends, each as the batch `done` it, in the JSON the finish statements read
+/// (`[id, status, completed, failed]` per job), and the inputs they processed together.
+fn ends_of<'a>(done: impl Iterator<Item = (&'a Follower, &'a MemberApplied)>) -> Result<(String, u64), StoreError> {
+    let mut ends = Vec::new();
+    let mut processed = 0;
+    for (follower, applied) in done {
+        let end = follower.end(applied)?;
+        processed += end.processed();
+        ends.push((follower.job_id.0, end.status.as_str(), to_i64(end.completed_count), to_i64(end.failed_count)));
+    }
+    let ends = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((ends, processed))
+}
+
 /// Logs and measures a committed batch: the leader's chunk of `leader_inputs` and the jobs that
 /// `joined` it.
-fn applied_a_batch(leader: JobId, leader_inputs: usize, joined: &[&Follower]) {
-    tracing::debug!(job = leader.0, joined = joined.len(), "applied a batch");
-    metrics::histogram!("catalogd_runner_batch_jobs").record((1 + joined.len()) as f64);
-    let inputs = leader_inputs + joined.iter().map(|f| f.payload.len()).sum::<usize>();
+fn applied_a_batch<'a>(leader: JobId, leader_inputs: usize, joined: impl ExactSizeIterator<Item = &'a Follower>) {
+    let jobs = 1 + joined.len();
+    let inputs = leader_inputs + joined.map(|f| f.payload.len()).sum::<usize>();
+    tracing::debug!(job = leader.0, joined = jobs - 1, "applied a batch");
+    metrics::histogram!("catalogd_runner_batch_jobs").record(jobs as f64);
     metrics::histogram!("catalogd_runner_batch_inputs").record(inputs as f64);
 }
 

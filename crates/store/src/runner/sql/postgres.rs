@@ -110,26 +110,41 @@ fn claim_from(with: &str, catalogs_with_work: &str) -> String {
 /// running, no cancel, catalog alive and share-locked); the deletes and the update act only when it
 /// does, so a statement whose guard fails changes nothing. `$14` is this transaction's
 /// synchronous_commit (only a job's last chunk waits for the WAL flush); the CTE is materialized so
-/// it runs before the commit. The ids are read through [`opaque_list_pg`], as every list of ids
-/// is (see `idlist::in_list`).
+/// it runs before the commit.
 pub(super) fn delete_and_checkpoint() -> String {
     format!(
         "WITH commit_mode AS MATERIALIZED (SELECT set_config('synchronous_commit', $14, true) AS v),
-              job AS MATERIALIZED (
-                  SELECT id FROM jobs
-                  WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0
-                    AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE)
-                    AND (SELECT v FROM commit_mode) IS NOT NULL
-                  FOR UPDATE),
-              members AS (DELETE FROM category_items
-                          WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job)
-                            AND {has_members}),
-              gone AS (DELETE FROM items
-                       WHERE catalog_id = $12 AND item_id = ANY({ids}) AND EXISTS (SELECT 1 FROM job))
+              {job},
+              {deletes}
          {checkpoint} AND id IN (SELECT id FROM job)",
+        job = locked_job("AND (SELECT v FROM commit_mode) IS NOT NULL"),
+        deletes = item_deletes("EXISTS (SELECT 1 FROM job)"),
+        checkpoint = checkpoint_sql(true, false)
+    )
+}
+
+/// The CTE `job`: the row of job `$1`, locked, only while the checkpoint's guard holds (attempt
+/// `$2`, cursor `$11`, running, no cancel, catalog `$12` alive and share-locked) and `also` does.
+fn locked_job(also: &str) -> String {
+    format!(
+        "job AS MATERIALIZED (
+             SELECT id FROM jobs
+             WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0
+               AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE) {also}
+             FOR UPDATE)"
+    )
+}
+
+/// The CTEs `members` and `gone`: delete the items `$13` of the catalog `$12`, and their category
+/// memberships, when `condition` holds. The ids are read through [`opaque_list_pg`], as every list
+/// of ids is (see `idlist::in_list`).
+fn item_deletes(condition: &str) -> String {
+    format!(
+        "members AS (DELETE FROM category_items
+                     WHERE catalog_id = $12 AND item_id = ANY({ids}) AND {condition} AND {has_members}),
+         gone AS (DELETE FROM items WHERE catalog_id = $12 AND item_id = ANY({ids}) AND {condition})",
         ids = opaque_list_pg("$13"),
         has_members = catalog_has_members("$12"),
-        checkpoint = checkpoint_sql(true, false)
     )
 }
 
@@ -139,7 +154,7 @@ pub(super) fn delete_and_checkpoint() -> String {
 /// triggers twice; under a load that keeps both cores busy each round trip waits for one, and the
 /// runner fell behind the requests it was given (docs/PERFORMANCE.md, "Sustained load").
 ///
-/// `job` locks the leader's row only if [`delete_and_checkpoint`]'s guard holds; `live` locks the
+/// `job` locks the leader's row only if the checkpoint's guard holds ([`locked_job`]); `live` locks the
 /// followers still waiting and not cancelled. Only when both hold for every job (`go`) do the
 /// deletes, the followers' finish and the leader's checkpoint act, so a statement that finds a
 /// follower cancelled since it was read, or the leader's lease lost, changes nothing: the runner
@@ -151,14 +166,9 @@ pub(super) fn delete_and_checkpoint() -> String {
 /// `$15` when the followers expire. Answers `go`, `leader` (the leader's guard held),
 /// `finished` (followers finished) and `checkpointed`.
 pub(super) fn delete_batch() -> String {
-    let ids = opaque_list_pg("$13");
     let go = "(SELECT go FROM go)";
     format!(
-        "WITH job AS MATERIALIZED (
-                  SELECT id FROM jobs
-                  WHERE id = $1 AND attempt = $2 AND cursor = $11 AND status = 'running' AND cancel_requested = 0
-                    AND EXISTS (SELECT 1 FROM catalogs WHERE id = $12 AND deleted_at IS NULL FOR SHARE)
-                  FOR UPDATE),
+        "WITH {job},
               f AS MATERIALIZED ({rows}),
               live AS MATERIALIZED (
                   SELECT jobs.id FROM jobs
@@ -166,15 +176,14 @@ pub(super) fn delete_batch() -> String {
                   ORDER BY jobs.id FOR UPDATE),
               go AS MATERIALIZED (
                   SELECT EXISTS (SELECT 1 FROM job) AND (SELECT COUNT(*) FROM live) = (SELECT COUNT(*) FROM f) AS go),
-              members AS (DELETE FROM category_items
-                          WHERE catalog_id = $12 AND item_id = ANY({ids}) AND {go} AND {has_members}),
-              gone AS (DELETE FROM items WHERE catalog_id = $12 AND item_id = ANY({ids}) AND {go}),
+              {deletes},
               finished AS ({finish} RETURNING jobs.id),
               checkpointed AS ({checkpoint} AND id IN (SELECT id FROM job) AND {go} RETURNING id)
          SELECT {go} AS go, EXISTS (SELECT 1 FROM job) AS leader,
                 (SELECT COUNT(*) FROM finished) AS finished, (SELECT COUNT(*) FROM checkpointed) AS checkpointed",
+        job = locked_job(""),
         rows = pg_finish_rows("$14"),
-        has_members = catalog_has_members("$12"),
+        deletes = item_deletes(go),
         finish =
             pg_finish_jobs("$7", "$15", &format!("{PG_STILL_WAITING} AND jobs.id IN (SELECT id FROM live) AND {go}")),
         checkpoint = checkpoint_sql(true, false)
