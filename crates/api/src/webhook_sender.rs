@@ -111,7 +111,9 @@ async fn step(
     in_flight: &mut JoinSet<()>,
     fanned_out: &mut Option<i64>,
 ) -> Result<(), StoreError> {
-    let latest = store.latest_event_id().await?;
+    // Not `latest_event_id`: that would wait for the transactions writing events now; their events
+    // are fanned out at a later step.
+    let latest = store.readable_event_horizon().await?;
     if fanned_out.is_none_or(|done| latest > done) {
         store.fan_out_deliveries(latest, now_ms()).await?;
         *fanned_out = Some(latest);

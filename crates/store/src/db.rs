@@ -54,6 +54,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (14, include_str!("../migrations/postgres/0014_events.sql")),
     (15, include_str!("../migrations/postgres/0015_event_costs.sql")),
     (16, include_str!("../migrations/postgres/0016_payload_compression.sql")),
+    (17, include_str!("../migrations/postgres/0017_event_ids_at_insert.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

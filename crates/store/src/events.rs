@@ -2,10 +2,11 @@
 //! that tells streams and the webhook sender that new events are readable. Semantics:
 //! docs/EVENTS.md.
 //!
-//! An event's id is its place in the project's stream. On SQLite it is given at insert (one writer:
-//! ids commit in order). On PostgreSQL it is given after commit by `catalogd_sequence_events()`,
-//! one run at a time, to committed events only, so an event never becomes readable below an id a
-//! reader has already passed (see the migration).
+//! An event's id is its place in the project's stream, given at insert. On SQLite ids commit in
+//! order (one writer). On PostgreSQL a transaction may commit after another whose ids are higher,
+//! so readers read only up to a horizon below which every event has committed or rolled back
+//! (`catalogd_event_horizon()`, migration 0017): an event never becomes readable below an id a
+//! reader has already passed.
 
 use crate::db::{count, with_db, Db, RowExt};
 use crate::error::StoreError;
@@ -108,6 +109,11 @@ enum Arg {
 #[derive(Debug, Default)]
 pub(crate) struct EventSignal {
     sender: std::sync::OnceLock<watch::Sender<i64>>,
+    /// PostgreSQL: the highest horizon this process has read. Every horizon stays one (what has
+    /// committed or rolled back below it stays so), but a later read of the lock table may answer
+    /// a lower one; answering the highest keeps a reader that moved past one horizon from reading
+    /// below the next with a lower bound.
+    horizon: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -141,6 +147,12 @@ impl Store {
             clauses.push(format!("e.status IN ({})", list.join(", ")));
         }
         let limit = limit.clamp(1, MAX_EVENTS_PER_READ);
+        if matches!(self.db(), Db::Pg(_)) {
+            // Read first, in a statement of its own: the read below must see every commit the
+            // horizon counted (see the migration).
+            let horizon = self.readable_event_horizon().await?;
+            clauses.push(format!("e.id <= {}", arg(Arg::Int(horizon))));
+        }
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE {} ORDER BY e.id LIMIT {limit}",
             clauses.join(" AND ")
@@ -158,36 +170,29 @@ impl Store {
         })
     }
 
-    /// The highest event id readable now (0 when there is none): every event committed before the
-    /// call has an id at most this. On PostgreSQL this first gives ids to the committed events
-    /// that have none, waiting for a run of another process to end (see the module).
+    /// The highest event id given so far (0 when there is none), once every event up to it is
+    /// readable: every event committed before the call has an id at most this. On PostgreSQL this
+    /// waits for the transactions still writing events at or below it to end (see the module).
     pub async fn latest_event_id(&self) -> Result<i64, StoreError> {
-        self.sequence_events(true).await
-    }
-
-    /// Gives ids on PostgreSQL and answers the highest; with `wait` false, a process that finds
-    /// another sequencing answers what is given so far (the periodic poll: the other run's ids
-    /// reach it at its next poll).
-    async fn sequence_events(&self, wait: bool) -> Result<i64, StoreError> {
         match self.db() {
-            Db::Pg(pool) => {
-                let row = sqlx::query("SELECT catalogd_sequence_events($1) AS last").bind(wait).fetch_one(pool).await?;
-                row.int("last")
-            }
-            Db::Sqlite(pool) => {
-                let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM job_events").fetch_one(pool).await?;
-                row.int("last")
-            }
+            Db::Pg(pool) => sqlx::query("SELECT catalogd_latest_event_id() AS last").fetch_one(pool).await?.int("last"),
+            Db::Sqlite(_) => self.readable_event_horizon().await,
         }
     }
 
-    /// The highest event id readable now, without giving ids (see [`Store::latest_event_id`]):
-    /// every event up to it is readable by any later read.
+    /// The highest event id up to which every event is readable now, without waiting: any later
+    /// read sees every event at or below it that ever commits. On PostgreSQL a transaction still
+    /// writing events holds it below its own; within a process it never decreases.
     pub async fn readable_event_horizon(&self) -> Result<i64, StoreError> {
-        with_db!(self.db(), pool => {
-            let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM job_events").fetch_one(pool).await?;
-            row.int("last")
-        })
+        match self.db() {
+            Db::Pg(pool) => {
+                let read = sqlx::query("SELECT catalogd_event_horizon() AS last").fetch_one(pool).await?.int("last")?;
+                Ok(self.inner.events.horizon.fetch_max(read, std::sync::atomic::Ordering::SeqCst).max(read))
+            }
+            Db::Sqlite(pool) => {
+                sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM job_events").fetch_one(pool).await?.int("last")
+            }
+        }
     }
 
     /// A receiver of the highest readable event id of this database, updated every
@@ -224,7 +229,7 @@ async fn poll_events(inner: Weak<Inner>) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
         let store = Store { inner };
-        match store.sequence_events(false).await {
+        match store.readable_event_horizon().await {
             Ok(latest) => {
                 if let Some(sender) = store.inner.events.sender.get() {
                     sender.send_if_modified(|current| {

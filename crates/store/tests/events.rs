@@ -107,9 +107,9 @@ async fn events_are_purged_with_their_job(db: &TestDb) {
 }
 
 /// PostgreSQL: transaction A writes an event first and commits last; B's event, written later and
-/// committed meanwhile, is read first. A reader resuming after B's id must still get A's: with
-/// the insert order as the id, A's would sit below B's and be skipped. Both transactions are held
-/// open by the test itself, no sleeping.
+/// committed meanwhile, has the higher id. A reader that read B's and resumed after it would skip
+/// A's: so neither is readable while A is open (A holds the horizon below its event), and both are
+/// once it commits, in id order. Both transactions are held open by the test itself, no sleeping.
 async fn a_late_commit_is_never_skipped(db: &TestDb) {
     let s = &db.store;
     let p = project(s, "p").await;
@@ -128,7 +128,6 @@ async fn a_late_commit_is_never_skipped(db: &TestDb) {
 
     let mut collected = Vec::new();
     let mut read = async |store: &Store| {
-        store.latest_event_id().await.unwrap();
         let new = store.events_after(p, last, &EventFilter::default(), 500).await.unwrap();
         if let Some(e) = new.last() {
             last = e.id;
@@ -143,14 +142,12 @@ async fn a_late_commit_is_never_skipped(db: &TestDb) {
             let mut b = pool.begin().await.unwrap();
             sqlx::query(&cancel(second.id)).execute(&mut *b).await.unwrap();
             b.commit().await.unwrap();
-            assert_eq!(read(s).await, 1, "B's event is readable; A's is not committed");
-            // Runs of the sequencer while A stays open never move its low-water mark past A's
-            // event (migration 0015).
             for _ in 0..3 {
-                assert_eq!(read(s).await, 0);
+                assert_eq!(read(s).await, 0, "B's event is above A's, which is not committed");
             }
+            assert!(s.readable_event_horizon().await.unwrap() < db.scalar("SELECT last_value FROM job_event_id").await);
             a.commit().await.unwrap();
-            assert_eq!(read(s).await, 1, "A's event comes after B's id, not before it");
+            assert_eq!(read(s).await, 2, "A's event, then B's");
         }
         Raw::Sqlite(pool) => {
             // One writer: a second write transaction cannot even begin while the first is open,
@@ -172,11 +169,10 @@ async fn a_late_commit_is_never_skipped(db: &TestDb) {
     assert_eq!(all.len(), 4);
 }
 
-/// PostgreSQL: the sequencer looks only above a low-water mark (migration 0015). A transaction
-/// that wrote an event and rolled back leaves a gap in the positions; once it has ended the mark
-/// passes the gap, and events written after it are read as usual. On SQLite ids are given at
-/// insert: the same story holds trivially.
-async fn a_rolled_back_event_does_not_hold_the_sequencer(db: &TestDb) {
+/// PostgreSQL: a transaction that wrote an event and rolled back leaves a gap in the ids; once it
+/// has ended the horizon passes the gap, and events written after it are read as usual. On SQLite
+/// the same story holds trivially.
+async fn a_rolled_back_event_does_not_hold_readers(db: &TestDb) {
     let s = &db.store;
     let p = project(s, "p").await;
     s.create_catalog(p, "a", None).await.unwrap();
@@ -188,18 +184,10 @@ async fn a_rolled_back_event_does_not_hold_the_sequencer(db: &TestDb) {
         Raw::Pg(pool) => {
             let mut tx = pool.begin().await.unwrap();
             sqlx::query(&cancel).execute(&mut *tx).await.unwrap();
+            let gap = db.scalar("SELECT last_value FROM job_event_id").await;
+            assert!(s.readable_event_horizon().await.unwrap() < gap, "held below the open transaction's event");
             tx.rollback().await.unwrap();
-            // The rolled-back event took the position after the last committed one.
-            let gap = db.scalar("SELECT MAX(pos) + 1 FROM job_events").await;
-            // A run moves the mark to what an earlier run noted once every transaction running
-            // then has ended; transaction ids are the cluster's, so another test's open
-            // transaction may hold it for a few runs (no sleep: each run is a statement).
-            let mut runs = 0;
-            while db.scalar("SELECT low_pos FROM job_event_ids").await < gap && runs < 10_000 {
-                s.latest_event_id().await.unwrap();
-                runs += 1;
-            }
-            assert!(db.scalar("SELECT low_pos FROM job_event_ids").await >= gap, "the mark passed the gap");
+            assert!(s.readable_event_horizon().await.unwrap() >= gap, "the horizon passed the gap");
         }
         Raw::Sqlite(pool) => {
             let mut tx = pool.begin().await.unwrap();
@@ -209,6 +197,47 @@ async fn a_rolled_back_event_does_not_hold_the_sequencer(db: &TestDb) {
     }
     s.cancel_job(p, first.id).await.unwrap();
     assert_eq!(types(&all_events(s, p, &EventFilter::default()).await), ["job.created", "job.cancelled"]);
+}
+
+/// `latest_event_id` answers only once every event at or below its answer is readable: on
+/// PostgreSQL it waits for a transaction still writing one. The test sees it wait in the lock
+/// table (no sleeping), then commits the writer.
+async fn the_latest_event_id_waits_for_writers_below_it(db: &TestDb) {
+    let s = &db.store;
+    let p = project(s, "p").await;
+    s.create_catalog(p, "a", None).await.unwrap();
+    let job = s.bulk_delete_items(p, "a", Dialect::Native, ids(0..2), &opts()).await.unwrap().job.unwrap();
+    let before = s.latest_event_id().await.unwrap();
+    let Raw::Pg(pool) = &db.raw else {
+        // One writer: every event given an id has committed.
+        assert_eq!(before, db.scalar("SELECT MAX(id) FROM job_events").await);
+        return;
+    };
+    let mut open = pool.begin().await.unwrap();
+    sqlx::query(&format!(
+        "UPDATE jobs SET status = 'cancelled', finished_at = 1, updated_at = 1 WHERE id = {}",
+        job.id.0
+    ))
+    .execute(&mut *open)
+    .await
+    .unwrap();
+    let store = s.clone();
+    let latest = tokio::spawn(async move { store.latest_event_id().await.unwrap() });
+    let waiting = "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    let mut polls = 0;
+    while db.scalar(waiting).await == 0 {
+        polls += 1;
+        assert!(polls < 100_000, "latest_event_id never waited for the open writer");
+        tokio::task::yield_now().await;
+    }
+    assert!(!latest.is_finished());
+    open.commit().await.unwrap();
+    let latest = latest.await.unwrap();
+    assert!(latest > before);
+    let read = s.events_after(p, before, &EventFilter::default(), 500).await.unwrap();
+    assert_eq!(types(&read), ["job.cancelled"]);
+    assert_eq!(read[0].id, latest);
 }
 
 async fn webhooks_are_kept_per_project(db: &TestDb) {
@@ -305,7 +334,8 @@ conformance!(
     filters_and_projects_scope_the_events,
     events_are_purged_with_their_job,
     a_late_commit_is_never_skipped,
-    a_rolled_back_event_does_not_hold_the_sequencer,
+    a_rolled_back_event_does_not_hold_readers,
+    the_latest_event_id_waits_for_writers_below_it,
     webhooks_are_kept_per_project,
     deliveries_are_made_once_leased_retried_and_recorded,
 );
