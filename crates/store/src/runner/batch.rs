@@ -221,7 +221,11 @@ impl Lease {
             followers.iter().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
         let (ends, followers_processed) = ends_of(followers.iter().zip(&done))?;
         let expires_at = now.saturating_add(self.runner.store.config().retention_ms);
-        let outcome = bind_checkpoint!(sqlx::query(statement), &row)
+        // Planned at each run, with its values (not prepared): a plan kept from the first runs on a
+        // young database, when `jobs` held a few hundred rows, reached the jobs of a batch by a
+        // sequential scan and by `jobs_by_project` once it held 100,000 (163 ms and 406 ms of a
+        // 601 ms statement, seen with auto_explain; docs/PERFORMANCE.md, "Sustained load").
+        let outcome = bind_checkpoint!(sqlx::query(statement).persistent(false), &row)
             .bind(self.catalog_id.unwrap_or_default())
             .bind(IdList(ids.into_iter().map(str::to_owned).collect()))
             .bind(ends)
