@@ -9,7 +9,7 @@
 -- What keeps a reader from skipping a late commit: the id comes from `job_event_id` at insert, so
 -- a transaction may commit after another whose ids are higher. Readers therefore read only up to a
 -- horizon below which every event has committed or rolled back. Each statement that writes events
--- (the triggers below) first holds, until its transaction ends, a shared advisory lock keyed by
+-- (a statement on `jobs`) first holds, until its transaction ends, a shared advisory lock keyed by
 -- the sequence's last value as it reads it before taking its ids: every id it takes is above that
 -- key. `catalogd_event_horizon()` reads the sequence's last value, then the lock table: the
 -- horizon is that value, or the lowest key still held if lower. A writer not yet in the lock table
@@ -37,10 +37,19 @@ ALTER SEQUENCE job_event_id OWNED BY job_events.id;
 DROP FUNCTION catalogd_sequence_events(BOOLEAN);
 DROP TABLE job_event_ids;
 
--- Held by every statement that writes events, before it takes ids (see above).
-CREATE FUNCTION catalogd_hold_event_ids() RETURNS void LANGUAGE sql VOLATILE AS $$
-    SELECT pg_advisory_xact_lock_shared(-1 - last_value) FROM job_event_id
-$$;
+-- Held by every statement that may write events, before it takes ids (see above): a statement
+-- trigger that fires before the statement's rows change, so before the triggers of migrations
+-- 0014 and 0015 write its events at its end. An UPDATE that writes none (a lease renewal) holds
+-- it too: the lock costs less than finding out.
+CREATE FUNCTION catalogd_hold_event_ids() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(-1 - last_value) FROM job_event_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER job_events_hold_ids_insert BEFORE INSERT ON jobs
+FOR EACH STATEMENT EXECUTE FUNCTION catalogd_hold_event_ids();
+CREATE TRIGGER job_events_hold_ids_update BEFORE UPDATE ON jobs
+FOR EACH STATEMENT EXECUTE FUNCTION catalogd_hold_event_ids();
 
 -- The events' writers' keys in this database (negative bigint advisory locks: `classid` holds the
 -- high half, `objid` the low one), as the values they were taken at.
@@ -76,72 +85,4 @@ BEGIN
         PERFORM pg_advisory_xact_lock(-1 - key);
     END LOOP;
     RETURN given;
-END $$;
-
-CREATE OR REPLACE FUNCTION job_events_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM catalogd_hold_event_ids();
-    INSERT INTO job_events (project_id, job_id, type, status, total_count, completed_count, failed_count,
-                            updated_at, started_at, finished_at, expires_at)
-    SELECT project_id, id, 'job.created', status, total_count, completed_count, failed_count,
-           updated_at, started_at, finished_at, expires_at
-    FROM inserted ORDER BY id;
-    RETURN NULL;
-END $$;
-
--- As in migration 0015, with the lock first. It fires for every UPDATE of jobs (a statement-level
--- trigger cannot name columns), a lease renewal too: the lock costs less than finding out whether
--- the statement writes an event.
-CREATE OR REPLACE FUNCTION job_events_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM catalogd_hold_event_ids();
-    INSERT INTO job_events (project_id, job_id, type, status, total_count, completed_count, failed_count,
-                            updated_at, started_at, finished_at, expires_at)
-    SELECT c.project_id, c.id, e.type,
-           CASE WHEN e.ord = 1 THEN 'running' ELSE c.status END, c.total_count,
-           CASE WHEN e.ord = 1 THEN c.old_completed ELSE c.completed_count END,
-           CASE WHEN e.ord = 1 THEN c.old_failed ELSE c.failed_count END,
-           c.updated_at, c.started_at,
-           CASE WHEN e.ord = 1 THEN c.old_finished ELSE c.finished_at END,
-           CASE WHEN e.ord = 1 THEN c.old_expires ELSE c.expires_at END
-    FROM (
-        -- Each id is once in each table: every aggregate below reads exactly one row.
-        SELECT id,
-               max(project_id) FILTER (WHERE side = 1) AS project_id,
-               max(status) FILTER (WHERE side = 1) AS status,
-               max(status) FILTER (WHERE side = 0) AS old_status,
-               max(total_count) FILTER (WHERE side = 1) AS total_count,
-               max(completed_count) FILTER (WHERE side = 1) AS completed_count,
-               max(completed_count) FILTER (WHERE side = 0) AS old_completed,
-               max(failed_count) FILTER (WHERE side = 1) AS failed_count,
-               max(failed_count) FILTER (WHERE side = 0) AS old_failed,
-               max(updated_at) FILTER (WHERE side = 1) AS updated_at,
-               max(started_at) FILTER (WHERE side = 1) AS started_at,
-               bool_or(started_at IS NULL) FILTER (WHERE side = 0) AS old_unstarted,
-               max(finished_at) FILTER (WHERE side = 1) AS finished_at,
-               max(finished_at) FILTER (WHERE side = 0) AS old_finished,
-               max(expires_at) FILTER (WHERE side = 1) AS expires_at,
-               max(expires_at) FILTER (WHERE side = 0) AS old_expires
-        FROM (
-            SELECT 0 AS side, id, project_id, status, total_count, completed_count, failed_count,
-                   updated_at, started_at, finished_at, expires_at
-            FROM changed_old
-            UNION ALL
-            SELECT 1, id, project_id, status, total_count, completed_count, failed_count,
-                   updated_at, started_at, finished_at, expires_at
-            FROM changed_new
-        ) AS side_by_side
-        GROUP BY id
-    ) AS c
-    CROSS JOIN LATERAL (VALUES
-        (1, CASE WHEN c.old_unstarted AND c.started_at IS NOT NULL THEN 'job.started' END),
-        (2, CASE WHEN c.status IN ('completed', 'failed', 'cancelled') AND c.old_status <> c.status
-                 THEN 'job.' || c.status
-                 WHEN c.status = 'running' AND c.old_status = 'running'
-                      AND (c.old_completed <> c.completed_count OR c.old_failed <> c.failed_count)
-                 THEN 'job.progress' END)
-    ) AS e(ord, type)
-    WHERE e.type IS NOT NULL
-    ORDER BY c.id, e.ord;
-    RETURN NULL;
 END $$;
