@@ -34,6 +34,13 @@ SELECT setval('job_event_id', GREATEST((SELECT COALESCE(MAX(id), 0) FROM job_eve
 ALTER TABLE job_events ALTER COLUMN id SET DEFAULT nextval('job_event_id');
 ALTER SEQUENCE job_event_id OWNED BY job_events.id;
 
+-- `pos`, the insert order the sequencer numbered events by, goes with it: the id is that order
+-- now, and each event writes one index entry fewer. `id` (unique, never NULL) is the table's key;
+-- dropping the column drops its primary key and `job_events_by_job`, rebuilt on the id.
+ALTER TABLE job_events ALTER COLUMN id SET NOT NULL;
+ALTER TABLE job_events DROP COLUMN pos;
+CREATE INDEX job_events_by_job ON job_events (job_id, id);
+
 DROP FUNCTION catalogd_sequence_events(BOOLEAN);
 DROP TABLE job_event_ids;
 
