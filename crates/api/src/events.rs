@@ -314,7 +314,7 @@ impl Follow {
                     return None;
                 }
             };
-            match self.store.events_after(self.project, self.after, &self.filter, MAX_EVENTS_PER_READ).await {
+            match self.store.events_up_to(self.project, self.after, horizon, &self.filter, MAX_EVENTS_PER_READ).await {
                 Ok(events) if !events.is_empty() => {
                     self.pending.extend(events);
                     continue;

@@ -109,16 +109,12 @@ enum Arg {
 #[derive(Debug, Default)]
 pub(crate) struct EventSignal {
     sender: std::sync::OnceLock<watch::Sender<i64>>,
-    /// PostgreSQL: the highest horizon this process has read. Every horizon stays one (what has
-    /// committed or rolled back below it stays so), but a later read of the lock table may answer
-    /// a lower one; answering the highest keeps a reader that moved past one horizon from reading
-    /// below the next with a lower bound.
-    horizon: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
     /// The project's events after `after`, oldest first, at most `limit` (1 to
-    /// [`MAX_EVENTS_PER_READ`]) of them, that match `filter`.
+    /// [`MAX_EVENTS_PER_READ`]) of them, that match `filter`: those up to the horizon read first
+    /// ([`Store::readable_event_horizon`]).
     pub async fn events_after(
         &self,
         project: ProjectId,
@@ -126,8 +122,24 @@ impl Store {
         filter: &EventFilter,
         limit: u32,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut args = vec![Arg::Int(project.0), Arg::Int(after)];
-        let mut clauses = vec!["e.project_id = $1".to_owned(), "e.id > $2".to_owned()];
+        let horizon = self.readable_event_horizon().await?;
+        self.events_up_to(project, after, horizon, filter, limit).await
+    }
+
+    /// As [`Store::events_after`], for a caller that has read the horizon itself: the events after
+    /// `after` and at most `horizon`, which must come from [`Store::readable_event_horizon`] or
+    /// [`Store::latest_event_id`] in an earlier statement (on PostgreSQL, an event above it may
+    /// still be written below an id a reader has passed).
+    pub async fn events_up_to(
+        &self,
+        project: ProjectId,
+        after: i64,
+        horizon: i64,
+        filter: &EventFilter,
+        limit: u32,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut args = vec![Arg::Int(project.0), Arg::Int(after), Arg::Int(horizon)];
+        let mut clauses = vec!["e.project_id = $1".to_owned(), "e.id > $2".to_owned(), "e.id <= $3".to_owned()];
         let mut arg = |value: Arg| {
             args.push(value);
             format!("${}", args.len())
@@ -147,12 +159,6 @@ impl Store {
             clauses.push(format!("e.status IN ({})", list.join(", ")));
         }
         let limit = limit.clamp(1, MAX_EVENTS_PER_READ);
-        if matches!(self.db(), Db::Pg(_)) {
-            // Read first, in a statement of its own: the read below must see every commit the
-            // horizon counted (see the migration).
-            let horizon = self.readable_event_horizon().await?;
-            clauses.push(format!("e.id <= {}", arg(Arg::Int(horizon))));
-        }
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE {} ORDER BY e.id LIMIT {limit}",
             clauses.join(" AND ")
@@ -182,13 +188,12 @@ impl Store {
 
     /// The highest event id up to which every event is readable now, without waiting: any later
     /// read sees every event at or below it that ever commits. On PostgreSQL a transaction still
-    /// writing events holds it below its own; within a process it never decreases.
+    /// writing events holds it below its own, and a later answer may be lower than an earlier one
+    /// (a writer that read the sequence before it and took its lock after), never wrong: readers
+    /// keep the highest they have passed.
     pub async fn readable_event_horizon(&self) -> Result<i64, StoreError> {
         match self.db() {
-            Db::Pg(pool) => {
-                let read = sqlx::query("SELECT catalogd_event_horizon() AS last").fetch_one(pool).await?.int("last")?;
-                Ok(self.inner.events.horizon.fetch_max(read, std::sync::atomic::Ordering::SeqCst).max(read))
-            }
+            Db::Pg(pool) => sqlx::query("SELECT catalogd_event_horizon() AS last").fetch_one(pool).await?.int("last"),
             Db::Sqlite(pool) => {
                 sqlx::query("SELECT COALESCE(MAX(id), 0) AS last FROM job_events").fetch_one(pool).await?.int("last")
             }

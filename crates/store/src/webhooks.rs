@@ -278,8 +278,9 @@ impl Store {
     }
 
     /// Makes a delivery of every webhook for each readable event up to `latest` (an id from
-    /// [`Store::readable_event_horizon`] or [`Store::latest_event_id`]) that it subscribes to and has not had yet. Idempotent, and safe
-    /// to run in several processes at once. Returns the deliveries made.
+    /// [`Store::readable_event_horizon`] or [`Store::latest_event_id`]) that it subscribes to and
+    /// has not had yet. Idempotent, and safe to run in several processes at once. Returns the
+    /// deliveries made.
     pub async fn fan_out_deliveries(&self, latest: i64, now: i64) -> Result<u64, StoreError> {
         let insert =
             "INSERT INTO webhook_deliveries (webhook_id, event_id, status, attempts, next_attempt_at, created_at)
