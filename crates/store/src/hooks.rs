@@ -31,6 +31,23 @@ pub enum Breakpoint {
         /// How many jobs joined it.
         joined: usize,
     },
+    /// While a batch was written, the batch to follow it was read ahead: `job` will lead it, and
+    /// `joined` jobs behind it will join (`runner/batch.rs`). Reached in the reading task; a
+    /// test that stops here holds what was read until it answers.
+    ReadAhead {
+        /// The job that will lead the next batch.
+        job: JobId,
+        /// How many jobs will join it.
+        joined: usize,
+    },
+    /// `job` leads a batch whose `joined` jobs were read ahead (see `ReadAhead`), and is about to
+    /// apply it; reached before `BatchFormed`.
+    ReadAheadTaken {
+        /// The leading job.
+        job: JobId,
+        /// How many jobs joined it.
+        joined: usize,
+    },
     /// A chunk's data changes of `job` are written in its open transaction, not yet checkpointed
     /// or committed (the general path; an item-delete chunk is one statement and has no such
     /// point).

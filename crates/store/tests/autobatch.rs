@@ -28,6 +28,7 @@ conformance!(
     a_batch_stops_at_the_first_job_it_cannot_join,
     a_batch_is_measured_in_inputs,
     a_job_cancelled_before_its_batch_locks_it_leaves_the_batch,
+    the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it,
     a_cancel_during_the_batch_waits_and_finds_the_job_finished,
     a_job_accepted_during_a_batch_of_its_catalog_does_not_wait_for_it_on_postgres,
     a_failed_batch_applies_nothing_and_its_retry_applies_everything_once,
@@ -376,6 +377,64 @@ async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb)
     assert_eq!(job(&hs, p, jobs[2]).await.status, JobStatus::Completed);
     let left: Vec<String> = items_of(&hs, p, "c").await.into_keys().collect();
     let expected: Vec<String> = (10..20).map(|i| format!("item-{i:05}")).collect();
+    assert_eq!(left, expected, "the cancelled job's items are untouched");
+    hs.close().await;
+}
+
+/// Records every breakpoint, and stops at the first read-ahead (see [`StopOnce`]).
+#[derive(Debug, Clone)]
+struct RecordAndStopAtReadAhead {
+    seen: Arc<Mutex<Vec<Breakpoint>>>,
+    stop: StopOnce,
+}
+
+impl Hooks for RecordAndStopAtReadAhead {
+    fn reached(&self, point: Breakpoint) -> HookFuture {
+        self.seen.lock().unwrap().push(point);
+        self.stop.reached(point)
+    }
+}
+
+async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &TestDb) {
+    let (reached_tx, reached) = oneshot::channel();
+    let (answer, answer_rx) = oneshot::channel();
+    let stop = StopOnce {
+        stop_at: |p| matches!(p, Breakpoint::ReadAhead { .. }),
+        channels: Arc::new(Mutex::new(Some((reached_tx, answer_rx)))),
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), stop };
+    let hs = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
+    // Nine jobs of ten deletes; batches of three jobs: 0-2, 3-5, 6-8.
+    let (p, jobs) = deletes_to_batch(db, &hs, "read-ahead", 90).await;
+    let config = RunnerConfig { max_batch_jobs: 3, ..runner(&hs, "r", 1000).config().clone() };
+    let r = Runner::new(hs.clone(), config);
+    let first = tokio::spawn({
+        let r = r.clone();
+        async move { r.process_one().await }
+    });
+    // While the first batch is written, the second is read: job 3 leading, 4 and 5 joining. (The
+    // bound only turns a read that never comes into a failure.)
+    tokio::time::timeout(Duration::from_secs(60), reached).await.expect("the next batch is read ahead").unwrap();
+    assert!(seen.lock().unwrap().contains(&Breakpoint::ReadAhead { job: jobs[3], joined: 2 }));
+    assert_eq!(hs.cancel_job(p, jobs[4]).await.unwrap().status, JobStatus::Cancelled);
+    answer.send(Injected::Continue).unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), Some(jobs[0]));
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[3]));
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[6]));
+    assert_eq!(r.process_one().await.unwrap(), None);
+    let seen = seen.lock().unwrap().clone();
+    for leader in [jobs[3], jobs[6]] {
+        assert!(seen.contains(&Breakpoint::ReadAheadTaken { job: leader, joined: 2 }), "{leader}: {seen:?}");
+    }
+    let cancelled = job(&hs, p, jobs[4]).await;
+    assert_eq!((cancelled.status, cancelled.completed_count, cancelled.attempt), (JobStatus::Cancelled, 0, 0));
+    for (i, &id) in jobs.iter().enumerate().filter(|(i, _)| *i != 4) {
+        let done = job(&hs, p, id).await;
+        assert_eq!((done.status, done.completed_count), (JobStatus::Completed, 10), "job {i}");
+    }
+    let left: Vec<String> = items_of(&hs, p, "c").await.into_keys().collect();
+    let expected: Vec<String> = (40..50).map(|i| format!("item-{i:05}")).collect();
     assert_eq!(left, expected, "the cancelled job's items are untouched");
     hs.close().await;
 }

@@ -15,11 +15,20 @@
 //! On PostgreSQL a batch of item deletes is one autocommit statement instead
 //! (`Lease::delete_batch`), which keeps those rules: it locks every job of the batch before
 //! writing, and writes nothing unless all of them are as read.
+//!
+//! While a batch is written, the batch that will follow it is read ahead ([`Lease::read_ahead`]):
+//! the due jobs behind the batch's last job, their payloads, and which of them will join the first
+//! one. The next claim of that first job then starts writing at once. What was read ahead is used
+//! only by a lease of that very job, starting it; a job of it cancelled since is left out by the
+//! batch's lock, as it is from a batch read the moment before; and a job that becomes due since
+//! sorts after every job read (it was created, or became due, after the read), so the jobs read
+//! are still consecutive.
 
 use super::apply::batch::{apply_batch, Member, MemberApplied};
 use super::apply::{Chunk, ChunkData, Isolation, Payload};
 use super::checkpoint::bind_checkpoint;
 use super::lease::Lease;
+use super::Runner;
 use crate::db::{to_i64, with_db, Db, Flavor, RowExt};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
@@ -36,10 +45,18 @@ use std::ops::Range;
 /// memory a batch of large items takes.
 pub const MAX_BATCH_PAYLOAD_BYTES: u64 = 32 * 1024 * 1024;
 
+/// How many catalogs' next batches a runner keeps read ahead at once (each holds at most
+/// [`MAX_BATCH_PAYLOAD_BYTES`] of payloads): one per catalog it is writing a batch of, so a few;
+/// beyond this the oldest is dropped.
+const READ_AHEAD_CATALOGS: usize = 4;
+
 /// A job that joins a batch, as read before the batch's transaction.
 #[derive(Debug)]
 pub(super) struct Follower {
     job_id: JobId,
+    /// When it became due (`catalog_domain::order::due_at`): its place in its catalog's order,
+    /// with its id.
+    due: i64,
     kind: JobKind,
     /// Scheduled or queued, as read.
     status: JobStatus,
@@ -48,6 +65,32 @@ pub(super) struct Follower {
     /// not join).
     payload: Payload,
 }
+
+/// A catalog's next batch, being read while the batch before it is written (see
+/// [`Lease::read_ahead`]); dropping it stops the read.
+#[derive(Debug)]
+pub(super) struct ReadAhead {
+    read: tokio::task::JoinHandle<Result<Option<NextBatch>, StoreError>>,
+    /// When the read started: the oldest is dropped first.
+    started: std::time::Instant,
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.read.abort();
+    }
+}
+
+/// A batch read ahead: the job that will lead it, its chunk, and the jobs that will join it.
+#[derive(Debug)]
+struct NextBatch {
+    leader_id: JobId,
+    leader: Leader,
+    followers: Vec<Follower>,
+}
+
+/// The read-ahead batches of a runner, by catalog ([`READ_AHEAD_CATALOGS`] at most).
+pub(super) type ReadAheads = std::sync::Arc<std::sync::Mutex<HashMap<i64, ReadAhead>>>;
 
 /// What a batch's transaction committed.
 #[derive(Debug)]
@@ -61,59 +104,47 @@ pub(super) struct BatchCommitted {
 impl Lease {
     /// The due jobs that join this lease's chunk `inputs` (its last), in order, with their
     /// payloads; none when the chunk is not the job's last, its kind is never batched, or nothing
-    /// fits.
+    /// fits. Taken from what was read ahead for this job (see [`Lease::read_ahead`]) when there is
+    /// such a read, else read now.
     pub(super) async fn batch_followers(&self, inputs: &Range<usize>) -> Result<Vec<Follower>, StoreError> {
-        let config = &self.runner.config;
-        let limits = BatchLimits {
-            max_inputs: config.batch_inputs as u64,
-            max_jobs: config.max_batch_jobs,
-            max_payload_bytes: MAX_BATCH_PAYLOAD_BYTES,
-        };
+        let Some(catalog) = self.catalog_id else { return Ok(Vec::new()) };
+        let read_ahead = self.runner.take_read_ahead(catalog);
+        let limits = self.runner.batch_limits();
         let leader =
             Leader { kind: self.kind, inputs: inputs.len() as u64, finishes_job: inputs.end >= self.payload.len() };
-        let room = limits.max_inputs.saturating_sub(leader.inputs);
-        // Rows read: as many as could join, but no more than twice what would fill the room with
-        // jobs of the leader's size. Reading every job that could join (up to 999 of one input
-        // each) cost a batch of 50-id jobs a few milliseconds for rows it never took; a batch
-        // of smaller jobs is only cut shorter, and the next claim goes on from there.
-        let likely = room.saturating_mul(2) / leader.inputs.max(1) + 16;
-        let most = (limits.max_jobs.saturating_sub(1) as u64).min(room).min(likely);
-        let Some(catalog) = self.catalog_id else { return Ok(Vec::new()) };
+        let most = most_rows(leader, limits);
         if Family::of(self.kind).is_none() || !leader.finishes_job || most == 0 || self.broken.is_some() {
             return Ok(Vec::new());
         }
-        let sql = &self.runner.sql.batch;
-        let candidates = with_db!(self.runner.store.db(), pool => {
-            let rows = sqlx::query(&sql.waiting).bind(self.project_id).bind(catalog).bind(to_i64(most)).fetch_all(pool).await?;
-            candidates_of(&rows)?
-        });
-        let waiting: Vec<Waiting> = candidates.iter().map(|c| c.waiting).collect();
-        let joining = &candidates[..autobatch(leader, &waiting, limits).min(candidates.len())];
-        if joining.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<i64> = joining.iter().map(|c| c.job_id.0).collect();
-        let mut payloads = with_db!(self.runner.store.db(), pool => {
-            let rows = sqlx::query(sql.payloads).bind(IntList(ids)).fetch_all(pool).await?;
-            payloads_of(&rows)?
-        });
-        let mut followers = Vec::with_capacity(joining.len());
-        for candidate in joining {
-            let payload = payloads.remove(&candidate.job_id.0);
-            // A payload that cannot be read stops the batch: the job fails on its own when claimed.
-            let Ok(payload) = Payload::parse(candidate.waiting.kind, payload.as_deref()) else { break };
-            if payload.len() as u64 != candidate.waiting.inputs {
-                break;
+        if let Some(mut read_ahead) = read_ahead {
+            match (&mut read_ahead.read).await {
+                Ok(Ok(Some(next))) if next.leader_id == self.job_id && next.leader == leader && inputs.start == 0 => {
+                    let store = &self.runner.store;
+                    store.hook(Breakpoint::ReadAheadTaken { job: self.job_id, joined: next.followers.len() }).await?;
+                    return Ok(next.followers);
+                }
+                // Another job's, or a read that failed: read now.
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::debug!(job = self.job_id.0, error = %e, "reading the next batch ahead failed"),
+                Err(e) => tracing::debug!(job = self.job_id.0, error = %e, "reading the next batch ahead stopped"),
             }
-            followers.push(Follower {
-                job_id: candidate.job_id,
-                kind: candidate.waiting.kind,
-                status: candidate.status,
-                flags: candidate.flags,
-                payload,
-            });
         }
-        Ok(followers)
+        let candidates = self.runner.waiting(self.project_id, catalog, most, None).await?;
+        self.runner.joining(leader, limits, &candidates).await
+    }
+
+    /// Starts reading the batch that will follow this one (whose jobs behind the leader are
+    /// `followers`), while this one is written: the due jobs after the last of `followers`, and
+    /// which of them will join the first. Kept by the runner for the next lease of that first job
+    /// ([`Lease::batch_followers`]); on PostgreSQL the read takes the database's other core while
+    /// this batch's statement takes one, where it used to wait for it (docs/PERFORMANCE.md,
+    /// "Small requests").
+    pub(super) fn read_ahead(&self, followers: &[Follower]) {
+        let (Some(catalog), Some(last)) = (self.catalog_id, followers.last()) else { return };
+        let runner = self.runner.clone();
+        let (project, after, size) = (self.project_id, (last.due, last.job_id), last.payload.len() as u64);
+        let read = tokio::spawn(async move { runner.next_batch(project, catalog, after, size).await });
+        self.runner.keep_read_ahead(catalog, ReadAhead { read, started: std::time::Instant::now() });
     }
 
     /// Applies chunk `inputs` (this job's last) together with `followers`, in one transaction:
@@ -287,10 +318,141 @@ fn applied_a_batch<'a>(leader: JobId, leader_inputs: usize, joined: impl ExactSi
     metrics::histogram!("catalogd_runner_batch_inputs").record(inputs as f64);
 }
 
+/// How many waiting jobs to read for a batch led by `leader`: as many as could join, but no more
+/// than twice what would fill the room with jobs of the leader's size. Reading every job that
+/// could join (up to 999 of one input each) cost a batch of 50-id jobs a few milliseconds for rows
+/// it never took; a batch of smaller jobs is only cut shorter, and the next claim goes on from
+/// there.
+fn most_rows(leader: Leader, limits: BatchLimits) -> u64 {
+    let room = limits.max_inputs.saturating_sub(leader.inputs);
+    let likely = room.saturating_mul(2) / leader.inputs.max(1) + 16;
+    (limits.max_jobs.saturating_sub(1) as u64).min(room).min(likely)
+}
+
+impl Runner {
+    /// The bounds of this runner's batches.
+    fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_inputs: self.config.batch_inputs as u64,
+            max_jobs: self.config.max_batch_jobs,
+            max_payload_bytes: MAX_BATCH_PAYLOAD_BYTES,
+        }
+    }
+
+    /// Up to `most` due jobs of `catalog` not yet started, in its order; only those after the job
+    /// `after` (when it became due, its id) when given.
+    async fn waiting(
+        &self,
+        project: i64,
+        catalog: i64,
+        most: u64,
+        after: Option<(i64, JobId)>,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let sql = &self.sql.batch;
+        with_db!(self.store.db(), pool => {
+            let query = match after {
+                None => sqlx::query(&sql.waiting),
+                Some(_) => sqlx::query(&sql.waiting_after),
+            };
+            let mut query = query.bind(project).bind(catalog).bind(to_i64(most));
+            if let Some((due, id)) = after {
+                query = query.bind(due).bind(id.0);
+            }
+            candidates_of(&query.fetch_all(pool).await?)
+        })
+    }
+
+    /// The `candidates` that join a batch led by `leader` ([`autobatch`]), with their payloads,
+    /// up to the first whose payload cannot be read or does not hold its inputs (that one fails
+    /// on its own when claimed).
+    async fn joining(
+        &self,
+        leader: Leader,
+        limits: BatchLimits,
+        candidates: &[Candidate],
+    ) -> Result<Vec<Follower>, StoreError> {
+        let waiting: Vec<Waiting> = candidates.iter().map(|c| c.waiting).collect();
+        let joining = &candidates[..autobatch(leader, &waiting, limits).min(candidates.len())];
+        if joining.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = joining.iter().map(|c| c.job_id.0).collect();
+        let mut payloads = with_db!(self.store.db(), pool => {
+            let rows = sqlx::query(self.sql.batch.payloads).bind(IntList(ids)).fetch_all(pool).await?;
+            payloads_of(&rows)?
+        });
+        let mut followers = Vec::with_capacity(joining.len());
+        for candidate in joining {
+            let payload = payloads.remove(&candidate.job_id.0);
+            let Ok(payload) = Payload::parse(candidate.waiting.kind, payload.as_deref()) else { break };
+            if payload.len() as u64 != candidate.waiting.inputs {
+                break;
+            }
+            followers.push(Follower {
+                job_id: candidate.job_id,
+                due: candidate.due,
+                kind: candidate.waiting.kind,
+                status: candidate.status,
+                flags: candidate.flags,
+                payload,
+            });
+        }
+        Ok(followers)
+    }
+
+    /// The batch that will follow the one being written in `catalog` of `project`, whose last job
+    /// is `after` (when it became due, its id) and of `size` inputs: the first due job after it,
+    /// as a fresh lease will lead it (its first chunk), and the jobs that will join it. The rows
+    /// read are as many as a leader of `size` inputs would read, plus that first job.
+    async fn next_batch(
+        &self,
+        project: i64,
+        catalog: i64,
+        after: (i64, JobId),
+        size: u64,
+    ) -> Result<Option<NextBatch>, StoreError> {
+        let limits = self.batch_limits();
+        let like_the_last = Leader { kind: JobKind::ItemBulkDelete, inputs: size.max(1), finishes_job: true };
+        let candidates = self.waiting(project, catalog, most_rows(like_the_last, limits) + 1, Some(after)).await?;
+        let Some((first, behind)) = candidates.split_first() else { return Ok(None) };
+        let chunk = self.config.chunk_size.max(1) as u64;
+        let leader = Leader {
+            kind: first.waiting.kind,
+            inputs: first.waiting.inputs.min(chunk),
+            finishes_job: first.waiting.inputs <= chunk,
+        };
+        let behind = &behind[..behind.len().min(usize::try_from(most_rows(leader, limits)).unwrap_or(usize::MAX))];
+        let followers = if Family::of(leader.kind).is_some() && leader.finishes_job {
+            self.joining(leader, limits, behind).await?
+        } else {
+            Vec::new()
+        };
+        self.store.hook(Breakpoint::ReadAhead { job: first.job_id, joined: followers.len() }).await?;
+        Ok(Some(NextBatch { leader_id: first.job_id, leader, followers }))
+    }
+
+    /// Keeps `read` as `catalog`'s next batch, in place of any other; drops the oldest beyond
+    /// [`READ_AHEAD_CATALOGS`].
+    fn keep_read_ahead(&self, catalog: i64, read: ReadAhead) {
+        let Ok(mut kept) = self.read_ahead.lock() else { return };
+        kept.insert(catalog, read);
+        while kept.len() > READ_AHEAD_CATALOGS {
+            let Some(oldest) = kept.iter().min_by_key(|(_, r)| r.started).map(|(c, _)| *c) else { break };
+            kept.remove(&oldest);
+        }
+    }
+
+    /// Takes `catalog`'s next batch, if one was read ahead.
+    fn take_read_ahead(&self, catalog: i64) -> Option<ReadAhead> {
+        self.read_ahead.lock().ok()?.remove(&catalog)
+    }
+}
+
 /// A due job behind the leader, as the batch's first query reads it.
 #[derive(Debug)]
 struct Candidate {
     job_id: JobId,
+    due: i64,
     status: JobStatus,
     flags: i64,
     waiting: Waiting,
@@ -310,7 +472,13 @@ fn candidates_of(rows: &[impl RowExt]) -> Result<Vec<Candidate>, StoreError> {
             inputs: u64::try_from(row.int("total_count")?).unwrap_or_default(),
             payload_bytes: u64::try_from(row.int("payload_bytes")?).unwrap_or_default(),
         };
-        candidates.push(Candidate { job_id: JobId(row.int("id")?), status, flags: row.int("flags")?, waiting });
+        candidates.push(Candidate {
+            job_id: JobId(row.int("id")?),
+            due: row.int("due")?,
+            status,
+            flags: row.int("flags")?,
+            waiting,
+        });
     }
     Ok(candidates)
 }

@@ -157,6 +157,8 @@ pub struct Runner {
     /// PostgreSQL: when a claim last walked the jobs after the listed catalogs were all busy
     /// (`claim::walk_due`).
     last_walk: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// The next batches of the catalogs whose batches are being written (`batch.rs`).
+    read_ahead: batch::ReadAheads,
 }
 
 impl Runner {
@@ -166,7 +168,15 @@ impl Runner {
         let sql = Arc::new(Statements::new(store.is_postgres(), cap));
         let turns = store.write_turns().background();
         let claimed_status = JobState::new(0, false).claim().map_or(JobStatus::Running, |s| s.status);
-        Runner { store, config: Arc::new(config), sql, turns, claimed_status, last_walk: Arc::default() }
+        Runner {
+            store,
+            config: Arc::new(config),
+            sql,
+            turns,
+            claimed_status,
+            last_walk: Arc::default(),
+            read_ahead: Arc::default(),
+        }
     }
 
     /// This runner's configuration.

@@ -208,6 +208,7 @@ impl Lease {
         let followers = self.batch_followers(&inputs).await?;
         if !followers.is_empty() {
             store.hook(Breakpoint::BatchFormed { job: self.job_id, joined: followers.len() }).await?;
+            self.read_ahead(&followers);
             let committed = match self.batch_chunk(inputs.clone(), &followers, now, Isolation::Off).await {
                 Err(StoreError::Database(e)) if classify(&e) == DbErrorClass::Refused => {
                     tracing::info!(job = self.job_id.0, error = %e, "the database refused an input; applying the batch by parts");

@@ -8,8 +8,12 @@ use super::{postgres, sqlite, WAITING};
 #[derive(Debug)]
 pub(crate) struct BatchStatements {
     /// The catalog's due jobs not yet started, in the order rule's order (`$1` project, `$2`
-    /// catalog, `$3` most rows): `id`, `kind`, `status`, `flags`, `total_count`, `payload_bytes`.
+    /// catalog, `$3` most rows): `id`, `kind`, `status`, `flags`, `total_count`, `payload_bytes`,
+    /// `due`.
     pub waiting: String,
+    /// As `waiting`, of the jobs after the one due at `$4` with id `$5` in that order: the jobs
+    /// behind a batch being written, read ahead (`runner/batch.rs`).
+    pub waiting_after: String,
     /// The stored payloads of jobs `$1`: `job_id`, `part`, `payload`, in job and part order.
     pub payloads: &'static str,
     /// Of jobs `$1`, the ids still waiting and not cancelled; on PostgreSQL their rows are locked
@@ -38,13 +42,18 @@ impl BatchStatements {
             "(SELECT octet_length(payload) FROM job_payloads WHERE job_id = jobs.id)
              + (SELECT COALESCE(SUM(octet_length(payload)), 0) FROM job_payload_parts WHERE job_id = jobs.id)"
         };
-        BatchStatements {
-            waiting: format!(
-                "SELECT id, kind, status, flags, total_count, COALESCE({bytes}, 0) AS payload_bytes FROM jobs {hint}
+        let waiting = |after: &str| {
+            format!(
+                "SELECT id, kind, status, flags, total_count, COALESCE({bytes}, 0) AS payload_bytes, {due} AS due
+                 FROM jobs {hint}
                  WHERE project_id = $1 AND catalog_id = $2 AND {WAITING} AND started_at IS NULL
-                   AND cancel_requested = 0 AND (status = 'queued' OR {due} <= {now})
+                   AND cancel_requested = 0 AND (status = 'queued' OR {due} <= {now}) {after}
                  ORDER BY {due}, id LIMIT $3"
-            ),
+            )
+        };
+        BatchStatements {
+            waiting: waiting(""),
+            waiting_after: waiting(&format!("AND ({due}, id) > ($4, $5)")),
             payloads: if pg { PG_PAYLOADS } else { SQLITE_PAYLOADS },
             lock_waiting: if pg { pg_lock_waiting() } else { SQLITE_LOCK_WAITING.to_owned() },
             finish: if pg { pg_finish() } else { SQLITE_FINISH.to_owned() },
