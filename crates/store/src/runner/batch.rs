@@ -136,9 +136,9 @@ impl Lease {
     /// Starts reading the batch that will follow this one (whose jobs behind the leader are
     /// `followers`), while this one is written: the due jobs after the last of `followers`, and
     /// which of them will join the first. Kept by the runner for the next lease of that first job
-    /// ([`Lease::batch_followers`]); on PostgreSQL the read takes the database's other core while
-    /// this batch's statement takes one, where it used to wait for it (docs/PERFORMANCE.md,
-    /// "Small requests").
+    /// ([`Lease::batch_followers`]), so that it starts writing at once: under a sustained load of
+    /// small requests the runner, which used to read between two batches, fell seconds behind
+    /// (docs/PERFORMANCE.md, "Sustained load").
     pub(super) fn read_ahead(&self, followers: &[Follower]) {
         let (Some(catalog), Some(last)) = (self.catalog_id, followers.last()) else { return };
         let runner = self.runner.clone();
@@ -412,6 +412,7 @@ impl Runner {
         size: u64,
     ) -> Result<Option<NextBatch>, StoreError> {
         let limits = self.batch_limits();
+        // How many rows to read depends only on the leader's inputs (`most_rows`), not its kind.
         let like_the_last = Leader { kind: JobKind::ItemBulkDelete, inputs: size.max(1), finishes_job: true };
         let candidates = self.waiting(project, catalog, most_rows(like_the_last, limits) + 1, Some(after)).await?;
         let Some((first, behind)) = candidates.split_first() else { return Ok(None) };
