@@ -75,11 +75,16 @@ async fn stopping_store(
     db: &TestDb,
     stop_at: fn(&Breakpoint) -> bool,
 ) -> (Store, oneshot::Receiver<()>, oneshot::Sender<Injected>) {
+    let (hooks, reached, answer) = stop_once(stop_at);
+    let store = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
+    (store, reached, answer)
+}
+
+/// Hooks that stop at the first `stop_at`; the receiver says it was reached, the sender answers it.
+fn stop_once(stop_at: fn(&Breakpoint) -> bool) -> (StopOnce, oneshot::Receiver<()>, oneshot::Sender<Injected>) {
     let (reached_tx, reached_rx) = oneshot::channel();
     let (answer_tx, answer_rx) = oneshot::channel();
-    let hooks = StopOnce { stop_at, channels: Arc::new(Mutex::new(Some((reached_tx, answer_rx)))) };
-    let store = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
-    (store, reached_rx, answer_tx)
+    (StopOnce { stop_at, channels: Arc::new(Mutex::new(Some((reached_tx, answer_rx)))) }, reached_rx, answer_tx)
 }
 
 fn is_batch_formed(point: &Breakpoint) -> bool {
@@ -396,12 +401,7 @@ impl Hooks for RecordAndStopAtReadAhead {
 }
 
 async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &TestDb) {
-    let (reached_tx, reached) = oneshot::channel();
-    let (answer, answer_rx) = oneshot::channel();
-    let stop = StopOnce {
-        stop_at: |p| matches!(p, Breakpoint::ReadAhead { .. }),
-        channels: Arc::new(Mutex::new(Some((reached_tx, answer_rx)))),
-    };
+    let (stop, reached, answer) = stop_once(|p| matches!(p, Breakpoint::ReadAhead { .. }));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), stop };
     let hs = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();

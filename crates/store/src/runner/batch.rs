@@ -38,7 +38,7 @@ use crate::model::JobId;
 use catalog_domain::autobatch::{autobatch, BatchLimits, Family, Leader, Waiting};
 use catalog_domain::{JobEvent, JobKind, JobState, JobStatus};
 use sqlx::{PgPool, Row};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::Range;
 
 /// The most bytes of stored payload the jobs joining a batch may hold together: a bound on the
@@ -71,8 +71,6 @@ pub(super) struct Follower {
 #[derive(Debug)]
 pub(super) struct ReadAhead {
     read: tokio::task::JoinHandle<Result<Option<NextBatch>, StoreError>>,
-    /// When the read started: the oldest is dropped first.
-    started: std::time::Instant,
 }
 
 impl Drop for ReadAhead {
@@ -89,8 +87,9 @@ struct NextBatch {
     followers: Vec<Follower>,
 }
 
-/// The read-ahead batches of a runner, by catalog ([`READ_AHEAD_CATALOGS`] at most).
-pub(super) type ReadAheads = std::sync::Arc<std::sync::Mutex<HashMap<i64, ReadAhead>>>;
+/// The read-ahead batches of a runner with their catalogs, oldest first ([`READ_AHEAD_CATALOGS`]
+/// at most).
+pub(super) type ReadAheads = std::sync::Arc<std::sync::Mutex<VecDeque<(i64, ReadAhead)>>>;
 
 /// What a batch's transaction committed.
 #[derive(Debug)]
@@ -112,7 +111,7 @@ impl Lease {
         let limits = self.runner.batch_limits();
         let leader =
             Leader { kind: self.kind, inputs: inputs.len() as u64, finishes_job: inputs.end >= self.payload.len() };
-        let most = most_rows(leader, limits);
+        let most = most_rows(leader.inputs, limits);
         if Family::of(self.kind).is_none() || !leader.finishes_job || most == 0 || self.broken.is_some() {
             return Ok(Vec::new());
         }
@@ -144,7 +143,7 @@ impl Lease {
         let runner = self.runner.clone();
         let (project, after, size) = (self.project_id, (last.due, last.job_id), last.payload.len() as u64);
         let read = tokio::spawn(async move { runner.next_batch(project, catalog, after, size).await });
-        self.runner.keep_read_ahead(catalog, ReadAhead { read, started: std::time::Instant::now() });
+        self.runner.keep_read_ahead(catalog, ReadAhead { read });
     }
 
     /// Applies chunk `inputs` (this job's last) together with `followers`, in one transaction:
@@ -318,14 +317,14 @@ fn applied_a_batch<'a>(leader: JobId, leader_inputs: usize, joined: impl ExactSi
     metrics::histogram!("catalogd_runner_batch_inputs").record(inputs as f64);
 }
 
-/// How many waiting jobs to read for a batch led by `leader`: as many as could join, but no more
-/// than twice what would fill the room with jobs of the leader's size. Reading every job that
+/// How many waiting jobs to read for a batch whose leading chunk has `leader_inputs` inputs: as
+/// many as could join, but no more than twice what would fill the room with jobs of that size. Reading every job that
 /// could join (up to 999 of one input each) cost a batch of 50-id jobs a few milliseconds for rows
 /// it never took; a batch of smaller jobs is only cut shorter, and the next claim goes on from
 /// there.
-fn most_rows(leader: Leader, limits: BatchLimits) -> u64 {
-    let room = limits.max_inputs.saturating_sub(leader.inputs);
-    let likely = room.saturating_mul(2) / leader.inputs.max(1) + 16;
+fn most_rows(leader_inputs: u64, limits: BatchLimits) -> u64 {
+    let room = limits.max_inputs.saturating_sub(leader_inputs);
+    let likely = room.saturating_mul(2) / leader_inputs.max(1) + 16;
     (limits.max_jobs.saturating_sub(1) as u64).min(room).min(likely)
 }
 
@@ -412,9 +411,7 @@ impl Runner {
         size: u64,
     ) -> Result<Option<NextBatch>, StoreError> {
         let limits = self.batch_limits();
-        // How many rows to read depends only on the leader's inputs (`most_rows`), not its kind.
-        let like_the_last = Leader { kind: JobKind::ItemBulkDelete, inputs: size.max(1), finishes_job: true };
-        let candidates = self.waiting(project, catalog, most_rows(like_the_last, limits) + 1, Some(after)).await?;
+        let candidates = self.waiting(project, catalog, most_rows(size, limits) + 1, Some(after)).await?;
         let Some((first, behind)) = candidates.split_first() else { return Ok(None) };
         let chunk = self.config.chunk_size.max(1) as u64;
         let leader = Leader {
@@ -422,7 +419,8 @@ impl Runner {
             inputs: first.waiting.inputs.min(chunk),
             finishes_job: first.waiting.inputs <= chunk,
         };
-        let behind = &behind[..behind.len().min(usize::try_from(most_rows(leader, limits)).unwrap_or(usize::MAX))];
+        let behind =
+            &behind[..behind.len().min(usize::try_from(most_rows(leader.inputs, limits)).unwrap_or(usize::MAX))];
         let followers = if Family::of(leader.kind).is_some() && leader.finishes_job {
             self.joining(leader, limits, behind).await?
         } else {
@@ -436,16 +434,18 @@ impl Runner {
     /// [`READ_AHEAD_CATALOGS`].
     fn keep_read_ahead(&self, catalog: i64, read: ReadAhead) {
         let Ok(mut kept) = self.read_ahead.lock() else { return };
-        kept.insert(catalog, read);
+        kept.retain(|(kept_for, _)| *kept_for != catalog);
+        kept.push_back((catalog, read));
         while kept.len() > READ_AHEAD_CATALOGS {
-            let Some(oldest) = kept.iter().min_by_key(|(_, r)| r.started).map(|(c, _)| *c) else { break };
-            kept.remove(&oldest);
+            kept.pop_front();
         }
     }
 
     /// Takes `catalog`'s next batch, if one was read ahead.
     fn take_read_ahead(&self, catalog: i64) -> Option<ReadAhead> {
-        self.read_ahead.lock().ok()?.remove(&catalog)
+        let mut kept = self.read_ahead.lock().ok()?;
+        let at = kept.iter().position(|(kept_for, _)| *kept_for == catalog)?;
+        kept.remove(at).map(|(_, read)| read)
     }
 }
 
