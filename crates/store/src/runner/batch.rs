@@ -25,7 +25,7 @@
 //! are still consecutive.
 
 use super::apply::batch::{apply_batch, Member, MemberApplied};
-use super::apply::{Chunk, ChunkData, Isolation, Payload};
+use super::apply::{chunk_inputs, Chunk, ChunkData, Isolation, Payload};
 use super::checkpoint::bind_checkpoint;
 use super::lease::Lease;
 use super::Runner;
@@ -109,8 +109,7 @@ impl Lease {
         let Some(catalog) = self.catalog_id else { return Ok(Vec::new()) };
         let read_ahead = self.runner.take_read_ahead(catalog);
         let limits = self.runner.batch_limits();
-        let leader =
-            Leader { kind: self.kind, inputs: inputs.len() as u64, finishes_job: inputs.end >= self.payload.len() };
+        let leader = leader_of(self.kind, inputs, self.payload.len());
         let most = most_rows(leader.inputs, limits);
         if Family::of(self.kind).is_none() || !leader.finishes_job || most == 0 || self.broken.is_some() {
             return Ok(Vec::new());
@@ -176,7 +175,7 @@ impl Lease {
             flags: self.flags,
             payload: &self.payload,
             inputs: inputs.clone(),
-            size: runner.config.chunk_size.max(1),
+            size: runner.chunk_size(),
             now,
         };
         let ids: Vec<i64> = followers.iter().map(|f| f.job_id.0).collect();
@@ -317,6 +316,11 @@ fn applied_a_batch<'a>(leader: JobId, leader_inputs: usize, joined: impl ExactSi
     metrics::histogram!("catalogd_runner_batch_inputs").record(inputs as f64);
 }
 
+/// A job of `kind` and `len` inputs leading a batch with its chunk `inputs`.
+fn leader_of(kind: JobKind, inputs: &Range<usize>, len: usize) -> Leader {
+    Leader { kind, inputs: inputs.len() as u64, finishes_job: inputs.end >= len }
+}
+
 /// How many waiting jobs to read for a batch whose leading chunk has `leader_inputs` inputs: as
 /// many as could join, but no more than twice what would fill the room with jobs of that size. Reading every job that
 /// could join (up to 999 of one input each) cost a batch of 50-id jobs a few milliseconds for rows
@@ -413,12 +417,8 @@ impl Runner {
         let limits = self.batch_limits();
         let candidates = self.waiting(project, catalog, most_rows(size, limits) + 1, Some(after)).await?;
         let Some((first, behind)) = candidates.split_first() else { return Ok(None) };
-        let chunk = self.config.chunk_size.max(1) as u64;
-        let leader = Leader {
-            kind: first.waiting.kind,
-            inputs: first.waiting.inputs.min(chunk),
-            finishes_job: first.waiting.inputs <= chunk,
-        };
+        let inputs = usize::try_from(first.waiting.inputs).unwrap_or(usize::MAX);
+        let leader = leader_of(first.waiting.kind, &chunk_inputs(0, inputs, self.chunk_size()), inputs);
         let behind =
             &behind[..behind.len().min(usize::try_from(most_rows(leader.inputs, limits)).unwrap_or(usize::MAX))];
         let followers = if Family::of(leader.kind).is_some() && leader.finishes_job {

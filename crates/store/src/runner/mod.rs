@@ -184,6 +184,11 @@ impl Runner {
         &self.config
     }
 
+    /// Inputs per chunk: the configured size, 0 counting as 1 (docs/RULES.md).
+    fn chunk_size(&self) -> usize {
+        self.config.chunk_size.max(1)
+    }
+
     /// The lease duration in milliseconds, as the statements take it.
     fn lease_ms(&self) -> i64 {
         to_i64(self.config.lease_duration.as_millis())

@@ -180,6 +180,12 @@ pub(super) enum Isolation {
     On,
 }
 
+/// The inputs of the chunk that starts at `cursor` in a payload of `len` inputs, `size` at most.
+pub(super) fn chunk_inputs(cursor: usize, len: usize, size: usize) -> Range<usize> {
+    let start = cursor.min(len);
+    start..start.saturating_add(size).min(len)
+}
+
 impl Lease {
     /// Applies the next chunk and its checkpoint in one transaction, fenced by the attempt; the
     /// last chunk also ends the job. When the checkpoint cannot be written — the lease was taken
@@ -197,11 +203,10 @@ impl Lease {
             return self.interrupted().await;
         }
         let now = now_ms();
-        let size = self.runner.config.chunk_size.max(1);
-        let start = self.cursor.min(self.payload.len());
+        let size = self.runner.chunk_size();
         let inputs = match self.kind {
             JobKind::CatalogDelete => self.cursor..self.cursor,
-            _ => start..start.saturating_add(size).min(self.payload.len()),
+            _ => chunk_inputs(self.cursor, self.payload.len(), size),
         };
         let store = self.runner.store.clone();
         store.hook(Breakpoint::ChunkStarting { job: self.job_id, cursor: inputs.start as u64 }).await?;
