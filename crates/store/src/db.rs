@@ -56,6 +56,7 @@ const POSTGRES_MIGRATIONS: &[Migration] = &[
     (16, include_str!("../migrations/postgres/0016_payload_compression.sql")),
     (17, include_str!("../migrations/postgres/0017_event_ids_at_insert.sql")),
     (18, include_str!("../migrations/postgres/0018_jobs_without_project_key.sql")),
+    (19, include_str!("../migrations/postgres/0019_payloads_compressed.sql")),
 ];
 
 /// Advisory lock id that serialises migrations when several nodes start at once.

@@ -95,10 +95,20 @@ async fn migrations_apply_once_and_rerun_cleanly(db: &TestDb) {
         assert_eq!(db.scalar(&format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 0) t")).await, 0, "{table}");
     }
     if db.is_pg() {
-        // Migration 0016: payloads are compressed with lz4 (the test server's build has it).
+        // Migrations 0016 and 0019: payloads are compressed with lz4 (the test server's build has
+        // it). The column's setting alone is not enough: until 0019 it was stored EXTERNAL, which
+        // PostgreSQL never compresses, so a stored payload is what is checked.
         let lz4 = "SELECT COUNT(*) FROM pg_attribute
                    WHERE attrelid = 'job_payloads'::regclass AND attname = 'payload' AND attcompression = 'l'";
         assert_eq!(db.scalar(lz4).await, 1, "job_payloads.payload is compressed with lz4");
+        again.create_catalog(p, "c", None).await.unwrap();
+        let job = again.bulk_delete_items(p, "c", Dialect::Native, ids(0..1_000), &opts()).await.unwrap().job.unwrap();
+        let stored = format!(
+            "SELECT COUNT(*) FROM job_payloads WHERE job_id = {} AND pg_column_compression(payload) = 'lz4'
+               AND pg_column_size(payload) * 2 < octet_length(payload)",
+            job.id.0
+        );
+        assert_eq!(db.scalar(&stored).await, 1, "a 1,000-id payload is stored compressed");
     }
     again.close().await;
 }
