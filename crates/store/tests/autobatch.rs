@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 conformance!(
     small_deletes_of_a_catalog_are_applied_together_each_with_its_own_counts,
@@ -386,16 +386,19 @@ async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb)
     hs.close().await;
 }
 
-/// Records every breakpoint, and stops at the first read-ahead (see [`StopOnce`]).
+/// Records every breakpoint, counting them in `recorded` so a test can wait for one, and stops at
+/// the first read-ahead (see [`StopOnce`]).
 #[derive(Debug, Clone)]
 struct RecordAndStopAtReadAhead {
     seen: Arc<Mutex<Vec<Breakpoint>>>,
+    recorded: Arc<watch::Sender<usize>>,
     stop: StopOnce,
 }
 
 impl Hooks for RecordAndStopAtReadAhead {
     fn reached(&self, point: Breakpoint) -> HookFuture {
         self.seen.lock().unwrap().push(point);
+        self.recorded.send_modify(|count| *count += 1);
         self.stop.reached(point)
     }
 }
@@ -403,7 +406,8 @@ impl Hooks for RecordAndStopAtReadAhead {
 async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &TestDb) {
     let (stop, reached, answer) = stop_once(|p| matches!(p, Breakpoint::ReadAhead { .. }));
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), stop };
+    let (recorded, mut recording) = watch::channel(0);
+    let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), recorded: Arc::new(recorded), stop };
     let hs = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
     // Nine jobs of ten deletes; batches of three jobs: 0-2, 3-5, 6-8.
     let (p, jobs) = deletes_to_batch(db, &hs, "read-ahead", 90).await;
@@ -421,6 +425,11 @@ async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &T
     answer.send(Injected::Continue).unwrap();
     assert_eq!(first.await.unwrap().unwrap(), Some(jobs[0]));
     assert_eq!(r.process_one().await.unwrap(), Some(jobs[3]));
+    // The third batch's read was started by the second and runs on its own: it must be done before
+    // the third is claimed, or it finds `jobs[6]` started and reads from `jobs[7]` on.
+    let third_read = |point: &Breakpoint| matches!(point, Breakpoint::ReadAhead { job, .. } if *job == jobs[6]);
+    let read = recording.wait_for(|_| seen.lock().unwrap().iter().any(third_read));
+    tokio::time::timeout(Duration::from_secs(60), read).await.expect("the third batch is read ahead").unwrap();
     assert_eq!(r.process_one().await.unwrap(), Some(jobs[6]));
     assert_eq!(r.process_one().await.unwrap(), None);
     let seen = seen.lock().unwrap().clone();
