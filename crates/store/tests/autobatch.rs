@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 conformance!(
     small_deletes_of_a_catalog_are_applied_together_each_with_its_own_counts,
@@ -386,28 +386,24 @@ async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb)
     hs.close().await;
 }
 
-/// Records every breakpoint, counting them in `recorded` so a test can wait for one, and stops at
-/// the first read-ahead (see [`StopOnce`]).
+/// Records every breakpoint, and stops at the first read-ahead (see [`StopOnce`]).
 #[derive(Debug, Clone)]
 struct RecordAndStopAtReadAhead {
-    seen: Arc<Mutex<Vec<Breakpoint>>>,
-    recorded: Arc<watch::Sender<usize>>,
+    seen: Arc<BreakpointLog>,
     stop: StopOnce,
 }
 
 impl Hooks for RecordAndStopAtReadAhead {
     fn reached(&self, point: Breakpoint) -> HookFuture {
-        self.seen.lock().unwrap().push(point);
-        self.recorded.send_modify(|count| *count += 1);
+        self.seen.record(point);
         self.stop.reached(point)
     }
 }
 
 async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &TestDb) {
     let (stop, reached, answer) = stop_once(|p| matches!(p, Breakpoint::ReadAhead { .. }));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (recorded, mut recording) = watch::channel(0);
-    let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), recorded: Arc::new(recorded), stop };
+    let seen = Arc::new(BreakpointLog::default());
+    let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), stop };
     let hs = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
     // Nine jobs of ten deletes; batches of three jobs: 0-2, 3-5, 6-8.
     let (p, jobs) = deletes_to_batch(db, &hs, "read-ahead", 90).await;
@@ -420,19 +416,17 @@ async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &T
     // While the first batch is written, the second is read: job 3 leading, 4 and 5 joining. (The
     // bound only turns a read that never comes into a failure.)
     tokio::time::timeout(Duration::from_secs(60), reached).await.expect("the next batch is read ahead").unwrap();
-    assert!(seen.lock().unwrap().contains(&Breakpoint::ReadAhead { job: jobs[3], joined: 2 }));
+    assert!(seen.seen().contains(&Breakpoint::ReadAhead { job: jobs[3], joined: 2 }));
     assert_eq!(hs.cancel_job(p, jobs[4]).await.unwrap().status, JobStatus::Cancelled);
     answer.send(Injected::Continue).unwrap();
     assert_eq!(first.await.unwrap().unwrap(), Some(jobs[0]));
     assert_eq!(r.process_one().await.unwrap(), Some(jobs[3]));
     // The third batch's read was started by the second and runs on its own: it must be done before
     // the third is claimed, or it finds `jobs[6]` started and reads from `jobs[7]` on.
-    let third_read = |point: &Breakpoint| matches!(point, Breakpoint::ReadAhead { job, .. } if *job == jobs[6]);
-    let read = recording.wait_for(|_| seen.lock().unwrap().iter().any(third_read));
-    tokio::time::timeout(Duration::from_secs(60), read).await.expect("the third batch is read ahead").unwrap();
+    seen.reached(1, |point| matches!(point, Breakpoint::ReadAhead { job, .. } if *job == jobs[6])).await;
     assert_eq!(r.process_one().await.unwrap(), Some(jobs[6]));
     assert_eq!(r.process_one().await.unwrap(), None);
-    let seen = seen.lock().unwrap().clone();
+    let seen = seen.seen();
     for leader in [jobs[3], jobs[6]] {
         assert!(seen.contains(&Breakpoint::ReadAheadTaken { job: leader, joined: 2 }), "{leader}: {seen:?}");
     }

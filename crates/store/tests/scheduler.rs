@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 conformance!(
     a_replayed_sequence_ends_as_the_requests_said_on_four_workers,
@@ -87,8 +87,7 @@ impl Gate {
 struct HookState {
     rules: Mutex<Vec<(Matcher, Behaviour)>>,
     /// Every breakpoint reached, in order.
-    seen: Mutex<Vec<Breakpoint>>,
-    changed: Option<watch::Sender<usize>>,
+    seen: BreakpointLog,
 }
 
 /// The tests' breakpoint handler: rules say which breakpoints fail, panic or wait; every
@@ -105,8 +104,7 @@ impl std::fmt::Debug for TestHooks {
 
 impl TestHooks {
     fn new() -> TestHooks {
-        let (changed, _) = watch::channel(0);
-        TestHooks(Arc::new(HookState { changed: Some(changed), ..HookState::default() }))
+        TestHooks(Arc::new(HookState::default()))
     }
 
     fn inject(&self, matcher: impl Fn(&Breakpoint) -> bool + Send + Sync + 'static, outcome: Injected, times: usize) {
@@ -121,14 +119,11 @@ impl TestHooks {
 
     /// Waits until `n` breakpoints matching `matcher` have been reached.
     async fn reached(&self, n: usize, matcher: impl Fn(&Breakpoint) -> bool) {
-        let Some(changed) = &self.0.changed else { return };
-        let mut receiver = changed.subscribe();
-        let wait = receiver.wait_for(|_| self.0.seen.lock().unwrap().iter().filter(|p| matcher(p)).count() >= n);
-        tokio::time::timeout(Duration::from_secs(60), wait).await.expect("breakpoint reached in time").unwrap();
+        self.0.seen.reached(n, matcher).await;
     }
 
     fn count(&self, matcher: impl Fn(&Breakpoint) -> bool) -> usize {
-        self.0.seen.lock().unwrap().iter().filter(|p| matcher(p)).count()
+        self.0.seen.count(matcher)
     }
 }
 
@@ -155,15 +150,7 @@ impl Hooks for TestHooks {
                 }
                 found
             };
-            let seen = {
-                let mut seen = state.seen.lock().unwrap();
-                seen.push(point);
-                seen.len()
-            };
-            // Not under the `seen` lock: a waiter checks `seen` while holding the channel's.
-            if let Some(changed) = &state.changed {
-                changed.send_replace(seen);
-            }
+            state.seen.record(point);
             match behaviour {
                 Some(Err(outcome)) => outcome,
                 Some(Ok(gate)) => gate.pass().await,
@@ -435,8 +422,7 @@ async fn assert_one_at_a_time(store: &Store, hooks: &TestHooks, p: ProjectId) {
     let started: Vec<JobId> = hooks
         .0
         .seen
-        .lock()
-        .unwrap()
+        .seen()
         .iter()
         .filter_map(|point| match point {
             Breakpoint::ChunkStarting { job, .. } => Some(*job),

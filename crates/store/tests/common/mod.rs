@@ -9,6 +9,7 @@
 
 use catalog_domain::Dialect;
 use catalog_domain::RawId;
+use catalog_store::hooks::Breakpoint;
 pub use catalog_store::with_database;
 use catalog_store::{ItemInput, JobId, JobOptions, ProjectId, Runner, RunnerConfig, Store, StoreConfig};
 use serde_json::{json, Map, Value};
@@ -16,6 +17,7 @@ use sqlx::Connection;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use tokio::sync::watch;
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -304,5 +306,40 @@ pub async fn items_of(store: &Store, p: ProjectId, catalog: &str) -> BTreeMap<St
             Some(next) => cursor = Some(next),
             None => return out,
         }
+    }
+}
+
+/// Every breakpoint a store's hooks reached, in order, and a way to wait for some without sleeping.
+#[derive(Debug)]
+pub struct BreakpointLog(watch::Sender<Vec<Breakpoint>>);
+
+impl Default for BreakpointLog {
+    fn default() -> BreakpointLog {
+        BreakpointLog(watch::channel(Vec::new()).0)
+    }
+}
+
+impl BreakpointLog {
+    /// Records `point`, waking whoever waits in [`BreakpointLog::reached`].
+    pub fn record(&self, point: Breakpoint) {
+        self.0.send_modify(|seen| seen.push(point));
+    }
+
+    /// The breakpoints reached so far.
+    pub fn seen(&self) -> Vec<Breakpoint> {
+        self.0.borrow().clone()
+    }
+
+    /// How many of the breakpoints reached match `matcher`.
+    pub fn count(&self, matcher: impl Fn(&Breakpoint) -> bool) -> usize {
+        self.0.borrow().iter().filter(|p| matcher(p)).count()
+    }
+
+    /// Waits until `n` breakpoints matching `matcher` have been reached (the bound only turns one
+    /// that never comes into a failure).
+    pub async fn reached(&self, n: usize, matcher: impl Fn(&Breakpoint) -> bool) {
+        let mut receiver = self.0.subscribe();
+        let wait = receiver.wait_for(|seen| seen.iter().filter(|p| matcher(p)).count() >= n);
+        tokio::time::timeout(Duration::from_secs(60), wait).await.expect("breakpoint reached in time").unwrap();
     }
 }
