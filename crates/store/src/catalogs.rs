@@ -194,6 +194,8 @@ impl Store {
             tx.commit().await?;
             job
         });
+        // Its job was created here, not by the job writer (whose view of the queue misses it).
+        self.inner.queue.created_elsewhere();
         self.forget_catalog(project, name);
         self.wake_runners();
         Ok(job)

@@ -15,7 +15,7 @@ use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn
 use crate::error::StoreError;
 use crate::hooks::{injected_error, reach, Breakpoint, InstalledHooks};
 use crate::model::{CatalogId, Job, JobId, ProjectId};
-use crate::queue::QueueBounds;
+use crate::queue::{QueueBounds, QueueView};
 use crate::store::Health;
 use crate::supervise::panic_message;
 use catalog_domain::{JobKind, JobStatus};
@@ -23,6 +23,7 @@ use futures_util::FutureExt;
 use sqlx::pool::PoolConnection;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most inserts committed together.
@@ -200,6 +201,7 @@ async fn writer(
         turn: None,
         batches_this_turn: 0,
         side: WriterSide::draw(),
+        queue_view: None,
     };
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut release = None;
@@ -351,23 +353,37 @@ struct Writer {
     batches_this_turn: usize,
     /// PostgreSQL: the row of the queue's counts this writer adds to.
     side: WriterSide,
+    /// The queue as last read plus what was admitted since, which admits a batch that fits in it
+    /// without reading again (see [`QueueView`]).
+    queue_view: Option<QueueView>,
 }
 
 impl Writer {
     /// Answers each job of `batch` that would pass a queue limit with [`StoreError::QueueFull`]
-    /// and takes it out of the batch. The queue is read once for the whole batch, outside its
-    /// insert's transaction: jobs other writers insert meanwhile (other processes on PostgreSQL)
-    /// are not seen, the tolerance docs/RULES.md states.
+    /// and takes it out of the batch. A batch that fits in the writer's [`QueueView`] is admitted
+    /// from it; otherwise the queue is read once for the whole batch, outside its insert's
+    /// transaction, and only such a read refuses. Jobs other writers insert after the read (other
+    /// processes on PostgreSQL) are not seen: the tolerance docs/RULES.md states.
     async fn refuse_over_limits(&mut self, queue: &QueueBounds, batch: &mut Vec<Request>) -> Result<(), StoreError> {
         if queue.unbounded() {
             return Ok(());
         }
-        let mut projects: Vec<i64> = batch.iter().map(|r| r.job.project_id).collect();
+        let jobs: Vec<(i64, u64)> = batch.iter().map(|r| (r.job.project_id, count(r.job.total_count))).collect();
+        if let Some(view) = &mut self.queue_view {
+            if view.admit_all(queue, &jobs, Instant::now(), queue.recount_after) {
+                return Ok(());
+            }
+        }
+        let mut projects: Vec<i64> = jobs.iter().map(|(project, _)| *project).collect();
         projects.sort_unstable();
         projects.dedup();
+        let begun = QueueView::before_read(queue);
         let (per_project, total) = crate::queue::queued(&self.db, self.connection.as_deref_mut(), &projects).await?;
-        let verdicts =
-            queue.admit(batch.iter().map(|r| (r.job.project_id, count(r.job.total_count))), per_project, total);
+        let mut view = QueueView::read(begun, &projects, per_project, total);
+        let (per_project, total) = view.counts();
+        let verdicts = queue.admit(jobs.iter().copied(), per_project, total);
+        view.count_in(jobs.iter().zip(&verdicts).filter(|(_, verdict)| verdict.is_none()).map(|(job, _)| *job));
+        self.queue_view = Some(view);
         if verdicts.iter().all(Option::is_none) {
             return Ok(());
         }

@@ -81,6 +81,12 @@ impl std::fmt::Display for QueueLimit {
 pub(crate) struct QueueBounds {
     pub(crate) per_project: u64,
     pub(crate) total: u64,
+    /// How long the job writer admits batches from its [`QueueView`] before reading the queue
+    /// again ([`crate::StoreConfig::queue_recount_after`]).
+    pub(crate) recount_after: Duration,
+    /// Jobs this process created without the job writer (a catalog's delete or emptying), counted
+    /// so that the writer's [`QueueView`] knows it missed them.
+    created_elsewhere: AtomicU64,
     /// Inputs this process's runners have applied since it started (see `Inner::items_processed`).
     pub(crate) processed: Arc<AtomicU64>,
     /// (when, `processed` then), oldest first, over the last [`DRAIN_WINDOW`].
@@ -88,8 +94,25 @@ pub(crate) struct QueueBounds {
 }
 
 impl QueueBounds {
-    pub(crate) fn new(per_project: u64, total: u64, processed: Arc<AtomicU64>) -> QueueBounds {
-        QueueBounds { per_project, total, processed, samples: Mutex::new(VecDeque::new()) }
+    pub(crate) fn new(per_project: u64, total: u64, recount_after: Duration, processed: Arc<AtomicU64>) -> QueueBounds {
+        QueueBounds {
+            per_project,
+            total,
+            recount_after,
+            created_elsewhere: AtomicU64::new(0),
+            processed,
+            samples: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Records that this process created a job without the job writer, after its commit: the
+    /// writer's next batch reads the queue again.
+    pub(crate) fn created_elsewhere(&self) {
+        self.created_elsewhere.fetch_add(1, Ordering::Release);
+    }
+
+    fn created_elsewhere_so_far(&self) -> u64 {
+        self.created_elsewhere.load(Ordering::Acquire)
     }
 
     /// True when neither limit can be reached (both `u64::MAX`): the writer then reads nothing.
@@ -139,6 +162,76 @@ impl QueueBounds {
             }
         })
         .collect()
+    }
+}
+
+/// Default of [`crate::StoreConfig::queue_recount_after`].
+pub const DEFAULT_QUEUE_RECOUNT_AFTER: Duration = Duration::from_millis(100);
+
+/// What the job writer last read of the queue, plus every input it admitted since: while only
+/// this process adds jobs, at least what is queued now (runners only take away). A batch that fits
+/// in it fits in the queue, so the writer admits it without reading the counts again; a batch that
+/// does not, or a view older than its `max_age` or missing a project of the batch, sends the
+/// writer back to the database. So a refusal is always decided on a fresh read, and the read
+/// costs a round trip per `max_age` rather than per batch (on SQLite a fifth of what accepting
+/// small jobs cost; docs/RULES.md, "Queue bounds").
+#[derive(Debug)]
+pub(crate) struct QueueView {
+    /// When the read began: what other processes insert after it is not in the view.
+    read_at: Instant,
+    /// [`QueueBounds::created_elsewhere`]'s count before the read.
+    created_elsewhere: u64,
+    /// Every project the read asked for (those with nothing queued at 0).
+    per_project: HashMap<i64, u64>,
+    total: u64,
+}
+
+impl QueueView {
+    /// Notes the moment a read of the queue begins, for [`QueueView::read`].
+    pub(crate) fn before_read(bounds: &QueueBounds) -> (Instant, u64) {
+        (Instant::now(), bounds.created_elsewhere_so_far())
+    }
+
+    /// The view of a read begun at `begun` ([`QueueView::before_read`]) that asked for `projects`
+    /// and found `per_project` (projects with nothing queued may be absent) and `total`.
+    pub(crate) fn read(begun: (Instant, u64), projects: &[i64], mut per_project: HashMap<i64, u64>, total: u64) -> QueueView {
+        for project in projects {
+            per_project.entry(*project).or_default();
+        }
+        QueueView { read_at: begun.0, created_elsewhere: begun.1, per_project, total }
+    }
+
+    /// The queued inputs as read, for [`QueueBounds::admit`].
+    pub(crate) fn counts(&self) -> (HashMap<i64, u64>, u64) {
+        (self.per_project.clone(), self.total)
+    }
+
+    /// True when every job of `jobs` (project, inputs) fits within `bounds` on top of this view,
+    /// which is then no older than `max_age` at `now`, holds each job's project, and has missed no
+    /// job this process created elsewhere; the jobs are then counted in. False (and nothing
+    /// counted) when the writer must read the queue.
+    pub(crate) fn admit_all(&mut self, bounds: &QueueBounds, jobs: &[(i64, u64)], now: Instant, max_age: Duration) -> bool {
+        let young = now.checked_duration_since(self.read_at).is_some_and(|age| age < max_age);
+        if !young
+            || self.created_elsewhere != bounds.created_elsewhere_so_far()
+            || jobs.iter().any(|(project, _)| !self.per_project.contains_key(project))
+        {
+            return false;
+        }
+        let (per_project, total) = self.counts();
+        if bounds.admit(jobs.iter().copied(), per_project, total).iter().any(Option::is_some) {
+            return false;
+        }
+        self.count_in(jobs.iter().copied());
+        true
+    }
+
+    /// Counts `jobs` (project, inputs) in, as admitted.
+    pub(crate) fn count_in(&mut self, jobs: impl Iterator<Item = (i64, u64)>) {
+        for (project, inputs) in jobs {
+            *self.per_project.entry(project).or_default() += inputs;
+            self.total += inputs;
+        }
     }
 }
 
@@ -254,7 +347,7 @@ mod tests {
     use super::*;
 
     fn bounds(per_project: u64, total: u64) -> QueueBounds {
-        QueueBounds::new(per_project, total, Arc::new(AtomicU64::new(0)))
+        QueueBounds::new(per_project, total, DEFAULT_QUEUE_RECOUNT_AFTER, Arc::new(AtomicU64::new(0)))
     }
 
     #[test]
@@ -293,6 +386,38 @@ mod tests {
         assert_eq!(b.admit([(1, 11)].into_iter(), HashMap::new(), 0), vec![Some((QueueLimit::Project, 1))]);
         let b = bounds(10, 12);
         assert_eq!(b.admit([(1, 11)].into_iter(), HashMap::new(), 5), vec![Some((QueueLimit::Total, 4))]);
+    }
+
+    #[test]
+    fn a_view_admits_what_fits_and_sends_the_rest_back_to_the_database() {
+        let b = bounds(100, 150);
+        let begun = QueueView::before_read(&b);
+        let read_at = begun.0;
+        let age = Duration::from_millis(100);
+        let soon = read_at + Duration::from_millis(10);
+        let mut view = QueueView::read(begun, &[1, 2], HashMap::from([(1, 60)]), 60);
+        // Fits: counted in, so the next batch sees it.
+        assert!(view.admit_all(&b, &[(1, 30), (2, 50)], soon, age));
+        assert_eq!(view.counts(), (HashMap::from([(1, 90), (2, 50)]), 140));
+        // One job of the batch would pass a limit in the view: the queue must be read (it may
+        // have drained), and nothing of the batch is counted.
+        assert!(!view.admit_all(&b, &[(2, 5), (1, 11)], soon, age));
+        assert!(!view.admit_all(&b, &[(2, 11)], soon, age));
+        assert_eq!(view.counts(), (HashMap::from([(1, 90), (2, 50)]), 140));
+        // Exactly at both limits still fits.
+        assert!(view.admit_all(&b, &[(1, 10)], soon, age));
+        // A project the read did not ask for: unknown, not empty.
+        let mut view = QueueView::read(begun, &[1], HashMap::new(), 0);
+        assert!(!view.admit_all(&b, &[(3, 1)], soon, age));
+        // Too old: other processes may have added since.
+        assert!(!view.admit_all(&b, &[(1, 1)], read_at + age, age));
+        assert!(!view.admit_all(&b, &[(1, 1)], soon, Duration::ZERO));
+        assert!(view.admit_all(&b, &[(1, 1)], soon, age));
+        // A job this process created without the writer (a catalog delete) is not in the view.
+        b.created_elsewhere();
+        assert!(!view.admit_all(&b, &[(1, 1)], soon, age));
+        let mut view = QueueView::read(QueueView::before_read(&b), &[1], HashMap::new(), 0);
+        assert!(view.admit_all(&b, &[(1, 1)], Instant::now(), age));
     }
 
     #[test]

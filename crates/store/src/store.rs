@@ -40,6 +40,13 @@ pub struct StoreConfig {
     /// [`crate::queue::DEFAULT_MAX_QUEUED_INPUTS`]. With both limits at `u64::MAX` the queue is not
     /// read before a batch at all.
     pub max_queued_inputs: u64,
+    /// How long the job writer may admit jobs on its last read of the queue's counts plus what it
+    /// admitted since, before reading them again. Within one process that is exact (runners only
+    /// take away, and a job that would not fit is refused only on a fresh read); what other
+    /// processes sharing the database accept meanwhile is seen at the next read, so they may
+    /// together pass a limit by what they accept in this time. `Duration::ZERO` reads before
+    /// every batch. Default [`crate::queue::DEFAULT_QUEUE_RECOUNT_AFTER`].
+    pub queue_recount_after: Duration,
 }
 
 impl Default for StoreConfig {
@@ -54,6 +61,7 @@ impl Default for StoreConfig {
             sqlite_max_page_count: None,
             max_queued_inputs_per_project: crate::queue::DEFAULT_MAX_QUEUED_INPUTS_PER_PROJECT,
             max_queued_inputs: crate::queue::DEFAULT_MAX_QUEUED_INPUTS,
+            queue_recount_after: crate::queue::DEFAULT_QUEUE_RECOUNT_AFTER,
         }
     }
 }
@@ -185,6 +193,7 @@ impl Store {
         let queue = Arc::new(crate::queue::QueueBounds::new(
             config.max_queued_inputs_per_project,
             config.max_queued_inputs,
+            config.queue_recount_after,
             items_processed.clone(),
         ));
         let store = Store {

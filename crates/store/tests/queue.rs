@@ -13,6 +13,7 @@ use common::*;
 use catalog_domain::{Dialect, ErrorCode, JobStatus};
 use catalog_store::queue::{QueueLimit, MAX_RETRY_AFTER_SECS, MIN_RETRY_AFTER_SECS};
 use catalog_store::{JobOptions, ProjectId, Store, StoreConfig, StoreError};
+use std::time::Duration;
 
 conformance!(
     a_project_at_its_limit_is_refused_and_nothing_is_created,
@@ -22,15 +23,22 @@ conformance!(
     concurrent_requests_never_pass_the_limit_in_one_process,
     metrics_show_the_queue_depth_and_the_oldest_due_job,
     a_second_process_sees_the_queue_of_the_first,
+    the_writer_reads_the_queue_again_when_its_view_may_be_short,
 );
 
 /// A second store on `db`'s database with these limits (the harness opens its own with the
 /// defaults).
 async fn limited(db: &TestDb, per_project: u64, total: u64) -> Store {
+    recounting_after(db, per_project, total, StoreConfig::default().queue_recount_after).await
+}
+
+/// As [`limited`], with the job writer's view of the queue kept for `recount_after`.
+async fn recounting_after(db: &TestDb, per_project: u64, total: u64, recount_after: Duration) -> Store {
     let config = StoreConfig {
         max_connections: 4,
         max_queued_inputs_per_project: per_project,
         max_queued_inputs: total,
+        queue_recount_after: recount_after,
         ..StoreConfig::default()
     };
     Store::connect(&db.url, config).await.unwrap()
@@ -257,4 +265,42 @@ async fn a_second_process_sees_the_queue_of_the_first(db: &TestDb) {
     delete(&limited, p, "c", 10).await.unwrap();
     assert_counters_match(db).await;
     limited.close().await;
+}
+
+async fn the_writer_reads_the_queue_again_when_its_view_may_be_short(db: &TestDb) {
+    // The job writer admits a batch that fits in what it last read plus what it admitted since,
+    // without reading the queue (docs/RULES.md, "Queue bounds"). `db.store` stands for another
+    // process on the same database.
+    let other = &db.store;
+    let hour = Duration::from_secs(3_600);
+    // Recounting before every batch: the other process's jobs are seen at once.
+    let exact = recounting_after(db, 100, 1_000, Duration::ZERO).await;
+    let p = project(&exact, "exact").await;
+    exact.create_catalog(p, "c", None).await.unwrap();
+    delete(&exact, p, "c", 10).await.unwrap();
+    delete(other, p, "c", 85).await.unwrap();
+    assert_queue_full(delete(&exact, p, "c", 6).await.unwrap_err(), QueueLimit::Project, 1);
+    exact.close().await;
+    // A view kept for an hour: what the other process accepts meanwhile is not seen until a batch
+    // does not fit in the view; then the queue is read, and only that read refuses.
+    let kept = recounting_after(db, 100, 1_000, hour).await;
+    let q = project(&kept, "kept").await;
+    kept.create_catalog(q, "c", None).await.unwrap();
+    delete(&kept, q, "c", 10).await.unwrap();
+    delete(other, q, "c", 85).await.unwrap();
+    delete(&kept, q, "c", 10).await.unwrap(); // 20 in the view; 105 queued: the tolerance
+    assert_queue_full(delete(&kept, q, "c", 81).await.unwrap_err(), QueueLimit::Project, 86);
+    // A job this process creates without the writer (a catalog delete, one input) is not in the
+    // view either: the next batch reads the queue.
+    let r = project(&kept, "deleting").await;
+    kept.create_catalog(r, "c", None).await.unwrap();
+    kept.create_catalog(r, "gone", None).await.unwrap();
+    delete(&kept, r, "c", 99).await.unwrap();
+    kept.delete_catalog(r, "gone").await.unwrap();
+    assert_queue_full(delete(&kept, r, "c", 1).await.unwrap_err(), QueueLimit::Project, 1);
+    // A queue drained since the view was read admits again: a refusal always comes from a read.
+    runner(&kept, "r", 1_000).run_until_idle().await.unwrap();
+    delete(&kept, r, "c", 100).await.unwrap();
+    assert_counters_match(db).await;
+    kept.close().await;
 }
