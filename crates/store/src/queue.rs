@@ -194,7 +194,12 @@ impl QueueView {
 
     /// The view of a read begun at `begun` ([`QueueView::before_read`]) that asked for `projects`
     /// and found `per_project` (projects with nothing queued may be absent) and `total`.
-    pub(crate) fn read(begun: (Instant, u64), projects: &[i64], mut per_project: HashMap<i64, u64>, total: u64) -> QueueView {
+    pub(crate) fn read(
+        begun: (Instant, u64),
+        projects: &[i64],
+        mut per_project: HashMap<i64, u64>,
+        total: u64,
+    ) -> QueueView {
         for project in projects {
             per_project.entry(*project).or_default();
         }
@@ -210,7 +215,13 @@ impl QueueView {
     /// which is then no older than `max_age` at `now`, holds each job's project, and has missed no
     /// job this process created elsewhere; the jobs are then counted in. False (and nothing
     /// counted) when the writer must read the queue.
-    pub(crate) fn admit_all(&mut self, bounds: &QueueBounds, jobs: &[(i64, u64)], now: Instant, max_age: Duration) -> bool {
+    pub(crate) fn admit_all(
+        &mut self,
+        bounds: &QueueBounds,
+        jobs: &[(i64, u64)],
+        now: Instant,
+        max_age: Duration,
+    ) -> bool {
         let young = now.checked_duration_since(self.read_at).is_some_and(|age| age < max_age);
         if !young
             || self.created_elsewhere != bounds.created_elsewhere_so_far()
