@@ -15,7 +15,7 @@ use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn
 use crate::error::StoreError;
 use crate::hooks::{injected_error, reach, Breakpoint, InstalledHooks};
 use crate::model::{CatalogId, Job, JobId, ProjectId};
-use crate::queue::{QueueBounds, QueueView};
+use crate::queue::{QueueBounds, QueueView, ReadBegun};
 use crate::store::Health;
 use crate::supervise::panic_message;
 use catalog_domain::{JobKind, JobStatus};
@@ -370,14 +370,14 @@ impl Writer {
         }
         let jobs: Vec<(i64, u64)> = batch.iter().map(|r| (r.job.project_id, count(r.job.total_count))).collect();
         if let Some(view) = &mut self.queue_view {
-            if view.admit_all(queue, &jobs, Instant::now(), queue.recount_after) {
+            if view.admit_all(queue, &jobs, Instant::now()) {
                 return Ok(());
             }
         }
         let mut projects: Vec<i64> = jobs.iter().map(|(project, _)| *project).collect();
         projects.sort_unstable();
         projects.dedup();
-        let begun = QueueView::before_read(queue);
+        let begun = ReadBegun::now(queue);
         let (per_project, total) = crate::queue::queued(&self.db, self.connection.as_deref_mut(), &projects).await?;
         let mut view = QueueView::read(begun, &projects, per_project, total);
         let (per_project, total) = view.counts();

@@ -83,7 +83,7 @@ pub(crate) struct QueueBounds {
     pub(crate) total: u64,
     /// How long the job writer admits batches from its [`QueueView`] before reading the queue
     /// again ([`crate::StoreConfig::queue_recount_after`]).
-    pub(crate) recount_after: Duration,
+    recount_after: Duration,
     /// Jobs this process created without the job writer (a catalog's delete or emptying), counted
     /// so that the writer's [`QueueView`] knows it missed them.
     created_elsewhere: AtomicU64,
@@ -177,25 +177,33 @@ pub const DEFAULT_QUEUE_RECOUNT_AFTER: Duration = Duration::from_millis(100);
 /// small jobs cost; docs/RULES.md, "Queue bounds").
 #[derive(Debug)]
 pub(crate) struct QueueView {
-    /// When the read began: what other processes insert after it is not in the view.
-    read_at: Instant,
-    /// [`QueueBounds::created_elsewhere`]'s count before the read.
-    created_elsewhere: u64,
+    begun: ReadBegun,
     /// Every project the read asked for (those with nothing queued at 0).
     per_project: HashMap<i64, u64>,
     total: u64,
 }
 
-impl QueueView {
-    /// Notes the moment a read of the queue begins, for [`QueueView::read`].
-    pub(crate) fn before_read(bounds: &QueueBounds) -> (Instant, u64) {
-        (Instant::now(), bounds.created_elsewhere_so_far())
-    }
+/// The moment a read of the queue began, noted before it is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadBegun {
+    /// What other processes insert after this is not in the view.
+    at: Instant,
+    /// [`QueueBounds::created_elsewhere`]'s count then.
+    created_elsewhere: u64,
+}
 
-    /// The view of a read begun at `begun` ([`QueueView::before_read`]) that asked for `projects`
-    /// and found `per_project` (projects with nothing queued may be absent) and `total`.
+impl ReadBegun {
+    /// Now, for a read about to be sent.
+    pub(crate) fn now(bounds: &QueueBounds) -> ReadBegun {
+        ReadBegun { at: Instant::now(), created_elsewhere: bounds.created_elsewhere_so_far() }
+    }
+}
+
+impl QueueView {
+    /// The view of a read `begun` that asked for `projects` and found `per_project` (projects
+    /// with nothing queued may be absent) and `total`.
     pub(crate) fn read(
-        begun: (Instant, u64),
+        begun: ReadBegun,
         projects: &[i64],
         mut per_project: HashMap<i64, u64>,
         total: u64,
@@ -203,7 +211,7 @@ impl QueueView {
         for project in projects {
             per_project.entry(*project).or_default();
         }
-        QueueView { read_at: begun.0, created_elsewhere: begun.1, per_project, total }
+        QueueView { begun, per_project, total }
     }
 
     /// The queued inputs as read, for [`QueueBounds::admit`].
@@ -212,19 +220,13 @@ impl QueueView {
     }
 
     /// True when every job of `jobs` (project, inputs) fits within `bounds` on top of this view,
-    /// which is then no older than `max_age` at `now`, holds each job's project, and has missed no
-    /// job this process created elsewhere; the jobs are then counted in. False (and nothing
-    /// counted) when the writer must read the queue.
-    pub(crate) fn admit_all(
-        &mut self,
-        bounds: &QueueBounds,
-        jobs: &[(i64, u64)],
-        now: Instant,
-        max_age: Duration,
-    ) -> bool {
-        let young = now.checked_duration_since(self.read_at).is_some_and(|age| age < max_age);
+    /// which is then younger than the bounds' `recount_after` at `now`, holds each job's project,
+    /// and has missed no job this process created elsewhere; the jobs are then counted in. False
+    /// (and nothing counted) when the writer must read the queue.
+    pub(crate) fn admit_all(&mut self, bounds: &QueueBounds, jobs: &[(i64, u64)], now: Instant) -> bool {
+        let young = now.checked_duration_since(self.begun.at).is_some_and(|age| age < bounds.recount_after);
         if !young
-            || self.created_elsewhere != bounds.created_elsewhere_so_far()
+            || self.begun.created_elsewhere != bounds.created_elsewhere_so_far()
             || jobs.iter().any(|(project, _)| !self.per_project.contains_key(project))
         {
             return false;
@@ -358,7 +360,11 @@ mod tests {
     use super::*;
 
     fn bounds(per_project: u64, total: u64) -> QueueBounds {
-        QueueBounds::new(per_project, total, DEFAULT_QUEUE_RECOUNT_AFTER, Arc::new(AtomicU64::new(0)))
+        recounting_after(per_project, total, DEFAULT_QUEUE_RECOUNT_AFTER)
+    }
+
+    fn recounting_after(per_project: u64, total: u64, recount_after: Duration) -> QueueBounds {
+        QueueBounds::new(per_project, total, recount_after, Arc::new(AtomicU64::new(0)))
     }
 
     #[test]
@@ -402,33 +408,31 @@ mod tests {
     #[test]
     fn a_view_admits_what_fits_and_sends_the_rest_back_to_the_database() {
         let b = bounds(100, 150);
-        let begun = QueueView::before_read(&b);
-        let read_at = begun.0;
-        let age = Duration::from_millis(100);
-        let soon = read_at + Duration::from_millis(10);
+        let begun = ReadBegun::now(&b);
+        let soon = begun.at + Duration::from_millis(10);
         let mut view = QueueView::read(begun, &[1, 2], HashMap::from([(1, 60)]), 60);
         // Fits: counted in, so the next batch sees it.
-        assert!(view.admit_all(&b, &[(1, 30), (2, 50)], soon, age));
+        assert!(view.admit_all(&b, &[(1, 30), (2, 50)], soon));
         assert_eq!(view.counts(), (HashMap::from([(1, 90), (2, 50)]), 140));
         // One job of the batch would pass a limit in the view: the queue must be read (it may
         // have drained), and nothing of the batch is counted.
-        assert!(!view.admit_all(&b, &[(2, 5), (1, 11)], soon, age));
-        assert!(!view.admit_all(&b, &[(2, 11)], soon, age));
+        assert!(!view.admit_all(&b, &[(2, 5), (1, 11)], soon));
+        assert!(!view.admit_all(&b, &[(2, 11)], soon));
         assert_eq!(view.counts(), (HashMap::from([(1, 90), (2, 50)]), 140));
         // Exactly at both limits still fits.
-        assert!(view.admit_all(&b, &[(1, 10)], soon, age));
+        assert!(view.admit_all(&b, &[(1, 10)], soon));
         // A project the read did not ask for: unknown, not empty.
         let mut view = QueueView::read(begun, &[1], HashMap::new(), 0);
-        assert!(!view.admit_all(&b, &[(3, 1)], soon, age));
+        assert!(!view.admit_all(&b, &[(3, 1)], soon));
         // Too old: other processes may have added since.
-        assert!(!view.admit_all(&b, &[(1, 1)], read_at + age, age));
-        assert!(!view.admit_all(&b, &[(1, 1)], soon, Duration::ZERO));
-        assert!(view.admit_all(&b, &[(1, 1)], soon, age));
+        assert!(!view.admit_all(&b, &[(1, 1)], begun.at + DEFAULT_QUEUE_RECOUNT_AFTER));
+        assert!(!view.admit_all(&recounting_after(100, 150, Duration::ZERO), &[(1, 1)], soon));
+        assert!(view.admit_all(&b, &[(1, 1)], soon));
         // A job this process created without the writer (a catalog delete) is not in the view.
         b.created_elsewhere();
-        assert!(!view.admit_all(&b, &[(1, 1)], soon, age));
-        let mut view = QueueView::read(QueueView::before_read(&b), &[1], HashMap::new(), 0);
-        assert!(view.admit_all(&b, &[(1, 1)], Instant::now(), age));
+        assert!(!view.admit_all(&b, &[(1, 1)], soon));
+        let mut view = QueueView::read(ReadBegun::now(&b), &[1], HashMap::new(), 0);
+        assert!(view.admit_all(&b, &[(1, 1)], Instant::now()));
     }
 
     #[test]
