@@ -6,9 +6,11 @@
 //! whichever process or path wrote it: rows per catalog and side, job inserts adding to their
 //! writer's side and every later change subtracting from side 1, so that accepting jobs never
 //! waits for a runner's transaction of the same catalog, nor for another process's writer
-//! (migration 0010 says why). A catalog's queue is the sum of its rows. The job writer (`enqueue.rs`) reads them once per
-//! group-commit batch, adds the batch's jobs in order, and refuses each job that would pass a
-//! limit with [`StoreError::QueueFull`]; the others are inserted as usual. A refused request
+//! (migration 0010 says why). A catalog's queue is the sum of its rows. The job writer (`enqueue.rs`) checks each
+//! group-commit batch against them, adding the batch's jobs in order, and refuses each job that
+//! would pass a limit with [`StoreError::QueueFull`]; the others are inserted as usual. It reads
+//! them only when the batch may not fit in what it last read plus what it admitted since
+//! (`QueueView`). A refused request
 //! creates nothing. The rules and their tolerance are in docs/RULES.md, "Queue bounds".
 
 use crate::db::{count, Db, RowExt};
