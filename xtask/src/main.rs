@@ -84,11 +84,23 @@ fn ci() -> Result {
 }
 
 /// What other programs need of the libraries (catalog-domain, catalog-client): documentation
-/// without a warning (a broken intra-doc link is one), catalog-domain without std (built as a
+/// without a warning (a broken intra-doc link is one; the store's and the server's too, whose
+/// rustdoc is how a newcomer reads them), catalog-domain without std (built as a
 /// no-std crate, and its tests run on the no-std code paths), and both packaged as a registry
 /// would take them, each package built alone from its files.
 fn libraries() -> Result {
-    let documented = ["doc", "--no-deps", "--package", "catalog-domain", "--package", "catalog-client"];
+    let documented = [
+        "doc",
+        "--no-deps",
+        "--package",
+        "catalog-domain",
+        "--package",
+        "catalog-client",
+        "--package",
+        "catalog-store",
+        "--package",
+        "catalog-api",
+    ];
     run_with_env("cargo", &documented, &[("RUSTDOCFLAGS", "-D warnings")])?;
     run("cargo", &["build", "--package", "catalog-domain", "--no-default-features"])?;
     run("cargo", &["test", "--package", "catalog-domain", "--no-default-features", "--lib"])?;

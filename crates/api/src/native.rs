@@ -1200,7 +1200,7 @@ pub(crate) enum JobNotFound {
     NotFound(ErrorEnvelope),
 }
 
-/// The native API's OpenAPI document, without its paths: [`routes`] adds each with its route.
+/// The native API's OpenAPI document, without its paths: [`routes()`] adds each with its route.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "catalogd native API", description = "Catalogs whose bulk changes run as durable asynchronous jobs."),

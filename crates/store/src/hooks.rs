@@ -92,7 +92,7 @@ pub enum Injected {
 /// A boxed future, as [`Hooks::reached`] returns.
 pub type HookFuture = Pin<Box<dyn Future<Output = Injected> + Send>>;
 
-/// A test's handler of breakpoints, installed with [`Store::connect_with_hooks`] (feature
+/// A test's handler of breakpoints, installed with `Store::connect_with_hooks` (feature
 /// `test-hooks`). The store's background work waits for the future [`Hooks::reached`] returns.
 pub trait Hooks: Send + Sync + std::fmt::Debug {
     /// Called when `point` is reached; the caller waits for the answer.

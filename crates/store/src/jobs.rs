@@ -393,7 +393,7 @@ impl Store {
     /// of catalogs left without work (see `queue::prune_idle_counts`). Returns the number of jobs
     /// deleted.
     ///
-    /// Jobs go in batches of [`PURGE_BATCH`], each its own transaction taken as background work
+    /// Jobs go in batches of 1,000 jobs (`PURGE_BATCH`), each its own transaction taken as background work
     /// (on SQLite a runner's turn at the write lock, after any waiting request), so a purge of a
     /// million expired jobs never holds the database for long or ahead of requests.
     pub async fn purge_expired(&self, now_ms: i64) -> Result<u64, StoreError> {
