@@ -185,6 +185,12 @@ pub struct ServeArgs {
     /// `queue_full` past it).
     #[arg(long, env = "CATALOGD_MAX_QUEUED_INPUTS", default_value_t = catalog_store::queue::DEFAULT_MAX_QUEUED_INPUTS)]
     pub max_queued_inputs: u64,
+    /// Milliseconds the job writer may admit requests on its last count of the queue plus what it
+    /// admitted since, before counting again (docs/RULES.md, "Queue bounds"). Exact within one
+    /// process; processes sharing a PostgreSQL database may together pass a limit by what they
+    /// accept in this time. 0 counts before every group commit.
+    #[arg(long, env = "CATALOGD_QUEUE_RECOUNT_MS", default_value_t = catalog_store::queue::DEFAULT_QUEUE_RECOUNT_MS)]
+    pub queue_recount_ms: u64,
     /// Jobs this process runs at once; 0 serves HTTP only and leaves the jobs to other processes
     /// sharing the database (PostgreSQL).
     #[arg(long, env = "CATALOGD_RUNNER_WORKERS", default_value_t = 2)]

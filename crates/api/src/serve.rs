@@ -37,6 +37,7 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
         retention_ms: i64::from(args.job_retention_days) * 24 * 60 * 60 * 1_000,
         max_queued_inputs_per_project: args.max_queued_inputs_per_project,
         max_queued_inputs: args.max_queued_inputs,
+        queue_recount_after: std::time::Duration::from_millis(args.queue_recount_ms),
         ..StoreConfig::default()
     }
 }

@@ -167,8 +167,11 @@ impl QueueBounds {
     }
 }
 
+/// Default of [`crate::StoreConfig::queue_recount_after`], in milliseconds (`catalogd serve
+/// --queue-recount-ms`).
+pub const DEFAULT_QUEUE_RECOUNT_MS: u64 = 100;
 /// Default of [`crate::StoreConfig::queue_recount_after`].
-pub const DEFAULT_QUEUE_RECOUNT_AFTER: Duration = Duration::from_millis(100);
+pub const DEFAULT_QUEUE_RECOUNT_AFTER: Duration = Duration::from_millis(DEFAULT_QUEUE_RECOUNT_MS);
 
 /// What the job writer last read of the queue, plus every input it admitted since: while only
 /// this process adds jobs, at least what is queued now (runners only take away). A batch that fits
