@@ -239,7 +239,26 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, store_config};
+    use crate::config::{Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn store_config_of(args: &[&str]) -> catalog_store::StoreConfig {
+        match Cli::try_parse_from(["catalogd", "serve"].iter().chain(args)) {
+            Ok(Cli { command: Command::Serve(serve), .. }) => store_config(&serve),
+            other => panic!("not a serve command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_queue_flags_reach_the_store() {
+        let config = store_config_of(&["--max-queued-inputs", "7", "--queue-recount-ms", "0"]);
+        assert_eq!((config.max_queued_inputs, config.queue_recount_after), (7, Duration::ZERO));
+        let defaults = store_config_of(&[]);
+        assert_eq!(defaults.queue_recount_after, catalog_store::queue::DEFAULT_QUEUE_RECOUNT_AFTER);
+        assert_eq!(defaults.max_queued_inputs, catalog_store::queue::DEFAULT_MAX_QUEUED_INPUTS);
+    }
 
     #[test]
     fn redacts_passwords_only() {
