@@ -155,6 +155,15 @@ impl Store {
         Ok(catalog)
     }
 
+    /// After the commit that deleted the catalog `name` (a delete, or an emptying): the cache
+    /// forgets it, the runners wake for its `catalog_delete` job, and the job writer learns that a
+    /// job was created without it (its view of the queue misses that job's input).
+    pub(crate) fn catalog_deleted(&self, project: ProjectId, name: &str) {
+        self.inner.queue.created_elsewhere();
+        self.forget_catalog(project, name);
+        self.wake_runners();
+    }
+
     /// Deletes the catalog `name`: it disappears at once (its name is free again, pending jobs on
     /// it will fail) and a `catalog_delete` job removes its items and categories.
     pub async fn delete_catalog(&self, project: ProjectId, name: &str) -> Result<Job, StoreError> {
@@ -194,10 +203,7 @@ impl Store {
             tx.commit().await?;
             job
         });
-        // Its job was created here, not by the job writer (whose view of the queue misses it).
-        self.inner.queue.created_elsewhere();
-        self.forget_catalog(project, name);
-        self.wake_runners();
+        self.catalog_deleted(project, name);
         Ok(job)
     }
 

@@ -399,10 +399,7 @@ impl Store {
             tx.commit().await?;
             catalog
         });
-        // Its job was created here, not by the job writer (whose view of the queue misses it).
-        self.inner.queue.created_elsewhere();
-        self.forget_catalog(project, name);
-        self.wake_runners();
+        self.catalog_deleted(project, name);
         Ok(catalog)
     }
 
