@@ -62,6 +62,15 @@ pub enum Breakpoint {
         /// The leading job.
         job: JobId,
     },
+    /// A trailing batch (`runner/trailing.rs`, PostgreSQL) led by `job`, with `joined` jobs
+    /// behind it, has locked its jobs and deleted its items in its open transaction, while the
+    /// batch ahead of it is written; it commits only after that one has.
+    TrailingBatchWritten {
+        /// The trailing batch's first job.
+        job: JobId,
+        /// How many jobs follow it in the trailing batch.
+        joined: usize,
+    },
     /// The heartbeat of `job` is due: continuing renews the lease; a test that never answers holds
     /// the heartbeat, as a stalled node would.
     Heartbeat {

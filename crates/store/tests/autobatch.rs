@@ -33,6 +33,9 @@ conformance!(
     a_job_accepted_during_a_batch_of_its_catalog_does_not_wait_for_it_on_postgres,
     a_failed_batch_applies_nothing_and_its_retry_applies_everything_once,
     a_batch_whose_leader_lost_its_lease_writes_nothing,
+    the_batch_of_deletes_behind_a_batch_is_written_meanwhile_and_commits_after_it,
+    a_trailing_batch_is_left_out_when_the_batch_ahead_writes_nothing,
+    a_batch_sharing_an_id_with_the_batch_ahead_does_not_trail_it,
     two_runners_batching_one_catalog_end_as_the_requests_said,
 );
 
@@ -356,7 +359,9 @@ async fn a_batch_is_measured_in_inputs(db: &TestDb) {
     let large = delete(s, p, "c", 0..30).await; // chunks of 25 and 5
     let fits = delete(s, p, "c", 30..40).await; // 5 + 10
     let fills = delete(s, p, "c", 40..50).await; // 15 + 10 = 25, the chunk size
-    let waits = delete(s, p, "c", 50..53).await; // would make 28
+                                                 // Would make 28. (It deletes items the batch deletes, so on PostgreSQL it does not trail the
+                                                 // batch either: see `a_batch_sharing_an_id_with_the_batch_ahead_does_not_trail_it`.)
+    let waits = delete(s, p, "c", 45..48).await;
     let r = runner(s, "r", 25);
     assert_eq!(r.process_one().await.unwrap(), Some(large));
     for id in [large, fits, fills] {
@@ -364,7 +369,7 @@ async fn a_batch_is_measured_in_inputs(db: &TestDb) {
     }
     assert_eq!(job(s, p, waits).await.status, JobStatus::Queued);
     assert_eq!(r.process_one().await.unwrap(), Some(waits));
-    assert_eq!(item_count(db).await, 47);
+    assert_eq!(item_count(db).await, 50);
 }
 
 async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb) {
@@ -386,14 +391,14 @@ async fn a_job_cancelled_before_its_batch_locks_it_leaves_the_batch(db: &TestDb)
     hs.close().await;
 }
 
-/// Records every breakpoint, and stops at the first read-ahead (see [`StopOnce`]).
+/// Records every breakpoint, and stops where its [`StopOnce`] does.
 #[derive(Debug, Clone)]
-struct RecordAndStopAtReadAhead {
+struct RecordAndStop {
     seen: Arc<BreakpointLog>,
     stop: StopOnce,
 }
 
-impl Hooks for RecordAndStopAtReadAhead {
+impl Hooks for RecordAndStop {
     fn reached(&self, point: Breakpoint) -> HookFuture {
         self.seen.record(point);
         self.stop.reached(point)
@@ -403,7 +408,7 @@ impl Hooks for RecordAndStopAtReadAhead {
 async fn the_next_batch_is_read_ahead_and_a_job_cancelled_since_leaves_it(db: &TestDb) {
     let (stop, reached, answer) = stop_once(|p| matches!(p, Breakpoint::ReadAhead { .. }));
     let seen = Arc::new(BreakpointLog::default());
-    let hooks = RecordAndStopAtReadAhead { seen: seen.clone(), stop };
+    let hooks = RecordAndStop { seen: seen.clone(), stop };
     let hs = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
     // Nine jobs of ten deletes; batches of three jobs: 0-2, 3-5, 6-8.
     let (p, jobs) = deletes_to_batch(db, &hs, "read-ahead", 90).await;
@@ -542,6 +547,133 @@ async fn a_batch_whose_leader_lost_its_lease_writes_nothing(db: &TestDb) {
     let follower = job(&hs, p, jobs[1]).await;
     assert_eq!((follower.status, follower.attempt), (JobStatus::Queued, 0));
     assert_eq!(job(&hs, p, jobs[0]).await.status, JobStatus::Running, "left to its new owner");
+    hs.close().await;
+}
+
+/// Jobs of ten deletes (of the ranges `deletes`, of 90 items) in batches of three jobs, on a store
+/// whose hooks record every breakpoint and stop at the first `stop_at`.
+async fn batches_of_three(
+    db: &TestDb,
+    name: &str,
+    stop_at: fn(&Breakpoint) -> bool,
+    deletes: &[std::ops::Range<usize>],
+) -> (Store, Runner, ProjectId, Vec<JobId>, Arc<BreakpointLog>, oneshot::Receiver<()>, oneshot::Sender<Injected>) {
+    let (stop, reached, answer) = stop_once(stop_at);
+    let seen = Arc::new(BreakpointLog::default());
+    let hooks = RecordAndStop { seen: seen.clone(), stop };
+    let hs = Store::connect_with_hooks(&db.url, StoreConfig::default(), Arc::new(hooks)).await.unwrap();
+    let p = seeded(db, name, 90).await;
+    let mut jobs = Vec::new();
+    for range in deletes {
+        jobs.push(delete(&hs, p, "c", range.clone()).await);
+    }
+    let config = RunnerConfig { max_batch_jobs: 3, ..runner(&hs, "r", 1000).config().clone() };
+    (hs.clone(), Runner::new(hs, config), p, jobs, seen, reached, answer)
+}
+
+/// The ranges of nine jobs deleting ninety items, ten each.
+fn nine_tens() -> Vec<std::ops::Range<usize>> {
+    (0..90).step_by(10).map(|start| start..start + 10).collect()
+}
+
+fn is_trailing(point: &Breakpoint) -> bool {
+    matches!(point, Breakpoint::TrailingBatchWritten { .. })
+}
+
+/// On PostgreSQL the batch of deletes behind a batch of deletes is written while that one's
+/// statement runs, on another connection, and commits only after it (`runner/trailing.rs`): while
+/// it is open its jobs are still queued, its items still there, and no runner may start a job of
+/// the catalog. In the end every job reports its own start and end, and the jobs' events follow
+/// the catalog's order. On SQLite the same requests end the same way, one batch per claim.
+async fn the_batch_of_deletes_behind_a_batch_is_written_meanwhile_and_commits_after_it(db: &TestDb) {
+    let (hs, r, p, jobs, seen, reached, answer) = batches_of_three(db, "trailing", is_trailing, &nine_tens()).await;
+    let running = tokio::spawn({
+        let r = r.clone();
+        async move { r.process_one().await }
+    });
+    if db.is_pg() {
+        tokio::time::timeout(Duration::from_secs(60), reached).await.expect("a trailing batch").unwrap();
+        assert!(
+            seen.seen().contains(&Breakpoint::TrailingBatchWritten { job: jobs[3], joined: 2 }),
+            "{:?}",
+            seen.seen()
+        );
+        for &id in &jobs[3..6] {
+            assert_eq!(job(&hs, p, id).await.status, JobStatus::Queued, "not committed yet");
+        }
+        let items = items_of(&hs, p, "c").await;
+        assert!((30..60).all(|i| items.contains_key(&format!("item-{i:05}"))), "its deletes are not committed yet");
+        let other = Runner::new(hs.clone(), runner(&hs, "other", 1000).config().clone());
+        assert_eq!(other.process_one().await.unwrap(), None, "the catalog is held meanwhile");
+        answer.send(Injected::Continue).unwrap();
+    } else {
+        drop(answer);
+    }
+    assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
+    let applied = if db.is_pg() { 6 } else { 3 };
+    assert_eq!(item_count(db).await, 90 - 10 * applied as i64);
+    for (i, &id) in jobs.iter().enumerate() {
+        let expected = if i < applied { JobStatus::Completed } else { JobStatus::Queued };
+        assert_eq!(job(&hs, p, id).await.status, expected, "job {i}");
+    }
+    r.run_until_idle().await.unwrap();
+    assert_eq!(item_count(db).await, 0);
+    each_reports_its_own_start_and_end(&hs, p, &jobs).await;
+    // The catalog's order, in the jobs' times and in the events' ids.
+    let mut last_end = 0;
+    for &id in &jobs {
+        let done = job(&hs, p, id).await;
+        assert!(done.started_at.unwrap() >= last_end, "job {id} started before the one ahead of it ended");
+        last_end = done.finished_at.unwrap();
+    }
+    let ends: Vec<JobId> = hs
+        .events_after(p, 0, &EventFilter::default(), 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.event_type.as_str() == "job.completed" && jobs.contains(&e.job.id))
+        .map(|e| e.job.id)
+        .collect();
+    assert_eq!(ends, jobs, "completed events in the catalog's order");
+    hs.close().await;
+}
+
+/// A trailing batch commits only after the batch ahead of it: when that one writes nothing (its
+/// leader's lease was taken over), neither does the trailing batch.
+async fn a_trailing_batch_is_left_out_when_the_batch_ahead_writes_nothing(db: &TestDb) {
+    let (hs, r, p, jobs, seen, reached, answer) =
+        batches_of_three(db, "trailing-left", is_batch_formed, &nine_tens()).await;
+    let running = tokio::spawn(async move { r.process_one().await });
+    reached.await.unwrap();
+    db.exec(&format!("UPDATE jobs SET attempt = attempt + 1 WHERE id = {}", jobs[0].0)).await;
+    answer.send(Injected::Continue).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
+    let trailed = seen.count(is_trailing);
+    assert_eq!(trailed, usize::from(db.is_pg()), "on PostgreSQL the trailing batch was written, then rolled back");
+    assert_eq!(item_count(db).await, 90, "nothing was applied");
+    for &id in &jobs[1..] {
+        let waiting = job(&hs, p, id).await;
+        assert_eq!((waiting.status, waiting.attempt), (JobStatus::Queued, 0));
+    }
+    hs.close().await;
+}
+
+/// A batch that deletes an id the batch ahead of it also deletes waits for that one to commit, as
+/// any batch does: its transaction would otherwise wait for the rows of a statement it must commit
+/// after.
+async fn a_batch_sharing_an_id_with_the_batch_ahead_does_not_trail_it(db: &TestDb) {
+    // The second batch's first job deletes five items the first batch deletes.
+    let deletes = [0..10, 10..20, 20..30, 25..35, 40..50, 50..60];
+    let (hs, r, p, jobs, seen, _reached, _answer) = batches_of_three(db, "trailing-shared", |_| false, &deletes).await;
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
+    assert_eq!(seen.count(is_trailing), 0, "{:?}", seen.seen());
+    assert_eq!(item_count(db).await, 60, "one batch applied");
+    assert_eq!(job(&hs, p, jobs[3]).await.status, JobStatus::Queued);
+    r.run_until_idle().await.unwrap();
+    let left: Vec<String> = items_of(&hs, p, "c").await.into_keys().collect();
+    let expected: Vec<String> = (35..40).chain(60..90).map(|i| format!("item-{i:05}")).collect();
+    assert_eq!(left, expected);
+    each_reports_its_own_start_and_end(&hs, p, &jobs).await;
     hs.close().await;
 }
 

@@ -29,7 +29,7 @@ use super::apply::{chunk_inputs, Chunk, ChunkData, Isolation, Payload};
 use super::checkpoint::bind_checkpoint;
 use super::lease::Lease;
 use super::Runner;
-use crate::db::{to_i64, with_db, Db, Flavor, RowExt};
+use crate::db::{now_ms, to_i64, with_db, Db, Flavor, RowExt};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
 use crate::idlist::{IdList, IntList};
@@ -53,17 +53,17 @@ const READ_AHEAD_CATALOGS: usize = 4;
 /// A job that joins a batch, as read before the batch's transaction.
 #[derive(Debug)]
 pub(super) struct Follower {
-    job_id: JobId,
+    pub job_id: JobId,
     /// When it became due (`catalog_domain::order::due_at`): its place in its catalog's order,
     /// with its id.
     due: i64,
-    kind: JobKind,
+    pub kind: JobKind,
     /// Scheduled or queued, as read.
     status: JobStatus,
     flags: i64,
     /// All of its inputs (as many as its `total_count`: a job whose payload says otherwise does
     /// not join).
-    payload: Payload,
+    pub payload: Payload,
 }
 
 /// A catalog's next batch, being read while the batch before it is written (see
@@ -79,12 +79,46 @@ impl Drop for ReadAhead {
     }
 }
 
+impl ReadAhead {
+    /// A read that is already done: what a trailing batch left out puts back for the next lease
+    /// (`runner/trailing.rs`).
+    pub(super) fn ready(next: NextBatch) -> ReadAhead {
+        ReadAhead { read: tokio::spawn(async move { Ok(Some(next)) }) }
+    }
+
+    /// What was read, once the read is done; `None` when it found nothing or failed.
+    pub(super) async fn finished(mut self) -> Option<NextBatch> {
+        match (&mut self.read).await {
+            Ok(Ok(next)) => next,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "reading the next batch ahead failed");
+                None
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the next batch ahead stopped");
+                None
+            }
+        }
+    }
+}
+
 /// A batch read ahead: the job that will lead it, its chunk, and the jobs that will join it.
 #[derive(Debug)]
-struct NextBatch {
+pub(super) struct NextBatch {
     leader_id: JobId,
     leader: Leader,
+    /// The leading job with its payload, when its first chunk is all of it: what a trailing batch
+    /// (`runner/trailing.rs`) applies as one of its jobs.
+    pub first: Option<Follower>,
     followers: Vec<Follower>,
+}
+
+impl NextBatch {
+    /// The jobs of the batch in order, when the leader's payload was read: the leader, then the
+    /// jobs that join it.
+    pub(super) fn jobs(&self) -> impl Iterator<Item = &Follower> {
+        self.first.iter().chain(self.first.is_some().then_some(&self.followers).into_iter().flatten())
+    }
 }
 
 /// The read-ahead batches of a runner with their catalogs, oldest first ([`READ_AHEAD_CATALOGS`]
@@ -138,7 +172,15 @@ impl Lease {
     /// small requests the runner, which used to read between two batches, fell seconds behind
     /// (docs/PERFORMANCE.md, "Sustained load").
     pub(super) fn read_ahead(&self, followers: &[Follower]) {
-        let (Some(catalog), Some(last)) = (self.catalog_id, followers.last()) else { return };
+        if let Some(last) = followers.last() {
+            self.read_ahead_after(last);
+        }
+    }
+
+    /// Starts reading the batch that will follow the job `last` of this lease's catalog (see
+    /// [`Lease::read_ahead`]).
+    pub(super) fn read_ahead_after(&self, last: &Follower) {
+        let Some(catalog) = self.catalog_id else { return };
         let runner = self.runner.clone();
         let (project, after, size) = (self.project_id, (last.due, last.job_id), last.payload.len() as u64);
         let read = tokio::spawn(async move { runner.next_batch(project, catalog, after, size).await });
@@ -254,13 +296,51 @@ impl Lease {
         // young database, when `jobs` held a few hundred rows, reached the jobs of a batch by a
         // sequential scan and by `jobs_by_project` once it held 100,000 (163 ms and 406 ms of a
         // 601 ms statement, seen with auto_explain; docs/PERFORMANCE.md, "Sustained load").
-        let outcome = bind_checkpoint!(sqlx::query(statement).persistent(false), &row)
+        let written = bind_checkpoint!(sqlx::query(statement).persistent(false), &row)
             .bind(self.catalog_id.unwrap_or_default())
-            .bind(IdList(ids.into_iter().map(str::to_owned).collect()))
+            .bind(IdList(ids.iter().map(|id| (*id).to_owned()).collect()))
             .bind(ends)
             .bind(expires_at)
-            .fetch_one(pool)
-            .await?;
+            .fetch_one(pool);
+        // The batch behind this one is written meanwhile, on another connection, and committed
+        // only once this one has (`runner/trailing.rs`).
+        let (outcome, trailing) = tokio::join!(written, self.start_trailing(pool, &ids));
+        let trailing = trailing.unwrap_or_else(|e| {
+            tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch was left out");
+            None
+        });
+        let outcome = match self.delete_batch_outcome(outcome, inputs, followers, next, followers_processed) {
+            Ok(OneStatement::Done(Some(committed))) => committed,
+            other => {
+                if let Some(trailing) = trailing {
+                    self.abandon_trailing(trailing).await;
+                }
+                return other;
+            }
+        };
+        let Some(trailing) = trailing else { return Ok(OneStatement::Done(Some(outcome))) };
+        match self.finish_trailing(trailing, now_ms().max(now)).await {
+            Ok(processed) => Ok(OneStatement::Done(Some(BatchCommitted {
+                followers_processed: outcome.followers_processed + processed,
+                ..outcome
+            }))),
+            Err(e) => {
+                tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch did not commit");
+                Ok(OneStatement::Done(Some(outcome)))
+            }
+        }
+    }
+
+    /// What [`Lease::delete_batch`]'s statement did, from its answer `outcome`.
+    fn delete_batch_outcome(
+        &self,
+        outcome: Result<sqlx::postgres::PgRow, sqlx::Error>,
+        inputs: Range<usize>,
+        followers: &[Follower],
+        next: JobState,
+        followers_processed: u64,
+    ) -> Result<OneStatement, StoreError> {
+        let outcome = outcome?;
         if !outcome.try_get::<bool, _>("leader")? {
             return Ok(OneStatement::Done(None));
         }
@@ -294,7 +374,9 @@ enum OneStatement {
 
 /// The followers' ends, each as the batch `done` it, in the JSON the finish statements read
 /// (`[id, status, completed, failed]` per job), and the inputs they processed together.
-fn ends_of<'a>(done: impl Iterator<Item = (&'a Follower, &'a MemberApplied)>) -> Result<(String, u64), StoreError> {
+pub(super) fn ends_of<'a>(
+    done: impl Iterator<Item = (&'a Follower, &'a MemberApplied)>,
+) -> Result<(String, u64), StoreError> {
     let mut ends = Vec::new();
     let mut processed = 0;
     for (follower, applied) in done {
@@ -308,7 +390,11 @@ fn ends_of<'a>(done: impl Iterator<Item = (&'a Follower, &'a MemberApplied)>) ->
 
 /// Logs and measures a committed batch: the leader's chunk of `leader_inputs` and the jobs that
 /// `joined` it.
-fn applied_a_batch<'a>(leader: JobId, leader_inputs: usize, joined: impl ExactSizeIterator<Item = &'a Follower>) {
+pub(super) fn applied_a_batch<'a>(
+    leader: JobId,
+    leader_inputs: usize,
+    joined: impl ExactSizeIterator<Item = &'a Follower>,
+) {
     let jobs = 1 + joined.len();
     let inputs = leader_inputs + joined.map(|f| f.payload.len()).sum::<usize>();
     tracing::debug!(job = leader.0, joined = jobs - 1, "applied a batch");
@@ -374,33 +460,21 @@ impl Runner {
         limits: BatchLimits,
         candidates: &[Candidate],
     ) -> Result<Vec<Follower>, StoreError> {
-        let waiting: Vec<Waiting> = candidates.iter().map(|c| c.waiting).collect();
-        let joining = &candidates[..autobatch(leader, &waiting, limits).min(candidates.len())];
-        if joining.is_empty() {
-            return Ok(Vec::new());
+        let joining = &candidates[..joining_count(leader, limits, candidates)];
+        let mut payloads = self.payloads(joining.iter()).await?;
+        Ok(followers_of(joining, &mut payloads))
+    }
+
+    /// The stored payloads of the `jobs`, by job id.
+    async fn payloads(&self, jobs: impl Iterator<Item = &Candidate>) -> Result<HashMap<i64, String>, StoreError> {
+        let ids: Vec<i64> = jobs.map(|c| c.job_id.0).collect();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
         }
-        let ids: Vec<i64> = joining.iter().map(|c| c.job_id.0).collect();
-        let mut payloads = with_db!(self.store.db(), pool => {
+        Ok(with_db!(self.store.db(), pool => {
             let rows = sqlx::query(self.sql.batch.payloads).bind(IntList(ids)).fetch_all(pool).await?;
             payloads_of(&rows)?
-        });
-        let mut followers = Vec::with_capacity(joining.len());
-        for candidate in joining {
-            let payload = payloads.remove(&candidate.job_id.0);
-            let Ok(payload) = Payload::parse(candidate.waiting.kind, payload.as_deref()) else { break };
-            if payload.len() as u64 != candidate.waiting.inputs {
-                break;
-            }
-            followers.push(Follower {
-                job_id: candidate.job_id,
-                due: candidate.due,
-                kind: candidate.waiting.kind,
-                status: candidate.status,
-                flags: candidate.flags,
-                payload,
-            });
-        }
-        Ok(followers)
+        }))
     }
 
     /// The batch that will follow the one being written in `catalog` of `project`, whose last job
@@ -421,18 +495,26 @@ impl Runner {
         let leader = leader_of(first.waiting.kind, &chunk_inputs(0, inputs, self.chunk_size()), inputs);
         let behind =
             &behind[..behind.len().min(usize::try_from(most_rows(leader.inputs, limits)).unwrap_or(usize::MAX))];
-        let followers = if Family::of(leader.kind).is_some() && leader.finishes_job {
-            self.joining(leader, limits, behind).await?
+        let joining = if Family::of(leader.kind).is_some() && leader.finishes_job {
+            joining_count(leader, limits, behind)
         } else {
-            Vec::new()
+            0
         };
+        // The leader's payload too when it could trail the batch being written
+        // (`runner/trailing.rs`): a whole job of item deletes, on PostgreSQL.
+        let with_first =
+            leader.finishes_job && leader.kind == JobKind::ItemBulkDelete && self.sql.batch.trailing_deletes.is_some();
+        let read = with_first.then_some(first).into_iter().chain(&behind[..joining]);
+        let mut payloads = self.payloads(read).await?;
+        let first_job = if with_first { followers_of(std::slice::from_ref(first), &mut payloads).pop() } else { None };
+        let followers = followers_of(&behind[..joining], &mut payloads);
         self.store.hook(Breakpoint::ReadAhead { job: first.job_id, joined: followers.len() }).await?;
-        Ok(Some(NextBatch { leader_id: first.job_id, leader, followers }))
+        Ok(Some(NextBatch { leader_id: first.job_id, leader, first: first_job, followers }))
     }
 
     /// Keeps `read` as `catalog`'s next batch, in place of any other; drops the oldest beyond
     /// [`READ_AHEAD_CATALOGS`].
-    fn keep_read_ahead(&self, catalog: i64, read: ReadAhead) {
+    pub(super) fn keep_read_ahead(&self, catalog: i64, read: ReadAhead) {
         let Ok(mut kept) = self.read_ahead.lock() else { return };
         kept.retain(|(kept_for, _)| *kept_for != catalog);
         kept.push_back((catalog, read));
@@ -442,11 +524,40 @@ impl Runner {
     }
 
     /// Takes `catalog`'s next batch, if one was read ahead.
-    fn take_read_ahead(&self, catalog: i64) -> Option<ReadAhead> {
+    pub(super) fn take_read_ahead(&self, catalog: i64) -> Option<ReadAhead> {
         let mut kept = self.read_ahead.lock().ok()?;
         let at = kept.iter().position(|(kept_for, _)| *kept_for == catalog)?;
         kept.remove(at).map(|(_, read)| read)
     }
+}
+
+/// The `candidates` as jobs joining a batch, with their payloads taken from `payloads`, up to the
+/// first whose payload cannot be read or does not hold its inputs (that one fails on its own when
+/// claimed).
+fn followers_of(candidates: &[Candidate], payloads: &mut HashMap<i64, String>) -> Vec<Follower> {
+    let mut followers = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let payload = payloads.remove(&candidate.job_id.0);
+        let Ok(payload) = Payload::parse(candidate.waiting.kind, payload.as_deref()) else { break };
+        if payload.len() as u64 != candidate.waiting.inputs {
+            break;
+        }
+        followers.push(Follower {
+            job_id: candidate.job_id,
+            due: candidate.due,
+            kind: candidate.waiting.kind,
+            status: candidate.status,
+            flags: candidate.flags,
+            payload,
+        });
+    }
+    followers
+}
+
+/// How many of the `candidates` join a batch led by `leader` ([`autobatch`]).
+fn joining_count(leader: Leader, limits: BatchLimits, candidates: &[Candidate]) -> usize {
+    let waiting: Vec<Waiting> = candidates.iter().map(|c| c.waiting).collect();
+    autobatch(leader, &waiting, limits).min(candidates.len())
 }
 
 /// A due job behind the leader, as the batch's first query reads it.

@@ -23,6 +23,7 @@ mod checkpoint;
 mod claim;
 mod lease;
 mod sql;
+mod trailing;
 mod worker;
 
 pub use lease::{Heartbeat, Lease};

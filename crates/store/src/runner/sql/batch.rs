@@ -26,6 +26,9 @@ pub(crate) struct BatchStatements {
     /// PostgreSQL: a whole batch of item deletes as one autocommit statement (see
     /// `postgres::delete_batch`); none on SQLite, where a batch holds the one write lock anyway.
     pub delete_batch: Option<String>,
+    /// PostgreSQL: the first statement of a trailing batch (see `postgres::trailing_deletes`);
+    /// none on SQLite, where one transaction writes at a time.
+    pub trailing_deletes: Option<String>,
 }
 
 impl BatchStatements {
@@ -58,6 +61,7 @@ impl BatchStatements {
             lock_waiting: if pg { pg_lock_waiting() } else { SQLITE_LOCK_WAITING.to_owned() },
             finish: if pg { pg_finish() } else { SQLITE_FINISH.to_owned() },
             delete_batch: pg.then(postgres::delete_batch),
+            trailing_deletes: pg.then(postgres::trailing_deletes),
         }
     }
 }

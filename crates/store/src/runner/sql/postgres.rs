@@ -118,7 +118,7 @@ pub(super) fn delete_and_checkpoint() -> String {
               {deletes}
          {checkpoint} AND id IN (SELECT id FROM job)",
         job = locked_job("AND (SELECT v FROM commit_mode) IS NOT NULL"),
-        deletes = item_deletes("EXISTS (SELECT 1 FROM job)"),
+        deletes = item_deletes(("$12", "$13"), "EXISTS (SELECT 1 FROM job)"),
         checkpoint = checkpoint_sql(true, false)
     )
 }
@@ -135,16 +135,16 @@ fn locked_job(also: &str) -> String {
     )
 }
 
-/// The CTEs `members` and `gone`: delete the items `$13` of the catalog `$12`, and their category
-/// memberships, when `condition` holds. The ids are read through [`opaque_list_pg`], as every list
-/// of ids is (see `idlist::in_list`).
-fn item_deletes(condition: &str) -> String {
+/// The CTEs `members` and `gone`: delete the items `ids` of the catalog `catalog` (placeholders),
+/// and their category memberships, when `condition` holds. The ids are read through
+/// [`opaque_list_pg`], as every list of ids is (see `idlist::in_list`).
+fn item_deletes((catalog, ids): (&str, &str), condition: &str) -> String {
     format!(
         "members AS (DELETE FROM category_items
-                     WHERE catalog_id = $12 AND item_id = ANY({ids}) AND {condition} AND {has_members}),
-         gone AS (DELETE FROM items WHERE catalog_id = $12 AND item_id = ANY({ids}) AND {condition})",
-        ids = opaque_list_pg("$13"),
-        has_members = catalog_has_members("$12"),
+                     WHERE catalog_id = {catalog} AND item_id = ANY({ids}) AND {condition} AND {has_members}),
+         gone AS (DELETE FROM items WHERE catalog_id = {catalog} AND item_id = ANY({ids}) AND {condition})",
+        ids = opaque_list_pg(ids),
+        has_members = catalog_has_members(catalog),
     )
 }
 
@@ -183,10 +183,38 @@ pub(super) fn delete_batch() -> String {
                 (SELECT COUNT(*) FROM finished) AS finished, (SELECT COUNT(*) FROM checkpointed) AS checkpointed",
         job = locked_job(""),
         rows = pg_finish_rows("$14"),
-        deletes = item_deletes(go),
+        deletes = item_deletes(("$12", "$13"), go),
         finish =
             pg_finish_jobs("$7", "$15", &format!("{PG_STILL_WAITING} AND jobs.id IN (SELECT id FROM live) AND {go}")),
         checkpoint = checkpoint_sql(true, false)
+    )
+}
+
+/// The first statement of a trailing batch (`runner/batch.rs`): a batch of item deletes written
+/// while the batch before it, in another transaction, is still being written. It locks its jobs
+/// (`live`: still waiting and not cancelled, as [`delete_batch`] does) and share-locks the catalog;
+/// only when every job and the catalog are as read (`go`) does it delete the items `$2` of the
+/// catalog `$1` and their memberships. `$3` are the jobs' ends as [`pg_finish_rows`] reads them.
+/// Answers `go`.
+///
+/// It finishes no job: the jobs' update writes their events and the queue's counts (triggers of
+/// `jobs`), which must come after the batch before it commits, so that event ids follow the
+/// catalog's order and the two transactions never wait for each other's rows (the caller then runs
+/// the batch's `finish` in the same transaction, and commits).
+pub(super) fn trailing_deletes() -> String {
+    format!(
+        "WITH f AS MATERIALIZED ({rows}),
+              live AS MATERIALIZED (
+                  SELECT jobs.id FROM jobs
+                  WHERE jobs.id = ANY(ARRAY(SELECT id FROM f)) AND {PG_STILL_WAITING}
+                  ORDER BY jobs.id FOR UPDATE),
+              go AS MATERIALIZED (
+                  SELECT (SELECT COUNT(*) FROM live) = (SELECT COUNT(*) FROM f)
+                         AND EXISTS (SELECT 1 FROM catalogs WHERE id = $1 AND deleted_at IS NULL FOR SHARE) AS go),
+              {deletes}
+         SELECT (SELECT go FROM go) AS go",
+        rows = pg_finish_rows("$3"),
+        deletes = item_deletes(("$1", "$2"), "(SELECT go FROM go)"),
     )
 }
 

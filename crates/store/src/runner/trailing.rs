@@ -1,0 +1,178 @@
+//! Trailing batches (PostgreSQL): the batch of item deletes read ahead behind a batch of item
+//! deletes (`runner/batch.rs`) is written while that batch's statement runs, in a transaction of
+//! its own on another connection, and committed after it.
+//!
+//! Why: a batch's statement keeps one of PostgreSQL's processes busy (one core), and the runner
+//! waits for it; on two cores the other one was left idle while a backlog of small deletes drained
+//! (docs/PERFORMANCE.md, "Small requests").
+//!
+//! What keeps the order rule (at most one job of a catalog applied at a time, each in its order):
+//! - the trailing batch's commit waits for the batch before it: it commits only after that batch's
+//!   statement has committed with its leader checkpointed (which proves the lease held), and rolls
+//!   back otherwise, so its jobs never finish before the ones ahead of them, and a crash leaves a
+//!   prefix of the catalog's order applied;
+//! - from its first statement on, it holds its jobs' rows. The first of them is the first job of
+//!   the catalog once the batch before commits, the only one a claim may take there
+//!   (`catalog_domain::order::next_of_catalog`), and a claim skips a locked job: no runner starts a
+//!   job of the catalog until the trailing batch has committed or rolled back;
+//! - its ids share none with the batch before it (checked before it starts), so the two
+//!   transactions never wait for each other's rows, and the deletes commute: deleting an item that
+//!   is not there counts as done, so each job's counts are those of the order.
+//!
+//! Its jobs finish (their rows, their events, the queue's counts) in a second statement sent once
+//! the batch before has committed: event ids then follow the catalog's order, and the triggers'
+//! writes of the queue's counts never wait on the batch before. A job cancelled since the read, or
+//! a catalog deleted, leaves the whole trailing batch out (nothing is written); a cancel after its
+//! first statement waits for its commit and finds the job finished, as with any batch.
+
+use super::apply::batch::MemberApplied;
+use super::apply::{ChunkData, Payload};
+use super::batch::{ends_of, Follower, NextBatch, ReadAhead};
+use super::lease::Lease;
+use crate::db::{Flavor, WriteTx};
+use crate::error::StoreError;
+use crate::hooks::Breakpoint;
+use crate::idlist::IdList;
+use sqlx::{PgPool, Postgres, Row};
+
+/// A trailing batch whose first statement has run: its items are deleted and its jobs locked, in
+/// its open transaction.
+pub(super) struct Trailing {
+    tx: WriteTx<Postgres>,
+    /// What was read ahead: the jobs of the batch, put back for the next lease if the batch is
+    /// left out.
+    next: NextBatch,
+    /// The jobs' ends, as the finish statement reads them.
+    ends: String,
+    /// Inputs the jobs processed together.
+    processed: u64,
+}
+
+impl Lease {
+    /// Starts the trailing batch behind this lease's batch of item deletes, whose sorted ids are
+    /// `ahead`: takes what was read ahead for the catalog, and when it is a whole batch of item
+    /// deletes sharing no id with `ahead`, opens its transaction and runs its first statement.
+    /// `None` when there is no such batch, or its jobs are no longer as read (what was read ahead
+    /// is then kept for the next lease); an error leaves the catalog's next batch to the next
+    /// lease.
+    pub(super) async fn start_trailing(&self, pool: &PgPool, ahead: &[&str]) -> Result<Option<Trailing>, StoreError> {
+        let (Some(catalog), Some(statement)) = (self.catalog_id, &self.runner.sql.batch.trailing_deletes) else {
+            return Ok(None);
+        };
+        let Some(read) = self.runner.take_read_ahead(catalog) else { return Ok(None) };
+        let Some(next) = read.finished().await else { return Ok(None) };
+        let Some(ids) = next.trailing_ids().filter(|ids| disjoint(ahead, ids)) else {
+            self.runner.keep_read_ahead(catalog, ReadAhead::ready(next));
+            return Ok(None);
+        };
+        let jobs: Vec<&Follower> = next.jobs().collect();
+        let done: Vec<MemberApplied> =
+            jobs.iter().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
+        let (ends, processed) = ends_of(jobs.iter().copied().zip(&done))?;
+        let mut tx = pool.begin_write(&self.runner.turns).await?;
+        let go: bool = sqlx::query(statement)
+            .bind(catalog)
+            .bind(IdList(ids))
+            .bind(&ends)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("go")?;
+        if !go {
+            tx.rollback().await?;
+            self.runner.keep_read_ahead(catalog, ReadAhead::ready(next));
+            return Ok(None);
+        }
+        let (first, joined) = (jobs[0].job_id, jobs.len() - 1);
+        self.runner.store.hook(Breakpoint::TrailingBatchWritten { job: first, joined }).await?;
+        Ok(Some(Trailing { tx, next, ends, processed }))
+    }
+
+    /// Finishes and commits `trailing` once the batch ahead of it committed, at `now`; answers the
+    /// inputs its jobs processed. On an error nothing of it is written (its jobs wait for the next
+    /// lease).
+    pub(super) async fn finish_trailing(&self, mut trailing: Trailing, now: i64) -> Result<u64, StoreError> {
+        let expires_at = now.saturating_add(self.runner.store.config().retention_ms);
+        let jobs = trailing.next.jobs().count() as u64;
+        let finished = trailing.tx.finish_jobs(&self.runner.sql.batch.finish, trailing.ends, now, expires_at).await?;
+        if finished != jobs {
+            // Their rows were locked by the first statement: a bug.
+            trailing.tx.rollback().await?;
+            return Err(StoreError::Corrupt(format!("a trailing batch finished {finished} of its {jobs} jobs")));
+        }
+        trailing.tx.commit().await?;
+        let mut jobs = trailing.next.jobs();
+        if let Some(first) = jobs.next() {
+            let joined: Vec<&Follower> = jobs.collect();
+            super::batch::applied_a_batch(first.job_id, first.payload.len(), joined.into_iter());
+        }
+        // The batch after it is read while the next claim is made.
+        if let Some(last) = trailing.next.jobs().last() {
+            self.read_ahead_after(last);
+        }
+        Ok(trailing.processed)
+    }
+
+    /// Leaves `trailing` out: the batch ahead of it did not commit, so nothing of it may. What was
+    /// read ahead is kept for the next lease.
+    pub(super) async fn abandon_trailing(&self, trailing: Trailing) {
+        if let Err(e) = trailing.tx.rollback().await {
+            tracing::debug!(job = self.job_id.0, error = %e, "rolling a trailing batch back failed");
+        }
+        if let Some(catalog) = self.catalog_id {
+            self.runner.keep_read_ahead(catalog, ReadAhead::ready(trailing.next));
+        }
+    }
+}
+
+impl NextBatch {
+    /// The sorted ids of a batch read ahead, when it can trail: its leader's payload was read, it
+    /// is a whole job, and every job of it deletes items.
+    fn trailing_ids(&self) -> Option<Vec<String>> {
+        self.first.as_ref()?;
+        let mut ids = Vec::new();
+        for job in self.jobs() {
+            let (catalog_domain::JobKind::ItemBulkDelete, Payload::Ids(list)) = (job.kind, &job.payload) else {
+                return None;
+            };
+            ids.extend(list.iter().cloned());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        Some(ids)
+    }
+}
+
+/// Whether the sorted lists `a` and `b` share no id.
+fn disjoint(a: &[&str], b: &[String]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+        match (*x).cmp(y.as_str()) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::disjoint;
+
+    #[test]
+    fn disjoint_lists_share_no_id() {
+        let b = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let cases: &[(&[&str], &[&str], bool)] = &[
+            (&[], &[], true),
+            (&["a"], &[], true),
+            (&["a", "c", "e"], &["b", "d", "f"], true),
+            (&["a", "c", "e"], &["b", "e"], false),
+            (&["a"], &["a"], false),
+            (&["x", "y"], &["a", "b", "y"], false),
+            (&["a", "b"], &["c", "d"], true),
+        ];
+        for (a, other, expected) in cases {
+            assert_eq!(disjoint(a, &b(other)), *expected, "{a:?} and {other:?}");
+        }
+    }
+}
