@@ -36,6 +36,7 @@ conformance!(
     the_batch_of_deletes_behind_a_batch_is_written_meanwhile_and_commits_after_it,
     a_trailing_batch_is_left_out_when_the_batch_ahead_writes_nothing,
     a_batch_sharing_an_id_with_the_batch_ahead_does_not_trail_it,
+    a_job_alone_in_its_batch_is_trailed_by_the_next,
     two_runners_batching_one_catalog_end_as_the_requests_said,
 );
 
@@ -673,6 +674,28 @@ async fn a_batch_sharing_an_id_with_the_batch_ahead_does_not_trail_it(db: &TestD
     let left: Vec<String> = items_of(&hs, p, "c").await.into_keys().collect();
     let expected: Vec<String> = (35..40).chain(60..90).map(|i| format!("item-{i:05}")).collect();
     assert_eq!(left, expected);
+    each_reports_its_own_start_and_end(&hs, p, &jobs).await;
+    hs.close().await;
+}
+
+/// A job whose last chunk fills a batch by itself is applied alone; on PostgreSQL the next job (here
+/// as large, so alone too) trails it all the same.
+async fn a_job_alone_in_its_batch_is_trailed_by_the_next(db: &TestDb) {
+    let (hs, _, p, jobs, seen, _reached, _answer) =
+        batches_of_three(db, "trailing-alone", |_| false, &[0..10, 10..20, 20..30]).await;
+    let r = runner(&hs, "r", 10);
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[0]));
+    let trailed: Vec<Breakpoint> = seen.seen().into_iter().filter(is_trailing).collect();
+    if db.is_pg() {
+        assert_eq!(trailed, [Breakpoint::TrailingBatchWritten { job: jobs[1], joined: 0 }]);
+        assert_eq!(job(&hs, p, jobs[1]).await.status, JobStatus::Completed);
+    } else {
+        assert_eq!(trailed, []);
+        assert_eq!(job(&hs, p, jobs[1]).await.status, JobStatus::Queued);
+    }
+    assert_eq!(job(&hs, p, jobs[2]).await.status, JobStatus::Queued);
+    r.run_until_idle().await.unwrap();
+    assert_eq!(item_count(db).await, 60);
     each_reports_its_own_start_and_end(&hs, p, &jobs).await;
     hs.close().await;
 }

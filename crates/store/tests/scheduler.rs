@@ -511,7 +511,9 @@ async fn a_job_never_starts_behind_an_unfinished_earlier_one(db: &TestDb) {
         .unwrap()
         .id;
     let j3 = s.bulk_delete_items(p, "b", Dialect::Native, ids(0..5), &o).await.unwrap().job.unwrap().id;
-    let r = runner(s, "r", 2);
+    // One job per claim: on PostgreSQL a job's last chunk of deletes would otherwise be followed by
+    // the next due delete, applied meanwhile (runner/trailing.rs).
+    let r = unbatched_runner(s, "r", 2);
     let mut l1 = r.claim().await.unwrap().unwrap();
     assert_eq!(l1.job_id(), j1);
     let l3 = r.claim().await.unwrap().unwrap();

@@ -29,7 +29,7 @@ use super::apply::{chunk_inputs, Chunk, ChunkData, Isolation, Payload};
 use super::checkpoint::bind_checkpoint;
 use super::lease::Lease;
 use super::Runner;
-use crate::db::{now_ms, to_i64, with_db, Db, Flavor, RowExt};
+use crate::db::{to_i64, with_db, Db, Flavor, RowExt};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
 use crate::idlist::{IdList, IntList};
@@ -182,8 +182,18 @@ impl Lease {
     pub(super) fn read_ahead_after(&self, last: &Follower) {
         let Some(catalog) = self.catalog_id else { return };
         let runner = self.runner.clone();
-        let (project, after, size) = (self.project_id, (last.due, last.job_id), last.payload.len() as u64);
+        let (project, after, size) = (self.project_id, Some((last.due, last.job_id)), last.payload.len() as u64);
         let read = tokio::spawn(async move { runner.next_batch(project, catalog, after, size).await });
+        self.runner.keep_read_ahead(catalog, ReadAhead { read });
+    }
+
+    /// Starts reading the batch that will follow this lease's job, which runs alone: the due jobs
+    /// of its catalog not yet started (see [`Lease::read_ahead`]).
+    pub(super) fn read_ahead_behind(&self) {
+        let Some(catalog) = self.catalog_id else { return };
+        let runner = self.runner.clone();
+        let (project, size) = (self.project_id, self.payload.len() as u64);
+        let read = tokio::spawn(async move { runner.next_batch(project, catalog, None, size).await });
         self.runner.keep_read_ahead(catalog, ReadAhead { read });
     }
 
@@ -302,33 +312,8 @@ impl Lease {
             .bind(ends)
             .bind(expires_at)
             .fetch_one(pool);
-        // The batch behind this one is written meanwhile, on another connection, and committed
-        // only once this one has (`runner/trailing.rs`).
-        let (outcome, trailing) = tokio::join!(written, self.start_trailing(pool, &ids));
-        let trailing = trailing.unwrap_or_else(|e| {
-            tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch was left out");
-            None
-        });
-        let outcome = match self.delete_batch_outcome(outcome, inputs, followers, next, followers_processed) {
-            Ok(OneStatement::Done(Some(committed))) => committed,
-            other => {
-                if let Some(trailing) = trailing {
-                    self.abandon_trailing(trailing).await;
-                }
-                return other;
-            }
-        };
-        let Some(trailing) = trailing else { return Ok(OneStatement::Done(Some(outcome))) };
-        match self.finish_trailing(trailing, now_ms().max(now)).await {
-            Ok(processed) => Ok(OneStatement::Done(Some(BatchCommitted {
-                followers_processed: outcome.followers_processed + processed,
-                ..outcome
-            }))),
-            Err(e) => {
-                tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch did not commit");
-                Ok(OneStatement::Done(Some(outcome)))
-            }
-        }
+        let written = async { self.delete_batch_outcome(written.await, inputs, followers, next, followers_processed) };
+        self.with_trailing(pool, &ids, written, |outcome| matches!(outcome, Ok(OneStatement::Done(Some(_)))), now).await
     }
 
     /// What [`Lease::delete_batch`]'s statement did, from its answer `outcome`.
@@ -478,18 +463,19 @@ impl Runner {
     }
 
     /// The batch that will follow the one being written in `catalog` of `project`, whose last job
-    /// is `after` (when it became due, its id) and of `size` inputs: the first due job after it,
+    /// is `after` (when it became due, its id; `None`: the job running, so any job not yet started
+    /// is after it) and of `size` inputs: the first due job after it,
     /// as a fresh lease will lead it (its first chunk), and the jobs that will join it. The rows
     /// read are as many as a leader of `size` inputs would read, plus that first job.
     async fn next_batch(
         &self,
         project: i64,
         catalog: i64,
-        after: (i64, JobId),
+        after: Option<(i64, JobId)>,
         size: u64,
     ) -> Result<Option<NextBatch>, StoreError> {
         let limits = self.batch_limits();
-        let candidates = self.waiting(project, catalog, most_rows(size, limits) + 1, Some(after)).await?;
+        let candidates = self.waiting(project, catalog, most_rows(size, limits) + 1, after).await?;
         let Some((first, behind)) = candidates.split_first() else { return Ok(None) };
         let inputs = usize::try_from(first.waiting.inputs).unwrap_or(usize::MAX);
         let leader = leader_of(first.waiting.kind, &chunk_inputs(0, inputs, self.chunk_size()), inputs);

@@ -29,11 +29,12 @@ use super::apply::batch::MemberApplied;
 use super::apply::{ChunkData, Payload};
 use super::batch::{ends_of, Follower, NextBatch, ReadAhead};
 use super::lease::Lease;
-use crate::db::{Flavor, WriteTx};
+use crate::db::{now_ms, Flavor, WriteTx};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
 use crate::idlist::IdList;
 use sqlx::{PgPool, Postgres, Row};
+use std::future::Future;
 
 /// A trailing batch whose first statement has run: its items are deleted and its jobs locked, in
 /// its open transaction.
@@ -49,16 +50,62 @@ pub(super) struct Trailing {
 }
 
 impl Lease {
+    /// Whether the batch behind this lease's last chunk of item deletes may trail it: on
+    /// PostgreSQL, in a catalog, with batches on (`RunnerConfig::batch_inputs` and
+    /// `max_batch_jobs`: a runner told to apply every job on its own applies one at a time).
+    pub(super) fn may_trail(&self) -> bool {
+        let config = &self.runner.config;
+        self.catalog_id.is_some()
+            && self.runner.sql.batch.trailing_deletes.is_some()
+            && config.batch_inputs > 0
+            && config.max_batch_jobs > 1
+    }
+
+    /// Runs `ahead`, the statement of this lease's last chunk of item deletes (alone, or with a
+    /// batch) whose sorted ids are `ids`, together with the trailing batch behind it; the trailing
+    /// batch commits if `committed` says `ahead` committed, and rolls back otherwise. Answers
+    /// what `ahead` did.
+    pub(super) async fn with_trailing<T>(
+        &self,
+        pool: &PgPool,
+        ids: &[&str],
+        ahead: impl Future<Output = T>,
+        committed: impl FnOnce(&T) -> bool,
+        now: i64,
+    ) -> T {
+        let (outcome, trailing) = tokio::join!(ahead, self.start_trailing(pool, ids));
+        let trailing = match trailing {
+            Ok(Some(trailing)) => trailing,
+            Ok(None) => return outcome,
+            Err(e) => {
+                tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch was left out");
+                return outcome;
+            }
+        };
+        if !committed(&outcome) {
+            self.abandon_trailing(trailing).await;
+            return outcome;
+        }
+        // Its jobs start and end after the ones ahead of it.
+        if let Err(e) = self.finish_trailing(trailing, now_ms().max(now)).await {
+            tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch did not commit");
+        }
+        outcome
+    }
+
     /// Starts the trailing batch behind this lease's batch of item deletes, whose sorted ids are
     /// `ahead`: takes what was read ahead for the catalog, and when it is a whole batch of item
     /// deletes sharing no id with `ahead`, opens its transaction and runs its first statement.
     /// `None` when there is no such batch, or its jobs are no longer as read (what was read ahead
     /// is then kept for the next lease); an error leaves the catalog's next batch to the next
     /// lease.
-    pub(super) async fn start_trailing(&self, pool: &PgPool, ahead: &[&str]) -> Result<Option<Trailing>, StoreError> {
+    async fn start_trailing(&self, pool: &PgPool, ahead: &[&str]) -> Result<Option<Trailing>, StoreError> {
         let (Some(catalog), Some(statement)) = (self.catalog_id, &self.runner.sql.batch.trailing_deletes) else {
             return Ok(None);
         };
+        if !self.may_trail() {
+            return Ok(None);
+        }
         let Some(read) = self.runner.take_read_ahead(catalog) else { return Ok(None) };
         let Some(next) = read.finished().await else { return Ok(None) };
         let Some(ids) = next.trailing_ids().filter(|ids| disjoint(ahead, ids)) else {
@@ -87,10 +134,9 @@ impl Lease {
         Ok(Some(Trailing { tx, next, ends, processed }))
     }
 
-    /// Finishes and commits `trailing` once the batch ahead of it committed, at `now`; answers the
-    /// inputs its jobs processed. On an error nothing of it is written (its jobs wait for the next
-    /// lease).
-    pub(super) async fn finish_trailing(&self, mut trailing: Trailing, now: i64) -> Result<u64, StoreError> {
+    /// Finishes and commits `trailing` once the batch ahead of it committed, at `now`. On an error
+    /// nothing of it is written (its jobs wait for the next lease).
+    async fn finish_trailing(&self, mut trailing: Trailing, now: i64) -> Result<(), StoreError> {
         let expires_at = now.saturating_add(self.runner.store.config().retention_ms);
         let jobs = trailing.next.jobs().count() as u64;
         let finished = trailing.tx.finish_jobs(&self.runner.sql.batch.finish, trailing.ends, now, expires_at).await?;
@@ -105,16 +151,18 @@ impl Lease {
             let joined: Vec<&Follower> = jobs.collect();
             super::batch::applied_a_batch(first.job_id, first.payload.len(), joined.into_iter());
         }
+        let processed = &self.runner.store.inner.items_processed;
+        processed.fetch_add(trailing.processed, std::sync::atomic::Ordering::Relaxed);
         // The batch after it is read while the next claim is made.
         if let Some(last) = trailing.next.jobs().last() {
             self.read_ahead_after(last);
         }
-        Ok(trailing.processed)
+        Ok(())
     }
 
     /// Leaves `trailing` out: the batch ahead of it did not commit, so nothing of it may. What was
     /// read ahead is kept for the next lease.
-    pub(super) async fn abandon_trailing(&self, trailing: Trailing) {
+    async fn abandon_trailing(&self, trailing: Trailing) {
         if let Err(e) = trailing.tx.rollback().await {
             tracing::debug!(job = self.job_id.0, error = %e, "rolling a trailing batch back failed");
         }

@@ -46,6 +46,20 @@ impl Lease {
             };
         }
         let written = match runner.store.db() {
+            Db::Pg(pool) if last && self.may_trail() => {
+                // The job behind this one, and those that join it, are written meanwhile
+                // (`runner/trailing.rs`).
+                self.read_ahead_behind();
+                let mut sorted: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let written = async {
+                    Ok::<_, StoreError>(
+                        query!(&runner.sql.delete_and_checkpoint).bind("on").execute(pool).await?.rows_affected() > 0,
+                    )
+                };
+                self.with_trailing(pool, &sorted, written, |written| matches!(written, Ok(true)), now).await?
+            }
             Db::Pg(pool) => {
                 // Only the last chunk's commit must be durable at once (see `Lease::step`).
                 let query = query!(&runner.sql.delete_and_checkpoint).bind(if last { "on" } else { "off" });
