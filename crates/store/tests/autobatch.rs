@@ -37,6 +37,7 @@ conformance!(
     a_trailing_batch_is_left_out_when_the_batch_ahead_writes_nothing,
     a_batch_sharing_an_id_with_the_batch_ahead_does_not_trail_it,
     a_job_alone_in_its_batch_is_trailed_by_the_next,
+    no_batch_trails_while_another_catalog_may_start,
     two_runners_batching_one_catalog_end_as_the_requests_said,
 );
 
@@ -697,6 +698,32 @@ async fn a_job_alone_in_its_batch_is_trailed_by_the_next(db: &TestDb) {
     r.run_until_idle().await.unwrap();
     assert_eq!(item_count(db).await, 60);
     each_reports_its_own_start_and_end(&hs, p, &jobs).await;
+    hs.close().await;
+}
+
+/// Projects are served in turn: while another project's catalog has a job that may start, a
+/// catalog's next batch does not trail its batch (the worker claims again, and the turn goes to
+/// the other project).
+async fn no_batch_trails_while_another_catalog_may_start(db: &TestDb) {
+    let other = seeded(db, "turn-other", 10).await;
+    let (hs, r, p, jobs, seen, reached, answer) =
+        batches_of_three(db, "turn-first", is_batch_formed, &nine_tens()).await;
+    let running = tokio::spawn({
+        let r = r.clone();
+        async move { r.process_one().await }
+    });
+    reached.await.unwrap();
+    let waiting = delete(&db.store, other, "c", 0..10).await;
+    answer.send(Injected::Continue).unwrap();
+    assert_eq!(running.await.unwrap().unwrap(), Some(jobs[0]));
+    assert_eq!(seen.count(is_trailing), 0, "{:?}", seen.seen());
+    assert_eq!(job(&hs, p, jobs[3]).await.status, JobStatus::Queued);
+    assert_eq!(r.process_one().await.unwrap(), Some(waiting), "the other project's turn");
+    // Alone again, the catalog's batches trail one another on PostgreSQL.
+    assert_eq!(r.process_one().await.unwrap(), Some(jobs[3]));
+    assert_eq!(seen.count(is_trailing), usize::from(db.is_pg()));
+    r.run_until_idle().await.unwrap();
+    assert_eq!(item_count(db).await, 0);
     hs.close().await;
 }
 

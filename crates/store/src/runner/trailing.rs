@@ -19,6 +19,10 @@
 //!   transactions never wait for each other's rows, and the deletes commute: deleting an item that
 //!   is not there counts as done, so each job's counts are those of the order.
 //!
+//! What keeps projects served in turn: a batch trails only when no other catalog has a job that may
+//! start now (the claim's own candidates, with its cap), that is when the turn would come back to
+//! its catalog anyway. Otherwise the worker claims again, in turn.
+//!
 //! Its jobs finish (their rows, their events, the queue's counts) in a second statement sent once
 //! the batch before has committed: event ids then follow the catalog's order, and the triggers'
 //! writes of the queue's counts never wait on the batch before. A job cancelled since the read, or
@@ -96,9 +100,9 @@ impl Lease {
     /// Starts the trailing batch behind this lease's batch of item deletes, whose sorted ids are
     /// `ahead`: takes what was read ahead for the catalog, and when it is a whole batch of item
     /// deletes sharing no id with `ahead`, opens its transaction and runs its first statement.
-    /// `None` when there is no such batch, or its jobs are no longer as read (what was read ahead
-    /// is then kept for the next lease); an error leaves the catalog's next batch to the next
-    /// lease.
+    /// `None` when there is no such batch, its jobs are no longer as read, or another catalog's
+    /// turn comes first (what was read ahead is then kept for the next lease); an error leaves the
+    /// catalog's next batch to the next lease.
     async fn start_trailing(&self, pool: &PgPool, ahead: &[&str]) -> Result<Option<Trailing>, StoreError> {
         let (Some(catalog), Some(statement)) = (self.catalog_id, &self.runner.sql.batch.trailing_deletes) else {
             return Ok(None);

@@ -32,8 +32,9 @@ pub(crate) struct BatchStatements {
 }
 
 impl BatchStatements {
-    /// The statements of PostgreSQL (`pg`) or SQLite.
-    pub(super) fn new(pg: bool) -> BatchStatements {
+    /// The statements of PostgreSQL (`pg`) or SQLite; `cap` as the claim's (see
+    /// `Statements::new`).
+    pub(super) fn new(pg: bool, cap: Option<u32>) -> BatchStatements {
         let (due, now, hint) = if pg {
             (postgres::due(""), postgres::NOW, "")
         } else {
@@ -61,7 +62,7 @@ impl BatchStatements {
             lock_waiting: if pg { pg_lock_waiting() } else { SQLITE_LOCK_WAITING.to_owned() },
             finish: if pg { pg_finish() } else { SQLITE_FINISH.to_owned() },
             delete_batch: pg.then(postgres::delete_batch),
-            trailing_deletes: pg.then(postgres::trailing_deletes),
+            trailing_deletes: pg.then(|| postgres::trailing_deletes(cap)),
         }
     }
 }

@@ -176,7 +176,7 @@ impl Statements {
                                  releases = releases + $6
                  WHERE id = $1 AND attempt = $2 AND status = 'running'"
             ),
-            batch: BatchStatements::new(pg),
+            batch: BatchStatements::new(pg, cap),
         }
     }
 }

@@ -190,18 +190,20 @@ pub(super) fn delete_batch() -> String {
     )
 }
 
-/// The first statement of a trailing batch (`runner/batch.rs`): a batch of item deletes written
-/// while the batch before it, in another transaction, is still being written. It locks its jobs
-/// (`live`: still waiting and not cancelled, as [`delete_batch`] does) and share-locks the catalog;
-/// only when every job and the catalog are as read (`go`) does it delete the items `$2` of the
-/// catalog `$1` and their memberships. `$3` are the jobs' ends as [`pg_finish_rows`] reads them.
-/// Answers `go`.
+/// The first statement of a trailing batch (`runner/trailing.rs`): a batch of item deletes
+/// written while the batch before it, in another transaction, is still being written. It locks its
+/// jobs (`live`: still waiting and not cancelled, as [`delete_batch`] does) and share-locks the
+/// catalog; only when every job and the catalog are as read, and no other catalog has a job that
+/// may start now (the claim's candidates, [`candidates`], with the same `cap`: a catalog's next
+/// batch trails only when the turn would come back to it anyway), does it (`go`) delete the items
+/// `$2` of the catalog `$1` and their memberships. `$3` are the jobs' ends as [`pg_finish_rows`]
+/// reads them. Answers `go`.
 ///
 /// It finishes no job: the jobs' update writes their events and the queue's counts (triggers of
 /// `jobs`), which must come after the batch before it commits, so that event ids follow the
 /// catalog's order and the two transactions never wait for each other's rows (the caller then runs
 /// the batch's `finish` in the same transaction, and commits).
-pub(super) fn trailing_deletes() -> String {
+pub(super) fn trailing_deletes(cap: Option<u32>) -> String {
     format!(
         "WITH f AS MATERIALIZED ({rows}),
               live AS MATERIALIZED (
@@ -210,10 +212,12 @@ pub(super) fn trailing_deletes() -> String {
                   ORDER BY jobs.id FOR UPDATE),
               go AS MATERIALIZED (
                   SELECT (SELECT COUNT(*) FROM live) = (SELECT COUNT(*) FROM f)
+                         AND NOT EXISTS (SELECT 1 FROM ({others}) AS other WHERE other.catalog_id <> $1)
                          AND EXISTS (SELECT 1 FROM catalogs WHERE id = $1 AND deleted_at IS NULL FOR SHARE) AS go),
               {deletes}
          SELECT (SELECT go FROM go) AS go",
         rows = pg_finish_rows("$3"),
+        others = candidates(CATALOGS_WITH_WORK, cap),
         deletes = item_deletes(("$1", "$2"), "(SELECT go FROM go)"),
     )
 }
