@@ -19,7 +19,8 @@
 //! While a batch is written, the batch that will follow it is read ahead ([`Lease::read_ahead`]):
 //! the due jobs behind the batch's last job, their payloads, and which of them will join the first
 //! one. The next claim of that first job then starts writing at once. What was read ahead is used
-//! only by a lease of that very job, starting it; a job of it cancelled since is left out by the
+//! only by a lease of that very job, starting it, or on PostgreSQL by a trailing batch written
+//! alongside this one (`runner/trailing.rs`); a job of it cancelled since is left out by the
 //! batch's lock, as it is from a batch read the moment before; and a job that becomes due since
 //! sorts after every job read (it was created, or became due, after the read), so the jobs read
 //! are still consecutive.

@@ -92,7 +92,7 @@ impl Lease {
         }
         // Its jobs start and end after the ones ahead of it.
         if let Err(e) = self.finish_trailing(trailing, now_ms().max(now)).await {
-            tracing::debug!(job = self.job_id.0, error = %e, "the trailing batch did not commit");
+            tracing::warn!(job = self.job_id.0, error = %e, "the trailing batch did not commit");
         }
         outcome
     }
@@ -117,6 +117,8 @@ impl Lease {
             return Ok(None);
         };
         let jobs: Vec<&Follower> = next.jobs().collect();
+        let Some((first, behind)) = jobs.split_first() else { return Ok(None) };
+        let (first, joined) = (first.job_id, behind.len());
         let done: Vec<MemberApplied> =
             jobs.iter().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
         let (ends, processed) = ends_of(jobs.iter().copied().zip(&done))?;
@@ -133,7 +135,6 @@ impl Lease {
             self.runner.keep_read_ahead(catalog, ReadAhead::ready(next));
             return Ok(None);
         }
-        let (first, joined) = (jobs[0].job_id, jobs.len() - 1);
         self.runner.store.hook(Breakpoint::TrailingBatchWritten { job: first, joined }).await?;
         Ok(Some(Trailing { tx, next, ends, processed }))
     }
