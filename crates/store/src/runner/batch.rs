@@ -149,19 +149,16 @@ impl Lease {
         if Family::of(self.kind).is_none() || !leader.finishes_job || most == 0 || self.broken.is_some() {
             return Ok(Vec::new());
         }
-        if let Some(mut read_ahead) = read_ahead {
-            match (&mut read_ahead.read).await {
-                Ok(Ok(Some(next))) if next.leader_id == self.job_id && next.leader == leader && inputs.start == 0 => {
+        if let Some(next) = read_ahead.map(ReadAhead::finished) {
+            if let Some(next) = next.await {
+                if next.leader_id == self.job_id && next.leader == leader && inputs.start == 0 {
                     let store = &self.runner.store;
                     store.hook(Breakpoint::ReadAheadTaken { job: self.job_id, joined: next.followers.len() }).await?;
                     return Ok(next.followers);
                 }
-                // Another job's, or a read that failed: read now.
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::debug!(job = self.job_id.0, error = %e, "reading the next batch ahead failed"),
-                Err(e) => tracing::debug!(job = self.job_id.0, error = %e, "reading the next batch ahead stopped"),
             }
         }
+        // Nothing read ahead, another job's, or a read that failed: read now.
         let candidates = self.runner.waiting(self.project_id, catalog, most, None).await?;
         self.runner.joining(leader, limits, &candidates).await
     }
