@@ -13,8 +13,9 @@
 //!   crash the next claim resumes at the cursor and no chunk is counted twice.
 //!
 //! Where to look: `claim.rs` (taking a job), `lease.rs` (the lease, its heartbeat, release and
-//! retry), `apply/` (a chunk: one file per job kind), `checkpoint.rs`, `worker.rs` (the loop a
-//! worker runs), `sql/` (every statement, per backend). This file: the [`Runner`], its
+//! retry), `apply/` (a chunk: one file per job kind), `batch.rs` (jobs applied together, and the
+//! next batch read ahead), `trailing.rs` (PostgreSQL: the next batch of deletes written alongside),
+//! `checkpoint.rs`, `worker.rs` (the loop a worker runs), `sql/` (every statement, per backend). This file: the [`Runner`], its
 //! configuration, and [`Runner::run`], which supervises the workers, the purge and the LISTEN loop.
 
 mod apply;

@@ -2,7 +2,9 @@
 //! there counts as done (deletes are idempotent, Bloomreach's rule).
 //!
 //! The hot path: a chunk and its checkpoint are one round trip on either backend (a statement on
-//! PostgreSQL, a script on SQLite), and on SQLite a job's last chunk may also claim the next job.
+//! PostgreSQL, a script on SQLite). On SQLite a job's last chunk may also claim the next job; on
+//! PostgreSQL the catalog's next batch of deletes may be written alongside it
+//! (`runner/trailing.rs`).
 //! Should the database refuse an id, the chunk is redone on the general path, id by id where
 //! needed.
 
