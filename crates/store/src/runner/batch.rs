@@ -117,8 +117,9 @@ pub(super) struct NextBatch {
 impl NextBatch {
     /// The jobs of the batch in order, when the leader's payload was read: the leader, then the
     /// jobs that join it.
-    pub(super) fn jobs(&self) -> impl Iterator<Item = &Follower> {
-        self.first.iter().chain(self.first.is_some().then_some(&self.followers).into_iter().flatten())
+    pub(super) fn jobs(&self) -> impl Iterator<Item = &Follower> + Clone {
+        let followers: &[Follower] = if self.first.is_some() { &self.followers } else { &[] };
+        self.first.iter().chain(followers)
     }
 }
 
@@ -178,20 +179,21 @@ impl Lease {
     /// Starts reading the batch that will follow the job `last` of this lease's catalog (see
     /// [`Lease::read_ahead`]).
     pub(super) fn read_ahead_after(&self, last: &Follower) {
-        let Some(catalog) = self.catalog_id else { return };
-        let runner = self.runner.clone();
-        let (project, after, size) = (self.project_id, Some((last.due, last.job_id)), last.payload.len() as u64);
-        let read = tokio::spawn(async move { runner.next_batch(project, catalog, after, size).await });
-        self.runner.keep_read_ahead(catalog, ReadAhead { read });
+        self.read_ahead_from(Some((last.due, last.job_id)), last.payload.len());
     }
 
     /// Starts reading the batch that will follow this lease's job, which runs alone: the due jobs
     /// of its catalog not yet started (see [`Lease::read_ahead`]).
     pub(super) fn read_ahead_behind(&self) {
+        self.read_ahead_from(None, self.payload.len());
+    }
+
+    /// Starts [`Runner::next_batch`] for this lease's catalog, behind a job of `size` inputs, and
+    /// keeps it for the catalog.
+    fn read_ahead_from(&self, after: Option<(i64, JobId)>, size: usize) {
         let Some(catalog) = self.catalog_id else { return };
-        let runner = self.runner.clone();
-        let (project, size) = (self.project_id, self.payload.len() as u64);
-        let read = tokio::spawn(async move { runner.next_batch(project, catalog, None, size).await });
+        let (runner, project) = (self.runner.clone(), self.project_id);
+        let read = tokio::spawn(async move { runner.next_batch(project, catalog, after, size as u64).await });
         self.runner.keep_read_ahead(catalog, ReadAhead { read });
     }
 
@@ -296,9 +298,7 @@ impl Lease {
         ids.dedup();
         let next = self.after_chunk(inputs.len() as u64, 0, true)?;
         let row = self.checkpoint_row(&next, inputs.end, now);
-        let done: Vec<MemberApplied> =
-            followers.iter().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
-        let (ends, followers_processed) = ends_of(followers.iter().zip(&done))?;
+        let (ends, followers_processed) = deletes_done(followers.iter())?;
         let expires_at = now.saturating_add(self.runner.store.config().retention_ms);
         // Planned at each run, with its values (not prepared): a plan kept from the first runs on a
         // young database, when `jobs` held a few hundred rows, reached the jobs of a batch by a
@@ -357,8 +357,8 @@ enum OneStatement {
 
 /// The followers' ends, each as the batch `done` it, in the JSON the finish statements read
 /// (`[id, status, completed, failed]` per job), and the inputs they processed together.
-pub(super) fn ends_of<'a>(
-    done: impl Iterator<Item = (&'a Follower, &'a MemberApplied)>,
+pub(super) fn ends_of<'f, 'd>(
+    done: impl Iterator<Item = (&'f Follower, &'d MemberApplied)>,
 ) -> Result<(String, u64), StoreError> {
     let mut ends = Vec::new();
     let mut processed = 0;
@@ -369,6 +369,14 @@ pub(super) fn ends_of<'a>(
     }
     let ends = serde_json::to_string(&ends).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok((ends, processed))
+}
+
+/// The ends of `jobs` of item deletes, every input done (deleting an item that is not there counts
+/// as done), as [`ends_of`] answers them.
+pub(super) fn deletes_done<'a>(jobs: impl Iterator<Item = &'a Follower> + Clone) -> Result<(String, u64), StoreError> {
+    let done: Vec<MemberApplied> =
+        jobs.clone().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
+    ends_of(jobs.zip(&done))
 }
 
 /// Logs and measures a committed batch: the leader's chunk of `leader_inputs` and the jobs that

@@ -29,9 +29,8 @@
 //! a catalog deleted, leaves the whole trailing batch out (nothing is written); a cancel after its
 //! first statement waits for its commit and finds the job finished, as with any batch.
 
-use super::apply::batch::MemberApplied;
 use super::apply::{ChunkData, Payload};
-use super::batch::{ends_of, Follower, NextBatch, ReadAhead};
+use super::batch::{applied_a_batch, deletes_done, Follower, NextBatch, ReadAhead};
 use super::lease::Lease;
 use crate::db::{now_ms, Flavor, WriteTx};
 use crate::error::StoreError;
@@ -58,11 +57,16 @@ impl Lease {
     /// PostgreSQL, in a catalog, with batches on (`RunnerConfig::batch_inputs` and
     /// `max_batch_jobs`: a runner told to apply every job on its own applies one at a time).
     pub(super) fn may_trail(&self) -> bool {
+        self.trailing_statement().is_some()
+    }
+
+    /// This lease's catalog and the trailing batch's first statement, when a batch may trail it
+    /// (see [`Lease::may_trail`]).
+    fn trailing_statement(&self) -> Option<(i64, &str)> {
         let config = &self.runner.config;
-        self.catalog_id.is_some()
-            && self.runner.sql.batch.trailing_deletes.is_some()
-            && config.batch_inputs > 0
-            && config.max_batch_jobs > 1
+        let statement = self.runner.sql.batch.trailing_deletes.as_deref()?;
+        let catalog = self.catalog_id?;
+        (config.batch_inputs > 0 && config.max_batch_jobs > 1).then_some((catalog, statement))
     }
 
     /// Runs `ahead`, the statement of this lease's last chunk of item deletes (alone, or with a
@@ -104,12 +108,7 @@ impl Lease {
     /// turn comes first (what was read ahead is then kept for the next lease); an error leaves the
     /// catalog's next batch to the next lease.
     async fn start_trailing(&self, pool: &PgPool, ahead: &[&str]) -> Result<Option<Trailing>, StoreError> {
-        let (Some(catalog), Some(statement)) = (self.catalog_id, &self.runner.sql.batch.trailing_deletes) else {
-            return Ok(None);
-        };
-        if !self.may_trail() {
-            return Ok(None);
-        }
+        let Some((catalog, statement)) = self.trailing_statement() else { return Ok(None) };
         let Some(read) = self.runner.take_read_ahead(catalog) else { return Ok(None) };
         let Some(next) = read.finished().await else { return Ok(None) };
         let Some(ids) = next.trailing_ids().filter(|ids| disjoint(ahead, ids)) else {
@@ -119,9 +118,7 @@ impl Lease {
         let jobs: Vec<&Follower> = next.jobs().collect();
         let Some((first, behind)) = jobs.split_first() else { return Ok(None) };
         let (first, joined) = (first.job_id, behind.len());
-        let done: Vec<MemberApplied> =
-            jobs.iter().map(|f| MemberApplied { completed: f.payload.len() as u64, failed: Vec::new() }).collect();
-        let (ends, processed) = ends_of(jobs.iter().copied().zip(&done))?;
+        let (ends, processed) = deletes_done(jobs.iter().copied())?;
         let mut tx = pool.begin_write(&self.runner.turns).await?;
         let go: bool = sqlx::query(statement)
             .bind(catalog)
@@ -154,7 +151,7 @@ impl Lease {
         let mut jobs = trailing.next.jobs();
         if let Some(first) = jobs.next() {
             let joined: Vec<&Follower> = jobs.collect();
-            super::batch::applied_a_batch(first.job_id, first.payload.len(), joined.into_iter());
+            applied_a_batch(first.job_id, first.payload.len(), joined.into_iter());
         }
         let processed = &self.runner.store.inner.items_processed;
         processed.fetch_add(trailing.processed, std::sync::atomic::Ordering::Relaxed);
