@@ -9,7 +9,11 @@
 //! the ids of the accepted requests over the load plus the drain, until every accepted job has
 //! finished. The 50-id requests walk the items in order and start over when they have named them
 //! all, so the first pass deletes items and later ones find them gone (deletes are idempotent).
-//! 5xx and 429 answers are counted and printed.
+//! 5xx and 429 answers are counted and printed. Beside it, the CPU time each accepted request
+//! cost over the load and the drain (from `/proc`): the server processes', and the whole
+//! machine's (the database and the load generator included). On two busy cores that is what
+//! bounds the load, and unlike the ratio it does not carry the reference's own spread (a third
+//! within an hour on one machine, docs/PERFORMANCE.md).
 //!
 //! `shared` (PostgreSQL): the same, then the same load spread over two `catalogd serve` processes
 //! sharing a database of their own, filled the same way, against the one-process figure. (On the
@@ -58,6 +62,47 @@ impl Phase {
 struct SmallRun {
     answers: Answers,
     drain: Duration,
+    /// CPU time over the load and the drain, when `/proc` could be read.
+    cpu: Option<CpuUsed>,
+}
+
+/// CPU time, in the kernel's clock ticks (`USER_HZ`), spent by the server processes and by the
+/// whole machine (every process, the kernel's own work included).
+#[derive(Debug, Clone, Copy)]
+struct CpuUsed {
+    servers: u64,
+    machine: u64,
+}
+
+/// `/proc` counts CPU time in `USER_HZ` ticks, which Linux fixes at 100 a second for user space
+/// whatever the kernel's own tick rate.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+impl CpuUsed {
+    /// The CPU time spent so far by `pids` and by the machine; none where `/proc` is not Linux's.
+    fn now(pids: &[u32]) -> Option<CpuUsed> {
+        let mut servers = 0;
+        for pid in pids {
+            // After the command's name, which is in parentheses and may hold spaces: the fields
+            // from the third on; utime and stime are the 14th and 15th.
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            servers += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        }
+        // The first line adds up every CPU: user, nice, system, idle, iowait, irq, softirq, steal.
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let ticks: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).map_while(|t| t.parse().ok()).collect();
+        let busy = [0, 1, 2, 5, 6].iter().map(|&i| ticks.get(i).copied().unwrap_or(0)).sum();
+        Some(CpuUsed { servers, machine: busy })
+    }
+
+    /// What was spent between `self` and `later`.
+    fn until(self, later: CpuUsed) -> CpuUsed {
+        CpuUsed {
+            servers: later.servers.saturating_sub(self.servers),
+            machine: later.machine.saturating_sub(self.machine),
+        }
+    }
 }
 
 impl SmallRun {
@@ -68,6 +113,17 @@ impl SmallRun {
 
     fn accepted_rate(&self) -> f64 {
         self.answers.per_second()
+    }
+
+    /// Microseconds of CPU per accepted request: the server processes', the whole machine's.
+    fn cpu_per_request(&self) -> String {
+        match self.cpu {
+            Some(cpu) if self.answers.wanted > 0 => {
+                let per_request = |ticks: u64| ticks as f64 / TICKS_PER_SECOND / self.answers.wanted as f64 * 1e6;
+                format!("{:.0} µs / {:.0} µs", per_request(cpu.servers), per_request(cpu.machine))
+            }
+            _ => "— (no /proc)".to_owned(),
+        }
     }
 }
 
@@ -94,7 +150,7 @@ pub async fn run(
     let (Some(reference), Some(refill)) = (reference, refill) else {
         return Err("the reference ran no round".into());
     };
-    let one = small_deletes(&[first.port], &token, options, seconds, &mut conn).await?;
+    let one = small_deletes(&[&first], &token, options, seconds, &mut conn).await?;
     if processes < 2 {
         return Ok(sustained_table(options, backend, seconds, &args, reference, refill, &one));
     }
@@ -117,7 +173,7 @@ async fn two_processes(
 ) -> Result<SmallRun, BoxError> {
     let (first, token, mut conn) = filled(options, database, args).await?;
     let second = Server::start(&options.bin, database, args).await?;
-    small_deletes(&[first.port, second.port], &token, options, seconds, &mut conn).await
+    small_deletes(&[&first, &second], &token, options, seconds, &mut conn).await
 }
 
 /// A server on `database` with a project and its catalog of `--items` items, filled through
@@ -165,10 +221,10 @@ async fn bulk(conn: &mut Conn, route: &str, n: u64) -> Result<Phase, BoxError> {
     Ok(Phase { ids: n, elapsed: done - started })
 }
 
-/// The load: 50-id deletes from `--connections` loops over `ports` for `seconds`, walking the
+/// The load: 50-id deletes from `--connections` loops over `servers` for `seconds`, walking the
 /// items in order; then the drain, watched on `conn`.
 async fn small_deletes(
-    ports: &[u16],
+    servers: &[&Server],
     token: &str,
     options: &Options,
     seconds: u64,
@@ -177,12 +233,15 @@ async fn small_deletes(
     eprintln!(
         "{SMALL}-id deletes: {} connections over {} process(es) for {seconds} s…",
         options.connections,
-        ports.len()
+        servers.len()
     );
+    let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
+    let pids: Vec<u32> = servers.iter().map(|server| server.pid()).collect();
+    let cpu_before = CpuUsed::now(&pids);
     let items = options.items;
     let path = format!("/v1/catalogs/{CATALOG}/items/bulk-delete");
     let answers = load(
-        ports,
+        &ports,
         token,
         options.connections,
         seconds,
@@ -197,8 +256,14 @@ async fn small_deletes(
     let load_ended = Instant::now();
     eprintln!("  {:.0} accepted/s; draining…", answers.per_second());
     let drain = conn.drained().await? - load_ended;
-    let run = SmallRun { answers, drain };
-    eprintln!("  drained in {:.1} s: {:.0} ids/s applied over load + drain", drain.as_secs_f64(), run.applied_rate());
+    let cpu = cpu_before.zip(CpuUsed::now(&pids)).map(|(before, after)| before.until(after));
+    let run = SmallRun { answers, drain, cpu };
+    eprintln!(
+        "  drained in {:.1} s: {:.0} ids/s applied over load + drain; CPU per accepted request, server / machine: {}",
+        drain.as_secs_f64(),
+        run.applied_rate(),
+        run.cpu_per_request()
+    );
     Ok(run)
 }
 
@@ -235,6 +300,7 @@ fn sustained_table(
          | {SMALL}-id bulk deletes accepted during the load | {accepted:.0}/s ({accepted_ids:.0} ids/s) | — | — | — |\n\
          | drain after the load (until every accepted job finished) | {drain:.1} s | the load: {load:.1} s | — | — |\n\
          | answers 5xx / 429 during the load | {errors} / {refused} | — | — | no 5xx |\n\
+         | CPU per accepted request over load + drain: catalogd / the whole machine (database and load generator included) | {cpu} | — | — | — |\n\
          | {LARGE}-id bulk upserts of the same items, applied (best of {REFERENCE_ROUNDS}) | {refill:.0} ids/s | — | — | none set |\n",
         head = measured(options, backend, "sustained", seconds, args),
         applied = run.applied_rate(),
@@ -247,6 +313,7 @@ fn sustained_table(
         load = a.elapsed.as_secs_f64(),
         errors = a.server_errors,
         refused = a.too_many,
+        cpu = run.cpu_per_request(),
         refill = refill.rate(),
     )
 }
@@ -261,10 +328,11 @@ fn shared_table(
 ) -> String {
     let row = |label: &str, run: &SmallRun, against: &str| {
         format!(
-            "| {label} | {:.0}/s | {:.0} ids/s | {:.1} s | {} / {} | {against} |\n",
+            "| {label} | {:.0}/s | {:.0} ids/s | {:.1} s | {} | {} / {} | {against} |\n",
             run.accepted_rate(),
             run.applied_rate(),
             run.drain.as_secs_f64(),
+            run.cpu_per_request(),
             run.answers.server_errors,
             run.answers.too_many,
         )
@@ -273,8 +341,8 @@ fn shared_table(
         "{head}\
          {LARGE}-id bulk deletes of the {items} items through one process (the reference of the sustained section, best of {REFERENCE_ROUNDS}): \
          {reference:.0} ids/s.\n\n\
-         | {SMALL}-id bulk deletes through | accepted during the load | ids applied per second over load + drain | drain after the load | 5xx / 429 | against one process |\n\
-         |---|---|---|---|---|---|\n{one_row}{two_row}",
+         | {SMALL}-id bulk deletes through | accepted during the load | ids applied per second over load + drain | drain after the load | CPU per accepted request, catalogd / machine | 5xx / 429 | against one process |\n\
+         |---|---|---|---|---|---|---|\n{one_row}{two_row}",
         head = measured(options, Backend::Postgres, "shared", seconds, args),
         items = options.items,
         reference = reference.rate(),
