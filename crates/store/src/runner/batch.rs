@@ -29,11 +29,12 @@ use super::apply::batch::{apply_batch, Member, MemberApplied};
 use super::apply::{chunk_inputs, Chunk, ChunkData, Isolation, Payload};
 use super::checkpoint::bind_checkpoint;
 use super::lease::Lease;
+use super::trailing::sorted_ids;
 use super::Runner;
 use crate::db::{to_i64, with_db, Db, Flavor, RowExt};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
-use crate::idlist::{IdList, IntList};
+use crate::idlist::IntList;
 use crate::jobs::joined_payload;
 use crate::model::JobId;
 use catalog_domain::autobatch::{autobatch, BatchLimits, Family, Leader, Waiting};
@@ -283,7 +284,7 @@ impl Lease {
     ) -> Result<OneStatement, StoreError> {
         let members = std::iter::once((&self.payload, inputs.clone()))
             .chain(followers.iter().map(|f| (&f.payload, 0..f.payload.len())));
-        let mut ids: Vec<&str> = Vec::new();
+        let mut ids = Vec::new();
         for (payload, range) in members {
             let Payload::Ids(list) = payload else {
                 return Err(StoreError::Corrupt(format!(
@@ -291,11 +292,9 @@ impl Lease {
                     self.job_id.0
                 )));
             };
-            ids.extend(list.get(range).unwrap_or_default().iter().map(String::as_str));
+            ids.extend(list.get(range).unwrap_or_default());
         }
-        // In key order, as the transaction's delete goes: neighbouring ids share index pages.
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = sorted_ids(ids);
         let next = self.after_chunk(inputs.len() as u64, 0, true)?;
         let row = self.checkpoint_row(&next, inputs.end, now);
         let (ends, followers_processed) = deletes_done(followers.iter())?;
@@ -306,7 +305,7 @@ impl Lease {
         // 601 ms statement, seen with auto_explain; docs/PERFORMANCE.md, "Sustained load").
         let written = bind_checkpoint!(sqlx::query(statement).persistent(false), &row)
             .bind(self.catalog_id.unwrap_or_default())
-            .bind(IdList(ids.iter().map(|id| (*id).to_owned()).collect()))
+            .bind(ids.as_slice())
             .bind(ends)
             .bind(expires_at)
             .fetch_one(pool);
@@ -493,9 +492,9 @@ impl Runner {
             0
         };
         // The leader's payload too when it could trail the batch being written
-        // (`runner/trailing.rs`): a whole job of item deletes, on PostgreSQL.
+        // (`runner/trailing.rs`): a whole job of item deletes, where batches may trail.
         let with_first =
-            leader.finishes_job && leader.kind == JobKind::ItemBulkDelete && self.sql.batch.trailing_deletes.is_some();
+            leader.finishes_job && leader.kind == JobKind::ItemBulkDelete && self.trailing_deletes().is_some();
         let read = with_first.then_some(first).into_iter().chain(&behind[..joining]);
         let mut payloads = self.payloads(read).await?;
         let first_job = if with_first { followers_of(std::slice::from_ref(first), &mut payloads).pop() } else { None };

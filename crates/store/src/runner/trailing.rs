@@ -32,10 +32,10 @@
 use super::apply::{ChunkData, Payload};
 use super::batch::{applied_a_batch, deletes_done, Follower, NextBatch, ReadAhead};
 use super::lease::Lease;
+use super::Runner;
 use crate::db::{now_ms, Flavor, WriteTx};
 use crate::error::StoreError;
 use crate::hooks::Breakpoint;
-use crate::idlist::IdList;
 use sqlx::{PgPool, Postgres, Row};
 use std::future::Future;
 
@@ -63,10 +63,8 @@ impl Lease {
     /// This lease's catalog and the trailing batch's first statement, when a batch may trail it
     /// (see [`Lease::may_trail`]).
     fn trailing_statement(&self) -> Option<(i64, &str)> {
-        let config = &self.runner.config;
-        let statement = self.runner.sql.batch.trailing_deletes.as_deref()?;
-        let catalog = self.catalog_id?;
-        (config.batch_inputs > 0 && config.max_batch_jobs > 1).then_some((catalog, statement))
+        let statement = self.runner.trailing_deletes()?;
+        Some((self.catalog_id?, statement))
     }
 
     /// Runs `ahead`, the statement of this lease's last chunk of item deletes (alone, or with a
@@ -120,9 +118,10 @@ impl Lease {
         let (first, joined) = (first.job_id, behind.len());
         let (ends, processed) = deletes_done(jobs.iter().copied())?;
         let mut tx = pool.begin_write(&self.runner.turns).await?;
+        // Bound as the ids' own text: a native array, without copying them.
         let go: bool = sqlx::query(statement)
             .bind(catalog)
-            .bind(IdList(ids))
+            .bind(ids.as_slice())
             .bind(&ends)
             .fetch_one(&mut *tx)
             .await?
@@ -174,29 +173,45 @@ impl Lease {
     }
 }
 
+impl Runner {
+    /// The trailing batch's first statement, when batches may trail: on PostgreSQL, with batches
+    /// on (`RunnerConfig::batch_inputs` and `max_batch_jobs`).
+    pub(super) fn trailing_deletes(&self) -> Option<&str> {
+        let statement = self.sql.batch.trailing_deletes.as_deref()?;
+        (self.config.batch_inputs > 0 && self.config.max_batch_jobs > 1).then_some(statement)
+    }
+}
+
 impl NextBatch {
-    /// The sorted ids of a batch read ahead, when it can trail: its leader's payload was read, it
-    /// is a whole job, and every job of it deletes items.
-    fn trailing_ids(&self) -> Option<Vec<String>> {
+    /// The sorted ids of a batch read ahead ([`sorted_ids`]), when it can trail: its leader's
+    /// payload was read, it is a whole job, and every job of it deletes items.
+    fn trailing_ids(&self) -> Option<Vec<&str>> {
         self.first.as_ref()?;
         let mut ids = Vec::new();
         for job in self.jobs() {
             let (catalog_domain::JobKind::ItemBulkDelete, Payload::Ids(list)) = (job.kind, &job.payload) else {
                 return None;
             };
-            ids.extend(list.iter().cloned());
+            ids.extend(list);
         }
-        ids.sort_unstable();
-        ids.dedup();
-        Some(ids)
+        Some(sorted_ids(ids))
     }
 }
 
+/// The `ids` in key order, each once: the form two batches are compared in ([`disjoint`]), and
+/// the order a delete walks the items' index in (neighbouring ids share its pages).
+pub(super) fn sorted_ids<'a>(ids: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
+    let mut sorted: Vec<&str> = ids.into_iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted
+}
+
 /// Whether the sorted lists `a` and `b` share no id.
-fn disjoint(a: &[&str], b: &[String]) -> bool {
+fn disjoint(a: &[&str], b: &[&str]) -> bool {
     let (mut i, mut j) = (0, 0);
     while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
-        match (*x).cmp(y.as_str()) {
+        match x.cmp(y) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => return false,
@@ -211,7 +226,6 @@ mod tests {
 
     #[test]
     fn disjoint_lists_share_no_id() {
-        let b = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
         let cases: &[(&[&str], &[&str], bool)] = &[
             (&[], &[], true),
             (&["a"], &[], true),
@@ -222,7 +236,7 @@ mod tests {
             (&["a", "b"], &["c", "d"], true),
         ];
         for (a, other, expected) in cases {
-            assert_eq!(disjoint(a, &b(other)), *expected, "{a:?} and {other:?}");
+            assert_eq!(disjoint(a, other), *expected, "{a:?} and {other:?}");
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::idlist::IdList;
 use crate::runner::checkpoint::bind_checkpoint;
 use crate::runner::claim::Claimed;
 use crate::runner::lease::Lease;
+use crate::runner::trailing::sorted_ids;
 use catalog_domain::JobState;
 use sqlx::Row;
 use std::ops::Range;
@@ -52,9 +53,7 @@ impl Lease {
                 // The job behind this one, and those that join it, are written meanwhile
                 // (`runner/trailing.rs`).
                 self.read_ahead_behind();
-                let mut sorted: Vec<&str> = chunk.iter().map(String::as_str).collect();
-                sorted.sort_unstable();
-                sorted.dedup();
+                let sorted = sorted_ids(&chunk);
                 let written = async {
                     Ok::<_, StoreError>(
                         query!(&runner.sql.delete_and_checkpoint).bind("on").execute(pool).await?.rows_affected() > 0,
