@@ -15,10 +15,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Upper bounds of the latency histograms (requests, runner chunks), in seconds.
+/// Upper bounds of the latency histograms (requests, runner chunks, the job writer's commits), in
+/// seconds.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// Upper bounds of a batch's size in jobs (`catalogd_runner_batch_jobs`).
+/// Upper bounds of a batch's size in jobs (`catalogd_runner_batch_jobs`, and
+/// `catalogd_job_writer_batch_jobs`, whose batches hold at most 256).
 const BATCH_JOBS_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
 /// Upper bounds of a batch's size in inputs (`catalogd_runner_batch_inputs`).
@@ -60,6 +62,8 @@ fn builder() -> PrometheusBuilder {
         ("catalogd_runner_chunk_seconds", LATENCY_BUCKETS),
         ("catalogd_runner_batch_jobs", BATCH_JOBS_BUCKETS),
         ("catalogd_runner_batch_inputs", BATCH_INPUTS_BUCKETS),
+        ("catalogd_job_writer_batch_jobs", BATCH_JOBS_BUCKETS),
+        ("catalogd_job_writer_batch_seconds", LATENCY_BUCKETS),
         ("catalogd_webhook_delivery_lag_seconds", DELIVERY_LAG_BUCKETS),
     ];
     buckets.into_iter().fold(PrometheusBuilder::new(), |builder, (name, bounds)| {
@@ -113,6 +117,16 @@ fn describe_recorded() {
         "Jobs applied together in one batch transaction (the leader and the jobs that joined it)."
     );
     describe_histogram!("catalogd_runner_batch_inputs", Unit::Count, "Inputs applied in one batch transaction.");
+    describe_histogram!(
+        "catalogd_job_writer_batch_jobs",
+        Unit::Count,
+        "Jobs the job writer inserted in one transaction (a group commit of accepted requests)."
+    );
+    describe_histogram!(
+        "catalogd_job_writer_batch_seconds",
+        Unit::Seconds,
+        "Time one job writer transaction took; its rate is the share of time the writer was busy."
+    );
     describe_counter!(
         "catalogd_runner_leases_lost_total",
         "Leases this process's runners found taken over (by the heartbeat or at a checkpoint)."

@@ -38,9 +38,9 @@ async fn health_ready_metrics_and_openapi_need_no_key() {
     assert!(openapi["paths"]["/v1/jobs/{id}"]["get"].is_object());
 }
 
-/// The recorded series: requests by route and status, and the runner's chunks and batches. The
-/// recorder is the process's, shared with the other tests of this binary, so only presence and
-/// lower bounds are checked.
+/// The recorded series: requests by route and status, the runner's chunks and batches, and the
+/// job writer's transactions. The recorder is the process's, shared with the other tests of this
+/// binary, so only presence and lower bounds are checked.
 async fn metrics_show_requests_and_the_runners_series() {
     let app = app_with_catalog().await;
     // Two jobs of one catalog due together: the first one's last chunk takes the second along.
@@ -65,6 +65,10 @@ async fn metrics_show_requests_and_the_runners_series() {
     assert!(value("catalogd_runner_batch_jobs_bucket{le=\"2\"}") >= 1.0, "a batch of two jobs");
     assert!(value("catalogd_runner_batch_inputs_sum") >= 3.0);
     assert!(value("catalogd_runner_leases_lost_total") >= 0.0);
+    // The two requests' jobs went through the job writer, one transaction each or together.
+    assert!(value("catalogd_job_writer_batch_jobs_sum") >= 2.0);
+    assert!(value("catalogd_job_writer_batch_jobs_count") >= 1.0);
+    assert!(value("catalogd_job_writer_batch_seconds_bucket{le=\"+Inf\"}") >= 1.0);
     // The gauges read from this test's store.
     assert_eq!(value("catalogd_jobs{status=\"completed\"}"), 2.0);
     assert_eq!(value("catalogd_queue_jobs"), 0.0);

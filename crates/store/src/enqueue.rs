@@ -405,7 +405,21 @@ impl Writer {
     /// Inserts every job of `jobs` with its payload in one transaction. A job is inserted only
     /// when its key (if any) is not revoked and its catalog not deleted at that moment: this is
     /// the fence that lets callers look both up in a cache (see `cache.rs`).
+    ///
+    /// Each call, one transaction, is one sample of the writer's metrics: its jobs and its time
+    /// (on SQLite the wait for the write lock included), whatever its outcome. The time's rate
+    /// is the share of time the writer was busy: near 1, accepted requests wait for the writer
+    /// rather than for the machine (docs/PERFORMANCE.md, "Sustained load").
     async fn insert_all(&mut self, batch: &mut [Request]) -> Result<Vec<Inserted>, StoreError> {
+        let started = Instant::now();
+        let inserted = self.insert_all_untimed(batch).await;
+        metrics::histogram!("catalogd_job_writer_batch_jobs").record(batch.len() as f64);
+        metrics::histogram!("catalogd_job_writer_batch_seconds").record(started.elapsed().as_secs_f64());
+        inserted
+    }
+
+    /// [`Writer::insert_all`] without its metrics.
+    async fn insert_all_untimed(&mut self, batch: &mut [Request]) -> Result<Vec<Inserted>, StoreError> {
         self.take_turn().await;
         let pool = match &self.db {
             Db::Pg(pool) => {

@@ -100,15 +100,29 @@ impl Conn {
         }
     }
 
-    /// `catalogd_queue_jobs` from `/metrics`: unfinished jobs of every project.
-    pub async fn queue_jobs(&mut self) -> Result<u64, BoxError> {
+    /// The values of the unlabelled `series` in one scrape of `/metrics`, in their order.
+    pub async fn metrics(&mut self, series: &[&str]) -> Result<Vec<f64>, BoxError> {
         let (status, body) = self.send("GET", "/metrics", None).await?;
         if status != 200 {
             return Err(format!("/metrics answered {status}").into());
         }
         let text = String::from_utf8_lossy(&body);
-        let line = text.lines().find_map(|l| l.strip_prefix("catalogd_queue_jobs ")).ok_or("no catalogd_queue_jobs")?;
-        Ok(line.trim().parse::<f64>()? as u64)
+        series
+            .iter()
+            .map(|name| {
+                let line = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+                    .ok_or_else(|| format!("no {name} in /metrics"))?;
+                Ok(line.trim().parse::<f64>()?)
+            })
+            .collect()
+    }
+
+    /// `catalogd_queue_jobs` from `/metrics`: unfinished jobs of every project.
+    pub async fn queue_jobs(&mut self) -> Result<u64, BoxError> {
+        let values = self.metrics(&["catalogd_queue_jobs"]).await?;
+        Ok(values.first().copied().unwrap_or_default() as u64)
     }
 
     /// Waits until no job is unfinished, polling the queue gauge (one scrape per `DRAIN_POLL`,

@@ -13,7 +13,9 @@
 //! cost over the load and the drain (from `/proc`): the server processes', and the whole
 //! machine's (the database and the load generator included). On two busy cores that is what
 //! bounds the load, and unlike the ratio it does not carry the reference's own spread (a third
-//! within an hour on one machine, docs/PERFORMANCE.md).
+//! within an hour on one machine, docs/PERFORMANCE.md). And the job writer's share of the load's
+//! time in its group commits (from `/metrics`): near 100%, the requests in flight wait for it,
+//! not for the machine.
 //!
 //! `shared` (PostgreSQL): the same, then the same load spread over two `catalogd serve` processes
 //! sharing a database of their own, filled the same way, against the one-process figure. (On the
@@ -64,6 +66,38 @@ struct SmallRun {
     drain: Duration,
     /// CPU time over the load and the drain, when `/proc` could be read.
     cpu: Option<CpuUsed>,
+    /// The job writer over the load, when one process took it.
+    writer: Option<WriterUse>,
+}
+
+/// The job writer's series, read before and after the load (`catalogd_job_writer_batch_*`).
+const WRITER_SERIES: [&str; 3] = [
+    "catalogd_job_writer_batch_seconds_sum",
+    "catalogd_job_writer_batch_jobs_sum",
+    "catalogd_job_writer_batch_jobs_count",
+];
+
+/// How the server's job writer (its group commit) spent the load: when it is busy nearly all the
+/// time, accepted requests wait for it, whatever the machine has left.
+#[derive(Debug, Clone, Copy)]
+struct WriterUse {
+    /// Its transactions' time over the load's.
+    busy: f64,
+    jobs_per_transaction: f64,
+    seconds_per_transaction: f64,
+}
+
+impl WriterUse {
+    /// From [`WRITER_SERIES`] read `before` and `after` a load that lasted `load`.
+    fn between(before: &[f64], after: &[f64], load: Duration) -> Option<WriterUse> {
+        let change = |i: usize| Some(after.get(i)? - before.get(i)?);
+        let (seconds, jobs, transactions) = (change(0)?, change(1)?, change(2)?);
+        (transactions > 0.0).then(|| WriterUse {
+            busy: seconds / load.as_secs_f64(),
+            jobs_per_transaction: jobs / transactions,
+            seconds_per_transaction: seconds / transactions,
+        })
+    }
 }
 
 /// CPU time, in the kernel's clock ticks (`USER_HZ`), spent by the server processes and by the
@@ -237,6 +271,11 @@ async fn small_deletes(
     );
     let ports: Vec<u16> = servers.iter().map(|server| server.port).collect();
     let pids: Vec<u32> = servers.iter().map(|server| server.pid()).collect();
+    // The writer is read on `conn`, which reaches the first process only.
+    let writer_before = match servers {
+        [_] => Some(conn.metrics(&WRITER_SERIES).await?),
+        _ => None,
+    };
     let cpu_before = CpuUsed::now(&pids);
     let items = options.items;
     let path = format!("/v1/catalogs/{CATALOG}/items/bulk-delete");
@@ -254,15 +293,21 @@ async fn small_deletes(
     )
     .await?;
     let load_ended = Instant::now();
+    let writer = match writer_before {
+        Some(before) => WriterUse::between(&before, &conn.metrics(&WRITER_SERIES).await?, answers.elapsed),
+        None => None,
+    };
     eprintln!("  {:.0} accepted/s; draining…", answers.per_second());
     let drain = conn.drained().await? - load_ended;
     let cpu = cpu_before.zip(CpuUsed::now(&pids)).map(|(before, after)| before.until(after));
-    let run = SmallRun { answers, drain, cpu };
+    let run = SmallRun { answers, drain, cpu, writer };
     eprintln!(
-        "  drained in {:.1} s: {:.0} ids/s applied over load + drain; CPU per accepted request, server / machine: {}",
+        "  drained in {:.1} s: {:.0} ids/s applied over load + drain; CPU per accepted request, server / machine: {}; \
+         job writer busy {}",
         drain.as_secs_f64(),
         run.applied_rate(),
-        run.cpu_per_request()
+        run.cpu_per_request(),
+        run.writer.map_or_else(|| "—".to_owned(), |w| format!("{:.0}%", w.busy * 100.0)),
     );
     Ok(run)
 }
@@ -301,6 +346,7 @@ fn sustained_table(
          | drain after the load (until every accepted job finished) | {drain:.1} s | the load: {load:.1} s | — | — |\n\
          | answers 5xx / 429 during the load | {errors} / {refused} | — | — | no 5xx |\n\
          | CPU per accepted request over load + drain: catalogd / the whole machine (database and load generator included) | {cpu} | — | — | — |\n\
+         | the job writer during the load: share of the time in its transactions (group commits); jobs and time per transaction | {writer} | — | — | — |\n\
          | {LARGE}-id bulk upserts of the same items, applied (best of {REFERENCE_ROUNDS}) | {refill:.0} ids/s | — | — | none set |\n",
         head = measured(options, backend, "sustained", seconds, args),
         applied = run.applied_rate(),
@@ -314,6 +360,15 @@ fn sustained_table(
         errors = a.server_errors,
         refused = a.too_many,
         cpu = run.cpu_per_request(),
+        writer = match run.writer {
+            Some(w) => format!(
+                "{:.0}%; {:.1} jobs, {:.1} ms",
+                w.busy * 100.0,
+                w.jobs_per_transaction,
+                w.seconds_per_transaction * 1e3
+            ),
+            None => "— (not read)".to_owned(),
+        },
         refill = refill.rate(),
     )
 }
