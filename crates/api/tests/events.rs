@@ -438,10 +438,12 @@ async fn wait_for_deliveries(app: &TestApp, hook: i64, done: impl Fn(&Vec<Value>
 
 async fn a_receiver_that_is_down_gets_the_event_once_it_is_back() {
     let app = app_with_catalog().await;
-    // A port nobody listens on, kept for the receiver that comes back.
-    let parked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // A port bound but not listening: connections to it are refused, and no other test's receiver
+    // can take it meanwhile (a port released here was once handed to another test's receiver, which
+    // got this test's deliveries). The receiver that comes back listens on the same socket.
+    let parked = tokio::net::TcpSocket::new_v4().unwrap();
+    parked.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let address = parked.local_addr().unwrap();
-    drop(parked);
     let (hook, secret) = create_hook(&app, &format!("http://{address}/hook"), &["job.completed"]).await;
     let sender = Sender::start(&app);
     upsert(&app, &["a"]).await;
@@ -451,7 +453,7 @@ async fn a_receiver_that_is_down_gets_the_event_once_it_is_back() {
     assert!(failed[0]["last_error"].as_str().is_some_and(|e| e.contains("connect")), "{failed:?}");
     assert!(failed[0]["next_attempt_at"].is_string());
 
-    let (_, mut requests, _) = serve_receiver(tokio::net::TcpListener::bind(address).await.unwrap(), StatusCode::OK);
+    let (_, mut requests, _) = serve_receiver(parked.listen(1024).unwrap(), StatusCode::OK);
     let body = verify(&next(&mut requests).await, &secret);
     assert_eq!(body["type"], "job.completed");
     let done = wait_for_deliveries(&app, hook, |d| d[0]["status"] == "succeeded").await;
