@@ -149,6 +149,19 @@ impl SmallRun {
         self.answers.per_second()
     }
 
+    /// The job writer's busy share over the load; its jobs and milliseconds per transaction.
+    fn writer_use(&self) -> String {
+        match self.writer {
+            Some(w) => format!(
+                "{:.0}%; {:.1} jobs, {:.1} ms",
+                w.busy * 100.0,
+                w.jobs_per_transaction,
+                w.seconds_per_transaction * 1e3
+            ),
+            None => "— (not read)".to_owned(),
+        }
+    }
+
     /// Microseconds of CPU per accepted request: the server processes', the whole machine's.
     fn cpu_per_request(&self) -> String {
         match self.cpu {
@@ -303,11 +316,11 @@ async fn small_deletes(
     let run = SmallRun { answers, drain, cpu, writer };
     eprintln!(
         "  drained in {:.1} s: {:.0} ids/s applied over load + drain; CPU per accepted request, server / machine: {}; \
-         job writer busy {}",
+         job writer {}",
         drain.as_secs_f64(),
         run.applied_rate(),
         run.cpu_per_request(),
-        run.writer.map_or_else(|| "—".to_owned(), |w| format!("{:.0}%", w.busy * 100.0)),
+        run.writer_use(),
     );
     Ok(run)
 }
@@ -360,15 +373,7 @@ fn sustained_table(
         errors = a.server_errors,
         refused = a.too_many,
         cpu = run.cpu_per_request(),
-        writer = match run.writer {
-            Some(w) => format!(
-                "{:.0}%; {:.1} jobs, {:.1} ms",
-                w.busy * 100.0,
-                w.jobs_per_transaction,
-                w.seconds_per_transaction * 1e3
-            ),
-            None => "— (not read)".to_owned(),
-        },
+        writer = run.writer_use(),
         refill = refill.rate(),
     )
 }
