@@ -196,7 +196,9 @@ async fn writer(
     let mut writer = Writer {
         db,
         turns,
+        hooks: hooks.clone(),
         connection: None,
+        pg_connection: None,
         sqlite: SqliteStatements::new(),
         turn: None,
         batches_this_turn: 0,
@@ -300,6 +302,7 @@ async fn writer(
         }
         if let Some(done) = release.take() {
             writer.connection = None;
+            writer.pg_connection = None;
             writer.after_batch(false);
             let _ = done.send(());
         }
@@ -334,6 +337,9 @@ impl Drop for Writer {
             if let Some(connection) = self.connection.take() {
                 drop(connection.detach());
             }
+            if let Some(connection) = self.pg_connection.take() {
+                drop(connection.detach());
+            }
         }
     }
 }
@@ -342,10 +348,14 @@ impl Drop for Writer {
 struct Writer {
     db: Db,
     turns: WriteTurns,
+    hooks: InstalledHooks,
     /// SQLite: the writer's own connection, kept between batches until the store closes (see
     /// [`Enqueuer::release`]). Its page cache stays warm and a batch costs no pool round trip; a
     /// connection that failed is closed and replaced.
     connection: Option<PoolConnection<sqlx::Sqlite>>,
+    /// PostgreSQL: the connection of the batch before, kept while requests keep coming (see
+    /// [`Writer::insert_all_pg`]).
+    pg_connection: Option<PoolConnection<sqlx::Postgres>>,
     sqlite: SqliteStatements,
     /// SQLite: the turn at the write lock, kept across batches while requests keep coming
     /// (see [`BATCHES_PER_TURN`]), and the batches written during it.
@@ -423,7 +433,8 @@ impl Writer {
         self.take_turn().await;
         let pool = match &self.db {
             Db::Pg(pool) => {
-                return insert_all_pg(pool, &batch.iter().map(|r| &r.job).collect::<Vec<_>>(), self.side).await
+                let pool = pool.clone();
+                return self.insert_all_pg(&pool, &batch.iter().map(|r| &r.job).collect::<Vec<_>>()).await;
             }
             Db::Sqlite(pool) => pool,
         };
@@ -456,6 +467,39 @@ impl Writer {
         inserted
     }
 
+    /// PostgreSQL: [`insert_all_pg`] on the connection kept from the batch before, if any, else on
+    /// one from the pool, which is then kept for the next batch. [`Writer::after_batch`] gives it
+    /// back when no request is waiting.
+    ///
+    /// Why: the pool checks a connection with a round trip before handing it out (so that one the
+    /// server has closed is replaced, not failed), and under load that check was a quarter of
+    /// each group commit, which requests wait for (docs/PERFORMANCE.md, "Sustained load"). A
+    /// connection in use a moment ago needs no such check; one the server has ended meanwhile (a
+    /// restart, `pg_terminate_backend`) fails the batch with a 57P0x SQLSTATE, which proves its
+    /// statement never committed (the server ends a connection's transaction with it), so the
+    /// batch is written again on a connection from the pool. An idle connection goes back to the
+    /// pool, which checks it after the pause: nothing is kept across the idle spells in which a
+    /// firewall may drop a connection without a word.
+    async fn insert_all_pg(&mut self, pool: &sqlx::PgPool, jobs: &[&NewJob]) -> Result<Vec<Inserted>, StoreError> {
+        if let Some(mut kept) = self.pg_connection.take() {
+            reach(&self.hooks, Breakpoint::EnqueueOnKeptConnection { jobs: jobs.len() }).await?;
+            match insert_all_pg(&mut kept, jobs, self.side).await {
+                Ok(inserted) => {
+                    self.pg_connection = Some(kept);
+                    return Ok(inserted);
+                }
+                Err(error) if error.is_connection_ended_by_server() => {
+                    tracing::debug!(%error, "the job writer's connection was ended by the server; writing again");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        let mut connection = pool.acquire().await?;
+        let inserted = insert_all_pg(&mut connection, jobs, self.side).await?;
+        self.pg_connection = Some(connection);
+        Ok(inserted)
+    }
+
     /// SQLite: waits for the turn at the write lock, unless this writer holds it already.
     async fn take_turn(&mut self) {
         if matches!(self.db, Db::Sqlite(_)) && self.turn.is_none() {
@@ -464,8 +508,12 @@ impl Writer {
     }
 
     /// After a batch: gives the write lock's turn back, unless `more_waiting` and the turn has
-    /// not yet lasted [`BATCHES_PER_TURN`] batches.
+    /// not yet lasted [`BATCHES_PER_TURN`] batches; on PostgreSQL gives the connection back to
+    /// the pool unless `more_waiting`.
     fn after_batch(&mut self, more_waiting: bool) {
+        if !more_waiting {
+            self.pg_connection = None;
+        }
         if !more_waiting || self.batches_this_turn >= BATCHES_PER_TURN {
             self.turn = None;
             self.batches_this_turn = 0;
@@ -553,7 +601,11 @@ impl WriterSide {
 /// so each input row knows its job's id whether or not it was inserted. `FOR SHARE` makes a
 /// concurrent revocation or catalog delete wait for this insert, or this insert see it. The
 /// queue's counts go to the writer's own `side`.
-async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob], side: WriterSide) -> Result<Vec<Inserted>, StoreError> {
+async fn insert_all_pg(
+    connection: &mut sqlx::PgConnection,
+    jobs: &[&NewJob],
+    side: WriterSide,
+) -> Result<Vec<Inserted>, StoreError> {
     macro_rules! column {
         ($field:ident) => {
             jobs.iter().map(|job| job.$field.clone()).collect::<Vec<_>>()
@@ -576,7 +628,7 @@ async fn insert_all_pg(pool: &sqlx::PgPool, jobs: &[&NewJob], side: WriterSide) 
         .bind(column!(requested_by))
         .bind(jobs.iter().map(|job| job.payload.as_str()).collect::<Vec<_>>())
         .bind(side.as_setting())
-        .fetch_all(pool)
+        .fetch_all(connection)
         .await?;
     if rows.len() != jobs.len() {
         return Err(StoreError::Corrupt(format!("{} jobs in, {} rows out", jobs.len(), rows.len())));

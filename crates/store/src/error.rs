@@ -186,6 +186,20 @@ impl StoreError {
             _ => false,
         }
     }
+
+    /// True when PostgreSQL ended the session this error came from (SQLSTATE 57P01 to 57P05:
+    /// an administrator, a crash of another backend, a restart, a dropped database, an idle
+    /// session timeout). The session's open transaction ended with it, uncommitted: the same
+    /// work may be written again on another connection.
+    pub(crate) fn is_connection_ended_by_server(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some()
+                    && e.code().is_some_and(|code| code.starts_with("57P0"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// What kind of failure a database error is: for the runner, whether to fail one input or let

@@ -388,3 +388,77 @@ async fn a_server_that_never_answers_is_given_up_on_after_the_acquire_timeout() 
 fn the_default_acquire_timeout_is_a_few_seconds() {
     assert_eq!(StoreConfig::default().acquire_timeout, Duration::from_secs(5));
 }
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL only: the job writer's kept connection
+// ---------------------------------------------------------------------------------------------
+
+/// Ends the job writer's kept connection, through `admin`, the first time a batch of one job is
+/// about to be written on it (a larger batch that fails is written again one job at a time, on
+/// connections from the pool, whatever the failure: one job shows whether the batch itself is).
+#[derive(Debug)]
+struct EndKeptConnection {
+    admin: sqlx::PgPool,
+    ended: std::sync::atomic::AtomicBool,
+}
+
+impl Hooks for EndKeptConnection {
+    fn reached(&self, point: Breakpoint) -> HookFuture {
+        use std::sync::atomic::Ordering;
+        if point != (Breakpoint::EnqueueOnKeptConnection { jobs: 1 }) || self.ended.swap(true, Ordering::SeqCst) {
+            return Box::pin(async { Injected::Continue });
+        }
+        let admin = self.admin.clone();
+        Box::pin(async move {
+            // The writer's connection is idle, its last statement the job insert (which sets
+            // `catalogd.queue_side`); so may be pooled connections the writer used before, which
+            // the pool checks before their next use. Each call waits until its backend has exited.
+            let ended: i64 = sqlx::query_scalar(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle'
+                   AND query LIKE '%catalogd.queue_side%'",
+            )
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+            assert!(ended >= 1, "the writer's kept connection was found and ended");
+            Injected::Continue
+        })
+    }
+}
+
+/// The job writer keeps its connection from one batch to the next while requests keep coming, and
+/// the pool does not check it again. When the server ends that connection between two batches,
+/// the batch is written again on a connection from the pool: no request fails, and none is
+/// created twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL (CATALOGD_TEST_PG): run with --include-ignored, as `cargo xtask ci` does"]
+async fn a_kept_writer_connection_ended_by_the_server_fails_no_request() {
+    use std::sync::atomic::Ordering;
+    let Some(db) = pg_db().await else { return };
+    let Raw::Pg(admin) = &db.raw else { unreachable!() };
+    let hooks = Arc::new(EndKeptConnection { admin: admin.clone(), ended: false.into() });
+    let store = Store::connect_with_hooks(&db.url, StoreConfig::default(), hooks.clone()).await.unwrap();
+    let p = project(&store, "kept").await;
+    store.create_catalog(p, "c", None).await.unwrap();
+    // Rounds of two requests at once: when the second arrives while the first's batch is written,
+    // it makes the next batch alone, on the kept connection. A few rounds are enough; the bound
+    // only keeps a broken writer from looping forever.
+    let mut accepted = 0;
+    for _ in 0..1000 {
+        let round = (0..2).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { upsert(&store, p, 3).await })
+        });
+        for request in futures_util::future::join_all(round).await {
+            request.unwrap().expect("accepted, the ended connection notwithstanding");
+            accepted += 1;
+        }
+        if hooks.ended.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    assert!(hooks.ended.load(Ordering::SeqCst), "a batch was written on a kept connection");
+    assert_eq!(db.scalar("SELECT count(*) FROM jobs").await, accepted, "every request made one job");
+    store.close().await;
+}
