@@ -443,7 +443,8 @@ impl Db {
             // The acquire timeout also bounds opening a connection (sqlx retries the connect within
             // it): with the server down or silent, a request fails after it instead of hanging.
             // Pooled connections are pinged before use (sqlx's default), so one the server closed
-            // (a restart, `pg_terminate_backend`) is replaced instead of failing a request.
+            // (a restart, `pg_terminate_backend`) is replaced instead of failing a request. (The job
+            // writer keeps its connection between batches under load, unchecked: `enqueue.rs`.)
             let pool = PgPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)

@@ -394,8 +394,9 @@ fn the_default_acquire_timeout_is_a_few_seconds() {
 // ---------------------------------------------------------------------------------------------
 
 /// Ends the job writer's kept connection, through `admin`, the first time a batch of one job is
-/// about to be written on it (a larger batch that fails is written again one job at a time, on
-/// connections from the pool, whatever the failure: one job shows whether the batch itself is).
+/// about to be written on it. (A larger batch that fails is written again one job at a time, on
+/// connections from the pool, whatever the failure; a lone job is not, unless the writer writes
+/// the batch again itself.)
 #[derive(Debug)]
 struct EndKeptConnection {
     admin: sqlx::PgPool,
