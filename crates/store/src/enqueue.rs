@@ -7,9 +7,10 @@
 //! them all in one transaction and commits once. Alone, a request is committed at once; under
 //! load, the requests that arrive while one batch commits form the next batch.
 //!
-//! A batch that fails as a whole (one bad statement aborts a PostgreSQL transaction) is retried
-//! one insert per transaction, so one request's failure never becomes its neighbours'; a batch
-//! of one is not tried twice.
+//! A batch that the database refuses as a whole (one bad statement aborts a PostgreSQL
+//! transaction) is retried one insert per transaction, so one request's failure never becomes its
+//! neighbours'; a batch of one is not tried twice. A batch that failed otherwise (its connection
+//! lost, none to be had) is not retried: it may have committed, and its requests hear the error.
 
 use crate::db::{count, discard_connection, to_i64, Db, RowExt, SqliteQuery, Turn, WriteTurns};
 use crate::error::StoreError;
@@ -285,6 +286,17 @@ async fn writer(
                         let _ = request.reply.send(Err(error));
                     }
                 }
+                // The batch may have committed (a reply lost with its connection), or nothing was
+                // sent (no connection): writing its jobs again could create them twice, or wait
+                // for a connection once per job. Every request hears the error.
+                Err(error) if !error.is_database_answer() => {
+                    for request in batch.drain(1..) {
+                        let _ = request.reply.send(Err(crate::queue::echo(&error)));
+                    }
+                    if let Some(first) = batch.pop() {
+                        let _ = first.reply.send(Err(error));
+                    }
+                }
                 Err(error) => {
                     tracing::debug!(%error, size = batch.len(), "group commit failed; inserting one by one");
                     for mut request in batch.drain(..) {
@@ -439,7 +451,10 @@ impl Writer {
             Db::Sqlite(pool) => pool,
         };
         let mut connection = match self.connection.take() {
-            Some(connection) => connection,
+            Some(connection) => {
+                reach(&self.hooks, Breakpoint::EnqueueOnKeptConnection { jobs: batch.len() }).await?;
+                connection
+            }
             None => {
                 let mut connection = pool.acquire().await?;
                 sqlx::query(CREATE_BATCH_TABLE).execute(&mut *connection).await?;

@@ -187,6 +187,14 @@ impl StoreError {
         }
     }
 
+    /// True when the error is the database's answer to a statement (a refused value, a violated
+    /// constraint, a trigger's refusal, a lost serialization, a session ended by the server): the
+    /// statement's transaction did not commit. False when the answer may have been lost with the
+    /// connection, or nothing reached the database (no connection to be had).
+    pub(crate) fn is_database_answer(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::Database(_)))
+    }
+
     /// True when PostgreSQL ended the session this error came from (SQLSTATE 57P01 to 57P05:
     /// an administrator, a crash of another backend, a restart, a dropped database, an idle
     /// session timeout). The session's open transaction ended with it, uncommitted: the same
@@ -345,6 +353,52 @@ mod tests {
         assert_eq!(classify_sqlite(778 & 0xff), DbErrorClass::Transient);
         assert_eq!(classify_sqlite(2067 & 0xff), DbErrorClass::Refused);
         assert_eq!(classify_sqlite(11), DbErrorClass::Other);
+    }
+
+    /// A database's answer to a statement, as a driver would report it.
+    #[derive(Debug)]
+    struct Answer;
+
+    impl std::fmt::Display for Answer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refused")
+        }
+    }
+
+    impl std::error::Error for Answer {}
+
+    impl sqlx::error::DatabaseError for Answer {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    #[test]
+    fn only_the_database_s_answer_proves_a_statement_did_not_commit() {
+        assert!(StoreError::Database(sqlx::Error::Database(Box::new(Answer))).is_database_answer());
+        let lost = sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"));
+        let unanswered = [
+            StoreError::Database(lost),
+            StoreError::Database(sqlx::Error::Protocol("unexpected message".into())),
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::WorkerCrashed),
+            StoreError::Corrupt("2 jobs in, 1 rows out".into()),
+        ];
+        for error in unanswered {
+            assert!(!error.is_database_answer(), "{error:?}");
+        }
     }
 
     #[test]

@@ -79,8 +79,8 @@ pub enum Breakpoint {
     },
     /// The group-commit writer is about to write a batch of job inserts.
     EnqueueBatch,
-    /// The group-commit writer (PostgreSQL) is about to write a batch on the connection it kept
-    /// from the batch before, which the pool does not check again (`enqueue.rs`,
+    /// The group-commit writer is about to write a batch on the connection it kept from the batch
+    /// before (on PostgreSQL one the pool does not check again, see `enqueue.rs`,
     /// `Writer::insert_all_pg`); reached after `EnqueueBatch`.
     EnqueueOnKeptConnection {
         /// The jobs of the batch.

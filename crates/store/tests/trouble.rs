@@ -26,6 +26,7 @@ conformance!(
     a_read_only_database_is_refused_at_start,
     trouble_during_a_chunk_costs_the_job_no_attempt,
     a_job_stuck_on_storage_trouble_can_be_cancelled,
+    a_batch_whose_connection_failed_is_not_written_again,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -342,6 +343,66 @@ async fn job_of(store: &Store, p: ProjectId, id: catalog_store::JobId) -> catalo
     store.get_job(p, id).await.unwrap()
 }
 
+/// Fails the first batch of at least two jobs about to be written on the job writer's kept
+/// connection as a lost connection would (an I/O error), and records its jobs.
+#[derive(Debug, Default)]
+struct LoseKeptBatch {
+    failed_jobs: std::sync::atomic::AtomicUsize,
+}
+
+impl Hooks for LoseKeptBatch {
+    fn reached(&self, point: Breakpoint) -> HookFuture {
+        use std::sync::atomic::Ordering;
+        let outcome = match point {
+            Breakpoint::EnqueueOnKeptConnection { jobs }
+                if jobs >= 2
+                    && self.failed_jobs.compare_exchange(0, jobs, Ordering::SeqCst, Ordering::SeqCst).is_ok() =>
+            {
+                Injected::TransientError
+            }
+            _ => Injected::Continue,
+        };
+        Box::pin(async move { outcome })
+    }
+}
+
+/// A batch whose connection failed may have committed (its reply lost with the connection): it is
+/// not written again, not even one job at a time, and each of its requests hears 503. No job is
+/// created twice; the batches before and after it are accepted.
+async fn a_batch_whose_connection_failed_is_not_written_again(db: &TestDb) {
+    use std::sync::atomic::Ordering;
+    let hooks = Arc::new(LoseKeptBatch::default());
+    let store = Store::connect_with_hooks(&db.url, StoreConfig::default(), hooks.clone()).await.unwrap();
+    let p = project(&store, "lost").await;
+    store.create_catalog(p, "c", None).await.unwrap();
+    // Rounds of eight requests at once, until a batch of two or more has been written on a kept
+    // connection (the bound only keeps a broken writer from looping forever).
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..1000 {
+        let round = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { upsert(&store, p, 3).await })
+        });
+        for request in futures_util::future::join_all(round).await {
+            match request.unwrap() {
+                Ok(_) => accepted += 1,
+                Err(error) => {
+                    assert_eq!(error.code(), ErrorCode::Unavailable, "{error:?}");
+                    refused += 1;
+                }
+            }
+        }
+        if hooks.failed_jobs.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+    }
+    assert_eq!(refused, hooks.failed_jobs.load(Ordering::SeqCst), "exactly the failed batch's requests heard 503");
+    assert!(refused >= 2);
+    assert_eq!(db.scalar("SELECT count(*) FROM jobs").await, accepted, "one job per accepted request, none more");
+    upsert(&store, p, 3).await.expect("the writer goes on");
+    store.close().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL unreachable (no server needed: the listeners are the test's own)
 // ---------------------------------------------------------------------------------------------
@@ -394,9 +455,9 @@ fn the_default_acquire_timeout_is_a_few_seconds() {
 // ---------------------------------------------------------------------------------------------
 
 /// Ends the job writer's kept connection, through `admin`, the first time a batch of one job is
-/// about to be written on it. (A larger batch that fails is written again one job at a time, on
-/// connections from the pool, whatever the failure; a lone job is not, unless the writer writes
-/// the batch again itself.)
+/// about to be written on it. (A larger batch that the database refused is written again one job
+/// at a time, on connections from the pool; a lone job is not, unless the writer writes the batch
+/// again itself.)
 #[derive(Debug)]
 struct EndKeptConnection {
     admin: sqlx::PgPool,
