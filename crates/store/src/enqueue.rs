@@ -259,12 +259,7 @@ async fn writer(
                 // The queue could not be read: nothing of the batch goes in unchecked.
                 Err(error) => {
                     health.failed(&error);
-                    for request in batch.drain(1..) {
-                        let _ = request.reply.send(Err(crate::queue::echo(&error)));
-                    }
-                    if let Some(first) = batch.pop() {
-                        let _ = first.reply.send(Err(error));
-                    }
+                    answer_all(&mut batch, error);
                 }
             }
             if batch.is_empty() {
@@ -279,24 +274,11 @@ async fn writer(
                         let _ = request.reply.send(Ok((result, request.job)));
                     }
                 }
-                // A lone job's failure is its own (and its payload may be spent, see
-                // `insert_large_sqlite`): no second try.
-                Err(error) if batch.len() == 1 => {
-                    if let Some(request) = batch.pop() {
-                        let _ = request.reply.send(Err(error));
-                    }
-                }
-                // The batch may have committed (a reply lost with its connection), or nothing was
-                // sent (no connection): writing its jobs again could create them twice, or wait
-                // for a connection once per job. Every request hears the error.
-                Err(error) if !error.is_database_answer() => {
-                    for request in batch.drain(1..) {
-                        let _ = request.reply.send(Err(crate::queue::echo(&error)));
-                    }
-                    if let Some(first) = batch.pop() {
-                        let _ = first.reply.send(Err(error));
-                    }
-                }
+                // No second try for a lone job, whose failure is its own (and whose payload may be
+                // spent, see `insert_large_sqlite`), nor for a batch that may have committed (a
+                // reply lost with its connection) or was never sent (no connection): writing its
+                // jobs again could create them twice, or wait for a connection once per job.
+                Err(error) if batch.len() == 1 || !error.is_database_answer() => answer_all(&mut batch, error),
                 Err(error) => {
                     tracing::debug!(%error, size = batch.len(), "group commit failed; inserting one by one");
                     for mut request in batch.drain(..) {
@@ -318,6 +300,17 @@ async fn writer(
             writer.after_batch(false);
             let _ = done.send(());
         }
+    }
+}
+
+/// Answers every request of `batch` with `error` (the first with `error` itself, the others with
+/// its echo, see `queue::echo`), and empties it.
+fn answer_all(batch: &mut Vec<Request>, error: StoreError) {
+    for request in batch.drain(1..) {
+        let _ = request.reply.send(Err(crate::queue::echo(&error)));
+    }
+    if let Some(first) = batch.pop() {
+        let _ = first.reply.send(Err(error));
     }
 }
 
